@@ -1,0 +1,87 @@
+"""Stage 8a: pictures and JSON on disk (report.py turns them into report.html).
+
+Everything is written atomically (temp file, then rename), so a crash or Ctrl-C never leaves a half-written
+file, and results.json is valid after every finished explanation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .images import write_image, write_npy
+
+__all__ = ["heatmap", "overlay", "activation_picture", "others_picture", "write_json", "write_image", "write_npy"]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write; NaN/Inf become null so the file is valid JSON for every reader."""
+    text = json.dumps(_finite(obj), indent=1)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    return obj
+
+
+def heatmap(values: np.ndarray, size: tuple[int, int], vmax: float | None = None) -> np.ndarray:
+    """A ``[h, w]`` map as an RGB uint8 ``[H, W, 3]`` picture (inferno colormap, 0..vmax, smooth upsampling)."""
+    v = np.asarray(values, dtype=np.float32)
+    top = float(vmax if vmax is not None else v.max()) or 1.0
+    u8 = np.clip(v / top * 255.0, 0, 255).astype(np.uint8)
+    u8 = cv2.resize(u8, (size[1], size[0]), interpolation=cv2.INTER_CUBIC if v.shape[0] < size[0] else cv2.INTER_AREA)
+    return cv2.applyColorMap(u8, cv2.COLORMAP_INFERNO)[:, :, ::-1].copy()
+
+
+def overlay(photo: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """The mask ``[H, W]`` in [0,1] as a heatmap over the photo ``[H, W, 3]`` uint8, outside dimmed."""
+    heat = cv2.applyColorMap((np.clip(mask, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+    dim = (photo.astype(np.float32) * (0.35 + 0.65 * mask[..., None]))
+    out = (1 - alpha) * dim + alpha * heat.astype(np.float32) * mask[..., None] + alpha * dim * (1 - mask[..., None])
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def activation_picture(act: np.ndarray, size: tuple[int, int], vmax: float) -> np.ndarray:
+    """Kernel k's rectified activation ``[h, w]`` at the photo's size, on a shared scale ``vmax``."""
+    return heatmap(np.maximum(act, 0), size, vmax=vmax)
+
+
+def others_picture(before: np.ndarray, after: np.ndarray, k: int, width: int = 480, height: int = 200) -> np.ndarray:
+    """Bars of ‖r_j‖ before (grey) and after (orange) for every kernel j, sorted by ‖r_j(x)‖; k in blue."""
+    order = np.argsort(-before)
+    top = float(max(before.max(), after.max(), 1e-12))
+    img = np.full((height, width, 3), 255, np.uint8)
+    n = len(order)
+    bw = width / max(n, 1)
+    base = height - 18
+    for i, j in enumerate(order):
+        x0, x1 = int(i * bw), max(int((i + 1) * bw) - 1, int(i * bw) + 1)
+        hb, ha = int(before[j] / top * (base - 10)), int(after[j] / top * (base - 10))
+        cv2.rectangle(img, (x0, base - hb), (x1, base), (200, 200, 200), -1)
+        colour = (40, 90, 220) if j == k else (240, 140, 30)
+        cv2.rectangle(img, (x0, base - ha), (x1, base), colour, -1)
+    cv2.putText(img, "grey: before   orange: after   blue: this kernel", (4, height - 5),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+    return img

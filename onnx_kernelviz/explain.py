@@ -1,0 +1,301 @@
+"""The method end to end: images -> optimized x' per (image, kernel) -> onnxruntime metrics -> files.
+
+``explain`` is the one short function that chains the stages; everything it computes once per image and
+layer (inputs, reference images, original activations on both runtimes, the truncated torch module) is reused
+across kernels, and explanations are optimized in batches.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .artifacts import activation_picture, others_picture, overlay, write_image, write_json, write_npy
+from .errors import KernelvizError, UsageError
+from .images import from_model_input, list_images, read_image, to_model_input
+from .kernels import select_items
+from .metrics import kernel_energy, kernel_metrics, parity
+from .model import Model
+from .objectives import ImageL1, MaskArea, MaskTV, Objective, PaperPreserve, PaperSuppress, Preserve, Suppress
+from .optimize import OptimizeConfig, optimize
+from .outdir import prepare_out_dir
+from .perturb import PARAMETERIZATIONS
+from .preprocess import Preprocess, valid_range
+from .references import REFERENCES
+from .verify import DEFAULT_TOLERANCE
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Settings of one ``explain`` run (recorded in results.json ``settings``).
+
+    Mask-method weights: loss = preserve + ``suppress``·suppress + ``area``·mean(m) + ``tv``·TV(m).
+    The pixel method uses the paper's α = β = γ = 1 and SGD (lr 0.1, momentum 0.9).
+    """
+
+    method: str = "mask"
+    steps: int = 300
+    early_stop: bool = True
+    batch_size: int | None = None
+    seed: int = 0
+    reference: str = "blur"
+    resolution: int = 28
+    suppress: float = 1.0
+    area: float = 0.3
+    tv: float = 0.3
+    lr: float | None = None
+    baselines: tuple[str, ...] = ()
+    top_images: int | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+
+    def optimize_config(self) -> OptimizeConfig:
+        if self.method == "pixel":
+            return OptimizeConfig(steps=self.steps, lr=self.lr or 0.1, optimizer="sgd", momentum=0.9,
+                                  early_stop=self.early_stop)
+        return OptimizeConfig(steps=self.steps, lr=self.lr or 0.1, optimizer="adam", early_stop=self.early_stop)
+
+    def objective(self) -> Objective:
+        if self.method == "pixel":
+            return Objective([(1.0, PaperPreserve()), (1.0, PaperSuppress()), (1.0, ImageL1())])
+        return Objective([(1.0, Preserve()), (self.suppress, Suppress()), (self.area, MaskArea()),
+                          (self.tv, MaskTV())])
+
+
+@dataclass
+class Prepared:
+    """Everything computed once per (image set, layer): inputs ``x [N, C, H, W]``, references ``b``, onnxruntime
+    activations ``t_ort [N, C', h, w]`` and their per-kernel energy ``[N, C']``."""
+
+    paths: list[Path]
+    photos: list[np.ndarray]
+    notes: list[tuple[str, ...]]
+    x: np.ndarray
+    b: np.ndarray
+    t_ort: np.ndarray
+    energy: np.ndarray
+
+
+@dataclass
+class ExplainRun:
+    out_dir: Path
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def results_path(self) -> Path:
+        return self.out_dir / "results.json"
+
+
+ProgressFn = Callable[[int, int, dict | None], None]  # (done, total, finished result or None)
+
+
+def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernels: str, out_dir: str | Path, *,
+            preprocess: Preprocess, config: ExplainConfig = ExplainConfig(), force: bool = False,
+            resume: bool = False, progress: ProgressFn | None = None) -> ExplainRun:
+    """Explain ``kernels`` of ``layer`` on ``images``; write images, results.json and report.html to ``out_dir``.
+
+    Raises:
+        UsageError: bad layer/kernel/option, or a non-empty ``out_dir`` without ``force``/``resume``.
+        ConversionError: the torch copy disagrees with onnxruntime on the original images.
+    """
+    PARAMETERIZATIONS.get(config.method)
+    REFERENCES.get(config.reference)
+    if config.steps < 1:
+        raise UsageError("--steps must be at least 1")
+    la = model.layer(layer)
+    out = Path(out_dir)
+    previous = prepare_out_dir(out, force=force, resume=resume)
+    paths = list_images([Path(p) for p in images])
+    prep = prepare(model, paths, la.tensor, preprocess, config)
+    items = select_items(kernels, prep.energy, config.top_images)
+    run = ExplainRun(out)
+    header = {"model": str(model.path), "model_sha256": model.loaded.sha256, "layer": la.name, "tensor": la.tensor,
+              "layer_index": la.index, "method": config.method, "device": str(model.devices.torch),
+              "ort_providers": list(model.ort((la.tensor,)).providers), "version": __version__,
+              "settings": {**asdict(config), "kernels": kernels, "preprocess": preprocess.to_dict(),
+                           "input_size": list(prep.x.shape[-2:])}}
+    done = {(r["image"], r["kernel"]): r for r in previous.get("results", [])
+            if r.get("status") in ("ok", "inactive")} if resume else {}
+    if resume and previous and previous.get("model_sha256") != model.loaded.sha256:
+        raise UsageError(f"{out} holds results of another model; use a new --out or --force")
+    todo = []
+    for i, k in items:
+        key = (str(prep.paths[i]), k)
+        if key in done:
+            run.results.append(done[key])
+        elif prep.energy[i, k] <= 0:
+            run.results.append({"image": key[0], "kernel": k, "status": "inactive",
+                                "reason": "the kernel does not fire on this image (‖r_k(x)‖ = 0)"})
+        else:
+            todo.append((i, k))
+
+    def save() -> None:
+        write_json(out / "results.json", {**header, "results": run.results})
+
+    save()
+    total = len(items)
+    if progress:
+        progress(len(run.results), total, None)
+    if todo:
+        _check_parity(model, la.tensor, prep, config.tolerance)
+        for chunk in _chunks(todo, _batch_size(model, config, len(todo))):
+            for result in _explain_chunk(model, la.tensor, prep, chunk, config, preprocess, out):
+                run.results.append(result)
+                save()
+                if progress:
+                    progress(len(run.results), total, result)
+    from .report import write_report
+    write_report(out)
+    return run
+
+
+def prepare(model: Model, paths: list[Path], tensor: str, pp: Preprocess, config: ExplainConfig) -> Prepared:
+    """Read and preprocess the images, build their references, and run them once through onnxruntime."""
+    size = model.input_size(pp.size)
+    loaded = [read_image(p) for p in paths]
+    x = np.stack([to_model_input(im, pp, size, model.channels) for im in loaded])
+    photos = [from_model_input(xi, pp) for xi in x]
+    lo, hi = (torch.from_numpy(v) for v in valid_range(pp, model.channels))
+    gen = torch.Generator().manual_seed(config.seed)
+    b = REFERENCES.get(config.reference)(torch.from_numpy(x), lo, hi, gen).numpy()
+    t = model.run_ort(x, (tensor,))[0]
+    notes = [im.notes + ((f"resized {im.original_size[1]}x{im.original_size[0]} -> {size[1]}x{size[0]}",)
+                         if im.original_size != size else ()) for im in loaded]
+    return Prepared(paths, photos, notes, x, b, t, np.stack([kernel_energy(ti) for ti in t]))
+
+
+def _check_parity(model: Model, tensor: str, prep: Prepared, tol: float) -> None:
+    t_torch = model.run_torch(prep.x[:4], (tensor,))[0]
+    _, rel = parity(t_torch, prep.t_ort[:4])
+    if rel > tol:
+        from .errors import ConversionError
+        raise ConversionError(f"the torch copy disagrees with onnxruntime at {tensor} on these images (relative "
+                              f"error {rel:.2e} > {tol:.0e}); results would not hold for the deployed model. "
+                              "Run `kernelviz verify MODEL IMAGE` to see which layer diverges first")
+
+
+def _batch_size(model: Model, config: ExplainConfig, n: int) -> int:
+    if config.batch_size is not None:
+        if config.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        return config.batch_size
+    # CPU: beyond ~16 rows a step's time grows linearly, and memory stays small; GPU: wide batches pay off.
+    return min(n, 64 if model.devices.torch.type == "cuda" else 16)
+
+
+def _chunks(seq: list, size: int):
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[int, int]], config: ExplainConfig,
+                   pp: Preprocess, out: Path) -> list[dict]:
+    dev = model.devices.torch
+    torch.manual_seed(config.seed)
+    idx = np.array([i for i, _ in chunk])
+    k = torch.tensor([kk for _, kk in chunk], device=dev)
+    x = torch.from_numpy(prep.x[idx]).to(dev)
+    b = torch.from_numpy(prep.b[idx]).to(dev)
+    tg = model.torch_graph((tensor,))
+    forward = lambda inp: tg(inp)[0]  # noqa: E731
+    with torch.no_grad():
+        ref = torch.relu(forward(x))
+    param = PARAMETERIZATIONS.get(config.method)(x, b, resolution=config.resolution)
+    t0 = time.perf_counter()
+    res = optimize(forward, param, config.objective(), ref, k, config.optimize_config())
+    seconds = (time.perf_counter() - t0) / len(chunk)
+    lo, hi = (torch.from_numpy(v).to(dev).view(1, -1, 1, 1) for v in valid_range(pp, model.channels))
+    # The returned x' is what gets saved and measured: within the range a real image can hold.
+    x_mod = torch.maximum(torch.minimum(res.x_mod, hi), lo).detach()
+    x_np = x_mod.cpu().numpy()
+    t_ort = model.run_ort(x_np, (tensor,))[0]
+    with torch.no_grad():
+        t_torch = forward(x_mod).float().cpu().numpy()
+    masks = None if res.mask is None else res.mask[:, 0].detach().cpu().numpy()
+    extra = _baselines(model, tensor, prep, idx, x, b, k, masks, forward, config, lo, hi)
+    results = []
+    for row, (i, kk) in enumerate(chunk):
+        base = {"image": str(prep.paths[i]), "kernel": kk}
+        if res.failed[row]:
+            results.append({**base, "status": "failed", "reason": res.failed[row], "steps": res.steps[row],
+                            "seconds": seconds})
+            continue
+        m = kernel_metrics(prep.t_ort[i], t_ort[row], kk)
+        p_abs, p_rel = parity(t_torch[row], t_ort[row])
+        mask = None if masks is None else masks[row]
+        files = _write_files(out, prep, i, kk, x_np[row], mask, t_ort[row], pp)
+        if extra is not None:
+            base["baselines"] = _write_baselines(out, files, extra[row], pp)
+        results.append({**base, "status": "ok", **m.to_dict(),
+                        "mask_area": None if mask is None else float(mask.mean()),
+                        "parity_max_abs": p_abs, "parity_rel": p_rel, "parity_ok": bool(p_rel <= config.tolerance),
+                        "steps": res.steps[row], "seconds": seconds, "loss": float(res.loss[row]),
+                        "image_notes": list(prep.notes[i]), "files": files})
+    return results
+
+
+def _write_files(out: Path, prep: Prepared, i: int, k: int, x_mod: np.ndarray, mask: np.ndarray | None,
+                 t_after: np.ndarray, pp: Preprocess) -> dict:
+    """Pictures of one explanation; returns their paths relative to ``out``."""
+    stem = f"{i:03d}_{prep.paths[i].stem}"
+    d = out / stem / f"k{k:04d}"
+    d.mkdir(parents=True, exist_ok=True)
+    photo = prep.photos[i]
+    size = photo.shape[:2]
+    original = out / stem / "original.png"
+    if not original.exists():
+        write_image(original, photo)
+    before, after = prep.t_ort[i][k], t_after[k]
+    vmax = float(max(np.maximum(before, 0).max(), np.maximum(after, 0).max(), 1e-12))
+    files = {"original": original, "modified": d / "modified.png", "act_before": d / "act_before.png",
+             "act_after": d / "act_after.png", "others": d / "others.png"}
+    write_image(files["modified"], from_model_input(x_mod, pp))
+    write_image(files["act_before"], activation_picture(before, size, vmax))
+    write_image(files["act_after"], activation_picture(after, size, vmax))
+    write_image(files["others"], others_picture(kernel_energy(prep.t_ort[i]), kernel_energy(t_after), k))
+    if mask is not None:
+        files["mask"] = d / "mask.png"
+        files["mask_npy"] = d / "mask.npy"
+        files["overlay"] = d / "overlay.png"
+        write_image(files["mask"], (np.clip(mask, 0, 1) * 255).astype(np.uint8))
+        write_npy(files["mask_npy"], mask.astype(np.float32))
+        write_image(files["overlay"], overlay(photo, mask))
+    else:
+        files["mask"] = None
+        # pixel method: the change |x' - x| is the closest thing to a mask
+        diff = np.abs(x_mod - prep.x[i]).mean(0)
+        files["overlay"] = d / "overlay.png"
+        write_image(files["overlay"], overlay(photo, diff / (diff.max() + 1e-12)))
+    return {name: (None if p is None else str(Path(p).relative_to(out))) for name, p in files.items()}
+
+
+def _baselines(model: Model, tensor: str, prep: Prepared, idx: np.ndarray, x: torch.Tensor, b: torch.Tensor,
+               k: torch.Tensor, masks: np.ndarray | None, forward, config: ExplainConfig, lo, hi) -> list | None:
+    """Baselines at the same mask area as ours, measured on onnxruntime like ours (METHOD.md)."""
+    if not config.baselines:
+        return None
+    if masks is None:
+        raise UsageError("--baselines compares masks at equal area; use it with --method mask")
+    from .baselines import evaluate_baselines
+    return evaluate_baselines(
+        list(config.baselines), forward=forward, x=x, b=b, k=k, areas=[float(m.mean()) for m in masks],
+        ort_activations=lambda xb: model.run_ort(xb, (tensor,))[0], t_x=prep.t_ort[idx], lo=lo, hi=hi)
+
+
+def _write_baselines(out: Path, files: dict, outcomes: dict, pp: Preprocess) -> dict:
+    """Save each baseline's mask and x' next to ours; returns {name: metrics} and adds their files."""
+    metrics = {}
+    d = (out / files["modified"]).parent
+    for name, o in outcomes.items():
+        mpath, xpath = d / f"baseline_{name}_mask.png", d / f"baseline_{name}_modified.png"
+        write_image(mpath, (np.clip(o.mask, 0, 1) * 255).astype(np.uint8))
+        write_image(xpath, from_model_input(o.x_mod, pp))
+        files[f"baseline_mask:{name}"] = str(mpath.relative_to(out))
+        files[f"baseline_modified:{name}"] = str(xpath.relative_to(out))
+        metrics[name] = o.metrics
+    return metrics

@@ -1,0 +1,127 @@
+"""Read-only views over an ONNX graph, so stages after ``normalize`` never touch raw protobufs.
+
+The views answer the questions the pipeline asks of a graph: who produces and who consumes a tensor, what a
+node's attributes are, which tensors are constant, what shape and element type a tensor has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One node: op type, name, inputs, outputs and decoded attributes."""
+
+    name: str
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_proto(cls, node: onnx.NodeProto, index: int) -> "NodeView":
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
+        return cls(node.name or f"{node.op_type}_{index}", node.op_type, node.domain or "",
+                   tuple(node.input), tuple(node.output), attrs)
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """Element type (numpy dtype) and shape (ints for fixed dims, strings for symbolic, None for unknown)."""
+
+    dtype: np.dtype | None
+    shape: tuple[int | str | None, ...] | None
+
+
+def _tensor_type(vi: onnx.ValueInfoProto) -> TensorType:
+    tt = vi.type.tensor_type
+    dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+    if not tt.HasField("shape"):
+        return TensorType(dtype, None)
+    dims: list[int | str | None] = []
+    for d in tt.shape.dim:
+        dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
+    return TensorType(dtype, tuple(dims))
+
+
+class GraphView:
+    """A read-only index over ``model.graph`` (top-level graph only; subgraphs are not needed for CNN layers)."""
+
+    def __init__(self, model: onnx.ModelProto, *, infer_shapes: bool = True) -> None:
+        self._model = model
+        self.nodes: tuple[NodeView, ...] = tuple(NodeView.from_proto(n, i) for i, n in enumerate(model.graph.node))
+        self.initializer_names = frozenset(t.name for t in model.graph.initializer)
+        self.input_names = tuple(i.name for i in model.graph.input if i.name not in self.initializer_names)
+        self.output_names = tuple(o.name for o in model.graph.output)
+        self._infer = infer_shapes
+
+    @cached_property
+    def producer(self) -> dict[str, NodeView]:
+        return {out: n for n in self.nodes for out in n.outputs if out}
+
+    @cached_property
+    def consumers(self) -> dict[str, list[NodeView]]:
+        result: dict[str, list[NodeView]] = {}
+        for n in self.nodes:
+            for name in dict.fromkeys(n.inputs):  # a node reading a tensor twice (x*x) is one consumer
+                if name:
+                    result.setdefault(name, []).append(n)
+        return result
+
+    @cached_property
+    def _constants(self) -> dict[str, onnx.TensorProto]:
+        consts = {t.name: t for t in self._model.graph.initializer}
+        for n in self._model.graph.node:
+            if n.op_type == "Constant" and len(n.output) == 1:
+                for a in n.attribute:
+                    if a.name == "value":
+                        consts[n.output[0]] = a.t
+        return consts
+
+    def is_constant(self, name: str) -> bool:
+        """True for initializers and outputs of ``Constant`` nodes."""
+        return name in self._constants
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or ``Constant`` output, or None when the tensor is computed."""
+        t = self._constants.get(name)
+        return None if t is None else numpy_helper.to_array(t)
+
+    def constant_shape(self, name: str) -> tuple[int, ...] | None:
+        """Shape of a constant without materialising it (weights can be large)."""
+        t = self._constants.get(name)
+        return None if t is None else tuple(t.dims)
+
+    @cached_property
+    def _types(self) -> dict[str, TensorType]:
+        model = self._model
+        if self._infer:
+            try:
+                model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+            except Exception:  # noqa: BLE001 - inference is a nicety: unknown shapes are allowed everywhere
+                model = self._model
+        g = model.graph
+        return {vi.name: _tensor_type(vi) for vi in (*g.input, *g.value_info, *g.output)}
+
+    def tensor_type(self, name: str) -> TensorType:
+        """Element type and shape of a tensor, as far as shape inference knows them."""
+        return self._types.get(name, TensorType(None, None))
+
+    def has_tensor(self, name: str) -> bool:
+        return name in self.producer or name in self.input_names or name in self.initializer_names
+
+    @property
+    def opset(self) -> int:
+        for o in self._model.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                return int(o.version)
+        return 1

@@ -1,0 +1,638 @@
+"""Reading image files robustly, turning them into model input and back, and writing results atomically.
+
+Every image becomes an RGB float32 array in [0, 1] (:class:`LoadedImage`), whatever its file held: grayscale,
+grayscale+alpha, palette, 16-bit, float, RGBA (composited on white), several frames (the first is used), or
+an EXIF orientation tag. Each such conversion is recorded in ``LoadedImage.notes``. A file that cannot be
+used raises :class:`ImageError` with the reason - never an OpenCV traceback.
+
+Why OpenCV 5 needs care here (checked on opencv-python-headless 5.0):
+
+* ``IMREAD_UNCHANGED`` (needed for alpha and 16 bits) does NOT apply EXIF orientation, so we read the EXIF
+  block with ``cv2.imdecodeWithMetadata`` and rotate ourselves. TIFF is the exception: libtiff already
+  orients the pixels, so its tag must not be applied twice.
+* Palette PNGs come back already expanded to BGR (BGRA with a tRNS chunk) and grayscale+alpha PNGs as BGRA;
+  only the file header tells they were palette / gray, so we peek at it for the notes.
+* OpenCV's own size limit (``OPENCV_IO_MAX_IMAGE_PIXELS``) is read once when cv2 is imported; we set it here
+  before importing cv2 (effective when this module is the first to import cv2), and in any case refuse
+  oversized files from their header before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must precede the first `import cv2` in the process to take effect (see the module docstring).
+MAX_PIXELS = 100_000_000
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+
+import contextlib  # noqa: E402
+import struct  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import BinaryIO  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from onnx_kernelviz.errors import ImageError, UsageError  # noqa: E402
+from onnx_kernelviz.preprocess import Preprocess, channel_stats  # noqa: E402
+
+#: File name endings (lower case) that a folder is searched for.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
+     ".pbm", ".pgm", ".ppm", ".pnm"}
+)
+
+_SUPPORTED = "use a JPEG/PNG/BMP/TIFF/WebP file"
+# ITU-R BT.601 luma weights, the same OpenCV's RGB2GRAY uses, so a gray model sees what cv2 users expect.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """One image, decoded and normalized to RGB.
+
+    Attributes:
+        path: the file it came from.
+        rgb: ``[H, W, 3]`` float32 in [0, 1], C-contiguous and read-only (copy before editing).
+        original_size: ``(H, W)`` of the picture as displayed (after EXIF orientation), before any resize.
+        notes: the conversions done, e.g. ``"grayscale -> RGB"``, ``"RGBA composited on white"``.
+    """
+
+    path: Path
+    rgb: np.ndarray
+    original_size: tuple[int, int]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of :attr:`rgb`."""
+        return (int(self.rgb.shape[0]), int(self.rgb.shape[1]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Finding images.
+
+def list_images(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand the user's IMAGE_OR_DIR arguments into image files.
+
+    Files are taken as given (whatever their extension; :func:`read_image` judges them). A folder contributes
+    its files with an extension in :data:`IMAGE_EXTENSIONS` (case-insensitive), sorted by name, not recursing
+    into sub-folders and skipping hidden files (``.name``). A file listed twice is kept once.
+
+    Raises:
+        ImageError: a path that does not exist, or a folder without any image file.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                (p for p in path.iterdir()
+                 if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+                key=lambda p: p.name,
+            )
+            if not found:
+                exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+                raise ImageError(f"folder {path} has no image files ({exts}); add images or name files directly")
+        elif path.exists():
+            found = [path]
+        else:
+            raise ImageError(f"no such file or folder: {path}; check the path")
+        for p in found:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a file's header says, before decoding (size for the bomb check, facts OpenCV hides).
+
+@dataclass
+class _Header:
+    format: str
+    height: int | None = None
+    width: int | None = None
+    palette: bool = False
+    gray_alpha: bool = False
+    frames: int = 1            # 2 means "more than one"
+    decoder_orients: bool = False  # the decoder applies the orientation tag itself (TIFF)
+
+
+def _u16be(d: bytes, i: int) -> int:
+    return struct.unpack_from(">H", d, i)[0]
+
+
+def _peek_header(data: bytes) -> _Header | None:
+    """The format and what its header says, or ``None`` for an unknown format. Never raises."""
+    parse: Callable[[bytes], _Header] | None = None
+    for sig, peeker in _PEEKERS:
+        if data.startswith(sig):
+            parse = peeker
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        parse = _peek_webp
+    elif len(data) >= 3 and data[0:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace():
+        parse = _peek_pnm
+    if parse is None:
+        return None
+    try:
+        return parse(data)
+    except (struct.error, IndexError, ValueError):
+        # Known signature, damaged header: no size to check; the decoder gives the verdict.
+        return _Header(parse.__name__.removeprefix("_peek_"))
+
+
+def _peek_png(d: bytes) -> _Header:
+    h = _Header("png")
+    if d[12:16] == b"IHDR":
+        h.width, h.height = struct.unpack_from(">II", d, 16)
+        color_type = d[25]
+        h.palette = color_type == 3
+        h.gray_alpha = color_type == 4
+    i = 8
+    while i + 8 <= len(d):  # walk chunks up to the image data: an acTL chunk marks an animated PNG
+        length, kind = struct.unpack_from(">I4s", d, i)
+        if kind == b"acTL":
+            h.frames = 2
+        if kind in (b"IDAT", b"IEND"):
+            break
+        i += 12 + length
+    return h
+
+
+def _peek_jpeg(d: bytes) -> _Header:
+    h = _Header("jpeg")
+    i = 2
+    while i + 4 <= len(d):
+        if d[i] != 0xFF:
+            break
+        marker = d[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan: no frame header after this
+            break
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= len(d):
+            h.height, h.width = _u16be(d, i + 5), _u16be(d, i + 7)
+            break
+        i += 2 + _u16be(d, i + 2)
+    return h
+
+
+def _peek_gif(d: bytes) -> _Header:
+    h = _Header("gif", palette=True)
+    h.width, h.height = struct.unpack_from("<HH", d, 6)
+    i = 13 + (3 << ((d[10] & 7) + 1) if d[10] & 0x80 else 0)
+    images = 0
+
+    def skip_sub_blocks(j: int) -> int:
+        while j < len(d) and d[j] != 0:
+            j += d[j] + 1
+        return j + 1
+
+    while i < len(d) and images < 2:
+        block = d[i]
+        if block == 0x2C:  # image descriptor (+ local colour table, LZW code size, data)
+            images += 1
+            flags = d[i + 9]
+            i += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+            i = skip_sub_blocks(i)
+        elif block == 0x21:  # extension: label, then sub-blocks
+            i = skip_sub_blocks(i + 2)
+        else:  # trailer or garbage
+            break
+    h.frames = images
+    return h
+
+
+def _peek_bmp(d: bytes) -> _Header:
+    h = _Header("bmp")
+    if struct.unpack_from("<I", d, 14)[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        h.width, h.height = struct.unpack_from("<HH", d, 18)
+    else:
+        w, ht = struct.unpack_from("<ii", d, 18)
+        h.width, h.height = abs(w), abs(ht)  # negative height = top-down rows
+    return h
+
+
+def _peek_webp(d: bytes) -> _Header:
+    h = _Header("webp")
+    chunk = d[12:16]
+    if chunk == b"VP8X":
+        h.frames = 2 if d[20] & 0x02 else 1
+        h.width = 1 + int.from_bytes(d[24:27], "little")
+        h.height = 1 + int.from_bytes(d[27:30], "little")
+    elif chunk == b"VP8L" and d[20] == 0x2F:
+        bits = struct.unpack_from("<I", d, 21)[0]
+        h.width, h.height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    elif chunk == b"VP8 " and d[23:26] == b"\x9d\x01\x2a":
+        w, ht = struct.unpack_from("<HH", d, 26)
+        h.width, h.height = w & 0x3FFF, ht & 0x3FFF
+    return h
+
+
+def _peek_tiff(d: bytes) -> _Header:
+    h = _Header("tiff", decoder_orients=True)
+    e = "<" if d[:2] == b"II" else ">"
+    tags, next_ifd = _read_ifd(d, struct.unpack_from(e + "I", d, 4)[0], d[:2])
+    h.width, h.height = tags.get(256), tags.get(257)
+    h.frames = 2 if next_ifd else 1
+    return h
+
+
+def _peek_pnm(d: bytes) -> _Header:
+    tokens: list[bytes] = []
+    for line in d[2:1024].splitlines():
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 2:
+            break
+    h = _Header("pnm")
+    if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit():
+        h.width, h.height = int(tokens[0]), int(tokens[1])
+    return h
+
+
+_PEEKERS: tuple[tuple[bytes, Callable[[bytes], _Header]], ...] = (
+    (b"\x89PNG\r\n\x1a\n", _peek_png),
+    (b"\xff\xd8\xff", _peek_jpeg),
+    (b"GIF87a", _peek_gif),
+    (b"GIF89a", _peek_gif),
+    (b"BM", _peek_bmp),
+    (b"II*\x00", _peek_tiff),
+    (b"MM\x00*", _peek_tiff),
+)
+
+
+def _read_ifd(d: bytes, offset: int, byte_order: bytes) -> tuple[dict[int, int], int]:
+    """First value of each SHORT/LONG entry of the TIFF IFD at ``offset``, and the next IFD's offset.
+
+    Used for TIFF files and for EXIF blocks, which are TIFF structures too.
+    """
+    e = "<" if byte_order == b"II" else ">"
+    (count,) = struct.unpack_from(e + "H", d, offset)
+    tags: dict[int, int] = {}
+    for k in range(count):
+        tag, kind, _n = struct.unpack_from(e + "HHI", d, offset + 2 + 12 * k)
+        if kind == 3:  # SHORT, stored left-justified in the 4-byte value field
+            tags[tag] = struct.unpack_from(e + "H", d, offset + 10 + 12 * k)[0]
+        elif kind == 4:  # LONG
+            tags[tag] = struct.unpack_from(e + "I", d, offset + 10 + 12 * k)[0]
+    next_at = offset + 2 + 12 * count
+    next_ifd = struct.unpack_from(e + "I", d, next_at)[0] if next_at + 4 <= len(d) else 0
+    return tags, next_ifd
+
+
+def _exif_orientation(blob: bytes) -> int:
+    """The EXIF orientation (1..8) in an EXIF block, 1 when absent or unreadable."""
+    if blob.startswith(b"Exif\x00\x00"):
+        blob = blob[6:]
+    if blob[:4] not in (b"II*\x00", b"MM\x00*"):
+        return 1
+    try:
+        e = "<" if blob[:2] == b"II" else ">"
+        tags, _ = _read_ifd(blob, struct.unpack_from(e + "I", blob, 4)[0], blob[:2])
+    except struct.error:
+        return 1
+    value = tags.get(0x0112, 1)
+    return value if 1 <= value <= 8 else 1
+
+
+def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels ``[H, W, ...]`` upright for EXIF orientation 1..8 (same result as OpenCV's)."""
+    ops: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+        2: lambda x: x[:, ::-1],                 # mirrored
+        3: lambda x: x[::-1, ::-1],              # rotated 180
+        4: lambda x: x[::-1],                    # mirrored vertically
+        5: lambda x: x.swapaxes(0, 1),           # transposed
+        6: lambda x: np.rot90(x, -1),            # rotate 90 clockwise to view
+        7: lambda x: x[::-1, ::-1].swapaxes(0, 1),  # transverse
+        8: lambda x: np.rot90(x, 1),             # rotate 90 counter-clockwise to view
+    }
+    op = ops.get(orientation)
+    return a if op is None else np.ascontiguousarray(op(a))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoding.
+
+_LOG_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's (and libpng's, routed through it) stderr messages while decoding.
+
+    A damaged file otherwise prints several "[ERROR] ... imdecode_" lines before our one clear error.
+    The log level is process-wide, hence the lock.
+    """
+    with _LOG_LOCK:
+        old = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            yield
+        finally:
+            cv2.utils.logging.setLogLevel(old)
+
+
+def _fail(path: Path, reason: str) -> ImageError:
+    return ImageError(f"cannot read image {path}: {reason}; {_SUPPORTED}")
+
+
+def _too_large(path: Path, height: int, width: int, max_pixels: int) -> ImageError:
+    return ImageError(
+        f"cannot read image {path}: {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is more "
+        f"than the {max_pixels / 1e6:g} megapixel limit; downscale the image first"
+    )
+
+
+def read_image(
+    path: str | Path,
+    *,
+    size: tuple[int, int] | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> LoadedImage:
+    """Read an image file into RGB float32 [0, 1], handling every common storage form.
+
+    The file's bytes are read in Python and decoded with ``cv2.imdecode`` (so non-ASCII paths work on every
+    platform). Oversized files are refused from their header, before decoding (PNG, JPEG, GIF, BMP, WebP,
+    TIFF, PNM; other formats by OpenCV's own limit, see the module docstring).
+
+    Args:
+        path: the image file.
+        size: optional ``(H, W)`` to resize to right away (as :func:`to_model_input` would), which saves memory
+            when many large photos are kept; recorded in ``notes``.
+        max_pixels: refuse images with more pixels than this (decompression bombs).
+
+    Returns:
+        A :class:`LoadedImage`; ``rgb`` is ``[H, W, 3]`` (``size`` when given).
+
+    Raises:
+        ImageError: missing / unreadable / empty / non-image / truncated / oversized file, or a pixel type
+            that cannot be used. The message names the file and says what to do.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise _fail(path, "it is a folder, not a file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"cannot read image {path}: no such file; check the path") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}; check the file and its permissions") from None
+    if not data:
+        raise _fail(path, "the file is empty")
+
+    header = _peek_header(data)
+    if header is not None and header.height is not None and header.width is not None:
+        if header.height * header.width > max_pixels:
+            raise _too_large(path, header.height, header.width, max_pixels)
+
+    decoded, exif = _decode(path, data, header)
+    notes: list[str] = []
+    if header is not None and header.frames > 1:
+        notes.append("multi-frame file: first frame used")
+    if header is not None and header.decoder_orients:
+        pass  # libtiff already oriented the pixels; applying the tag again would rotate twice
+    elif (orientation := _exif_orientation(exif)) != 1:
+        decoded = _apply_orientation(decoded, orientation)
+        notes.append(f"EXIF orientation {orientation} applied")
+    if decoded.shape[0] * decoded.shape[1] > max_pixels:  # formats whose header we do not parse
+        raise _too_large(path, decoded.shape[0], decoded.shape[1], max_pixels)
+
+    x = _to_unit_float(path, decoded, header, notes)
+    original_size = (int(x.shape[0]), int(x.shape[1]))
+    if size is not None:
+        # Before gray -> RGB, so a huge gray scan is resized as one channel, not three.
+        size = _check_target_size(size)
+        if size != original_size:
+            x = resize(x, size)
+            notes.append(f"resized {original_size[0]}x{original_size[1]} -> {size[0]}x{size[1]} (HxW)")
+    if x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)
+    rgb = np.ascontiguousarray(x[:, :, ::-1], dtype=np.float32)  # OpenCV's BGR -> RGB
+    rgb.flags.writeable = False
+    return LoadedImage(path=path, rgb=rgb, original_size=original_size, notes=tuple(notes))
+
+
+def _decode(path: Path, data: bytes, header: _Header | None) -> tuple[np.ndarray, bytes]:
+    """Decoded pixels as stored (BGR order, any depth) and the EXIF block (``b""`` if none)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        with _quiet_opencv():
+            img, types, metadata = cv2.imdecodeWithMetadata(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        if "MAX_IMAGE_PIXELS" in str(exc) or "MAX_IMAGE_WIDTH" in str(exc) or "MAX_IMAGE_HEIGHT" in str(exc):
+            raise ImageError(
+                f"cannot read image {path}: it is larger than OpenCV's size limit; downscale the image first"
+            ) from None
+        img, types, metadata = None, (), ()
+    if img is None or img.size == 0:
+        if header is None:
+            raise _fail(path, "not a recognised image format")
+        raise _fail(path, f"the {header.format.upper()} data is damaged or truncated")
+    exif = b""
+    for kind, blob in zip(np.asarray(types).ravel().tolist(), metadata):
+        if kind == cv2.IMAGE_METADATA_EXIF:
+            exif = np.asarray(blob, dtype=np.uint8).tobytes()
+    return img, exif
+
+
+def _to_unit_float(path: Path, a: np.ndarray, header: _Header | None, notes: list[str]) -> np.ndarray:
+    """Decoded ``[H, W]`` / ``[H, W, 1|2|3|4]`` gray/BGR(A) of any depth -> float32 ``[H, W, 1|3]`` in [0, 1].
+
+    Alpha is composited away; colour stays in OpenCV's B, G, R order and gray stays one channel (the caller
+    resizes first, then expands).
+    """
+    if a.ndim == 2:
+        a = a[:, :, None]
+    channels = a.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise _fail(path, f"it has {channels} channels (only gray, gray+alpha, RGB and RGBA are supported)")
+
+    if a.dtype == np.uint8:
+        x = a.astype(np.float32) * np.float32(1 / 255)
+    elif a.dtype == np.uint16:
+        x = a.astype(np.float32) * np.float32(1 / 65535)
+        notes.append("16-bit -> [0, 1]")
+    elif a.dtype in (np.float16, np.float32, np.float64):
+        x = a.astype(np.float32)
+        if not np.all(np.isfinite(x)) or x.min() < 0.0 or x.max() > 1.0:
+            x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+            notes.append("float pixels clipped to [0, 1]")
+        else:
+            notes.append("float pixels taken as [0, 1]")
+    else:
+        raise _fail(path, f"its pixel type {a.dtype} is not supported (use 8 or 16 bits per channel)")
+
+    palette = header is not None and header.palette
+    if palette:
+        notes.append("palette -> RGB")
+    gray_alpha = channels == 2 or (header is not None and header.gray_alpha)
+    if channels in (2, 4):
+        # Transparent areas become white, the usual page background, rather than whatever colour the
+        # encoder left under alpha = 0 (often black, which would fire edge detectors at the borders).
+        alpha = x[:, :, -1:]
+        x = x[:, :, :-1] * alpha + (1.0 - alpha)
+        notes.append("grayscale+alpha composited on white" if gray_alpha else "RGBA composited on white")
+    if x.shape[2] == 1 and not palette and not gray_alpha:
+        notes.append("grayscale -> RGB")
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model input and back.
+
+def _check_target_size(size: tuple[int, int]) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise UsageError(f"invalid image size {size!r}: give (height, width)") from None
+    if h < 1 or w < 1:
+        raise UsageError(f"invalid image size {size!r}: height and width must be positive")
+    return (h, w)
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``[H, W, C]`` to ``size`` = ``(H', W')``, stretching if the aspect ratio differs (no crop).
+
+    INTER_AREA when neither side grows (averages pixels, no aliasing/moiré), INTER_LINEAR otherwise (AREA
+    upsampling is blocky). No cropping, so every pixel of the picture can be explained; a model trained on
+    center crops may see a slightly squeezed picture - crop the files beforehand if that matters.
+    """
+    h, w = _check_target_size(size)
+    if image.shape[:2] == (h, w):
+        return image
+    shrinking = h <= image.shape[0] and w <= image.shape[1]
+    out = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return out[:, :, None] if out.ndim == 2 else out  # cv2 drops a trailing single channel
+
+
+def to_model_input(
+    img: LoadedImage | np.ndarray,
+    pp: Preprocess,
+    size: tuple[int, int],
+    channels: int = 3,
+) -> np.ndarray:
+    """Normalize an image into one model input, always channel-first.
+
+    Steps: :func:`resize` to ``size`` (no crop); ``channels=1`` -> BT.601 luminance; ``pp.bgr`` -> B, G, R
+    order; ``* 255`` unless ``pp.scale``; ``(v - mean) / std`` with mean/std in model channel order (see
+    :func:`onnx_kernelviz.preprocess.channel_stats`). NHWC models are handled by the caller (transpose).
+
+    Args:
+        img: a :class:`LoadedImage`, or an RGB ``[H, W, 3]`` float array in [0, 1].
+        pp: the preprocessing settings.
+        size: ``(H, W)`` of the model input.
+        channels: 1 (grayscale model) or 3.
+
+    Returns:
+        float32 ``[channels, H, W]``, C-contiguous.
+    """
+    rgb = img.rgb if isinstance(img, LoadedImage) else np.asarray(img, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise UsageError(f"expected an RGB image [H, W, 3], got shape {tuple(rgb.shape)}")
+    mean, std = channel_stats(pp, channels)
+    v = resize(rgb.astype(np.float32, copy=False), size)
+    if channels == 1:
+        v = v @ _LUMA
+        v = v[:, :, None]
+    elif channels == 3:
+        if pp.bgr:
+            v = v[:, :, ::-1]
+    else:
+        raise UsageError(f"the model input has {channels} channels; only 1 (gray) and 3 (colour) are supported")
+    if not pp.scale:
+        v = v * np.float32(255.0)
+    x = (v - mean) / std
+    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+
+
+def from_model_input(x: np.ndarray, pp: Preprocess) -> np.ndarray:
+    """Inverse of :func:`to_model_input` (same size): ``[C, H, W]`` -> ``[H, W, 3]`` uint8 RGB.
+
+    Values outside what a real image can hold are clipped to 0..255 (NaN -> 0); gray (C = 1) is replicated.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise UsageError(f"expected a model input [C, H, W] with C = 1 or 3, got shape {tuple(x.shape)}")
+    channels = x.shape[0]
+    mean, std = channel_stats(pp, channels)
+    v = x.transpose(1, 2, 0) * std + mean
+    if pp.scale:
+        v = v * np.float32(255.0)
+    if channels == 1:
+        v = np.repeat(v, 3, axis=2)
+    elif pp.bgr:
+        v = v[:, :, ::-1]
+    v = np.nan_to_num(v, nan=0.0, posinf=255.0, neginf=0.0)
+    return np.ascontiguousarray(np.clip(np.rint(v), 0, 255).astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing, atomically: a crash or Ctrl-C never leaves a half-written file under the final name.
+
+_WRITE_EXTENSIONS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """Yield a temp file in ``path``'s folder (same file system, so ``os.replace`` is atomic), then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_image(path: str | Path, rgb_uint8: np.ndarray, *, jpeg_quality: int = 95) -> Path:
+    """Save an RGB (``[H, W, 3]``) or gray (``[H, W]``) uint8 image atomically as PNG or JPEG (by extension).
+
+    Raises:
+        UsageError: another extension, or not a uint8 image.
+        ImageError: the file cannot be written (the message says why).
+    """
+    path = Path(path)
+    ext = _WRITE_EXTENSIONS.get(path.suffix.lower())
+    if ext is None:
+        raise UsageError(f"cannot write image {path}: use a .png or .jpg file name")
+    a = np.asarray(rgb_uint8)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3))):
+        raise UsageError(f"cannot write image {path}: expected uint8 [H, W, 3] or [H, W], got {a.dtype} {a.shape}")
+    bgr = a[:, :, ::-1] if a.ndim == 3 and a.shape[2] == 3 else a
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext == ".jpg" else []
+    ok, encoded = cv2.imencode(ext, np.ascontiguousarray(bgr), params)
+    if not ok:
+        raise ImageError(f"cannot encode image {path} as {ext}; try a .png name")
+    try:
+        with _atomic_file(path) as f:
+            f.write(encoded.tobytes())
+    except OSError as exc:
+        raise ImageError(f"cannot write image {path}: {exc.strerror or exc}; check the folder is writable") from None
+    return path
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> Path:
+    """Save ``array`` atomically with ``np.save`` (no pickled objects) to exactly ``path``."""
+    path = Path(path)
+    try:
+        with _atomic_file(path) as f:
+            np.save(f, np.asarray(array), allow_pickle=False)
+    except OSError as exc:
+        raise ImageError(f"cannot write {path}: {exc.strerror or exc}; check the folder is writable") from None
+    return path

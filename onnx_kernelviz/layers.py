@@ -1,0 +1,136 @@
+"""Stage 3: the conv layers of a graph and the activation tensor of each.
+
+A layer's activation tensor is the end of the elementwise chain that directly follows its Conv along a single
+consumer path (BatchNormalization, Relu, Clip, SiLU as Sigmoid·Mul, ...), or the Conv output itself
+(CONTRACT.md, "Terms").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UsageError
+from .graph import GraphView
+
+#: Ops that act channel-wise/elementwise on one tensor and keep its shape: they extend an activation chain.
+UNARY_CHAIN_OPS = frozenset({
+    "BatchNormalization", "Relu", "Clip", "LeakyRelu", "PRelu", "HardSwish", "HardSigmoid", "Sigmoid", "Elu",
+    "Selu", "Celu", "Tanh", "Softplus", "Softsign", "Gelu", "Mish", "ThresholdedRelu", "Dropout", "Identity",
+})
+#: Binary ops that extend the chain when their other operand is a constant (TF/Paddle exports add the conv
+#: bias or a BN-folded scale as a separate node).
+CONST_BINARY_OPS = frozenset({"Add", "Mul", "Sub", "Div"})
+#: Gates that read the tensor twice: x * sigmoid(x) (SiLU/Swish) and x * hardsigmoid(x) (legacy HardSwish).
+GATE_OPS = frozenset({"Sigmoid", "HardSigmoid"})
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One Conv node and its activation tensor.
+
+    ``shape`` is the activation shape ``[N, C, H, W]`` (ints, symbolic strings or None) when known.
+    ``chain`` lists the op types between the Conv output and ``tensor``.
+    """
+
+    index: int
+    name: str
+    tensor: str
+    conv_output: str
+    channels: int
+    shape: tuple[int | str | None, ...] | None
+    group: int
+    chain: tuple[str, ...]
+    op: str = "Conv"
+
+    def to_dict(self) -> dict:
+        """The contract's ``inspect --json`` layer entry."""
+        return {"index": self.index, "name": self.name, "op": self.op, "tensor": self.tensor,
+                "conv_output": self.conv_output, "channels": self.channels,
+                "shape": None if self.shape is None else list(self.shape), "group": self.group}
+
+
+def find_layers(graph: GraphView) -> list[Layer]:
+    """Every Conv of the graph in topological (file) order, with its activation tensor."""
+    layers: list[Layer] = []
+    for node in graph.nodes:
+        if node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
+            continue
+        w_shape = graph.constant_shape(node.inputs[1]) if len(node.inputs) > 1 else None
+        if w_shape is None:
+            w_shape = graph.tensor_type(node.inputs[1]).shape
+        channels = w_shape[0] if w_shape and isinstance(w_shape[0], int) else None
+        tensor, chain = _activation(graph, node.outputs[0])
+        shape = graph.tensor_type(tensor).shape or graph.tensor_type(node.outputs[0]).shape
+        if channels is None and shape and isinstance(shape[1], int):
+            channels = shape[1]
+        layers.append(Layer(len(layers), node.name, tensor, node.outputs[0], int(channels or 0),
+                            shape, int(node.attrs.get("group", 1)), chain))
+    return layers
+
+
+def _activation(graph: GraphView, start: str) -> tuple[str, tuple[str, ...]]:
+    tensor, chain = start, []
+    outputs = set(graph.output_names)
+    while tensor not in outputs:
+        nxt = _next_link(graph, tensor)
+        if nxt is None:
+            break
+        label, tensor = nxt
+        chain.append(label)
+    return tensor, tuple(chain)
+
+
+def _next_link(graph: GraphView, tensor: str) -> tuple[str, str] | None:
+    """The next (op label, output tensor) of the chain, or None where the chain ends."""
+    users = graph.consumers.get(tensor, [])
+    if len(users) == 1:
+        node = users[0]
+        if len(node.outputs) < 1 or not node.outputs[0]:
+            return None
+        if node.op_type in UNARY_CHAIN_OPS and node.inputs[0] == tensor:
+            if node.op_type == "Dropout" and len([o for o in node.outputs if o]) > 1:
+                return None
+            return node.op_type, node.outputs[0]
+        if node.op_type in CONST_BINARY_OPS and len(node.inputs) == 2:
+            other = node.inputs[1] if node.inputs[0] == tensor else node.inputs[0]
+            if graph.is_constant(other) and _broadcasts_per_channel(graph, other):
+                return node.op_type, node.outputs[0]
+        return None
+    if len(users) == 2:
+        gate = next((u for u in users if u.op_type in GATE_OPS and u.inputs[0] == tensor), None)
+        mul = next((u for u in users if u.op_type == "Mul"), None)
+        if gate is not None and mul is not None and set(mul.inputs) == {tensor, gate.outputs[0]} \
+                and len(graph.consumers.get(gate.outputs[0], [])) == 1:
+            return f"{gate.op_type}*Mul", mul.outputs[0]
+    return None
+
+
+def _broadcasts_per_channel(graph: GraphView, name: str) -> bool:
+    """A constant operand of at most C elements (scalar, [C], [C,1,1], [1,C,1,1]) keeps the chain elementwise."""
+    shape = graph.constant_shape(name)
+    if shape is None:
+        return False
+    return len(shape) <= 4 and sum(1 for d in shape if d != 1) <= 1
+
+
+def resolve_layer(layers: list[Layer], spec: str | int) -> Layer:
+    """Find a layer by index (as ``inspect`` shows it), Conv node name, activation tensor or conv output name.
+
+    Raises:
+        UsageError: nothing matches; the message says how to list the layers.
+    """
+    if not layers:
+        raise UsageError("the model has no Conv layers; kernelviz explains convolution kernels")
+    s = str(spec).strip()
+    if s.lstrip("-").isdigit():
+        i = int(s)
+        if -len(layers) <= i < len(layers):
+            return layers[i]
+        raise UsageError(f"layer index {i} is out of range: the model has {len(layers)} conv layers "
+                         f"(0..{len(layers) - 1}); run `kernelviz inspect MODEL` to list them")
+    for attr in ("name", "tensor", "conv_output"):
+        hits = [la for la in layers if getattr(la, attr) == s]
+        if hits:
+            return hits[0]
+    raise UsageError(f"no conv layer matches {s!r}; give an index, Conv node name or tensor name "
+                     "as listed by `kernelviz inspect MODEL`")

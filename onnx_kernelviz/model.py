@@ -1,0 +1,109 @@
+"""An opened model: the front-end stages chained once, with per-run caches.
+
+``Model`` is what the API and CLI hold: the loaded graph, its layers, the normalized copy, and — created
+on first use and reused within a run — onnxruntime sessions over the exposed original graph and torch modules
+of the graph truncated at a layer.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from .convert import TorchGraph, to_torch
+from .expose import expose, truncate
+from .graph import GraphView
+from .layers import Layer, find_layers, resolve_layer
+from .load import Layout, LoadedModel, load_model
+from .normalize import NormalizedModel, normalize
+from .runtime import Devices, OrtRunner, resolve_devices
+
+DEFAULT_SIZE = (224, 224)
+
+
+class Model:
+    """A CNN opened for explanation.
+
+    Args:
+        path: the ``.onnx`` file (never modified).
+        device: ``auto`` (CUDA when a GPU is really there), ``cpu`` or ``cuda``.
+        input_name: the image input, for models with several candidates.
+        layout: override the detected input layout.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str = "auto", input_name: str | None = None,
+                 layout: Layout | None = None) -> None:
+        self.loaded: LoadedModel = load_model(path, input_name=input_name, layout=layout)
+        self.graph = GraphView(self.loaded.proto)
+        self.layers: list[Layer] = find_layers(self.graph)
+        self.devices: Devices = resolve_devices(device)
+        self._ort: dict[tuple[str, ...], OrtRunner] = {}
+        self._torch: dict[tuple[str, ...], TorchGraph] = {}
+
+    @property
+    def path(self):
+        return self.loaded.path
+
+    def layer(self, spec: str | int) -> Layer:
+        """Resolve ``--layer`` (index, Conv node name or tensor name)."""
+        return resolve_layer(self.layers, spec)
+
+    @property
+    def channels(self) -> int:
+        return self.loaded.input.channels or 3
+
+    def input_size(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The (H, W) to feed: fixed by the model, else ``size``, else 224×224."""
+        info = self.loaded.input
+        if info.height and info.width:
+            return info.height, info.width
+        return size or DEFAULT_SIZE
+
+    @cached_property
+    def normalized(self) -> NormalizedModel:
+        keep = [t for la in self.layers for t in (la.conv_output, la.tensor)]
+        return normalize(self.loaded, keep=keep)
+
+    def ort(self, tensors: tuple[str, ...]) -> OrtRunner:
+        """onnxruntime over the ORIGINAL graph with ``tensors`` exposed as extra outputs (cached)."""
+        key = tuple(dict.fromkeys(tensors))
+        if key not in self._ort:
+            info = self.loaded.input
+            self._ort[key] = OrtRunner(expose(self.loaded.proto, list(key)), input_name=info.name,
+                                       layout=info.layout, dtype=info.dtype, fixed_batch=info.fixed_batch,
+                                       providers=self.devices.ort_providers)
+        return self._ort[key]
+
+    def run_ort(self, x: np.ndarray, tensors: tuple[str, ...]) -> list[np.ndarray]:
+        """Activations of ``tensors`` on the deployed graph for ``x`` ``[B, C, H, W]`` (normalized, NCHW)."""
+        return self.ort(tensors).run(x, list(tensors))
+
+    def torch_graph(self, tensors: tuple[str, ...]) -> TorchGraph:
+        """The normalized graph truncated at ``tensors``, as a frozen torch module on the run's device (cached)."""
+        key = tuple(dict.fromkeys(tensors))
+        if key not in self._torch:
+            norm = self.normalized
+            sub = truncate(norm.proto, norm.input_name, list(key))
+            tg = to_torch(sub, list(key))
+            tg.module.to(self.devices.torch)
+            self._torch[key] = tg
+        return self._torch[key]
+
+    def run_torch(self, x: np.ndarray, tensors: tuple[str, ...]) -> list[np.ndarray]:
+        """Activations from the torch copy (no grad), as float32 numpy arrays."""
+        tg = self.torch_graph(tensors)
+        with torch.no_grad():
+            outs = tg(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.devices.torch))
+        return [o.float().cpu().numpy() for o in outs]
+
+    def synthetic_input(self, batch: int = 2, size: tuple[int, int] | None = None, seed: int = 0) -> np.ndarray:
+        """A deterministic input ``[batch, C, H, W]``: smooth random images, roughly unit-normalized."""
+        h, w = self.input_size(size)
+        rng = np.random.default_rng(seed)
+        coarse = rng.standard_normal((batch, self.channels, max(h // 8, 1), max(w // 8, 1))).astype(np.float32)
+        x = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(h, w), mode="bilinear",
+                                            align_corners=False)
+        return (x + 0.25 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))).numpy()

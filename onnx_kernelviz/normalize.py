@@ -1,0 +1,196 @@
+"""Stage 2: a private copy of the graph that onnx2torch can convert and that runs at any batch size.
+
+The user's model is never modified; every rewrite here works on a copy and keeps the names of the tensors
+that matter (conv outputs and their activations), so results can be checked against the original graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnx_ir.passes.common as ir_passes
+from onnx import numpy_helper, version_converter
+
+from .errors import ModelError
+from .load import LoadedModel
+
+#: onnx2torch's converters cover opset 9..17 best; older graphs are upgraded (version_converter knows the
+#: BatchNormalization-7 / Dropout-7 / Gemm-7 adapters that onnx2torch lacks).
+MIN_OPSET = 13
+BATCH_DIM = "batch"
+
+
+@dataclass(frozen=True)
+class NormalizedModel:
+    """The conversion-ready copy: NCHW float32 input named ``input_name``, symbolic batch, weights as initializers.
+
+    ``notes`` lists each rewrite that was applied, in plain words, for ``inspect`` and results.json.
+    """
+
+    proto: onnx.ModelProto
+    input_name: str
+    opset: int
+    notes: tuple[str, ...]
+
+
+def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
+    """Return a conversion-ready copy of ``model.proto`` (see :class:`NormalizedModel`).
+
+    Args:
+        keep: tensor names that must survive every rewrite (layer tensors); they are graph outputs while the
+            passes run, since passes never rename or remove graph outputs.
+    """
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    notes: list[str] = []
+    proto = _upgrade_opset(proto, notes)
+    n_outputs = len(proto.graph.output)
+    present = {o.name for o in proto.graph.output}
+    for name in dict.fromkeys(keep):
+        if name not in present:
+            proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    proto = _fold_constants(proto, notes)
+    del proto.graph.output[n_outputs:]
+    _fp16_to_fp32(proto, notes)
+    input_name = model.input.name
+    if model.input.layout == "nhwc":
+        input_name = _wrap_nhwc(proto, input_name, notes)
+    _symbolic_batch(proto, input_name, notes)
+    del proto.graph.value_info[:]  # stale shapes (batch 1, fp16) would contradict the rewrites above
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception as e:  # noqa: BLE001 - conversion can still work without inferred shapes
+        notes.append(f"shape inference failed ({str(e)[:120]})")
+    return NormalizedModel(proto, input_name, _opset(proto), tuple(notes))
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _upgrade_opset(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    old = _opset(proto)
+    if old >= MIN_OPSET:
+        return proto
+    try:
+        up = version_converter.convert_version(proto, MIN_OPSET)
+    except Exception as e:  # noqa: BLE001 - onnx raises bare RuntimeErrors from C++
+        raise ModelError(f"cannot upgrade the model from opset {old} to {MIN_OPSET} ({str(e).splitlines()[0][:200]}); "
+                         f"re-export it at opset {MIN_OPSET} or newer") from e
+    notes.append(f"upgraded opset {old} -> {MIN_OPSET}")
+    return up
+
+
+def _fold_constants(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    """Turn weights computed by ``Constant`` / ``Identity`` / ``ConstantOfShape`` nodes into initializers.
+
+    PaddlePaddle and old model-zoo graphs keep weights in ``Constant`` nodes, torch's deduplication shares a
+    weight through ``Identity``, and some exporters build zero biases with ``ConstantOfShape``; onnx2torch
+    looks weights up among initializers only and fails with a KeyError on all three.
+    """
+    import onnxscript.optimizer  # local: heavy import, only needed here
+
+    # Graph outputs are never renamed by the passes; intermediate names survive too (only constants change).
+    model = ir.from_proto(proto)
+    n_before = len(model.graph)
+    onnxscript.optimizer.fold_constants(model, input_size_limit=1 << 26, output_size_limit=1 << 26)
+    for p in (ir_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+              ir_passes.RemoveInitializersFromInputsPass(), ir_passes.RemoveUnusedNodesPass()):
+        p(model)
+    out = ir.to_proto(model)
+    if len(out.graph.node) != n_before:
+        notes.append(f"folded constants into initializers ({n_before} -> {len(out.graph.node)} nodes)")
+    return out
+
+
+def _fp16_to_fp32(proto: onnx.ModelProto, notes: list[str]) -> None:
+    """Run fp16 models as fp32: gradients in fp16 underflow, and CPU kernels for fp16 are slow or missing."""
+    F16, F32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    g = proto.graph
+    changed = 0
+    for i, t in enumerate(g.initializer):
+        if t.data_type == F16:
+            g.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
+            changed += 1
+    for node in g.node:
+        for a in node.attribute:
+            if node.op_type == "Cast" and a.name == "to" and a.i == F16:
+                a.i = F32
+                changed += 1
+    for vi in (*g.input, *g.output):
+        if vi.type.tensor_type.elem_type == F16:
+            vi.type.tensor_type.elem_type = F32
+            changed += 1
+    if changed:
+        notes.append("converted fp16 weights and casts to fp32")
+
+
+def _wrap_nhwc(proto: onnx.ModelProto, name: str, notes: list[str]) -> str:
+    """Give an NHWC (TensorFlow) model an NCHW input, so the rest of the pipeline sees one layout."""
+    g = proto.graph
+    vi = next(i for i in g.input if i.name == name)
+    dims = vi.type.tensor_type.shape.dim
+    n, h, w, c = list(dims)
+    new_name = f"{name}__nchw"
+    new_vi = onnx.helper.make_tensor_value_info(new_name, vi.type.tensor_type.elem_type, None)
+    new_dims = new_vi.type.tensor_type.shape.dim
+    for d in (n, c, h, w):
+        new_dims.add().CopyFrom(d)
+    idx = list(g.input).index(vi)
+    g.input.remove(vi)
+    g.input.insert(idx, new_vi)
+    g.node.insert(0, onnx.helper.make_node("Transpose", [new_name], [name], perm=[0, 2, 3, 1],
+                                           name="kernelviz_nchw_to_nhwc"))
+    notes.append("wrapped the NHWC input with a transpose so the pipeline sees NCHW")
+    return new_name
+
+
+def _symbolic_batch(proto: onnx.ModelProto, input_name: str, notes: list[str]) -> None:
+    """Let batch > 1 run: a symbolic batch dim on the input, and no Reshape that hard-codes batch 1.
+
+    The legacy torch exporter folds ``x.view(x.size(0), ...)`` into a constant shape ``[1, ...]`` when no
+    dynamic axes were asked for (ShuffleNet's channel shuffle, every classifier's flatten). Reshape's 0 means
+    "copy this dim from the input", which is the batch for every such Reshape in a CNN.
+    """
+    g = proto.graph
+    vi = next(i for i in g.input if i.name == input_name)
+    d0 = vi.type.tensor_type.shape.dim[0]
+    if d0.HasField("dim_value"):
+        d0.Clear()
+        d0.dim_param = BATCH_DIM
+        notes.append("made the batch dimension symbolic")
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict[str, int] = {}
+    for node in g.node:
+        for i in node.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    fixed = 0
+    for node in g.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        if node.input[0] in inits:
+            continue
+        shape = numpy_helper.to_array(inits[node.input[1]])
+        allowzero = next((a for a in node.attribute if a.name == "allowzero"), None)
+        if allowzero is not None and allowzero.i == 1:
+            if (shape == 0).any():
+                continue
+            # The dynamo exporter sets allowzero=1 everywhere; without zeros in the shape it changes nothing,
+            # and onnx2torch refuses it.
+            node.attribute.remove(allowzero)
+        if shape.ndim != 1 or shape.size < 2 or shape[0] != 1:
+            continue
+        new = shape.copy()
+        new[0] = 0
+        new_name = f"{node.input[1]}__batch"
+        if new_name not in inits:
+            t = numpy_helper.from_array(new.astype(np.int64), new_name)
+            g.initializer.append(t)
+            inits[new_name] = t
+        node.input[1] = new_name
+        fixed += 1
+    if fixed:
+        notes.append(f"freed {fixed} Reshape(s) that hard-coded batch 1")

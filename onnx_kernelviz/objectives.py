@@ -1,0 +1,125 @@
+"""Loss terms as small composable callables (TorchRay's ``reward_func`` habit, not a chain of flags).
+
+Each term maps a :class:`Step` to a per-explanation loss ``[B]``; an :class:`Objective` is their weighted sum.
+Activations are rectified (r = max(T, 0)), as in the contract's metrics, so a linear (pre-ReLU) tensor is judged
+by the same quantity the report shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+EPS = 1e-8
+
+
+@dataclass
+class Step:
+    """What the terms see at one optimization step, for the B explanations still running.
+
+    Attributes:
+        act: rectified activations on x', ``[B, C, h, w]``.
+        ref: rectified activations on x (fixed), ``[B, C, h, w]``.
+        k: the kernel of each explanation, ``[B]`` (long).
+        x_mod: the modified inputs ``[B, C, H, W]``.
+        mask: the masks ``[B, 1, H, W]``, or None for the pixel method.
+    """
+
+    act: torch.Tensor
+    ref: torch.Tensor
+    k: torch.Tensor
+    x_mod: torch.Tensor
+    mask: torch.Tensor | None
+
+    def channel(self, t: torch.Tensor) -> torch.Tensor:
+        """Channel k of each row, flattened: ``[B, C, h, w] -> [B, h*w]``."""
+        return t[torch.arange(len(self.k), device=t.device), self.k].flatten(1)
+
+    def others_sq(self, t: torch.Tensor) -> torch.Tensor:
+        """Σ_{j≠k} ‖t_j‖² per row, ``[B]``."""
+        return (t.flatten(2) ** 2).sum(dim=(1, 2)) - (self.channel(t) ** 2).sum(1)
+
+
+Term = Callable[[Step], torch.Tensor]
+
+
+@dataclass
+class Preserve:
+    """‖r_k(x') − r_k(x)‖ / ‖r_k(x)‖: keep kernel k's activation map as it was (shape and strength)."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        a, r = s.channel(s.act), s.channel(s.ref)
+        return (a - r).norm(dim=1) / (r.norm(dim=1) + EPS)
+
+
+@dataclass
+class Suppress:
+    """‖r_¬k(x')‖ / ‖r_¬k(x)‖: the fraction of the other kernels' activation that survives (others_kept)."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        return torch.sqrt(s.others_sq(s.act) + EPS) / (torch.sqrt(s.others_sq(s.ref)) + EPS)
+
+
+@dataclass
+class MaskArea:
+    """Mean of the mask: prefer showing less of the image."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        return s.mask.flatten(1).mean(1)
+
+
+@dataclass
+class MaskTV:
+    """Total variation of the mask (mean absolute neighbour difference): regions, not speckle."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        m = s.mask
+        return (m[..., 1:, :] - m[..., :-1, :]).abs().flatten(1).mean(1) + \
+            (m[..., :, 1:] - m[..., :, :-1]).abs().flatten(1).mean(1)
+
+
+@dataclass
+class PaperPreserve:
+    """Zhuang et al.: ‖A_k(x') − A_k(x)‖₂ / s with s = ‖A_k(x)‖₂ / (h·w), both per h·w."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        a, r = s.channel(s.act), s.channel(s.ref)
+        hw = a.shape[1]
+        return ((a - r).norm(dim=1) / hw) / (r.norm(dim=1) / hw + EPS)
+
+
+@dataclass
+class PaperSuppress:
+    """Zhuang et al.: mean_{j≠k} ‖A_j(x')‖₁ / r with r = mean_{j≠k} ‖A_j(x)‖₁, both per h·w."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        def others_l1(t: torch.Tensor) -> torch.Tensor:
+            return t.flatten(1).abs().sum(1) - s.channel(t).abs().sum(1)
+
+        return others_l1(s.act) / (others_l1(s.ref) + EPS)
+
+
+@dataclass
+class ImageL1:
+    """mean |x'|: the paper's γ term, pulling unneeded pixels toward the dataset mean (0 after normalization)."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        return s.x_mod.abs().flatten(1).mean(1)
+
+
+@dataclass
+class Objective:
+    """A weighted sum of terms; ``parts`` keeps each term's last value for progress callbacks."""
+
+    terms: Sequence[tuple[float, Term]]
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        total = torch.zeros(len(s.k), device=s.act.device)
+        for w, term in self.terms:
+            v = term(s)
+            self.parts[type(term).__name__] = v.detach()
+            total = total + w * v
+        return total

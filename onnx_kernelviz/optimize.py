@@ -1,0 +1,115 @@
+"""The optimizer loop: a batch of explanations, each frozen when it converges or fails.
+
+Rows are independent (the loss is a sum over rows, BatchNorm runs in eval mode, Adam/SGD update elementwise),
+so a batch gives the same results as running the explanations one by one, up to float noise. A row stops when
+it converges (early stopping) or when its loss becomes NaN/Inf (marked failed); only running rows are pushed
+through the network, so a batch gets cheaper as rows finish.
+
+Early-stopping rule: after ``min_steps``, a row has converged when its best loss improved by less than
+``tol`` (relative) over the last ``patience`` steps. The row's result is its best (lowest-loss) x'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Protocol
+
+import torch
+
+from .objectives import Objective, Step
+from .perturb import Parameterization
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """Loop settings. ``steps`` is the most steps per explanation; exactly that many with ``early_stop=False``."""
+
+    steps: int = 300
+    lr: float = 0.1
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.9
+    early_stop: bool = True
+    min_steps: int = 40
+    patience: int = 20
+    tol: float = 2e-3
+
+
+@dataclass
+class OptimizeResult:
+    """Per-row results: best x' ``[B, C, H, W]``, mask ``[B, 1, H, W]`` or None, loss ``[B]``, steps run,
+    and a failure reason (None when the row succeeded)."""
+
+    x_mod: torch.Tensor
+    mask: torch.Tensor | None
+    loss: torch.Tensor
+    steps: list[int]
+    failed: list[str | None] = field(default_factory=list)
+
+
+class StepCallback(Protocol):
+    def __call__(self, step: int, loss: torch.Tensor, running: int) -> None: ...
+
+
+def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameterization, objective: Objective,
+             ref: torch.Tensor, k: torch.Tensor, cfg: OptimizeConfig,
+             callbacks: tuple[StepCallback, ...] = ()) -> OptimizeResult:
+    """Minimise ``objective`` over ``param`` for B explanations at once.
+
+    Args:
+        forward: the truncated network, ``x [b, C, H, W] -> activation [b, C', h, w]`` (rectified inside here).
+        param: owns the optimized tensors; ``param()`` builds x' for all B rows.
+        ref: rectified activations on the original inputs, ``[B, C', h, w]``.
+        k: kernel index per row, ``[B]``.
+        callbacks: called after each step with (step, loss of the running rows, number running).
+    """
+    B = len(k)
+    dev = ref.device
+    params = param.parameters()
+    opt = (torch.optim.Adam(params, lr=cfg.lr) if cfg.optimizer == "adam"
+           else torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum))
+    best_loss = torch.full((B,), float("inf"), device=dev)
+    first = param.snapshot(torch.arange(B, device=dev))
+    best_x, best_m = first.x_mod.clone(), None if first.mask is None else first.mask.clone()
+    history: list[torch.Tensor] = []  # best loss after each step, for the convergence test
+    running = torch.ones(B, dtype=torch.bool, device=dev)
+    steps = [0] * B
+    failed: list[str | None] = [None] * B
+    for step in range(1, cfg.steps + 1):
+        rows = running.nonzero().flatten()
+        if len(rows) == 0:
+            break
+        opt.zero_grad(set_to_none=True)
+        p = param()
+        x_rows = p.x_mod[rows]
+        act = torch.relu(forward(x_rows))
+        s = Step(act, ref[rows], k[rows], x_rows, None if p.mask is None else p.mask[rows])
+        loss = objective(s)
+        finite = torch.isfinite(loss)
+        if not bool(finite.all()):
+            for r in rows[~finite].tolist():
+                failed[r] = f"loss became NaN/Inf at step {step}"
+                running[r] = False
+                steps[r] = step
+        loss[finite].sum().backward()
+        opt.step()
+        with torch.no_grad():
+            lv = loss.detach()
+            better = finite & (lv < best_loss[rows])
+            if bool(better.any()):
+                # the loss was computed on x' before this update: keep that x' (rebuild it for those rows)
+                idx = rows[better]
+                best_loss[idx] = lv[better]
+                best_x[idx] = p.x_mod[idx].detach()
+                if best_m is not None:
+                    best_m[idx] = p.mask[idx].detach()
+            for r in rows.tolist():
+                if running[r]:
+                    steps[r] = step
+            history.append(best_loss.clone())
+            if cfg.early_stop and step >= max(cfg.min_steps, cfg.patience + 1):
+                old = history[-cfg.patience - 1]
+                converged = running & ((old - best_loss) <= cfg.tol * old.abs().clamp_min(1e-6))
+                running &= ~converged
+        for cb in callbacks:
+            cb(step, loss.detach(), int(running.sum()))
+    return OptimizeResult(best_x, best_m, best_loss, steps, failed)

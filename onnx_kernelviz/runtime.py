@@ -1,0 +1,108 @@
+"""Where things run: torch device and onnxruntime providers, chosen by what is really there.
+
+CUDA is used only when torch sees a GPU; only then is CUDAExecutionProvider asked for (asking for it on a
+machine without a GPU makes onnxruntime-gpu print alarming errors). After creating a session we check which
+providers it really got, since onnxruntime silently falls back to the CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import onnx
+import torch
+
+from .errors import KernelvizError, UsageError
+
+DeviceName = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class Devices:
+    """The torch device for optimization and the onnxruntime providers for checking."""
+
+    torch: torch.device
+    ort_providers: tuple[str, ...]
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise KernelvizError("onnxruntime is not installed; install exactly one of `onnxruntime-gpu` or "
+                             "`onnxruntime` (see README, Install)") from e
+    return ort
+
+
+@lru_cache(maxsize=1)
+def ort_packages() -> tuple[str, ...]:
+    """Installed onnxruntime distributions; more than one of them break each other (shared package folder)."""
+    found = []
+    for name in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino"):
+        try:
+            importlib.metadata.version(name)
+            found.append(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return tuple(found)
+
+
+def resolve_devices(device: DeviceName | str = "auto") -> Devices:
+    """Pick torch's device and onnxruntime's providers for ``auto``, ``cpu`` or ``cuda``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
+    gpu = torch.cuda.is_available()
+    if device == "cuda" and not gpu:
+        raise UsageError("--device cuda was asked for but torch sees no CUDA GPU; use --device auto or cpu")
+    if device == "cpu" or not gpu:
+        return Devices(torch.device("cpu"), ("CPUExecutionProvider",))
+    ort = _ort()
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        _preload_cuda_libraries(ort)
+        providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    return Devices(torch.device("cuda"), providers)
+
+
+@lru_cache(maxsize=1)
+def _preload_cuda_libraries(ort) -> None:
+    # onnxruntime-gpu >= 1.21 loads the CUDA/cuDNN libraries that torch's nvidia-* wheels installed.
+    if hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()
+
+
+class OrtRunner:
+    """An onnxruntime session over one model, feeding NCHW float32 batches in the model's own layout/dtype.
+
+    Args:
+        proto: the model to run (the user's graph with tensors exposed).
+        input_name, layout, dtype, fixed_batch: from :class:`~onnx_kernelviz.load.InputInfo`.
+    """
+
+    def __init__(self, proto: onnx.ModelProto, *, input_name: str, layout: str, dtype: np.dtype,
+                 fixed_batch: int | None, providers: tuple[str, ...]) -> None:
+        ort = _ort()
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors only: shape-hint warnings are noise for users
+        try:
+            self.session = ort.InferenceSession(proto.SerializeToString(), sess_options=opts,
+                                                providers=list(providers))
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise KernelvizError(f"onnxruntime cannot run this model: {str(e).splitlines()[0][:300]}") from e
+        self.providers = tuple(self.session.get_providers())
+        self.input_name, self.layout, self.dtype, self.fixed_batch = input_name, layout, dtype, fixed_batch
+
+    def run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+        """Run ``x`` ``[B, C, H, W]`` (float32, normalized) and return float32 arrays for ``outputs``.
+
+        A graph that hard-codes batch 1 is run one sample at a time.
+        """
+        feed = x.transpose(0, 2, 3, 1) if self.layout == "nhwc" else x
+        feed = np.ascontiguousarray(feed, dtype=self.dtype)
+        step = self.fixed_batch or len(feed)
+        parts = [self.session.run(outputs, {self.input_name: feed[i:i + step]}) for i in range(0, len(feed), step)]
+        return [np.concatenate([p[j] for p in parts]).astype(np.float32, copy=False) for j in range(len(outputs))]

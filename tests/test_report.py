@@ -1,0 +1,213 @@
+"""The HTML report: built from a fake output folder (tiny PNGs written with cv2), no model needed."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import cv2
+import numpy as np
+import pytest
+
+from onnx_kernelviz.errors import KernelvizError
+from onnx_kernelviz.report import write_report
+
+EVIL = "<script>alert('x')</script>"
+
+
+def _png(path: Path, kind: str, seed: int, size: int = 64) -> str:
+    """Write a small picture that looks like what explain writes: photo, mask or colour-mapped map."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    cy, cx = rng.uniform(0.3, 0.7, 2)
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02)
+    if kind == "photo":
+        img = np.stack([120 + 100 * xx, 80 + 120 * yy, 160 - 60 * xx], -1) + 90 * blob[..., None]
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    elif kind == "mask":
+        img = (255 * blob).astype(np.uint8)
+    else:
+        img = cv2.applyColorMap((255 * blob * rng.uniform(0.4, 1)).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+    return path.name if path.parent.name == "." else f"{path.parent.name}/{path.name}"
+
+
+def make_sample(out: Path, *, results: bool = True, compare: bool = True) -> Path:
+    """A fake explain/compare folder: 2 kernels x 2 images, one inactive, one with baselines."""
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, image in enumerate(["photos/cat one.jpg", "photos/dog.jpg"]):
+        _png(out / "img" / f"orig{i}.png", "photo", i)
+        for kernel in (3, 7):
+            tag = f"k{kernel}_i{i}"
+            files = {"original": f"img/orig{i}.png"}
+            for key, kind in [("modified", "photo"), ("mask", "mask"), ("overlay", "photo"),
+                              ("act_before", "map"), ("act_after", "map"), ("others", "map")]:
+                files[key] = _png(out / "img" / f"{key}_{tag}.png", kind, 10 * kernel + i)
+            np.save(out / "img" / f"mask_{tag}.npy", np.zeros((4, 4), np.float32))
+            files["mask_npy"] = f"img/mask_{tag}.npy"
+            entry = {"image": image, "kernel": kernel, "status": "ok", "kept": 0.91234, "fidelity": 0.98,
+                     "others_kept": 0.3, "specificity_before": 0.05, "specificity_after": 0.37,
+                     "mask_area": 0.12, "parity_max_abs": 1e-6, "parity_rel": 2e-7, "parity_ok": True,
+                     "steps": 200, "seconds": 1.5, "files": files, "extra_key": {"ignored": [1, 2]}}
+            entries.append(entry)
+    inactive = entries[3]  # kernel 7 on dog.jpg
+    inactive.update(status="inactive", reason="kernel 7 is zero on this image", kept=None, fidelity=None)
+    inactive["files"] = {"original": "img/orig1.png", "modified": None, "mask": "img/does_not_exist.png"}
+    with_baselines = entries[0]  # kernel 3 on "cat one.jpg"
+    with_baselines["others_kept"] = math.nan
+    with_baselines["files"]["others"] = "../outside.png"  # outside the folder: never referenced
+    _png(out.parent / "outside.png", "map", 99)
+    with_baselines["baselines"] = {
+        "activation": {"kept": 0.8, "others_kept": 0.6, "specificity_after": 0.1, "mask_area": 0.12},
+        "guided_backprop": {"kept": 0.7, "others_kept": 0.5, "specificity_after": 0.9, "mask_area": 0.12},
+        "gradient": {"kept": 0.6, "others_kept": 0.7, "specificity_after": 0.08, "mask_area": 0.12},
+    }
+    for name in ("activation", "guided_backprop"):
+        with_baselines["files"][f"baseline_modified:{name}"] = _png(out / "img" / f"bm_{name}.png", "photo", 5)
+        with_baselines["files"][f"baseline_mask:{name}"] = _png(out / "img" / f"bk_{name}.png", "mask", 6)
+    if results:
+        doc = {"model": f"models/{EVIL}.onnx", "model_sha256": "ab" * 32, "layer": "features.3.conv",
+               "tensor": "/features/3/Relu_output_0", "method": "mask", "device": "cpu",
+               "ort_providers": ["CPUExecutionProvider"], "version": "0.1.0",
+               "settings": {"steps": 200, "lr": 0.05, "note": EVIL}, "results": entries, "future_field": 1}
+        (out / "results.json").write_text(json.dumps(doc))
+    if compare:
+        files = {"original": "img/orig0.png", "modified_a": "img/modified_k3_i0.png",
+                 "modified_b": "img/modified_k7_i0.png", "mask_a": "img/mask_k3_i0.png",
+                 "mask_b": "img/mask_k7_i0.png", "act_a": "img/act_before_k3_i0.png",
+                 "act_b": "img/act_before_k7_i0.png", "baseline_modified_a:activation": "img/bm_activation.png",
+                 "baseline_modified_b:activation": None}
+        doc = {"model": "m.onnx", "layer": "features.3.conv", "image": "photos/cat one.jpg", "kernels": [3, 7],
+               "correlation": 0.87,
+               "ours": {"a": {"kept_a": 0.95, "kept_b": 0.2}, "b": {"kept_a": 0.3, "kept_b": 0.9}},
+               "baselines": {"activation": {"a": {"kept_a": 0.9, "kept_b": 0.85},
+                                            "b": {"kept_a": 0.88, "kept_b": 0.9}}},
+               "files": files}
+        (out / "compare.json").write_text(json.dumps(doc))
+    return out
+
+
+class _Refs(HTMLParser):
+    """Collects every <img> (attributes) and every src/href reference of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.imgs: list[dict] = []
+        self.refs: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        attrs = dict(attrs)
+        if tag == "img":
+            self.imgs.append(attrs)
+        self.refs += [attrs[k] for k in ("src", "href") if attrs.get(k)]
+
+
+def _parse(path: Path) -> tuple[str, _Refs]:
+    text = path.read_text(encoding="utf-8")
+    parser = _Refs()
+    parser.feed(text)
+    return text, parser
+
+
+def test_report_shows_every_kernel_and_status(tmp_path):
+    out = make_sample(tmp_path / "out")
+    path = write_report(out)
+    assert path == out / "report.html"
+    text, _ = _parse(path)
+    assert 'id="kernel-3"' in text and 'id="kernel-7"' in text and 'id="compare"' in text
+    assert "kernel 7 is zero on this image" in text and "inactive" in text
+    assert "Across 2 images" in text  # consistency view for kernel 3 (kernel 7 has one active image)
+    assert "—" in text  # NaN others_kept
+    assert "0.912" in text and "0.91234" not in text
+    assert '<tr class="win"><td>guided_backprop</td>' in text  # best specificity_after among ours + baselines
+    assert '<tr class="win"><td>ours</td>' in text  # compare: ours separates the two kernels best
+
+
+def test_report_escapes_strings_from_json(tmp_path):
+    text, parser = _parse(write_report(make_sample(tmp_path / "out")))
+    assert "script" not in parser.tags
+    assert "<script" not in text.lower()
+    assert "&lt;script&gt;" in text
+
+
+def test_report_references_only_existing_local_files(tmp_path):
+    out = make_sample(tmp_path / "out")
+    text, parser = _parse(write_report(out))
+    assert "http://" not in text and "https://" not in text
+    assert parser.refs, "the sample has images"
+    for ref in parser.refs:
+        if ref.startswith("#"):
+            continue
+        assert not os.path.isabs(ref) and ".." not in ref.split("/"), ref
+        assert (out / unquote(ref)).is_file(), ref
+    assert any(r.endswith(".npy") for r in parser.refs)
+    assert "cat%20one" not in text  # image names are shown, not linked
+    for img in parser.imgs:
+        assert img.get("alt") and img.get("loading") == "lazy"
+        assert int(img["width"]) > 0 and int(img["height"]) > 0
+
+
+def test_report_skips_missing_and_null_files(tmp_path):
+    out = make_sample(tmp_path / "out")
+    text, parser = _parse(write_report(out))
+    assert "does_not_exist" not in text and "outside.png" not in text
+    srcs = [i["src"] for i in parser.imgs]
+    assert "img/bm_activation.png" in srcs and "img/bk_guided_backprop.png" in srcs
+
+
+def test_compare_only_and_results_only(tmp_path):
+    text, _ = _parse(write_report(make_sample(tmp_path / "c", results=False)))
+    assert 'id="compare"' in text and "kernel-3" not in text
+    text, _ = _parse(write_report(make_sample(tmp_path / "r", compare=False)))
+    assert 'id="compare"' not in text and 'id="kernel-3"' in text
+
+
+def test_failed_result_shows_reason(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    doc = {"model": "m.onnx", "results": [{"image": "a.jpg", "kernel": 1, "status": "failed",
+                                          "reason": "optimizer diverged <NaN>", "files": None}]}
+    (out / "results.json").write_text(json.dumps(doc))
+    text = write_report(out).read_text()
+    assert "failed" in text and "optimizer diverged &lt;NaN&gt;" in text
+
+
+def test_odd_json_does_not_crash(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"results": 5, "settings": [1], "ort_providers": "cpu"}))
+    (tmp_path / "compare.json").write_text(json.dumps({"kernels": [1], "ours": None, "files": ["x"],
+                                                       "baselines": {"b": {"a": 3}}}))
+    text = write_report(tmp_path).read_text()
+    assert "No results" in text and 'id="compare"' in text
+
+
+def test_no_results_is_an_error(tmp_path):
+    with pytest.raises(KernelvizError, match="kernelviz explain"):
+        write_report(tmp_path)
+    with pytest.raises(KernelvizError, match="not a folder"):
+        write_report(tmp_path / "missing")
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(KernelvizError, match="results.json"):
+        write_report(tmp_path)
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    out = make_sample(tmp_path / "out")
+    write_report(out)
+    before = (out / "report.html").read_bytes()
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        write_report(out)
+    assert (out / "report.html").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["compare.json", "report.html", "results.json"]
