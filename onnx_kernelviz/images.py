@@ -7,9 +7,10 @@ used raises :class:`ImageError` with the reason - never an OpenCV traceback.
 
 Why OpenCV 5 needs care here (checked on opencv-python-headless 5.0):
 
-* ``IMREAD_UNCHANGED`` (needed for alpha and 16 bits) does NOT apply EXIF orientation, so we read the EXIF
-  block with ``cv2.imdecodeWithMetadata`` and rotate ourselves. TIFF is the exception: libtiff already
-  orients the pixels, so its tag must not be applied twice.
+* ``IMREAD_UNCHANGED`` (needed for alpha and 16 bits) does NOT apply EXIF orientation, so we take the EXIF
+  block from the file header ourselves (JPEG APP1, PNG eXIf, WebP EXIF; the same block
+  ``cv2.imdecodeWithMetadata`` returns on OpenCV >= 4.12, but this works on older versions too) and rotate.
+  TIFF is the exception: libtiff already orients the pixels, so its tag must not be applied twice.
 * Palette PNGs come back already expanded to BGR (BGRA with a tRNS chunk) and grayscale+alpha PNGs as BGRA;
   only the file header tells they were palette / gray, so we peek at it for the notes.
 * OpenCV's own size limit (``OPENCV_IO_MAX_IMAGE_PIXELS``) is read once when cv2 is imported; we set it here
@@ -123,6 +124,7 @@ class _Header:
     gray_alpha: bool = False
     frames: int = 1            # 2 means "more than one"
     decoder_orients: bool = False  # the decoder applies the orientation tag itself (TIFF)
+    exif: bytes = b""           # the EXIF TIFF structure, if the file has one
 
 
 def _u16be(d: bytes, i: int) -> int:
@@ -156,11 +158,13 @@ def _peek_png(d: bytes) -> _Header:
         h.palette = color_type == 3
         h.gray_alpha = color_type == 4
     i = 8
-    while i + 8 <= len(d):  # walk chunks up to the image data: an acTL chunk marks an animated PNG
+    while i + 8 <= len(d):  # walk the chunks (skipping their data): acTL = animated, eXIf = EXIF block
         length, kind = struct.unpack_from(">I4s", d, i)
         if kind == b"acTL":
             h.frames = 2
-        if kind in (b"IDAT", b"IEND"):
+        elif kind == b"eXIf" and not h.exif:
+            h.exif = d[i + 8: i + 8 + length]
+        elif kind == b"IEND":
             break
         i += 12 + length
     return h
@@ -181,10 +185,13 @@ def _peek_jpeg(d: bytes) -> _Header:
             continue
         if marker in (0xD9, 0xDA):  # end of image / start of scan: no frame header after this
             break
+        length = _u16be(d, i + 2)
+        if marker == 0xE1 and d[i + 4: i + 10] == b"Exif\x00\x00" and not h.exif:  # APP1, precedes the frame
+            h.exif = d[i + 10: i + 2 + length]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= len(d):
             h.height, h.width = _u16be(d, i + 5), _u16be(d, i + 7)
             break
-        i += 2 + _u16be(d, i + 2)
+        i += 2 + length
     return h
 
 
@@ -237,6 +244,13 @@ def _peek_webp(d: bytes) -> _Header:
     elif chunk == b"VP8 " and d[23:26] == b"\x9d\x01\x2a":
         w, ht = struct.unpack_from("<HH", d, 26)
         h.width, h.height = w & 0x3FFF, ht & 0x3FFF
+    i = 12
+    while chunk == b"VP8X" and i + 8 <= len(d):  # the extended format may carry an EXIF chunk (usually last)
+        kind, length = struct.unpack_from("<4sI", d, i)
+        if kind == b"EXIF":
+            h.exif = d[i + 8: i + 8 + length]
+            break
+        i += 8 + length + (length & 1)  # chunks are padded to an even size
     return h
 
 
@@ -334,13 +348,17 @@ def _quiet_opencv() -> Iterator[None]:
     A damaged file otherwise prints several "[ERROR] ... imdecode_" lines before our one clear error.
     The log level is process-wide, hence the lock.
     """
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:  # very old builds without the logging API: just decode
+        yield
+        return
     with _LOG_LOCK:
-        old = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        old = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
         try:
             yield
         finally:
-            cv2.utils.logging.setLogLevel(old)
+            logging.setLogLevel(old)
 
 
 def _fail(path: Path, reason: str) -> ImageError:
@@ -396,13 +414,13 @@ def read_image(
         if header.height * header.width > max_pixels:
             raise _too_large(path, header.height, header.width, max_pixels)
 
-    decoded, exif = _decode(path, data, header)
+    decoded = _decode(path, data, header)
     notes: list[str] = []
     if header is not None and header.frames > 1:
         notes.append("multi-frame file: first frame used")
     if header is not None and header.decoder_orients:
         pass  # libtiff already oriented the pixels; applying the tag again would rotate twice
-    elif (orientation := _exif_orientation(exif)) != 1:
+    elif header is not None and (orientation := _exif_orientation(header.exif)) != 1:
         decoded = _apply_orientation(decoded, orientation)
         notes.append(f"EXIF orientation {orientation} applied")
     if decoded.shape[0] * decoded.shape[1] > max_pixels:  # formats whose header we do not parse
@@ -423,27 +441,22 @@ def read_image(
     return LoadedImage(path=path, rgb=rgb, original_size=original_size, notes=tuple(notes))
 
 
-def _decode(path: Path, data: bytes, header: _Header | None) -> tuple[np.ndarray, bytes]:
-    """Decoded pixels as stored (BGR order, any depth) and the EXIF block (``b""`` if none)."""
-    buf = np.frombuffer(data, dtype=np.uint8)
+def _decode(path: Path, data: bytes, header: _Header | None) -> np.ndarray:
+    """Decoded pixels as stored: ``[H, W]`` or ``[H, W, C]`` in B, G, R(, A) order, any depth."""
     try:
         with _quiet_opencv():
-            img, types, metadata = cv2.imdecodeWithMetadata(buf, cv2.IMREAD_UNCHANGED)
+            img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         if "MAX_IMAGE_PIXELS" in str(exc) or "MAX_IMAGE_WIDTH" in str(exc) or "MAX_IMAGE_HEIGHT" in str(exc):
             raise ImageError(
                 f"cannot read image {path}: it is larger than OpenCV's size limit; downscale the image first"
             ) from None
-        img, types, metadata = None, (), ()
+        img = None
     if img is None or img.size == 0:
         if header is None:
             raise _fail(path, "not a recognised image format")
         raise _fail(path, f"the {header.format.upper()} data is damaged or truncated")
-    exif = b""
-    for kind, blob in zip(np.asarray(types).ravel().tolist(), metadata):
-        if kind == cv2.IMAGE_METADATA_EXIF:
-            exif = np.asarray(blob, dtype=np.uint8).tobytes()
-    return img, exif
+    return img
 
 
 def _to_unit_float(path: Path, a: np.ndarray, header: _Header | None, notes: list[str]) -> np.ndarray:
