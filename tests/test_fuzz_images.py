@@ -24,7 +24,7 @@ import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before c
 
 # Keeps a mutated header that claims a big (but allowed) size from costing seconds and gigabytes per example.
 FUZZ_MAX_PIXELS = 4_000_000
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(__import__("os").environ.get("KV_FUZZ_N", 300)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Speed of explanations, as ratios measured in one run (never wall-clock thresholds in tests).
+
+Prints, on the default model (or --model) and a bundled photo:
+  1. median optimizer step time vs a bare torch forward+backward of the same truncated graph, same batch;
+  2. seconds per kernel at default settings at an early, a mid and a late layer (batched as `explain` does);
+  3. batched vs one-by-one seconds per kernel for the kernels of a layer;
+  4. truncated vs full-graph step time (forward+backward), showing what truncation saves.
+
+Usage: python scripts/bench_explain.py [--model M] [--layers 4,20,40] [--kernels 16] [--steps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
+from onnx_kernelviz.demo import PHOTOS, default_model_path
+from onnx_kernelviz.explain import prepare
+from onnx_kernelviz.optimize import optimize
+from onnx_kernelviz.perturb import PARAMETERIZATIONS
+
+
+def step_times(m: Model, tensor: str, x: torch.Tensor, b: torch.Tensor, k: torch.Tensor, cfg: ExplainConfig,
+               n: int) -> list[float]:
+    tg = m.torch_graph((tensor,))
+    fwd = lambda t: tg(t)[0]  # noqa: E731
+    with torch.no_grad():
+        ref = torch.relu(fwd(x))
+    times, last = [], [time.perf_counter()]
+
+    def cb(step, loss, running):
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+
+    param = PARAMETERIZATIONS.get(cfg.method)(x, b, resolution=cfg.resolution)
+    opt_cfg = replace(cfg.optimize_config(), steps=n, early_stop=False)
+    optimize(fwd, param, cfg.objective(), ref, k, opt_cfg, callbacks=(cb,))
+    return times[3:]  # skip warm-up
+
+
+def bare_times(module, x: torch.Tensor, n: int) -> list[float]:
+    times = []
+    for i in range(n + 3):
+        t0 = time.perf_counter()
+        xi = x.clone().requires_grad_(True)
+        out = module(xi)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        torch.relu(out).pow(2).sum().backward()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--photo", default=str(PHOTOS / "chelsea.jpg"))
+    ap.add_argument("--layers", default="4,20,40", help="early,mid,late layer indices")
+    ap.add_argument("--kernels", type=int, default=8, help="kernels per layer for the per-kernel timings")
+    ap.add_argument("--steps", type=int, default=30, help="steps for the step-time medians")
+    args = ap.parse_args()
+    model_path = Path(args.model) if args.model else default_model_path()
+    m = Model(model_path, device="cpu")
+    pp = resolve_preprocess(model_path)
+    cfg = ExplainConfig()
+    layers = [m.layer(s) for s in args.layers.split(",")]
+    print(f"model {model_path}  torch threads {torch.get_num_threads()}  device {m.devices.torch}\n")
+
+    mid = layers[len(layers) // 2]
+    prep = prepare(m, [Path(args.photo)], mid.tensor, pp, cfg)
+    B = args.kernels
+    ks = np.argsort(-prep.energy[0])[:B]
+    x = torch.from_numpy(np.repeat(prep.x, B, 0))
+    b = torch.from_numpy(np.repeat(prep.b, B, 0))
+    k = torch.from_numpy(ks.copy())
+    ours = statistics.median(step_times(m, mid.tensor, x, b, k, cfg, args.steps))
+    bare = statistics.median(bare_times(m.torch_graph((mid.tensor,)).module, x, args.steps))
+    print("| measure | value |\n|---|---|")
+    print(f"| step time, ours (layer {mid.index}, batch {B}) | {ours * 1e3:.1f} ms |")
+    print(f"| bare torch forward+backward, same graph and batch | {bare * 1e3:.1f} ms |")
+    print(f"| ratio ours / bare | {ours / bare:.2f}x |")
+
+    full_name = m.layers[-1].tensor
+    full = statistics.median(bare_times(m.torch_graph((full_name,)).module, x, max(5, args.steps // 3)))
+    print(f"| full graph (to the last conv) forward+backward | {full * 1e3:.1f} ms |")
+    print(f"| truncated / full step time | {bare / full:.2f}x |")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for la in layers:
+            t0 = time.perf_counter()
+            run = explain(m, [args.photo], la.index, f"top{args.kernels}", Path(tmp) / f"l{la.index}",
+                          preprocess=pp, config=cfg, force=True)
+            dt = time.perf_counter() - t0
+            ok = [r for r in run.results if r["status"] == "ok"]
+            steps = statistics.median(r["steps"] for r in ok) if ok else 0
+            print(f"| seconds per kernel, layer {la.index} ({la.channels} ch), default settings, batched | "
+                  f"{dt / max(len(run.results), 1):.2f} s (median steps {steps}) |")
+        one_cfg = replace(cfg, batch_size=1)
+        n1 = max(2, args.kernels // 4)
+        t0 = time.perf_counter()
+        explain(m, [args.photo], mid.index, f"top{n1}", Path(tmp) / "one", preprocess=pp, config=one_cfg, force=True)
+        one = (time.perf_counter() - t0) / n1
+        t0 = time.perf_counter()
+        explain(m, [args.photo], mid.index, f"top{n1}", Path(tmp) / "bat", preprocess=pp, config=cfg, force=True)
+        bat = (time.perf_counter() - t0) / n1
+        print(f"| layer {mid.index}, {n1} kernels: one-by-one / batched seconds per kernel | "
+              f"{one:.2f} / {bat:.2f} s = {one / bat:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
