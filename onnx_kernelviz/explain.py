@@ -144,7 +144,7 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
     if todo:
         _check_parity(model, la.tensor, prep, config.tolerance)
         for chunk in _chunks(todo, _batch_size(model, config, len(todo))):
-            for result in _explain_chunk(model, la.tensor, prep, chunk, config, preprocess, out):
+            for result in _explain_bounded(model, la.tensor, prep, chunk, config, preprocess, out):
                 run.results.append(result)
                 save()
                 if progress:
@@ -164,7 +164,7 @@ def prepare(model: Model, paths: list[Path], tensor: str, pp: Preprocess, config
     gen = torch.Generator().manual_seed(config.seed)
     b = REFERENCES.get(config.reference)(torch.from_numpy(x), lo, hi, gen).numpy()
     t = model.run_ort(x, (tensor,))[0]
-    notes = [im.notes + ((f"resized {im.original_size[1]}x{im.original_size[0]} -> {size[1]}x{size[0]}",)
+    notes = [im.notes + ((f"resized {im.original_size[0]}x{im.original_size[1]} -> {size[0]}x{size[1]} (HxW)",)
                          if im.original_size != size else ()) for im in loaded]
     return Prepared(paths, photos, notes, x, b, t, np.stack([kernel_energy(ti) for ti in t]))
 
@@ -186,6 +186,21 @@ def _batch_size(model: Model, config: ExplainConfig, n: int) -> int:
         return config.batch_size
     # CPU: beyond ~16 rows a step's time grows linearly, and memory stays small; GPU: wide batches pay off.
     return min(n, 64 if model.devices.torch.type == "cuda" else 16)
+
+
+def _explain_bounded(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[int, int]],
+                     config: ExplainConfig, pp: Preprocess, out: Path) -> list[dict]:
+    """``_explain_chunk``, halving the chunk when the GPU runs out of memory instead of failing the run."""
+    try:
+        return _explain_chunk(model, tensor, prep, chunk, config, pp, out)
+    except torch.cuda.OutOfMemoryError:
+        if len(chunk) == 1:
+            raise KernelvizError("out of GPU memory with a single explanation; use --device cpu or a smaller "
+                                 "--size") from None
+        torch.cuda.empty_cache()
+        half = len(chunk) // 2
+        return (_explain_bounded(model, tensor, prep, chunk[:half], config, pp, out)
+                + _explain_bounded(model, tensor, prep, chunk[half:], config, pp, out))
 
 
 def _chunks(seq: list, size: int):

@@ -405,7 +405,8 @@ def read_image(
     except FileNotFoundError:
         raise ImageError(f"cannot read image {path}: no such file; check the path") from None
     except OSError as exc:
-        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}; check the file and its permissions") from None
+        reason = exc.strerror or exc
+        raise ImageError(f"cannot read image {path}: {reason}; check the file and its permissions") from None
     if not data:
         raise _fail(path, "the file is empty")
 

@@ -68,9 +68,13 @@ def main() -> None:
     ap.add_argument("--layers", default="4,20,40", help="early,mid,late layer indices")
     ap.add_argument("--kernels", type=int, default=8, help="kernels per layer for the per-kernel timings")
     ap.add_argument("--steps", type=int, default=30, help="steps for the step-time medians")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    ap.add_argument("--widest", action="store_true",
+                    help="also time all kernels of the widest layer on one image, batched and one by one")
     args = ap.parse_args()
     model_path = Path(args.model) if args.model else default_model_path()
-    m = Model(model_path, device="cpu")
+    m = Model(model_path, device=args.device)
+    dev = m.devices.torch
     pp = resolve_preprocess(model_path)
     cfg = ExplainConfig()
     layers = [m.layer(s) for s in args.layers.split(",")]
@@ -80,9 +84,9 @@ def main() -> None:
     prep = prepare(m, [Path(args.photo)], mid.tensor, pp, cfg)
     B = args.kernels
     ks = np.argsort(-prep.energy[0])[:B]
-    x = torch.from_numpy(np.repeat(prep.x, B, 0))
-    b = torch.from_numpy(np.repeat(prep.b, B, 0))
-    k = torch.from_numpy(ks.copy())
+    x = torch.from_numpy(np.repeat(prep.x, B, 0)).to(dev)
+    b = torch.from_numpy(np.repeat(prep.b, B, 0)).to(dev)
+    k = torch.from_numpy(ks.copy()).to(dev)
     ours = statistics.median(step_times(m, mid.tensor, x, b, k, cfg, args.steps))
     bare = statistics.median(bare_times(m.torch_graph((mid.tensor,)).module, x, args.steps))
     print("| measure | value |\n|---|---|")
@@ -115,6 +119,18 @@ def main() -> None:
         bat = (time.perf_counter() - t0) / n1
         print(f"| layer {mid.index}, {n1} kernels: one-by-one / batched seconds per kernel | "
               f"{one:.2f} / {bat:.2f} s = {one / bat:.2f}x |")
+        if args.widest:
+            wide = max(m.layers, key=lambda la: la.channels)
+            t0 = time.perf_counter()
+            explain(m, [args.photo], wide.index, "all", Path(tmp) / "wide", preprocess=pp, config=cfg, force=True)
+            dt = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            explain(m, [args.photo], wide.index, "top8", Path(tmp) / "wide1", preprocess=pp,
+                    config=one_cfg, force=True)
+            one_w = (time.perf_counter() - t0) / 8
+            print(f"| all {wide.channels} kernels of the widest layer {wide.index}, one image | {dt:.1f} s |")
+            print(f"| widest layer: one-by-one / batched seconds per kernel | {one_w:.3f} / "
+                  f"{dt / wide.channels:.3f} s = {one_w / (dt / wide.channels):.1f}x |")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ every supported kind with bytes flipped, overwritten, inserted, deleted or cut o
 
 from __future__ import annotations
 
+import os
 import struct
 import tempfile
 import zlib
@@ -24,7 +25,9 @@ import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before c
 
 # Keeps a mutated header that claims a big (but allowed) size from costing seconds and gigabytes per example.
 FUZZ_MAX_PIXELS = 4_000_000
-FUZZ = settings(max_examples=int(__import__("os").environ.get("KV_FUZZ_N", 300)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# 300 examples per test keeps the suite fast (~1 s each); set KERNELVIZ_FUZZ_EXAMPLES=5000 for a deeper run.
+FUZZ_EXAMPLES = int(os.environ.get("KERNELVIZ_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -1,0 +1,168 @@
+"""``kernelviz compare``: do the explanations of two similar kernels tell them apart?
+
+For two kernels a, b of one layer whose activation maps on an image overlap (by default the most correlated
+pair of active kernels), explain both, then measure on onnxruntime how much of each kernel survives under each
+explanation: a good explanation of a keeps a and drops b, and the reverse (METHOD.md, "Similar kernels"). The
+same is measured for every baseline at the same mask area, which can only say where a kernel fires.
+
+The explanations are made by :func:`onnx_kernelviz.explain.explain` into the same folder, so DIR holds the
+usual results.json next to compare.json, and one report.html shows both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifacts import write_json
+from .baselines import evaluate_baselines, resolve_names
+from .errors import KernelvizError, UsageError
+from .explain import ExplainConfig, Prepared, explain, prepare
+from .images import list_images
+from .metrics import correlation, kernel_energy, kernel_metrics, rectified
+from .model import Model
+from .outdir import prepare_out_dir
+from .preprocess import Preprocess, valid_range
+
+__all__ = ["compare", "most_correlated_pair", "cross_kept", "measure_pair"]
+
+#: a kernel takes part in the automatic pick when ‖r_k(x)‖ is at least this fraction of the layer's largest:
+#: kernels that fire on a handful of positions correlate by accident and have little to explain.
+MIN_SHARE = 0.05
+
+
+def most_correlated_pair(t: np.ndarray, min_share: float = MIN_SHARE) -> tuple[int, int, float]:
+    """The pair (a < b) of active kernels whose rectified maps are most correlated, and that correlation.
+
+    Args:
+        t: activations of one image ``[C, h, w]`` (onnxruntime).
+        min_share: least ‖r_k‖ relative to the strongest kernel (falls back to every firing kernel when fewer
+            than two pass).
+
+    Raises:
+        UsageError: fewer than two kernels fire with a non-constant map.
+    """
+    r = rectified(t)
+    energy = kernel_energy(t)
+    varying = r.std(axis=1) > 0
+    idx = np.flatnonzero(varying & (energy >= min_share * energy.max()))
+    if len(idx) < 2:
+        idx = np.flatnonzero(varying & (energy > 0))
+    if len(idx) < 2:
+        raise UsageError("fewer than two kernels of this layer fire (with a non-constant map) on this image; "
+                         "pick another image or layer, or give --kernel A --kernel B")
+    c = np.corrcoef(r[idx])
+    np.fill_diagonal(c, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(c)), c.shape)
+    a, b = sorted((int(idx[i]), int(idx[j])))
+    return a, b, correlation(t[a], t[b])
+
+
+def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int) -> dict:
+    """``{"a": {"kept_a", "kept_b"}, "b": {...}}`` from activations on x ``[C, h, w]`` and on x'_a, x'_b
+    (``t_mod [2, C, h, w]``)."""
+    return {s: {f"kept_{u}": kernel_metrics(t_x, t_mod[row], kk).kept for u, kk in (("a", a), ("b", b))}
+            for row, s in enumerate("ab")}
+
+
+def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[int, int] | None,
+            out_dir: str | Path, *, preprocess: Preprocess, config: ExplainConfig = ExplainConfig(),
+            force: bool = False) -> dict:
+    """Explain kernels a and b of ``layer`` on ``image`` and measure how well each explanation separates them.
+
+    Args:
+        kernels: ``(a, b)``, or None for the most correlated pair of active kernels on this image.
+        config: the explanation settings (mask method only); ``config.baselines`` empty means every baseline.
+
+    Returns:
+        The content of ``out_dir/compare.json`` (CONTRACT.md, "compare"), also written there with report.html.
+
+    Raises:
+        UsageError: bad layer or kernels, a kernel silent on the image, ``--method pixel``, or a non-empty
+            ``out_dir`` without ``force``.
+    """
+    if config.method != "mask":
+        raise UsageError("compare measures baselines at equal mask area; use --method mask")
+    cfg = replace(config, baselines=tuple(resolve_names(config.baselines or ("all",))), top_images=None)
+    la = model.layer(layer)
+    out = Path(out_dir)
+    prepare_out_dir(out, force=force, resume=False)  # refuse early, before any work
+    paths = list_images([Path(image)])
+    if len(paths) != 1:
+        raise UsageError(f"compare takes one image; {image} holds {len(paths)}")
+    prep = prepare(model, paths, la.tensor, preprocess, cfg)
+    t_x = prep.t_ort[0]
+    if kernels is None:
+        a, b, corr = most_correlated_pair(t_x)
+    else:
+        a, b = (int(k) for k in kernels)
+        _check_kernels(a, b, t_x)
+        corr = correlation(t_x[a], t_x[b])
+    run = explain(model, paths, la.index, f"{a},{b}", out, preprocess=preprocess, config=cfg, force=True)
+    res = {r["kernel"]: r for r in run.results}
+    for k in (a, b):
+        if res.get(k, {}).get("status") != "ok":
+            raise KernelvizError(f"the explanation of kernel {k} did not finish: "
+                                 f"{res.get(k, {}).get('reason', 'no result')}")
+    masks = [np.load(out / res[k]["files"]["mask_npy"]) for k in (a, b)]
+    ours, theirs = measure_pair(model, la.tensor, prep, masks, a, b, cfg, preprocess)
+    fa, fb = res[a]["files"], res[b]["files"]
+    files = {"original": fa["original"], "modified_a": fa["modified"], "modified_b": fb["modified"],
+             "mask_a": fa["mask"], "mask_b": fb["mask"], "act_a": fa["act_before"], "act_b": fb["act_before"]}
+    for name in theirs:
+        for s, f in (("a", fa), ("b", fb)):
+            if f"baseline_modified:{name}" in f:
+                files[f"baseline_modified_{s}:{name}"] = f[f"baseline_modified:{name}"]
+    doc = {"model": str(model.path), "layer": la.name, "tensor": la.tensor, "layer_index": la.index,
+           "image": str(paths[0]), "kernels": [a, b], "correlation": corr,
+           "picked": "given" if kernels is not None else "most correlated", "ours": ours, "baselines": theirs,
+           "files": files}
+    write_json(out / "compare.json", doc)
+    from .report import write_report
+    write_report(out)
+    return doc
+
+
+def _check_kernels(a: int, b: int, t_x: np.ndarray) -> None:
+    channels = t_x.shape[0]
+    for k in (a, b):
+        if not 0 <= k < channels:
+            raise UsageError(f"kernel {k} is out of range: this layer has {channels} kernels (0..{channels - 1})")
+    if a == b:
+        raise UsageError(f"compare needs two different kernels (got {a} twice)")
+    energy = kernel_energy(t_x)
+    for k in (a, b):
+        if energy[k] <= 0:
+            raise UsageError(f"kernel {k} does not fire on this image (‖r_k(x)‖ = 0); nothing to compare")
+
+
+def measure_pair(model: Model, tensor: str, prep: Prepared, masks: list[np.ndarray], a: int, b: int,
+                 cfg: ExplainConfig, pp: Preprocess, image: int = 0) -> tuple[dict, dict]:
+    """kept_a / kept_b under x'_a and x'_b, for ours (rebuilt from our masks ``[H, W]`` of a and b exactly as
+    explain built x') and for each baseline in ``cfg.baselines`` at the same areas; all from onnxruntime.
+
+    Returns:
+        ``(ours, {name: baseline})``, each ``{"a": {"kept_a", "kept_b"}, "b": {...}}``.
+    """
+    dev = model.devices.torch
+    lo, hi = (torch.from_numpy(v).to(dev).view(1, -1, 1, 1) for v in valid_range(pp, model.channels))
+    x = torch.from_numpy(prep.x[[image, image]]).to(dev)
+    b_ref = torch.from_numpy(prep.b[[image, image]]).to(dev)
+    m = torch.from_numpy(np.stack(masks)).to(dev, x.dtype).unsqueeze(1)
+    x_ours = torch.maximum(torch.minimum(m * x + (1 - m) * b_ref, hi), lo).cpu().numpy()
+    t_x = prep.t_ort[image]
+
+    def ort(xb: np.ndarray) -> np.ndarray:
+        return model.run_ort(xb, (tensor,))[0]
+
+    ours = cross_kept(t_x, ort(x_ours), a, b)
+    tg = model.torch_graph((tensor,))
+    outcomes = evaluate_baselines(list(cfg.baselines), forward=lambda inp: tg(inp)[0], x=x, b=b_ref,
+                                  k=torch.tensor([a, b], device=dev), areas=[float(mk.mean()) for mk in masks],
+                                  ort_activations=ort, t_x=prep.t_ort[[image, image]], lo=lo, hi=hi)
+    theirs = {name: cross_kept(t_x, ort(np.stack([outcomes[0][name].x_mod, outcomes[1][name].x_mod])), a, b)
+              for name in outcomes[0]}
+    return ours, theirs

@@ -1,0 +1,83 @@
+"""``compare`` on the known-answer model of test_baselines: kernels 0 and 2 both look at the left half (their
+maps correlate), kernel 1 at the right half."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from onnx_kernelviz.baselines import BASELINES
+from onnx_kernelviz.compare import compare, most_correlated_pair
+from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.explain import ExplainConfig
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.preprocess import Preprocess
+
+from test_baselines import SIDE, halves_model
+
+PP = Preprocess(size=(SIDE, SIDE), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+FAST = ExplainConfig(steps=8, early_stop=False, resolution=8)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cmp")
+    model = Model(halves_model(d / "halves.onnx"), device="cpu")
+    img = d / "photo.png"
+    rng = np.random.default_rng(3)
+    cv2.imwrite(str(img), rng.integers(60, 255, (SIDE, SIDE, 3), dtype=np.uint8))
+    return model, img
+
+
+def test_most_correlated_pair():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, (6, 6))
+    t = rng.normal(size=(5, 6, 6)).astype(np.float32)
+    t[1] = base
+    t[3] = 2 * base + 0.01 * rng.normal(size=(6, 6))
+    t[4] = -1  # silent
+    a, b, c = most_correlated_pair(t)
+    assert (a, b) == (1, 3) and c > 0.99
+    with pytest.raises(UsageError, match="fewer than two"):
+        most_correlated_pair(np.full((3, 4, 4), -1.0, np.float32))
+
+
+def test_compare_picks_the_correlated_pair_and_writes_the_contract(setup, tmp_path):
+    model, img = setup
+    out = tmp_path / "cmp"
+    doc = compare(model, img, "conv2", None, out, preprocess=PP, config=FAST)
+    assert doc["kernels"] == [0, 2] and doc["correlation"] > 0.5
+    on_disk = json.loads((out / "compare.json").read_text())
+    assert {"model", "layer", "image", "kernels", "correlation", "ours", "baselines"} <= set(on_disk)
+    assert set(on_disk["baselines"]) == set(BASELINES.names())
+    for entry in [on_disk["ours"], *on_disk["baselines"].values()]:
+        for s in "ab":
+            assert set(entry[s]) == {"kept_a", "kept_b"}
+            assert all(isinstance(v, float) for v in entry[s].values())
+    # ours is rebuilt from the saved mask exactly as explain measured it
+    results = {r["kernel"]: r for r in json.loads((out / "results.json").read_text())["results"]}
+    assert on_disk["ours"]["a"]["kept_a"] == pytest.approx(results[0]["kept"], rel=1e-4, abs=1e-6)
+    assert on_disk["ours"]["b"]["kept_b"] == pytest.approx(results[2]["kept"], rel=1e-4, abs=1e-6)
+    for key in ["original", "modified_a", "modified_b", "mask_a", "mask_b", "act_a", "act_b",
+                "baseline_modified_a:activation", "baseline_modified_b:occlusion"]:
+        assert (out / on_disk["files"][key]).is_file(), key
+    assert (out / "report.html").is_file()
+
+
+def test_compare_given_kernels_and_refusals(setup, tmp_path):
+    model, img = setup
+    cfg = ExplainConfig(steps=4, early_stop=False, resolution=8, baselines=("activation",))
+    doc = compare(model, img, "conv2", (0, 1), tmp_path / "given", preprocess=PP, config=cfg)
+    assert doc["kernels"] == [0, 1] and list(doc["baselines"]) == ["activation"]
+    with pytest.raises(UsageError, match="not empty"):
+        compare(model, img, "conv2", (0, 1), tmp_path / "given", preprocess=PP, config=cfg)
+    with pytest.raises(UsageError, match="two different"):
+        compare(model, img, "conv2", (1, 1), tmp_path / "same", preprocess=PP, config=cfg)
+    with pytest.raises(UsageError, match="out of range"):
+        compare(model, img, "conv2", (0, 9), tmp_path / "range", preprocess=PP, config=cfg)
+    with pytest.raises(UsageError, match="--method mask"):
+        compare(model, img, "conv2", (0, 1), tmp_path / "pixel", preprocess=PP,
+                config=ExplainConfig(method="pixel", steps=2))
