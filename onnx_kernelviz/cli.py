@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import KernelvizError, UsageError
+from .errors import KernelvizError, ModelError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -27,12 +27,17 @@ class _Fail(click.ClickException):
 
 
 def _debug_enabled() -> bool:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().meta.get("kernelviz.debug"):
+        return True
     return os.environ.get("KERNELVIZ_DEBUG", "") not in ("", "0")
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # Kept in the click context, not os.environ: an in-process caller (CliRunner, scripts) must not find
+    # --debug still on in its next invocation.
     if value:
-        os.environ["KERNELVIZ_DEBUG"] = "1"
+        ctx.find_root().meta["kernelviz.debug"] = True
 
 
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
@@ -101,7 +106,14 @@ def _open(model: str, device: str, kw: dict):
         raise KernelvizError(f"model file {model} does not exist; check the path")
     pp = resolve_preprocess(model, preset=kw.pop("preset"),
                             overrides={k: kw.pop(k) for k in ("size", "mean", "std", "scale", "bgr", "layout")})
-    return Model(model, device=device, input_name=kw.pop("input_name"), layout=pp.layout), pp
+    return _with_convs(Model(model, device=device, input_name=kw.pop("input_name"), layout=pp.layout)), pp
+
+
+def _with_convs(m):
+    """A model without any Conv is a model problem (exit 1), not a bad --layer: say so before anything runs."""
+    if not m.layers:
+        raise ModelError(f"{m.path} has no Conv layers; kernelviz explains convolution kernels of CNNs")
+    return m
 
 
 @click.group(context_settings=CONTEXT)
@@ -130,7 +142,7 @@ def inspect(model: str, as_json: bool) -> None:
     """
     from .model import Model
 
-    m = Model(model, device="cpu")
+    m = _with_convs(Model(model, device="cpu"))
     info = m.loaded.input
     doc = {"model": str(m.path), "opset": m.loaded.opset, "producer": m.loaded.producer,
            "inputs": [{"name": info.name, "shape": [d if d is not None else "?" for d in info.shape],
@@ -147,8 +159,6 @@ def inspect(model: str, as_json: bool) -> None:
         sh = "?" if la.shape is None else "x".join(str(d) for d in la.shape[1:])
         chain = "+".join(la.chain) or "-"
         click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {la.tensor}")
-    if not m.layers:
-        click.echo("(no Conv layers: kernelviz explains convolution kernels)")
 
 
 @cli.command()
@@ -169,7 +179,7 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
     from .expose import expose as expose_tensors
     from .model import Model
 
-    m = Model(model, device="cpu")
+    m = _with_convs(Model(model, device="cpu"))
     out = Path(output)
     if out.exists() and not force:
         raise UsageError(f"{out} exists; use --force to overwrite it or choose another --output")
@@ -177,9 +187,13 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
         raise UsageError("--output is the input model; write the exposed model to another file")
     tensors = [m.layer(spec).tensor for spec in layers]
     proto = expose_tensors(m.loaded.proto, tensors)
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     click.echo(f"wrote {out} with extra outputs: {', '.join(tensors)}")
 
 

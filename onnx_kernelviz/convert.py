@@ -67,8 +67,8 @@ def to_torch(proto: onnx.ModelProto, outputs: list[str]) -> TorchGraph:
     return TorchGraph(module, tuple(outputs))
 
 
-_REMEDY = ("re-export the model at opset 13-17, or register a converter with "
-           "onnx2torch.node_converters.add_converter before running kernelviz")
+_REMEDY = CONVERSION_REMEDY = ("re-export the model at opset 13-17, or register a converter with "
+                                "onnx2torch.node_converters.add_converter before running kernelviz")
 
 
 def ensure_converters(proto: onnx.ModelProto) -> None:
@@ -83,15 +83,23 @@ def ensure_converters(proto: onnx.ModelProto) -> None:
             continue
         except NotImplementedError:
             pass
+        where = f"{node.op_type} (domain {domain or 'ai.onnx'!r}, opset {version}, node {node.name!r})"
         try:
             since = defs.get_schema(node.op_type, max_inclusive_version=version, domain=domain).since_version
         except (RuntimeError, defs.SchemaError):
-            raise ConversionError(f"op {node.op_type} (domain {domain or 'ai.onnx'!r}, opset {version}) is not a "
-                                  f"standard ONNX op; {_REMEDY}") from None
+            # Custom ops (com.example::Foo) and onnxruntime's contrib ops (com.microsoft::Gelu, left behind
+            # when a model is saved after onnxruntime's graph optimizations) have no standard definition.
+            raise ConversionError(f"op {where} is not a standard ONNX op and comes before a conv layer, so the "
+                                  "model cannot be converted to torch; export the model without it (for "
+                                  "com.microsoft ops: use the export from before onnxruntime's optimizations), "
+                                  "or register a converter with onnx2torch.node_converters.add_converter("
+                                  f"{node.op_type!r}, {version}, {domain!r}) before running kernelviz") from None
         previous = _previous_converter(node.op_type, since, domain)
         if previous is None:
-            raise ConversionError(f"onnx2torch has no converter for {node.op_type} at opset {version} "
-                                  f"(node {node.name!r}); {_REMEDY}")
+            raise ConversionError(f"onnx2torch has no converter for {where} at any opset, and it comes before a "
+                                  "conv layer; export the model with standard layers in its place, or register "
+                                  f"a converter with onnx2torch.node_converters.add_converter({node.op_type!r}, "
+                                  f"{since}) before running kernelviz")
         add_converter(node.op_type, since, domain)(_checked_alias(node.op_type, since, previous))
 
 
@@ -124,6 +132,8 @@ def _new_feature_used(op: str, node: OnnxNode) -> str | None:
     if op == "Resize" and (a.get("antialias", 0) or a.get("axes") or
                            a.get("keep_aspect_ratio_policy", "stretch") != "stretch"):
         return "antialias, axes or keep_aspect_ratio_policy (Resize-18)"
+    if op == "Resize" and a.get("coordinate_transformation_mode") == "half_pixel_symmetric":
+        return "coordinate_transformation_mode half_pixel_symmetric (Resize-19)"
     if op == "AveragePool" and any(d != 1 for d in a.get("dilations", [1])):
         return "dilations (AveragePool-19)"
     return None

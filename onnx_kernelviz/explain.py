@@ -109,10 +109,16 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
         raise UsageError("--steps must be at least 1")
     la = model.layer(layer)
     out = Path(out_dir)
+    paths = list_images([Path(p) for p in images])  # before creating --out: a typo leaves no empty folder
+    created = not out.exists()
     previous = prepare_out_dir(out, force=force, resume=resume)
-    paths = list_images([Path(p) for p in images])
-    prep = prepare(model, paths, la.tensor, preprocess, config)
-    items = select_items(kernels, prep.energy, config.top_images)
+    try:
+        prep = prepare(model, paths, la.tensor, preprocess, config)
+        items = select_items(kernels, prep.energy, config.top_images)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
     run = ExplainRun(out)
     header = {"model": str(model.path), "model_sha256": model.loaded.sha256, "layer": la.name, "tensor": la.tensor,
               "layer_index": la.index, "method": config.method, "device": str(model.devices.torch),
@@ -121,20 +127,35 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
                            "input_size": list(prep.x.shape[-2:])}}
     done = {(r["image"], r["kernel"]): r for r in previous.get("results", [])
             if r.get("status") in ("ok", "inactive")} if resume else {}
-    if resume and previous and previous.get("model_sha256") != model.loaded.sha256:
-        raise UsageError(f"{out} holds results of another model; use a new --out or --force")
+    if resume and previous:
+        if previous.get("model_sha256") != model.loaded.sha256:
+            raise UsageError(f"{out} holds results of another model; use a new --out or --force")
+        # finished results are keyed by (image, kernel): reusing them for another layer or method would be wrong
+        if (previous.get("tensor"), previous.get("method")) != (la.tensor, config.method):
+            raise UsageError(f"{out} holds results for layer {previous.get('tensor')!r} with method "
+                             f"{previous.get('method')!r}; resume with the same --layer and --method, or use a "
+                             "new --out or --force")
     todo = []
+    finite = [bool(np.isfinite(t).all()) for t in prep.t_ort]
     for i, k in items:
         key = (str(prep.paths[i]), k)
         if key in done:
             run.results.append(done[key])
+        elif not finite[i]:
+            run.results.append(_unmeasured(key[0], k, "failed", prep.notes[i],
+                                           f"the model's activation {la.tensor} is NaN/Inf on this image before any "
+                                           "change; check the preprocessing (--preset/--mean/--std/--scale)"))
         elif prep.energy[i, k] <= 0:
-            run.results.append({"image": key[0], "kernel": k, "status": "inactive",
-                                "reason": "the kernel does not fire on this image (‖r_k(x)‖ = 0)"})
+            run.results.append(_unmeasured(key[0], k, "inactive", prep.notes[i],
+                                           "the kernel does not fire on this image (‖r_k(x)‖ = 0)"))
         else:
             todo.append((i, k))
 
+    order = {(str(prep.paths[i]), k): n for n, (i, k) in enumerate(items)}
+
     def save() -> None:
+        # in the order asked for (image, then kernel), however the work was batched or resumed
+        run.results.sort(key=lambda r: order.get((r["image"], r["kernel"]), len(order)))
         write_json(out / "results.json", {**header, "results": run.results})
 
     save()
@@ -152,6 +173,17 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
     from .report import write_report
     write_report(out)
     return run
+
+
+_METRIC_KEYS = ("kept", "fidelity", "others_kept", "specificity_before", "specificity_after", "mask_area",
+                "parity_max_abs", "parity_rel", "parity_ok")
+
+
+def _unmeasured(image: str, k: int, status: str, notes: tuple[str, ...], reason: str, steps: int = 0,
+                seconds: float = 0.0) -> dict:
+    """An inactive or failed result: every contract key present (null where nothing was measured)."""
+    return {"image": image, "kernel": k, "status": status, "reason": reason, **dict.fromkeys(_METRIC_KEYS),
+            "steps": steps, "seconds": seconds, "image_notes": list(notes), "files": {}}
 
 
 def prepare(model: Model, paths: list[Path], tensor: str, pp: Preprocess, config: ExplainConfig) -> Prepared:
@@ -237,8 +269,8 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
     for row, (i, kk) in enumerate(chunk):
         base = {"image": str(prep.paths[i]), "kernel": kk}
         if res.failed[row]:
-            results.append({**base, "status": "failed", "reason": res.failed[row], "steps": res.steps[row],
-                            "seconds": seconds})
+            results.append(_unmeasured(base["image"], kk, "failed", prep.notes[i], res.failed[row],
+                                       res.steps[row], seconds))
             continue
         m = kernel_metrics(prep.t_ort[i], t_ort[row], kk)
         p_abs, p_rel = parity(t_torch[row], t_ort[row])

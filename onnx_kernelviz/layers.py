@@ -83,6 +83,10 @@ def _activation(graph: GraphView, start: str) -> tuple[str, tuple[str, ...]]:
 def _next_link(graph: GraphView, tensor: str) -> tuple[str, str] | None:
     """The next (op label, output tensor) of the chain, or None where the chain ends."""
     users = graph.consumers.get(tensor, [])
+    if any(u.domain not in ("", "ai.onnx") for u in users):
+        # Same op names exist in other domains (com.microsoft::Gelu from onnxruntime's optimizer); a chain
+        # through them would make the activation tensor one the torch copy cannot compute.
+        return None
     if len(users) == 1:
         node = users[0]
         if len(node.outputs) < 1 or not node.outputs[0]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -112,8 +113,17 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
         return
     base = p.parent.resolve()
     for t in tensors:
-        info = external_data_helper.ExternalDataInfo(t)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # onnx warns about unknown keys; the checks below decide
+                info = external_data_helper.ExternalDataInfo(t)
+        except (ValueError, TypeError) as e:  # e.g. a non-numeric offset or length
+            raise ModelError(f"tensor {t.name!r} of {p} has invalid external data information ({e}); "
+                             "re-export the model") from e
         loc = info.location
+        if not isinstance(loc, str):  # protobuf hands back bytes for a location that is not valid UTF-8
+            raise ModelError(f"tensor {t.name!r} of {p} stores its data in {loc!r}, which is not a valid file "
+                             "name; re-export the model")
         where = f"tensor {t.name!r} of {p} stores its data in {loc!r}"
         if not loc or os.path.isabs(loc) or Path(loc).is_absolute() or loc.startswith(("/", "\\")) or ":" in loc:
             raise ModelError(f"{where}, an absolute path; refusing to read files outside the model's folder")
@@ -131,7 +141,9 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
             raise ModelError(f"{where}, a file with several hard links (it may be a file from elsewhere); "
                              "copy the data file next to the model instead")
     try:
-        external_data_helper.load_external_data_for_model(proto, str(base))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same unknown-key warnings as above
+            external_data_helper.load_external_data_for_model(proto, str(base))
     except (OSError, ValueError, onnx.checker.ValidationError) as e:
         raise ModelError(f"cannot read the external data of {p}: {e}") from e
 

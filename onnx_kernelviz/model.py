@@ -13,7 +13,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from .convert import TorchGraph, to_torch
+from .convert import CONVERSION_REMEDY, TorchGraph, to_torch
+from .errors import ConversionError
 from .expose import expose, truncate
 from .graph import GraphView
 from .layers import Layer, find_layers, resolve_layer
@@ -95,8 +96,13 @@ class Model:
     def run_torch(self, x: np.ndarray, tensors: tuple[str, ...]) -> list[np.ndarray]:
         """Activations from the torch copy (no grad), as float32 numpy arrays."""
         tg = self.torch_graph(tensors)
-        with torch.no_grad():
-            outs = tg(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.devices.torch))
+        try:
+            with torch.no_grad():
+                outs = tg(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.devices.torch))
+        except (RuntimeError, NotImplementedError, ValueError) as e:
+            # onnx2torch checks some attributes only when the module runs (Resize of the channel dim, ...).
+            raise ConversionError(f"the torch copy of the model fails at batch {len(x)} "
+                                  f"({type(e).__name__}: {str(e)[:300]}); {CONVERSION_REMEDY}") from e
         return [o.float().cpu().numpy() for o in outs]
 
     def synthetic_input(self, batch: int = 2, size: tuple[int, int] | None = None, seed: int = 0) -> np.ndarray:

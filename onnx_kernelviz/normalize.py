@@ -20,6 +20,8 @@ from .load import LoadedModel
 #: onnx2torch's converters cover opset 9..17 best; older graphs are upgraded (version_converter knows the
 #: BatchNormalization-7 / Dropout-7 / Gemm-7 adapters that onnx2torch lacks).
 MIN_OPSET = 13
+#: The IR version that opset 13 came with.
+MIN_IR_VERSION = 7
 BATCH_DIM = "batch"
 
 
@@ -34,6 +36,9 @@ class NormalizedModel:
     input_name: str
     opset: int
     notes: tuple[str, ...]
+    #: the original graph computes in fp16 (fp16 input or a Cast to fp16), so onnxruntime's numbers carry fp16
+    #: rounding that the fp32 torch copy does not have.
+    fp16_compute: bool = False
 
 
 def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
@@ -47,6 +52,11 @@ def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
     proto.CopyFrom(model.proto)
     notes: list[str] = []
     proto = _upgrade_opset(proto, notes)
+    input_name = model.input.name
+    # Before folding: with a fixed batch of 1 on the input (and in the exporter's value_info), the folder
+    # would turn Shape(x) into the constant [1, C, H, W] and bake batch 1 into every shape computed from it.
+    _symbolic_input_batch(proto, input_name, notes)
+    del proto.graph.value_info[:]  # stale shapes (batch 1, fp16) would contradict the rewrites below
     n_outputs = len(proto.graph.output)
     present = {o.name for o in proto.graph.output}
     for name in dict.fromkeys(keep):
@@ -54,17 +64,17 @@ def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
             proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     proto = _fold_constants(proto, notes)
     del proto.graph.output[n_outputs:]
-    _fp16_to_fp32(proto, notes)
-    input_name = model.input.name
+    fp16_compute = _fp16_to_fp32(proto, notes)
+    del proto.graph.value_info[:]  # the folder's inferred types (fp16) contradict the conversion to fp32
     if model.input.layout == "nhwc":
         input_name = _wrap_nhwc(proto, input_name, notes)
-    _symbolic_batch(proto, input_name, notes)
-    del proto.graph.value_info[:]  # stale shapes (batch 1, fp16) would contradict the rewrites above
+    _free_reshape_batch(proto, notes)
+    _free_resize_batch(proto, notes)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception as e:  # noqa: BLE001 - conversion can still work without inferred shapes
         notes.append(f"shape inference failed ({str(e)[:120]})")
-    return NormalizedModel(proto, input_name, _opset(proto), tuple(notes))
+    return NormalizedModel(proto, input_name, _opset(proto), tuple(notes), fp16_compute)
 
 
 def _opset(proto: onnx.ModelProto) -> int:
@@ -80,6 +90,10 @@ def _upgrade_opset(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
     except Exception as e:  # noqa: BLE001 - onnx raises bare RuntimeErrors from C++
         raise ModelError(f"cannot upgrade the model from opset {old} to {MIN_OPSET} ({str(e).splitlines()[0][:200]}); "
                          f"re-export it at opset {MIN_OPSET} or newer") from e
+    # version_converter leaves ir_version alone. An IR 3 graph (opset 7-8 era) must list its initializers as
+    # inputs; once the folding passes below drop them from the inputs, shape inference no longer types the
+    # weights and every conv output loses its shape (onnx2torch's BatchNormalization converter then fails).
+    up.ir_version = max(up.ir_version, MIN_IR_VERSION)
     notes.append(f"upgraded opset {old} -> {MIN_OPSET}")
     return up
 
@@ -96,7 +110,10 @@ def _fold_constants(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto
     # Graph outputs are never renamed by the passes; intermediate names survive too (only constants change).
     model = ir.from_proto(proto)
     n_before = len(model.graph)
-    onnxscript.optimizer.fold_constants(model, input_size_limit=1 << 26, output_size_limit=1 << 26)
+    # onnxscript keeps ConstantOfShape by default (to keep files small); a zero bias built that way must be
+    # an initializer for onnx2torch's Conv converter. Shape inference lets Shape(x) fold where H/W are fixed.
+    onnxscript.optimizer.fold_constants(model, onnx_shape_inference=True, input_size_limit=1 << 26,
+                                        output_size_limit=1 << 26, should_fold=_fold_constant_of_shape)
     for p in (ir_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
               ir_passes.RemoveInitializersFromInputsPass(), ir_passes.RemoveUnusedNodesPass()):
         p(model)
@@ -106,11 +123,19 @@ def _fold_constants(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto
     return out
 
 
-def _fp16_to_fp32(proto: onnx.ModelProto, notes: list[str]) -> None:
-    """Run fp16 models as fp32: gradients in fp16 underflow, and CPU kernels for fp16 are slow or missing."""
+def _fold_constant_of_shape(node: ir.Node) -> bool | None:
+    return True if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx") else None
+
+
+def _fp16_to_fp32(proto: onnx.ModelProto, notes: list[str]) -> bool:
+    """Run fp16 models as fp32: gradients in fp16 underflow, and CPU kernels for fp16 are slow or missing.
+
+    Returns whether the graph computed in fp16 (fp16 input or output, or a Cast to fp16), rather than only
+    storing weights in fp16.
+    """
     F16, F32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
     g = proto.graph
-    changed = 0
+    changed = compute = 0
     for i, t in enumerate(g.initializer):
         if t.data_type == F16:
             g.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
@@ -119,13 +144,14 @@ def _fp16_to_fp32(proto: onnx.ModelProto, notes: list[str]) -> None:
         for a in node.attribute:
             if node.op_type == "Cast" and a.name == "to" and a.i == F16:
                 a.i = F32
-                changed += 1
+                changed, compute = changed + 1, compute + 1
     for vi in (*g.input, *g.output):
         if vi.type.tensor_type.elem_type == F16:
             vi.type.tensor_type.elem_type = F32
-            changed += 1
+            changed, compute = changed + 1, compute + 1
     if changed:
         notes.append("converted fp16 weights and casts to fp32")
+    return bool(compute)
 
 
 def _wrap_nhwc(proto: onnx.ModelProto, name: str, notes: list[str]) -> str:
@@ -148,25 +174,25 @@ def _wrap_nhwc(proto: onnx.ModelProto, name: str, notes: list[str]) -> str:
     return new_name
 
 
-def _symbolic_batch(proto: onnx.ModelProto, input_name: str, notes: list[str]) -> None:
-    """Let batch > 1 run: a symbolic batch dim on the input, and no Reshape that hard-codes batch 1.
+def _symbolic_input_batch(proto: onnx.ModelProto, input_name: str, notes: list[str]) -> None:
+    """Let batch > 1 run: a symbolic batch dim on the image input."""
+    vi = next(i for i in proto.graph.input if i.name == input_name)
+    d0 = vi.type.tensor_type.shape.dim[0]
+    if d0.HasField("dim_value"):
+        d0.Clear()
+        d0.dim_param = BATCH_DIM
+        notes.append("made the batch dimension symbolic")
+
+
+def _free_reshape_batch(proto: onnx.ModelProto, notes: list[str]) -> None:
+    """No Reshape may hard-code batch 1.
 
     The legacy torch exporter folds ``x.view(x.size(0), ...)`` into a constant shape ``[1, ...]`` when no
     dynamic axes were asked for (ShuffleNet's channel shuffle, every classifier's flatten). Reshape's 0 means
     "copy this dim from the input", which is the batch for every such Reshape in a CNN.
     """
     g = proto.graph
-    vi = next(i for i in g.input if i.name == input_name)
-    d0 = vi.type.tensor_type.shape.dim[0]
-    if d0.HasField("dim_value"):
-        d0.Clear()
-        d0.dim_param = BATCH_DIM
-        notes.append("made the batch dimension symbolic")
     inits = {t.name: t for t in g.initializer}
-    consumers: dict[str, int] = {}
-    for node in g.node:
-        for i in node.input:
-            consumers[i] = consumers.get(i, 0) + 1
     fixed = 0
     for node in g.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
@@ -194,3 +220,41 @@ def _symbolic_batch(proto: onnx.ModelProto, input_name: str, notes: list[str]) -
         fixed += 1
     if fixed:
         notes.append(f"freed {fixed} Reshape(s) that hard-coded batch 1")
+
+
+def _free_resize_batch(proto: onnx.ModelProto, notes: list[str]) -> None:
+    """No Resize may hard-code batch 1 in its ``sizes``.
+
+    Exports with a fixed input shape (TensorFlow/Keras with batch 1, legacy torch ``F.interpolate(size=...)``
+    once folded) give Resize a constant ``sizes = [1, C, h, w]``. onnxruntime only runs batch 1 then, and
+    onnx2torch refuses it at batch 2 ("cannot resize channel or batch dimensions"). The batch now comes from
+    the Resize input: ``Concat(Gather(Shape(x), [0]), [C, h, w])``.
+    """
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    nodes: list[onnx.NodeProto] = []
+    for node in g.node:
+        sizes = None
+        if node.op_type == "Resize" and len(node.input) >= 4 and node.input[3] in inits:
+            sizes = numpy_helper.to_array(inits[node.input[3]])
+        if sizes is None or sizes.ndim != 1 or sizes.size < 3 or sizes[0] != 1:
+            nodes.append(node)
+            continue
+        base = f"{node.output[0]}__kv"
+        rest = numpy_helper.from_array(sizes[1:].astype(np.int64), f"{base}_sizes_rest")
+        zero = numpy_helper.from_array(np.array([0], np.int64), f"{base}_zero")
+        g.initializer.extend([rest, zero])
+        nodes += [onnx.helper.make_node("Shape", [node.input[0]], [f"{base}_shape"], name=f"{base}_shape"),
+                  onnx.helper.make_node("Gather", [f"{base}_shape", zero.name], [f"{base}_batch"], axis=0,
+                                        name=f"{base}_batch"),
+                  onnx.helper.make_node("Concat", [f"{base}_batch", rest.name], [f"{base}_sizes"], axis=0,
+                                        name=f"{base}_sizes")]
+        node.input[3] = f"{base}_sizes"
+        nodes.append(node)
+    fixed = len(nodes) - len(g.node)
+    if fixed:
+        g.ClearField("node")
+        g.node.extend(nodes)
+        fixed //= 3
+    if fixed:
+        notes.append(f"freed {fixed} Resize(s) whose sizes hard-coded batch 1")

@@ -32,6 +32,11 @@ class OptimizeConfig:
     min_steps: int = 40
     patience: int = 20
     tol: float = 2e-3
+    #: options for the parameterization's ``configure`` (e.g. ``(("resolution", 56), ("levels", 3))``)
+    param_options: tuple[tuple[str, object], ...] = ()
+    #: flush denormal floats to zero while optimizing (CPU): masked-out regions of deep activations are full of
+    #: them, and they make convolutions (forward and backward) ~1.5x slower
+    flush_denormal: bool = True
 
 
 @dataclass
@@ -62,9 +67,35 @@ def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameteriz
         k: kernel index per row, ``[B]``.
         callbacks: called after each step with (step, loss of the running rows, number running).
     """
+    if cfg.param_options:
+        param.configure(**dict(cfg.param_options))
+    flush = cfg.flush_denormal and ref.device.type == "cpu"
+    if flush:
+        torch.set_flush_denormal(True)
+    try:
+        return _optimize(forward, param, objective, ref, k, cfg, callbacks)
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
+
+
+def _param_groups(param: Parameterization, lr: float) -> list[dict]:
+    groups = []
+    for g in param.parameters():
+        if isinstance(g, dict):
+            g = dict(g)
+            g["lr"] = lr * float(g.pop("lr_scale", 1.0))
+            groups.append(g)
+        else:
+            groups.append({"params": [g], "lr": lr})
+    return groups
+
+
+def _optimize(forward, param: Parameterization, objective: Objective, ref: torch.Tensor, k: torch.Tensor,
+              cfg: OptimizeConfig, callbacks: tuple[StepCallback, ...]) -> OptimizeResult:
     B = len(k)
     dev = ref.device
-    params = param.parameters()
+    params = _param_groups(param, cfg.lr)
     opt = (torch.optim.Adam(params, lr=cfg.lr) if cfg.optimizer == "adam"
            else torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum))
     best_loss = torch.full((B,), float("inf"), device=dev)
@@ -79,10 +110,10 @@ def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameteriz
         if len(rows) == 0:
             break
         opt.zero_grad(set_to_none=True)
-        p = param()
-        x_rows = p.x_mod[rows]
-        act = torch.relu(forward(x_rows))
-        s = Step(act, ref[rows], k[rows], x_rows, None if p.mask is None else p.mask[rows])
+        every = len(rows) == B
+        p = param(None if every else rows)
+        act = torch.relu(forward(p.x_mod))
+        s = Step(act, ref if every else ref[rows], k if every else k[rows], p.x_mod, p.mask)
         loss = objective(s)
         finite = torch.isfinite(loss)
         if not bool(finite.all()):
@@ -99,9 +130,9 @@ def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameteriz
                 # the loss was computed on x' before this update: keep that x' (rebuild it for those rows)
                 idx = rows[better]
                 best_loss[idx] = lv[better]
-                best_x[idx] = p.x_mod[idx].detach()
+                best_x[idx] = p.x_mod[better].detach()
                 if best_m is not None:
-                    best_m[idx] = p.mask[idx].detach()
+                    best_m[idx] = p.mask[better].detach()
             for r in rows.tolist():
                 if running[r]:
                     steps[r] = step

@@ -1,8 +1,16 @@
 """How the modified input x' is parameterized (``--method``): a registry of small classes.
 
-``mask`` (default): x' = m ⊙ x + (1 − m) ⊙ b with m = sigmoid(upsample(logits)) ∈ [0,1]^{H×W}; the logits live
-on a coarse grid so the mask comes out as regions, not pixel noise (METHOD.md shows the trade-off).
+``mask`` (default): x' = m ⊙ x + (1 − m) ⊙ b with m ∈ [0,1]^{H×W}. The mask is a sigmoid of multi-scale logits
+(a coarse-to-fine pyramid: the sum of logit grids at resolution/2^i, each bilinearly upsampled), optionally
+smoothed by a Gaussian after the sigmoid (TorchRay-style smooth masks). Coarse levels move whole regions at
+once, so the mask finds the kernel's region in a few steps; finer levels only refine it (their learning rate is
+scaled down), so the result reads as regions, not pixel noise. docs/TRADEOFF.md shows how the defaults were
+measured.
 ``pixel``: x' itself is optimized, initialised at x (Zhuang et al., arXiv 2108.11054, first author's setup).
+
+A parameterization may take options through ``configure(**options)`` (called by the optimizer loop with
+``OptimizeConfig.param_options`` before the optimizer is built), and may build x' for a subset of its rows
+(``param(rows)``) so finished rows cost nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from .references import gaussian_blur
 from .registry import Registry
 
 
@@ -27,9 +36,13 @@ class Perturbed:
 class Parameterization(Protocol):
     """Owns the optimized tensors of a batch of explanations and builds x' from them."""
 
-    def parameters(self) -> list[torch.Tensor]: ...
+    def parameters(self) -> list[torch.Tensor] | list[dict]:
+        """Tensors, or torch optimizer parameter groups (dicts with ``params`` and an ``lr_scale``)."""
+        ...
 
-    def __call__(self) -> Perturbed: ...
+    def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
+        """x' (and mask) of the given rows (all rows when None), differentiable."""
+        ...
 
     def snapshot(self, rows: torch.Tensor) -> Perturbed:
         """x' (and mask) of the given batch rows, detached, for keeping the best result so far."""
@@ -39,38 +52,82 @@ class Parameterization(Protocol):
 PARAMETERIZATIONS: Registry[type] = Registry("method")
 
 
+def grid_size(resolution: int, H: int, W: int) -> tuple[int, int]:
+    """The logits grid for a side of ``resolution``, scaled to the input's aspect ratio."""
+    return max(1, round(resolution * H / max(H, W))), max(1, round(resolution * W / max(H, W)))
+
+
 @PARAMETERIZATIONS.register("mask")
 class MaskParameterization:
-    """x' = m ⊙ x + (1 − m) ⊙ b; m = sigmoid(bilinear_upsample(logits)), logits ``[B, 1, h, w]``.
+    """x' = m ⊙ x + (1 − m) ⊙ b; m = smooth(sigmoid(Σ_i upsample(logits_i))).
 
     Args:
         x: the inputs ``[B, C, H, W]``; b: the references, same shape.
-        resolution: the logits grid side (``h = w = resolution`` scaled to the input's aspect ratio).
-        init: initial logit (3 ≈ mask of 0.95: x' starts close to x, where k's activation is right).
+        resolution: the finest logits grid side (scaled to the input's aspect ratio).
+        levels: how many grids, each half the side of the previous (1 = a single grid at ``resolution``).
+            The coarsest grid never goes below 2.
+        fine_lr: learning-rate factor of each finer level relative to the one above it (1 = all equal).
+        smooth: sigma of a Gaussian blur of the mask after the sigmoid, as a fraction of the input side
+            (0 = none); it rounds the grid's corners off and keeps the mask in [0, 1].
+        init: initial logit of the coarsest level (3 ≈ mask of 0.95: x' starts close to x, where k's
+            activation is right); the finer levels start at 0.
     """
 
-    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, resolution: int = 28, init: float = 3.0) -> None:
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, resolution: int = 56, levels: int = 3,
+                 fine_lr: float = 0.5, smooth: float = 0.01, init: float = 3.0) -> None:
         self.x, self.b = x, b
+        self.configure(resolution=resolution, levels=levels, fine_lr=fine_lr, smooth=smooth, init=init)
+
+    def configure(self, *, resolution: int | None = None, levels: int | None = None, fine_lr: float | None = None,
+                  smooth: float | None = None, init: float | None = None) -> None:
+        """(Re)build the logits with these options (None keeps the current value)."""
+        old = getattr(self, "options", {})
+        new = {"resolution": resolution, "levels": levels, "fine_lr": fine_lr, "smooth": smooth, "init": init}
+        self.options = {k: (v if v is not None else old[k]) for k, v in new.items()}
+        o = self.options
+        if o["resolution"] < 1 or o["levels"] < 1:
+            raise ValueError("mask resolution and levels must be at least 1")
+        x = self.x
         H, W = x.shape[-2:]
-        h = max(1, round(resolution * H / max(H, W)))
-        w = max(1, round(resolution * W / max(H, W)))
-        self.logits = torch.full((x.shape[0], 1, h, w), init, device=x.device, dtype=x.dtype, requires_grad=True)
+        sides = []
+        r = int(o["resolution"])
+        for _ in range(int(o["levels"])):
+            sides.append(r)
+            if r // 2 < 2:
+                break
+            r //= 2
+        sides.reverse()  # coarsest first
+        self.logits = []
+        for i, side in enumerate(sides):
+            h, w = grid_size(side, H, W)
+            value = float(o["init"]) if i == 0 else 0.0
+            self.logits.append(torch.full((x.shape[0], 1, h, w), value, device=x.device, dtype=x.dtype,
+                                          requires_grad=True))
+        self.sigma = float(o["smooth"]) * max(H, W)
 
-    def parameters(self) -> list[torch.Tensor]:
-        return [self.logits]
+    def parameters(self) -> list[dict]:
+        n = len(self.logits)
+        return [{"params": [t], "lr_scale": float(self.options["fine_lr"]) ** i} for i, t in enumerate(self.logits)]
 
-    def _mask(self, logits: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(logits, size=self.x.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.sigmoid(up)
+    def _mask(self, rows: torch.Tensor | None) -> torch.Tensor:
+        size = self.x.shape[-2:]
+        total = None
+        for t in self.logits:
+            t = t if rows is None else t[rows]
+            up = t if tuple(t.shape[-2:]) == tuple(size) else F.interpolate(t, size=size, mode="bilinear",
+                                                                              align_corners=False)
+            total = up if total is None else total + up
+        m = torch.sigmoid(total)
+        return gaussian_blur(m, self.sigma) if self.sigma > 0 else m
 
-    def __call__(self) -> Perturbed:
-        m = self._mask(self.logits)
-        return Perturbed(m * self.x + (1 - m) * self.b, m)
+    def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
+        m = self._mask(rows)
+        x, b = (self.x, self.b) if rows is None else (self.x[rows], self.b[rows])
+        return Perturbed(m * x + (1 - m) * b, m)
 
     def snapshot(self, rows: torch.Tensor) -> Perturbed:
         with torch.no_grad():
-            m = self._mask(self.logits[rows])
-            return Perturbed(m * self.x[rows] + (1 - m) * self.b[rows], m)
+            return self(rows)
 
 
 @PARAMETERIZATIONS.register("pixel")
@@ -80,11 +137,14 @@ class PixelParameterization:
     def __init__(self, x: torch.Tensor, b: torch.Tensor | None = None, **_: object) -> None:
         self.x_mod = x.detach().clone().requires_grad_(True)
 
+    def configure(self, **_: object) -> None:
+        """The pixel method has no options."""
+
     def parameters(self) -> list[torch.Tensor]:
         return [self.x_mod]
 
-    def __call__(self) -> Perturbed:
-        return Perturbed(self.x_mod, None)
+    def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
+        return Perturbed(self.x_mod if rows is None else self.x_mod[rows], None)
 
     def snapshot(self, rows: torch.Tensor) -> Perturbed:
         return Perturbed(self.x_mod[rows].detach().clone(), None)

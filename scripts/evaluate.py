@@ -8,7 +8,7 @@
 Prints markdown tables (pasted into docs/EVALUATION.md) and writes OUT/evaluation.json; every explanation
 folder under OUT has its report.html.
 
-    python scripts/evaluate.py                          # layers 12,20,28, top2 kernels, 4 photos (CPU: minutes)
+    python scripts/evaluate.py                          # layers 12,20,28, top kernel + similar pair, 4 photos
     python scripts/evaluate.py --layers 20 --kernels top5 --steps 300 --out /tmp/eval
     python scripts/evaluate.py --pictures docs/img      # also write the eval_* pictures for the docs
 """
@@ -42,13 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=str(ROOT / "models" / "efficientnet_lite0.onnx"))
     ap.add_argument("--images", default=str(ROOT / "onnx_kernelviz" / "data" / "photos"))
     ap.add_argument("--layers", default="12,20,28", help="comma list of layer indices/names")
-    ap.add_argument("--kernels", default="top2", help="kernel spec per photo for the baseline table")
+    ap.add_argument("--kernels", default="top1", help="kernel spec per photo for the baseline table")
     ap.add_argument("--steps", type=int, default=None, help="most steps per explanation (default: ExplainConfig's)")
     ap.add_argument("--min-corr", type=float, default=0.5, help="least correlation for a similar pair")
     ap.add_argument("--out", default="/tmp/kernelviz_eval")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--pictures", default=None, help="folder for eval_*.png pictures (e.g. docs/img)")
+    ap.add_argument("--tables", default=None, metavar="JSON", help="only print the tables of an evaluation.json")
     args = ap.parse_args(argv)
+    if args.tables:
+        saved = json.loads(Path(args.tables).read_text())
+        print(baseline_table(saved["cases"]) + "\n\n" + pair_table(saved["pairs"]))
+        if args.pictures:
+            pictures(saved["cases"], saved["pairs"], Path(args.pictures))
+        return 0
 
     t0 = time.perf_counter()
     model = Model(args.model, device=args.device)
@@ -85,14 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                 pairs.append({"photo": photo.name, "layer": la.index, "kernels": [a, b], "correlation": corr,
                               "dir": str(d), "files": {k: res[k]["files"] for k in pair},
                               "ours": ours, "baselines": theirs})
+            _save(out, args, cfg, photos, t0, cases, pairs)  # after every photo: a long run stays usable
             print(f"[{time.perf_counter() - t0:6.0f}s] layer {la.index} {photo.name}: kernels {ks_all}"
                   + (f", pair {pair} corr {corr:.2f}" if pair else f", no pair (best corr {corr:.2f})"),
                   file=sys.stderr)
-    seconds = time.perf_counter() - t0
-    summary = {"model": args.model, "layers": args.layers, "kernels": args.kernels, "steps": cfg.steps,
-               "photos": [p.name for p in photos], "seconds": seconds, "cases": cases, "pairs": pairs}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(summary, indent=1))
+    seconds = _save(out, args, cfg, photos, t0, cases, pairs)
     print(baseline_table(cases))
     print()
     print(pair_table(pairs))
@@ -100,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.pictures:
         pictures(cases, pairs, Path(args.pictures))
     return 0
+
+
+def _save(out: Path, args, cfg: ExplainConfig, photos, t0: float, cases: list, pairs: list) -> float:
+    seconds = time.perf_counter() - t0
+    summary = {"model": args.model, "layers": args.layers, "kernels": args.kernels, "steps": cfg.steps,
+               "config": {k: v for k, v in vars(cfg).items() if k != "baselines"},
+               "photos": [p.name for p in photos], "seconds": seconds, "cases": cases, "pairs": pairs}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(summary, indent=1))
+    return seconds
 
 
 def _med(xs) -> str:

@@ -62,15 +62,15 @@ def two_conv(*, dynamic: bool = False, pre: tuple[str, ...] = ()) -> onnx.ModelP
 
 def halves() -> onnx.ModelProto:
     """Known answer: one 16x16 conv (no padding, output 1x1) whose kernel 0 sees only the left half of the
-    image (columns 0-7) and kernel 1 only the right half (columns 8-15); then Relu. Both fire on any image
-    (positive bias)."""
+    image (columns 0-7) and kernel 1 only the right half (columns 8-15); then Relu. Each kernel is the mean
+    of its half (plus 0.1), so with the ``zeros`` reference a correct mask keeps its own half and drops the other."""
     w = np.zeros((2, 3, 16, 16), np.float32)
     w[0, :, :, :8] = 1.0 / 384
     w[1, :, :, 8:] = 1.0 / 384
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="halves_conv"),
              helper.make_node("Relu", ["c"], ["y"], name="relu")]
     return _model(nodes, [_input(batch=1)], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 1, 1])],
-                  [_init("w", w), _init("b", np.array([3.0, 3.0]))])
+                  [_init("w", w), _init("b", np.array([0.1, 0.1]))])
 
 
 def dead_kernel() -> onnx.ModelProto:

@@ -1,0 +1,179 @@
+"""The CLI's happy paths on tiny models built in code (CONTRACT.md, "CLI"), through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+import tiny_models
+from onnx_kernelviz.cli import cli
+
+# The contract's results.json keys (CONTRACT.md, "explain: DIR/results.json").
+TOP_KEYS = {"model", "model_sha256", "layer", "tensor", "method", "device", "ort_providers", "version", "settings",
+            "results"}
+RESULT_KEYS = {"image", "kernel", "status", "kept", "fidelity", "others_kept", "specificity_before",
+               "specificity_after", "mask_area", "parity_max_abs", "parity_rel", "parity_ok", "steps", "seconds",
+               "files"}
+FAST = ["--steps", "5", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("models")
+    return {"two": tiny_models.save(tiny_models.two_conv(), d / "two.onnx"),
+            "dyn": tiny_models.save(tiny_models.two_conv(dynamic=True), d / "dyn.onnx")}
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("images") / "photo.png"
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(p), rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    return p
+
+
+def run(*args, **kwargs):
+    result = CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
+    assert "Traceback" not in result.output
+    return result
+
+
+def ok(*args):
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_runner_mixes_stderr_into_output():
+    # click >= 8.2: errors (stderr) land in result.output, which the other tests rely on
+    result = run("inspect", "/nonexistent/model.onnx")
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "Error:" in result.stderr
+
+
+def test_inspect_table(models):
+    out = ok("inspect", models["two"]).output
+    assert "opset 17" in out and "2 conv layers" in out
+    assert re.search(r"^\s+0\s+4\s+1\s+4x16x16\s+Relu\s+r1$", out, re.M)
+    assert re.search(r"^\s+1\s+6\s+1\s+6x16x16\s+Relu\s+y$", out, re.M)
+
+
+def test_inspect_json_schema(models):
+    doc = json.loads(ok("inspect", models["two"], "--json").output)
+    assert set(doc) == {"model", "opset", "producer", "inputs", "layers"}
+    assert doc["opset"] == 17 and doc["producer"] == "tiny_models"
+    assert [set(i) for i in doc["inputs"]] == [{"name", "shape", "layout"}]
+    assert doc["inputs"][0] == {"name": "x", "shape": ["N", 3, 16, 16], "layout": "nchw"}
+    assert len(doc["layers"]) == 2
+    for la in doc["layers"]:
+        assert set(la) == {"index", "name", "op", "tensor", "conv_output", "channels", "shape", "group"}
+    assert doc["layers"][1] == {"index": 1, "name": "conv2", "op": "Conv", "tensor": "y", "conv_output": "c2",
+                                "channels": 6, "shape": ["N", 6, 16, 16], "group": 1}
+
+
+def test_expose_adds_outputs_and_refuses_overwrite(models, tmp_path):
+    out = tmp_path / "exposed.onnx"
+    result = ok("expose", models["two"], "--layer", "0", "--layer", "conv2", "--output", out)
+    assert "r1" in result.output
+    outputs = [o.name for o in onnx.load(str(out)).graph.output]
+    assert "r1" in outputs and "y" in outputs
+    before = out.read_bytes()
+    result = run("expose", models["two"], "--layer", "0", "--output", out)
+    assert result.exit_code == 2
+    assert "Error:" in result.output and "--force" in result.output
+    assert out.read_bytes() == before
+    ok("expose", models["two"], "--layer", "0", "--output", out, "--force")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_verify_table_and_json(models, image):
+    out = ok("verify", models["two"]).output
+    assert "all layers agree" in out
+    assert re.search(r"^\s+0\s+\S+\s+\S+\s+ok\s+r1$", out, re.M) and re.search(r"^\s+1\s+\S+\s+\S+\s+ok\s+y$", out, re.M)
+    doc = json.loads(ok("verify", models["two"], image, "--json").output)
+    assert set(doc) == {"model", "tolerance", "ok", "layers"}
+    assert doc["ok"] is True and doc["tolerance"] == 1e-3
+    assert [set(la) for la in doc["layers"]] == [{"index", "tensor", "parity_max_abs", "parity_rel", "ok"}] * 2
+    doc = json.loads(ok("verify", models["dyn"], "--layer", "1", "--size", "16x16", "--json").output)
+    assert [la["tensor"] for la in doc["layers"]] == ["y"]
+
+
+def test_verify_mismatch_names_the_first_bad_layer(models, monkeypatch):
+    import onnx_kernelviz.verify as verify
+
+    real = verify.parity
+
+    def broken(t_torch, t_ort):  # layer 1 (6 channels) disagrees, layer 0 agrees
+        return (1.0, 0.5) if t_ort.shape[1] == 6 else real(t_torch, t_ort)
+
+    monkeypatch.setattr(verify, "parity", broken)
+    result = run("verify", models["two"])
+    assert result.exit_code == 1
+    assert "MISMATCH" in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "at layer 1 (y)" in errors[0] and "5.00e-01" in errors[0]
+
+
+def test_explain_writes_every_contract_key(models, image, tmp_path):
+    out = tmp_path / "out"
+    result = ok("explain", models["two"], image, "--layer", "1", "--kernel", "0,3", "--out", out, *FAST)
+    assert "2 explained, 0 inactive, 0 failed" in result.output
+    doc = json.loads((out / "results.json").read_text())
+    assert TOP_KEYS <= set(doc)
+    assert doc["tensor"] == "y" and doc["method"] == "mask" and doc["device"] == "cpu"
+    assert [r["kernel"] for r in doc["results"]] == [0, 3]
+    for r in doc["results"]:
+        assert RESULT_KEYS <= set(r), RESULT_KEYS - set(r)
+        assert r["status"] == "ok" and r["image"] == str(image) and r["steps"] <= 5
+        for name in ("modified", "mask", "overlay"):
+            assert (out / r["files"][name]).is_file()
+        assert not Path(r["files"]["modified"]).is_absolute()
+    assert (out / "report.html").is_file()
+
+
+def test_explain_pixel_method_has_null_mask(models, image, tmp_path):
+    ok("explain", models["two"], image, "--layer", "0", "--kernel", "1", "--out", tmp_path / "o",
+       "--method", "pixel", *FAST)
+    r = json.loads((tmp_path / "o" / "results.json").read_text())["results"][0]
+    assert r["mask_area"] is None and r["files"]["mask"] is None and r["status"] == "ok"
+
+
+def test_explain_dynamic_size_model(models, image, tmp_path):
+    ok("explain", models["dyn"], image, "--layer", "1", "--kernel", "top2", "--out", tmp_path / "o", "--size",
+       "16x16", *FAST)
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert doc["settings"]["input_size"] == [16, 16] and len(doc["results"]) == 2
+
+
+def test_report_rebuilds_html(models, image, tmp_path):
+    out = tmp_path / "out"
+    ok("explain", models["two"], image, "--layer", "0", "--kernel", "1", "--out", out, *FAST)
+    (out / "report.html").unlink()
+    result = ok("report", out)
+    assert "report.html" in result.output
+    assert "<html" in (out / "report.html").read_text().lower()
+
+
+def test_same_seed_gives_identical_metrics(models, image, tmp_path):
+    def metrics(out):
+        ok("explain", models["two"], image, "--layer", "1", "--kernel", "0,2", "--out", out, "--seed", "7", *FAST)
+        results = json.loads((out / "results.json").read_text())["results"]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in results]
+
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+
+
+def test_python_dash_m_help():
+    proc = subprocess.run([sys.executable, "-m", "onnx_kernelviz", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout and "explain" in proc.stdout and "inspect" in proc.stdout
