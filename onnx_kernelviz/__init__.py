@@ -1,17 +1,32 @@
 """onnx_kernelviz: show what one convolution kernel of a CNN responds to, from the deployed ONNX file.
 
 Pipeline: load -> normalize -> layers -> expose -> convert -> objectives/optimize -> verify -> report.
+Public names load lazily, so ``kernelviz --help`` and error messages do not wait for torch to import.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .errors import ConversionError, ImageError, KernelvizError, ModelError, UsageError  # noqa: E402
-from .model import Model  # noqa: E402
-from .layers import Layer  # noqa: E402
-from .preprocess import Preprocess, resolve_preprocess  # noqa: E402
-from .verify import VerifyReport, verify_model  # noqa: E402
-from .explain import ExplainConfig, ExplainRun, explain  # noqa: E402
+_EXPORTS = {
+    "KernelvizError": "errors", "UsageError": "errors", "ModelError": "errors", "ConversionError": "errors",
+    "ImageError": "errors", "Model": "model", "Layer": "layers", "Preprocess": "preprocess",
+    "resolve_preprocess": "preprocess", "verify_model": "verify", "VerifyReport": "verify",
+    "ExplainConfig": "explain", "ExplainRun": "explain",
+}
+__all__ = ["__version__", *sorted(_EXPORTS), "explain"]
 
-__all__ = ["__version__", "Model", "Layer", "Preprocess", "resolve_preprocess", "verify_model", "VerifyReport",
-           "explain", "ExplainConfig", "ExplainRun", "KernelvizError", "UsageError", "ModelError",
-           "ConversionError", "ImageError"]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def explain(*args, **kwargs):
+    """See :func:`onnx_kernelviz.explain.explain` (explain kernels of a layer on images)."""
+    from .explain import explain as _explain
+
+    return _explain(*args, **kwargs)

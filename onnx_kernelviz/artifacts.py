@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from .images import write_image, write_npy
+from .images import atomic_file, write_image, write_npy
 
 __all__ = ["heatmap", "overlay", "activation_picture", "others_picture", "write_json", "write_image", "write_npy"]
 
@@ -24,22 +22,8 @@ __all__ = ["heatmap", "overlay", "activation_picture", "others_picture", "write_
 def write_json(path: Path, obj: Any) -> None:
     """Atomic JSON write; NaN/Inf become null so the file is valid JSON for every reader."""
     text = json.dumps(_finite(obj), indent=1)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file 0600 and the mode survives the rename: give it the usual umask-based mode
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    with atomic_file(path) as f:
+        f.write(text.encode("utf-8"))
 
 
 def _finite(obj: Any) -> Any:

@@ -597,12 +597,20 @@ def from_model_input(x: np.ndarray, pp: Preprocess) -> np.ndarray:
 _WRITE_EXTENSIONS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
     """Yield a temp file in ``path``'s folder (same file system, so ``os.replace`` is atomic), then rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file 0600 and the mode survives the rename: give it the usual umask-based mode
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -634,7 +642,7 @@ def write_image(path: str | Path, rgb_uint8: np.ndarray, *, jpeg_quality: int = 
     if not ok:
         raise ImageError(f"cannot encode image {path} as {ext}; try a .png name")
     try:
-        with _atomic_file(path) as f:
+        with atomic_file(path) as f:
             f.write(encoded.tobytes())
     except OSError as exc:
         raise ImageError(f"cannot write image {path}: {exc.strerror or exc}; check the folder is writable") from None
@@ -645,7 +653,7 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
     """Save ``array`` atomically with ``np.save`` (no pickled objects) to exactly ``path``."""
     path = Path(path)
     try:
-        with _atomic_file(path) as f:
+        with atomic_file(path) as f:
             np.save(f, np.asarray(array), allow_pickle=False)
     except OSError as exc:
         raise ImageError(f"cannot write {path}: {exc.strerror or exc}; check the folder is writable") from None
