@@ -18,6 +18,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -27,7 +28,7 @@ from onnx_kernelviz.model import Model  # noqa: E402
 from onnx_kernelviz.verify import verify_model  # noqa: E402
 
 
-def _entries(names: list[str], cache: Path) -> list[tuple[str, str, callable]]:
+def _entries(names: list[str], cache: Path) -> list[tuple[str, str, Callable[[], Path]]]:
     """(model, exporter, make_path) for each requested name, in corpus order."""
     out = []
     for name in names:
@@ -36,7 +37,7 @@ def _entries(names: list[str], cache: Path) -> list[tuple[str, str, callable]]:
         elif name == "torchvision":
             out += _entries(list(corpus.TORCHVISION), cache)
         elif name == "default":
-            out.append(("efficientnet_lite0 (default)", "torch legacy (shipped)", lambda: corpus.DEFAULT_MODEL))
+            out.append(("efficientnet_lite0 (default)", "legacy (shipped)", lambda: corpus.DEFAULT_MODEL))
         elif name in corpus.TORCHVISION:
             for n, e in corpus.TORCHVISION_RUNS:
                 if n == name:

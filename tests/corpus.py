@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "efficientnet_lite0.onnx"
 
-F32, F16, I64 = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT64
+F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 
 
 # Torch exports ------------------------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ TORCHVISION: dict[str, TorchvisionSpec] = {s.name: s for s in [
     # VGG's 25088x4096 classifier alone is 400 MB; a narrower head keeps the file small, the convs are VGG's.
     TorchvisionSpec("vgg11_bn", 224, 8, {0: ("Relu",), 7: ("Relu",)}, shrink_classifier=True),
     TorchvisionSpec("convnext_tiny", 64, 22, {0: (), 1: ()}),
-    TorchvisionSpec("regnet_y_400mf", 64, 85, {0: ("Relu",), 3: ("Relu",), 4: ("Sigmoid",)}),
+    TorchvisionSpec("regnet_y_400mf", 64, 85, {0: ("Relu",), 1: (), 2: ("Relu",), 3: ("Relu",), 4: ("Relu",), 5: ("Sigmoid",)}),
     TorchvisionSpec("shufflenet_v2_x0_5", 64, 56, {0: ("Relu",)}),
     TorchvisionSpec("googlenet", 64, 57, {0: ("Relu",)}, kwargs={"aux_logits": False, "init_weights": True}),
     TorchvisionSpec("efficientnet_b0", 64, 81, {0: ("Sigmoid*Mul",), 1: ("Sigmoid*Mul",), 2: ("Sigmoid*Mul",), 3: ("Sigmoid",)}),
