@@ -35,21 +35,34 @@ from .verify import DEFAULT_TOLERANCE
 class ExplainConfig:
     """Settings of one ``explain`` run (recorded in results.json ``settings``).
 
-    Mask-method weights: loss = preserve + ``suppress``·suppress + ``area``·mean(m) + ``tv``·TV(m).
+    Mask-method loss = ``preserve``·max(0, e_k − ``preserve_margin``) + ``suppress``·others_kept
+    + ``area``·max(0, mean(m) − ``area_target``) + ``tv``·TV(m); the mask is a coarse-to-fine pyramid of
+    ``levels`` logit grids up to ``resolution``, smoothed by a Gaussian of ``smooth``·side. Defaults chosen by
+    measurement (docs/TRADEOFF.md, scripts/tune_defaults.py).
     The pixel method uses the paper's α = β = γ = 1 and SGD (lr 0.1, momentum 0.9).
     """
 
     method: str = "mask"
-    steps: int = 300
+    steps: int = 50
     early_stop: bool = True
     batch_size: int | None = None
     seed: int = 0
-    reference: str = "blur"
-    resolution: int = 28
-    suppress: float = 1.0
+    reference: str = "mean"
+    resolution: int = 56
+    levels: int = 3
+    fine_lr: float = 0.5
+    smooth: float = 0.015
+    init: float = 1.0
+    preserve: float = 5.0
+    preserve_margin: float = 0.2
+    suppress: float = 2.0
     area: float = 0.3
-    tv: float = 0.3
+    area_target: float = 0.0
+    tv: float = 0.5
     lr: float | None = None
+    min_steps: int = 20
+    patience: int = 10
+    tol: float = 2e-3
     baselines: tuple[str, ...] = ()
     top_images: int | None = None
     tolerance: float = DEFAULT_TOLERANCE
@@ -58,13 +71,17 @@ class ExplainConfig:
         if self.method == "pixel":
             return OptimizeConfig(steps=self.steps, lr=self.lr or 0.1, optimizer="sgd", momentum=0.9,
                                   early_stop=self.early_stop)
-        return OptimizeConfig(steps=self.steps, lr=self.lr or 0.1, optimizer="adam", early_stop=self.early_stop)
+        return OptimizeConfig(steps=self.steps, lr=self.lr or 0.2, optimizer="adam", early_stop=self.early_stop,
+                              min_steps=self.min_steps, patience=self.patience, tol=self.tol,
+                              param_options=(("resolution", self.resolution), ("levels", self.levels),
+                                             ("fine_lr", self.fine_lr), ("smooth", self.smooth),
+                                             ("init", self.init)))
 
     def objective(self) -> Objective:
         if self.method == "pixel":
             return Objective([(1.0, PaperPreserve()), (1.0, PaperSuppress()), (1.0, ImageL1())])
-        return Objective([(1.0, Preserve()), (self.suppress, Suppress()), (self.area, MaskArea()),
-                          (self.tv, MaskTV())])
+        return Objective([(self.preserve, Preserve(self.preserve_margin)), (self.suppress, Suppress()),
+                          (self.area, MaskArea(self.area_target)), (self.tv, MaskTV())])
 
 
 @dataclass

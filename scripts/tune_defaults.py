@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Re-run the measurement behind the mask method's defaults (docs/TRADEOFF.md).
+
+For each setting (the METHOD.md-style single-grid rows and the chosen default) runs ``explain`` on the default
+model, the given layers and photos, the top kernels of each photo, and prints a markdown table of medians:
+kept, fidelity, others_kept, specificity before -> after (and their ratio), mask_area, steps, seconds/kernel.
+With ``--out DIR`` it also writes DIR/grid.png: per (photo, kernel) the photo, then the overlay per setting.
+
+Also prints an "oracle" line per layer: the best others_kept a mask that only selects WHERE could reach at
+kept = 0.9 (keep activation positions by decreasing r_k^2 / sum_j r_j^2 until 81% of k's energy is kept) --
+an upper bound on what a readable, region-like mask can do at that layer.
+
+Usage: python scripts/tune_defaults.py [--layers 20] [--photos chelsea,coffee] [--kernels top3]
+                                       [--settings default,14tv,56,224] [--out docs/img]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from onnx_kernelviz.explain import ExplainConfig, explain, prepare
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.preprocess import resolve_preprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
+MODEL = ROOT / "models" / "efficientnet_lite0.onnx"
+
+D = ExplainConfig()
+SETTINGS = {
+    "default": ("chosen default: 14→28→56 pyramid, smoothed", D),
+    "14tv": ("14×14, strong TV", replace(D, resolution=14, levels=1, smooth=0.0, tv=1.0)),
+    "56": ("56×56", replace(D, resolution=56, levels=1, smooth=0.0, tv=0.3)),
+    "224": ("224×224, weak TV", replace(D, resolution=224, levels=1, smooth=0.0, tv=0.05)),
+    "old": ("previous default: 28×28, blur, preserve+suppress, 300 steps",
+            replace(D, resolution=28, levels=1, smooth=0.0, init=3.0, reference="blur", preserve=1.0,
+                    preserve_margin=0.0, suppress=1.0, tv=0.3, lr=0.1, steps=300, min_steps=40, patience=20)),
+}
+
+
+def oracle(energy_maps: np.ndarray, k: int) -> float:
+    t = np.maximum(energy_maps, 0).reshape(energy_maps.shape[0], -1).astype(np.float64)
+    ek = t[k] ** 2
+    eo = (t ** 2).sum(0) - ek
+    order = np.argsort(-(ek / (eo + 1e-12)))
+    ck, co = np.cumsum(ek[order]) / ek.sum(), np.cumsum(eo[order]) / max(eo.sum(), 1e-12)
+    return float(np.sqrt(co[np.searchsorted(ck, 0.81)]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", default="20")
+    ap.add_argument("--photos", default="chelsea,coffee")
+    ap.add_argument("--kernels", default="top3")
+    ap.add_argument("--settings", default="default,14tv,56,224", help=f"comma list of {','.join(SETTINGS)}")
+    ap.add_argument("--out", default=None, help="also write a picture grid (DIR/grid.png)")
+    args = ap.parse_args()
+    m = Model(MODEL, device="cpu")
+    pp = resolve_preprocess(MODEL)
+    photos = [PHOTOS / f"{p}.jpg" for p in args.photos.split(",")]
+    names = args.settings.split(",")
+    print("| setting | layers | kept | fidelity | others_kept | specificity before → after (×) | mask_area | steps "
+          "| s/kernel |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    overlays: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for layer in args.layers.split(","):
+            prep = prepare(m, photos, m.layer(layer).tensor, pp, D)
+            from onnx_kernelviz.kernels import select_items
+            items = select_items(args.kernels, prep.energy, None)
+            orc = statistics.median(oracle(prep.t_ort[i], k) for i, k in items)
+            for name in names:
+                label, cfg = SETTINGS[name]
+                out = Path(tmp) / f"{name}_{layer}"
+                run = explain(m, photos, layer, args.kernels, out, preprocess=pp, config=cfg, force=True)
+                ok = [r for r in run.results if r["status"] == "ok"]
+                med = lambda f: statistics.median(r[f] for r in ok)  # noqa: E731
+                ratio = statistics.median(r["specificity_after"] / r["specificity_before"] for r in ok)
+                print(f"| {label} | {layer} | {med('kept'):.2f} | {med('fidelity'):.2f} | {med('others_kept'):.2f} | "
+                      f"{med('specificity_before'):.3f} → {med('specificity_after'):.3f} (×{ratio:.1f}) | "
+                      f"{med('mask_area'):.2f} | {med('steps'):.0f} | {med('seconds'):.2f} |", flush=True)
+                if args.out:
+                    import cv2
+                    for r in ok:
+                        img = cv2.imread(str(out / r["files"]["overlay"]))
+                        overlays.setdefault((layer, r["image"], r["kernel"]), {})[name] = img
+                        overlays[(layer, r["image"], r["kernel"])]["photo"] = cv2.imread(
+                            str(out / r["files"]["original"]))
+            print(f"| oracle (region mask, kept 0.9) | {layer} | 0.90 | — | {orc:.2f} | — | — | — | — |", flush=True)
+    if args.out:
+        import cv2
+        side = 128
+        rows = []
+        for key, ims in overlays.items():
+            rows.append(np.hstack([cv2.resize(ims[c], (side, side)) if c in ims else np.zeros((side, side, 3),
+                                   np.uint8) for c in ["photo", *names]]))
+        head = np.full((24, side * (len(names) + 1), 3), 255, np.uint8)
+        for j, c in enumerate(["photo", *names]):
+            cv2.putText(head, c, (j * side + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(Path(args.out) / "tradeoff_grid.jpg"), np.vstack([head, *rows]),
+                    [cv2.IMWRITE_JPEG_QUALITY, 80])
+        print(f"\nwrote {Path(args.out) / 'tradeoff_grid.jpg'}")
+
+
+if __name__ == "__main__":
+    main()

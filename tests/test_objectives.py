@@ -1,0 +1,71 @@
+"""Each mask-method loss term's value on a known case (tiny tensors, no model)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from onnx_kernelviz.explain import ExplainConfig
+from onnx_kernelviz.objectives import MaskArea, MaskTV, Objective, Preserve, Step, Suppress
+
+
+def _step(act, ref, k, mask=None):
+    act, ref = torch.as_tensor(act, dtype=torch.float32), torch.as_tensor(ref, dtype=torch.float32)
+    x = torch.zeros(len(k), 3, 4, 4)
+    return Step(act, ref, torch.tensor(k), x, mask)
+
+
+def test_preserve_relative_error_and_hinge():
+    ref = [[[[3.0, 4.0]], [[1.0, 1.0]]]]  # kernel 0: ‖r_0‖ = 5
+    act = [[[[3.0, 1.0]], [[0.0, 0.0]]]]  # error (0, 3): relative error 0.6
+    s = _step(act, ref, [0])
+    assert math.isclose(float(Preserve()(s)[0]), 0.6, rel_tol=1e-5)
+    assert math.isclose(float(Preserve(margin=0.2)(s)[0]), 0.4, rel_tol=1e-5)
+    assert float(Preserve(margin=0.7)(s)[0]) == 0.0  # within the margin: as good as x itself
+    assert float(Preserve()(_step(ref, ref, [0]))[0]) < 1e-6
+
+
+def test_suppress_is_others_kept():
+    ref = [[[[1.0, 0.0]], [[3.0, 4.0]], [[0.0, 0.0]]]]  # others of kernel 0: ‖(3,4,0,0)‖ = 5
+    act = [[[[1.0, 0.0]], [[0.0, 1.0]], [[0.0, 0.0]]]]  # others now ‖(0,1)‖ = 1
+    assert math.isclose(float(Suppress()(_step(act, ref, [0]))[0]), 0.2, rel_tol=1e-3)
+    # k picks the row's own kernel: for kernel 1 the others are channels 0 and 2
+    assert math.isclose(float(Suppress()(_step(act, ref, [1]))[0]), 1.0, rel_tol=1e-3)
+
+
+def test_area_with_and_without_target():
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[0, :, :2] = 1.0  # area 0.5
+    s = _step(torch.zeros(2, 1, 1, 1), torch.ones(2, 1, 1, 1), [0, 0], mask)
+    assert torch.allclose(MaskArea()(s), torch.tensor([0.5, 0.0]))
+    assert torch.allclose(MaskArea(target=0.3)(s), torch.tensor([0.2, 0.0]))
+
+
+def test_tv_counts_edges():
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :, 2:] = 1.0  # one vertical edge: 4 of the 12 horizontal neighbour pairs differ by 1
+    s = _step(torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1), [0], mask)
+    assert math.isclose(float(MaskTV()(s)[0]), 4 / 12, rel_tol=1e-6)
+    assert float(MaskTV()(_step(torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1), [0],
+                                torch.full((1, 1, 4, 4), 0.7)))[0]) == 0.0
+
+
+def test_objective_weighted_sum_and_parts():
+    ref = [[[[3.0, 4.0]], [[3.0, 4.0]]]]
+    act = [[[[3.0, 1.0]], [[0.0, 0.0]]]]
+    obj = Objective([(2.0, Preserve()), (0.5, Suppress())])
+    v = obj(_step(act, ref, [0]))
+    assert math.isclose(float(v[0]), 2 * 0.6 + 0.5 * 0.0, abs_tol=1e-3)
+    assert set(obj.parts) == {"Preserve", "Suppress"}
+
+
+def test_default_objective_and_loop_settings():
+    cfg = ExplainConfig()
+    names = [type(t).__name__ for _, t in cfg.objective().terms]
+    assert names == ["Preserve", "Suppress", "MaskArea", "MaskTV"]
+    oc = cfg.optimize_config()
+    assert oc.steps == cfg.steps and dict(oc.param_options)["resolution"] == cfg.resolution
+    pixel = ExplainConfig(method="pixel")
+    assert [type(t).__name__ for _, t in pixel.objective().terms] == ["PaperPreserve", "PaperSuppress", "ImageL1"]
+    assert pixel.optimize_config().optimizer == "sgd" and pixel.optimize_config().param_options == ()
