@@ -14,9 +14,9 @@ _EXPORTS = {
     "KernelvizError": "errors", "UsageError": "errors", "ModelError": "errors", "ConversionError": "errors",
     "ImageError": "errors", "Model": "model", "Layer": "layers", "Preprocess": "preprocess",
     "resolve_preprocess": "preprocess", "verify_model": "verify", "VerifyReport": "verify",
-    "ExplainConfig": "explain", "ExplainRun": "explain",
+    "ExplainConfig": "explainer", "ExplainRun": "explainer", "explain": "explainer",
 }
-__all__ = ["__version__", *sorted(_EXPORTS), "explain"]
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str):
@@ -24,9 +24,3 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-def explain(*args, **kwargs):
-    """See :func:`onnx_kernelviz.explain.explain` (explain kernels of a layer on images)."""
-    from .explain import explain as _explain
-
-    return _explain(*args, **kwargs)

@@ -266,7 +266,7 @@ def explain_options(fn):
 def _config(method, steps, early_stop, batch_size, seed, reference, baselines, tolerance, top_images=None):
     from dataclasses import replace
 
-    from .explain import ExplainConfig
+    from .explainer import ExplainConfig
 
     c = ExplainConfig()
     changes = {"method": method, "early_stop": early_stop, "batch_size": batch_size, "seed": seed,
@@ -341,7 +341,7 @@ def explain(model, images, layer, kernel, out, top_images, resume, method, steps
       kernelviz explain net.onnx cat.jpg --layer 20 --kernel top3 --out out/
       kernelviz explain net.onnx photos/ --layer 20 --kernel 7 --top-images 5 --out out7/ --baselines all
     """
-    from .explain import explain as run_explain
+    from .explainer import explain as run_explain
 
     m, pp = _open(model, device, kw)
     cfg = _config(method, steps, early_stop, batch_size, seed, reference, baselines, tolerance, top_images)

@@ -5,7 +5,7 @@ pair of active kernels), explain both, then measure on onnxruntime how much of e
 explanation: a good explanation of a keeps a and drops b, and the reverse (METHOD.md, "Similar kernels"). The
 same is measured for every baseline at the same mask area, which can only say where a kernel fires.
 
-The explanations are made by :func:`onnx_kernelviz.explain.explain` into the same folder, so DIR holds the
+The explanations are made by :func:`onnx_kernelviz.explainer.explain` into the same folder, so DIR holds the
 usual results.json next to compare.json, and one report.html shows both.
 """
 
@@ -20,7 +20,7 @@ import torch
 from .artifacts import write_json
 from .baselines import evaluate_baselines, resolve_names
 from .errors import KernelvizError, UsageError
-from .explain import ExplainConfig, Prepared, explain, prepare
+from .explainer import ExplainConfig, Prepared, explain, prepare
 from .images import list_images
 from .metrics import correlation, kernel_energy, kernel_metrics, rectified
 from .model import Model

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .errors import UsageError
-from .explain import ExplainConfig, ExplainRun, ProgressFn, explain
+from .explainer import ExplainConfig, ExplainRun, ProgressFn, explain
 from .model import Model
 from .preprocess import resolve_preprocess
 

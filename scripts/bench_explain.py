@@ -24,7 +24,7 @@ import torch
 
 from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
 from onnx_kernelviz.demo import PHOTOS, default_model_path
-from onnx_kernelviz.explain import prepare
+from onnx_kernelviz.explainer import prepare
 from onnx_kernelviz.optimize import optimize
 from onnx_kernelviz.perturb import PARAMETERIZATIONS
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
 from onnx_kernelviz.compare import measure_pair, most_correlated_pair  # noqa: E402
-from onnx_kernelviz.explain import ExplainConfig, prepare  # noqa: E402
+from onnx_kernelviz.explainer import ExplainConfig, prepare  # noqa: E402
 from onnx_kernelviz.images import list_images  # noqa: E402
 from onnx_kernelviz.kernels import select_items  # noqa: E402
 

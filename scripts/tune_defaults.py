@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_kernelviz.explain import ExplainConfig, explain, prepare
+from onnx_kernelviz.explainer import ExplainConfig, explain, prepare
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.preprocess import resolve_preprocess
 

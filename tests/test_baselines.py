@@ -68,7 +68,7 @@ def test_all_registered():
 @pytest.mark.parametrize("name", ["activation", "gradient", "guided", "input_x_gradient", "occlusion"])
 def test_baseline_shape_and_known_answer(tiny, name):
     _, _, tg, x = tiny
-    forward = lambda inp: tg(inp)[0]  # noqa: E731 - the same form explain.py passes
+    forward = lambda inp: tg(inp)[0]  # noqa: E731 - the same form explainer.py passes
     k = torch.tensor([0, 1])
     sal = BASELINES.get(name)(forward, torch.zeros_like(x))(x, k)
     assert sal.shape == (2, SIDE, SIDE)

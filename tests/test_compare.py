@@ -12,7 +12,7 @@ import pytest
 from onnx_kernelviz.baselines import BASELINES
 from onnx_kernelviz.compare import compare, most_correlated_pair
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.explain import ExplainConfig
+from onnx_kernelviz.explainer import ExplainConfig
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.preprocess import Preprocess
 

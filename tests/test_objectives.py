@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from onnx_kernelviz.explain import ExplainConfig
+from onnx_kernelviz.explainer import ExplainConfig
 from onnx_kernelviz.objectives import MaskArea, MaskTV, Objective, Preserve, Step, Suppress
 
 

@@ -86,7 +86,7 @@ def _half_model(path, size=16):
 
 
 def test_known_answer_left_half(tmp_path):
-    from onnx_kernelviz.explain import ExplainConfig, explain
+    from onnx_kernelviz.explainer import ExplainConfig, explain
     from onnx_kernelviz.model import Model
     from onnx_kernelviz.preprocess import get_preset
 

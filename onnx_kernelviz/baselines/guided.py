@@ -52,7 +52,7 @@ def guided_relus(module: nn.Module) -> Iterator[int]:
 
 def find_module(forward: object) -> nn.Module | None:
     """The ``nn.Module`` behind a forward callable: the module itself, a wrapper with ``.module`` (TorchGraph),
-    or one captured by a closure (explain.py passes ``lambda inp: tg(inp)[0]``)."""
+    or one captured by a closure (explainer.py passes ``lambda inp: tg(inp)[0]``)."""
     seen: list[object] = [forward]
     for _ in range(3):
         nxt = []
