@@ -25,6 +25,8 @@ class Step:
         k: the kernel of each explanation, ``[B]`` (long).
         x_mod: the modified inputs ``[B, C, H, W]``.
         mask: the masks ``[B, 1, H, W]``, or None for the pixel method.
+        grid: the mask(s) at the parameterization's finest grid ``[B, M, h, w]`` (area and TV are computed
+            there), or None (use ``mask``).
     """
 
     act: torch.Tensor
@@ -32,6 +34,7 @@ class Step:
     k: torch.Tensor
     x_mod: torch.Tensor
     mask: torch.Tensor | None
+    grid: torch.Tensor | None = None
 
     def channel(self, t: torch.Tensor) -> torch.Tensor:
         """Channel k of each row, flattened: ``[B, C, h, w] -> [B, h*w]``."""
@@ -77,18 +80,24 @@ class MaskArea:
     target: float = 0.0
 
     def __call__(self, s: Step) -> torch.Tensor:
-        a = s.mask.flatten(1).mean(1)
+        a = (s.mask if s.grid is None else s.grid).flatten(1).mean(1)
         return torch.relu(a - self.target) if self.target > 0 else a
 
 
 @dataclass
 class MaskTV:
-    """Total variation of the mask (mean absolute neighbour difference): regions, not speckle."""
+    """Total variation of the mask (mean absolute neighbour difference): regions, not speckle.
+
+    Computed on ``Step.grid`` when there is one, scaled by grid side / input side per direction, so that it
+    approximates the TV of the upsampled ``[B, 1, H, W]`` mask (same weights for any grid size).
+    """
 
     def __call__(self, s: Step) -> torch.Tensor:
-        m = s.mask
-        return (m[..., 1:, :] - m[..., :-1, :]).abs().flatten(1).mean(1) + \
-            (m[..., :, 1:] - m[..., :, :-1]).abs().flatten(1).mean(1)
+        m = s.mask if s.grid is None else s.grid
+        H, W = s.mask.shape[-2:]
+        fy, fx = (m.shape[-2] / H, m.shape[-1] / W)
+        return fy * (m[..., 1:, :] - m[..., :-1, :]).abs().flatten(1).mean(1) + \
+            fx * (m[..., :, 1:] - m[..., :, :-1]).abs().flatten(1).mean(1)
 
 
 @dataclass

@@ -113,7 +113,7 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
         every = len(rows) == B
         p = param(None if every else rows)
         act = torch.relu(forward(p.x_mod))
-        s = Step(act, ref if every else ref[rows], k if every else k[rows], p.x_mod, p.mask)
+        s = Step(act, ref if every else ref[rows], k if every else k[rows], p.x_mod, p.mask, p.grid)
         loss = objective(s)
         finite = torch.isfinite(loss)
         if not bool(finite.all()):

@@ -27,10 +27,13 @@ from .registry import Registry
 
 @dataclass
 class Perturbed:
-    """The modified input ``x_mod`` ``[B, C, H, W]`` and, for mask methods, the mask ``[B, 1, H, W]``."""
+    """The modified input ``x_mod`` ``[B, C, H, W]`` and, for mask methods, the mask ``[B, 1, H, W]`` (what is
+    kept, in [0, 1]) and ``grid``: the mask(s) at the parameterization's own finest grid ``[B, M, h, w]``, where
+    the area and TV terms are computed (cheaper than at the input size; None: use ``mask``)."""
 
     x_mod: torch.Tensor
     mask: torch.Tensor | None
+    grid: torch.Tensor | None = None
 
 
 class Parameterization(Protocol):
@@ -76,6 +79,7 @@ class MaskParameterization:
     def __init__(self, x: torch.Tensor, b: torch.Tensor, *, resolution: int = 56, levels: int = 3,
                  fine_lr: float = 0.5, smooth: float = 0.01, init: float = 3.0) -> None:
         self.x, self.b = x, b
+        self.d = x - b
         self.configure(resolution=resolution, levels=levels, fine_lr=fine_lr, smooth=smooth, init=init)
 
     def configure(self, *, resolution: int | None = None, levels: int | None = None, fine_lr: float | None = None,
@@ -90,7 +94,7 @@ class MaskParameterization:
         x = self.x
         H, W = x.shape[-2:]
         sides = []
-        r = int(o["resolution"])
+        r = min(int(o["resolution"]), max(H, W))  # a grid finer than the input would only be downsampled
         for _ in range(int(o["levels"])):
             sides.append(r)
             if r // 2 < 2:
@@ -109,8 +113,9 @@ class MaskParameterization:
         n = len(self.logits)
         return [{"params": [t], "lr_scale": float(self.options["fine_lr"]) ** i} for i, t in enumerate(self.logits)]
 
-    def _mask(self, rows: torch.Tensor | None) -> torch.Tensor:
-        size = self.x.shape[-2:]
+    def _grid(self, rows: torch.Tensor | None) -> torch.Tensor:
+        """sigmoid(Σ_i upsample(logits_i)), smoothed, at the finest logits grid ``[b, M, h, w]``."""
+        size = self.logits[-1].shape[-2:]
         total = None
         for t in self.logits:
             t = t if rows is None else t[rows]
@@ -118,12 +123,24 @@ class MaskParameterization:
                                                                               align_corners=False)
             total = up if total is None else total + up
         m = torch.sigmoid(total)
-        return gaussian_blur(m, self.sigma) if self.sigma > 0 else m
+        # sigma in pixels of the finest grid (the option is a fraction of the input side)
+        sigma = self.sigma * size[-1] / self.x.shape[-1]
+        return gaussian_blur(m, sigma) if sigma > 0 else m
+
+    def _upsample(self, g: torch.Tensor) -> torch.Tensor:
+        size = self.x.shape[-2:]
+        return g if tuple(g.shape[-2:]) == tuple(size) else F.interpolate(g, size=size, mode="bilinear",
+                                                                            align_corners=False)
+
+    def _mask(self, rows: torch.Tensor | None) -> torch.Tensor:
+        return self._upsample(self._grid(rows))
 
     def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
-        m = self._mask(rows)
-        x, b = (self.x, self.b) if rows is None else (self.x[rows], self.b[rows])
-        return Perturbed(m * x + (1 - m) * b, m)
+        g = self._grid(rows)
+        m = self._upsample(g)  # one bilinear upsampling, for the blend only
+        d, b = (self.d, self.b) if rows is None else (self.d[rows], self.b[rows])
+        x = self.x if rows is None else self.x[rows]
+        return Perturbed(m * x + (1 - m) * b, m, g)
 
     def snapshot(self, rows: torch.Tensor) -> Perturbed:
         with torch.no_grad():

@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto
 
 import corpus
+from tiny_models import set_external_location
 from onnx_kernelviz.errors import ModelError, UsageError
 from onnx_kernelviz.expose import expose, truncate
 from onnx_kernelviz.graph import GraphView
@@ -75,16 +76,6 @@ def _external(tmp_path: Path) -> tuple[Path, Path]:
     return p, folder / "weights.bin"
 
 
-def _relocate(p: Path, location: str) -> None:
-    """Point every external tensor of ``p`` at ``location`` (what a malicious file would do)."""
-    m = onnx.load(str(p), load_external_data=False)
-    for t in m.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location":
-                e.value = location
-    onnx.save(m, str(p))
-
-
 def test_external_data_inside_the_folder_loads(tmp_path):
     p, _ = _external(tmp_path)
     assert len(Model(p).layers) == 3
@@ -93,14 +84,14 @@ def test_external_data_inside_the_folder_loads(tmp_path):
 def test_external_data_with_dotdot_is_refused(tmp_path):
     p, data = _external(tmp_path)
     data.rename(tmp_path / "weights.bin")
-    _relocate(p, "../weights.bin")
+    set_external_location(p, "../weights.bin")
     with pytest.raises(ModelError, match="leaves the model's folder"):
         Model(p)
 
 
 def test_external_data_with_absolute_path_is_refused(tmp_path):
     p, data = _external(tmp_path)
-    _relocate(p, str(data.resolve()))
+    set_external_location(p, str(data.resolve()))
     with pytest.raises(ModelError, match="absolute path"):
         Model(p)
 
@@ -110,7 +101,7 @@ def test_external_data_through_symlink_is_refused(tmp_path):
     outside = tmp_path / "outside.bin"
     data.rename(outside)
     (p.parent / "link.bin").symlink_to(outside)
-    _relocate(p, "link.bin")
+    set_external_location(p, "link.bin")
     with pytest.raises(ModelError, match="symbolic link"):
         Model(p)
 
@@ -120,7 +111,7 @@ def test_external_data_through_hard_link_is_refused(tmp_path):
     outside = tmp_path / "outside.bin"
     data.rename(outside)
     os.link(outside, p.parent / "hard.bin")
-    _relocate(p, "hard.bin")
+    set_external_location(p, "hard.bin")
     with pytest.raises(ModelError, match="hard links"):
         Model(p)
 
