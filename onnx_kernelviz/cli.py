@@ -257,19 +257,23 @@ def explain_options(fn):
                      help="Compare with baselines at equal area: 'all' or a comma list (activation,gradient,...)."),
         click.option("--tolerance", type=float, default=1e-3, show_default=True, help="parity_ok threshold."),
         click.option("--force", is_flag=True, help="Write into a non-empty --out folder."),
+        click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+                     help="Any other ExplainConfig setting, e.g. --set resolution=224 --set tv=0.05 "
+                          "(see docs/TRADEOFF.md)."),
     ]
     for o in reversed(opts):
         fn = o(fn)
     return fn
 
 
-def _config(method, steps, early_stop, batch_size, seed, reference, baselines, tolerance, top_images=None):
+def _config(method, steps, early_stop, batch_size, seed, reference, baselines, tolerance, settings=(),
+            top_images=None):
     from dataclasses import replace
 
     from .explainer import ExplainConfig
 
     c = ExplainConfig()
-    changes = {"method": method, "early_stop": early_stop, "batch_size": batch_size, "seed": seed,
+    changes = {**_parse_settings(settings, c),"method": method, "early_stop": early_stop, "batch_size": batch_size, "seed": seed,
                "tolerance": tolerance, "top_images": top_images}
     if steps is not None:
         changes["steps"] = steps
@@ -278,6 +282,34 @@ def _config(method, steps, early_stop, batch_size, seed, reference, baselines, t
     if baselines:
         changes["baselines"] = _baseline_names(baselines)
     return replace(c, **changes)
+
+
+def _parse_settings(settings: tuple[str, ...], config) -> dict:
+    """``--set KEY=VALUE`` pairs as typed ExplainConfig changes (the type of each field's default)."""
+    from dataclasses import fields
+
+    known = {f.name: f for f in fields(config)}
+    out = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise UsageError(f"--set {item!r}: use KEY=VALUE with KEY one of: {', '.join(sorted(known))}")
+        current = getattr(config, key)
+        try:
+            if isinstance(current, bool):
+                if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                out[key] = value.strip().lower() in ("true", "1", "yes")
+            elif isinstance(current, (int, float)):
+                out[key] = type(current)(value)
+            elif current is None:  # optional numbers (lr, batch_size, top_images)
+                out[key] = float(value) if key == "lr" else int(value)
+            else:
+                out[key] = value
+        except ValueError:
+            raise UsageError(f"--set {item!r}: {value!r} is not a valid {type(current).__name__}") from None
+    return out
 
 
 def _baseline_names(spec: str) -> tuple[str, ...]:
@@ -333,7 +365,7 @@ def _summary(run) -> None:
 @debug_option
 @_friendly
 def explain(model, images, layer, kernel, out, top_images, resume, method, steps, early_stop, batch_size, device,
-            seed, reference, baselines, tolerance, force, **kw) -> None:
+            seed, reference, baselines, tolerance, force, settings, **kw) -> None:
     """Explain kernels of one layer on images (files or folders).
 
     \b
@@ -344,7 +376,7 @@ def explain(model, images, layer, kernel, out, top_images, resume, method, steps
     from .explainer import explain as run_explain
 
     m, pp = _open(model, device, kw)
-    cfg = _config(method, steps, early_stop, batch_size, seed, reference, baselines, tolerance, top_images)
+    cfg = _config(method, steps, early_stop, batch_size, seed, reference, baselines, tolerance, settings, top_images)
     run = run_explain(m, images, layer, kernel, out, preprocess=pp, config=cfg, force=force, resume=resume,
                       progress=_progress_bar("explaining"))
     _summary(run)
@@ -361,7 +393,7 @@ def explain(model, images, layer, kernel, out, top_images, resume, method, steps
 @debug_option
 @_friendly
 def compare(model, image, layer, kernels, out, method, steps, early_stop, batch_size, device, seed, reference,
-            baselines, tolerance, force, **kw) -> None:
+            baselines, tolerance, force, settings, **kw) -> None:
     """Explain two kernels of a layer on one image and measure how well each explanation separates them.
 
     \b
@@ -372,7 +404,7 @@ def compare(model, image, layer, kernels, out, method, steps, early_stop, batch_
     if kernels and len(kernels) != 2:
         raise UsageError("give exactly two --kernel values, or none to pick the most correlated pair")
     m, pp = _open(model, device, kw)
-    cfg = _config(method, steps, early_stop, batch_size, seed, reference, baselines or "all", tolerance)
+    cfg = _config(method, steps, early_stop, batch_size, seed, reference, baselines or "all", tolerance, settings)
     doc = run_compare(m, image, layer, tuple(kernels) if kernels else None, out, preprocess=pp, config=cfg,
                       force=force)
     a, b = doc["kernels"]

@@ -177,3 +177,15 @@ def test_python_dash_m_help():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout and "explain" in proc.stdout and "inspect" in proc.stdout
+
+
+def test_set_passes_typed_explain_settings_and_rejects_unknown_keys(tmp_path):
+    from onnx_kernelviz.cli import _parse_settings
+    from onnx_kernelviz.errors import UsageError
+    from onnx_kernelviz.explainer import ExplainConfig
+
+    got = _parse_settings(("resolution=112", "tv=0.05", "early_stop=false", "lr=0.3"), ExplainConfig())
+    assert got == {"resolution": 112, "tv": 0.05, "early_stop": False, "lr": 0.3}
+    for bad in ("bogus=1", "resolution", "resolution=1.5", "early_stop=maybe"):
+        with pytest.raises(UsageError):
+            _parse_settings((bad,), ExplainConfig())
