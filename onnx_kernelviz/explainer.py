@@ -37,8 +37,11 @@ class ExplainConfig:
 
     Mask-method loss = ``preserve``·max(0, e_k − ``preserve_margin``) + ``suppress``·others_kept
     + ``area``·max(0, mean(m) − ``area_target``) + ``tv``·TV(m); the mask is a coarse-to-fine pyramid of
-    ``levels`` logit grids up to ``resolution``, smoothed by a Gaussian of ``smooth``·side. Defaults chosen by
-    measurement (docs/TRADEOFF.md, scripts/tune_defaults.py).
+    ``levels`` logit grids up to ``resolution``, smoothed by a Gaussian of ``smooth``·side; it is built, and its
+    area and TV computed, at that finest grid, then upsampled once to the input size for the blend. Defaults
+    chosen by measurement (docs/TRADEOFF.md, scripts/tune_defaults.py). ``method`` may also name a component
+    mask (``bands``, ``bands4``, ``lumchroma``, ``bands_lc``: one such mask per Laplacian band or per
+    luminance/colour component, same loss; measured in docs/TRADEOFF.md, not the default).
     The pixel method uses the paper's α = β = γ = 1 and SGD (lr 0.1, momentum 0.9).
     """
 

@@ -84,6 +84,12 @@ class MaskArea:
         return torch.relu(a - self.target) if self.target > 0 else a
 
 
+def _soft_abs(d: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """|d| smoothed below ``eps`` (sqrt(d² + eps²) − eps): |d|'s gradient jumps from −1 to 1 at 0, so float noise
+    in a flat mask (e.g. a batch-size-dependent rounding) would flip whole Adam steps."""
+    return torch.sqrt(d * d + eps * eps) - eps
+
+
 @dataclass
 class MaskTV:
     """Total variation of the mask (mean absolute neighbour difference): regions, not speckle.
@@ -96,8 +102,8 @@ class MaskTV:
         m = s.mask if s.grid is None else s.grid
         H, W = s.mask.shape[-2:]
         fy, fx = (m.shape[-2] / H, m.shape[-1] / W)
-        return fy * (m[..., 1:, :] - m[..., :-1, :]).abs().flatten(1).mean(1) + \
-            fx * (m[..., :, 1:] - m[..., :, :-1]).abs().flatten(1).mean(1)
+        return fy * _soft_abs(m[..., 1:, :] - m[..., :-1, :]).flatten(1).mean(1) + \
+            fx * _soft_abs(m[..., :, 1:] - m[..., :, :-1]).flatten(1).mean(1)
 
 
 @dataclass

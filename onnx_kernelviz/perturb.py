@@ -21,7 +21,6 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from .references import gaussian_blur
 from .registry import Registry
 
 
@@ -53,6 +52,25 @@ class Parameterization(Protocol):
 
 
 PARAMETERIZATIONS: Registry[type] = Registry("method")
+
+
+def smooth_mask(m: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (sigma in pixels, reflect padding) of a small mask ``[B, M, h, w]`` as a weighted
+    sum of shifted copies: exactly the same per row whatever the batch (a convolution's algorithm, and so its
+    rounding, can depend on the batch size, and Adam amplifies such noise), and cheap for the few taps needed."""
+    if sigma <= 0:
+        return m
+    h, w = m.shape[-2:]
+    radius = min(max(1, int(3 * sigma)), h - 1, w - 1)
+    if radius <= 0:
+        return m
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    k = (k / k.sum()).tolist()
+    y = F.pad(m, (radius, radius, 0, 0), mode="reflect")
+    m = sum(k[i] * y[..., :, i:i + w] for i in range(2 * radius + 1))
+    y = F.pad(m, (0, 0, radius, radius), mode="reflect")
+    return sum(k[i] * y[..., i:i + h, :] for i in range(2 * radius + 1))
 
 
 def grid_size(resolution: int, H: int, W: int) -> tuple[int, int]:
@@ -94,7 +112,7 @@ class MaskParameterization:
         x = self.x
         H, W = x.shape[-2:]
         sides = []
-        r = min(int(o["resolution"]), max(H, W))  # a grid finer than the input would only be downsampled
+        r = int(o["resolution"])
         for _ in range(int(o["levels"])):
             sides.append(r)
             if r // 2 < 2:
@@ -125,7 +143,7 @@ class MaskParameterization:
         m = torch.sigmoid(total)
         # sigma in pixels of the finest grid (the option is a fraction of the input side)
         sigma = self.sigma * size[-1] / self.x.shape[-1]
-        return gaussian_blur(m, sigma) if sigma > 0 else m
+        return smooth_mask(m, sigma)
 
     def _upsample(self, g: torch.Tensor) -> torch.Tensor:
         size = self.x.shape[-2:]
@@ -139,12 +157,89 @@ class MaskParameterization:
         g = self._grid(rows)
         m = self._upsample(g)  # one bilinear upsampling, for the blend only
         d, b = (self.d, self.b) if rows is None else (self.d[rows], self.b[rows])
-        x = self.x if rows is None else self.x[rows]
-        return Perturbed(m * x + (1 - m) * b, m, g)
+        return Perturbed(torch.addcmul(b, m, d), m, g)
 
     def snapshot(self, rows: torch.Tensor) -> Perturbed:
         with torch.no_grad():
             return self(rows)
+
+
+class ComponentMask(MaskParameterization):
+    """x' = b + Σ_c m_c ⊙ comp_c with x − b = Σ_c comp_c split into M components, each with its own smooth
+    region mask m_c (one pyramid of M-channel logit grids). All masks 1 gives x, all 0 gives b. A component mask
+    can drop *what* is in a region (e.g. its fine texture, or its colour) while keeping the rest — which a single
+    region mask cannot. ``Perturbed.mask`` is the mean of the M masks (the one "what is kept" picture, for
+    mask.png, mask_area and the baselines at equal area); ``Perturbed.grid`` holds all M masks (area, TV).
+    """
+
+    def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, **options: object) -> None:
+        with torch.no_grad():
+            self.comps = torch.stack(self.components(x, b), 1)  # [B, M, C, H, W]
+        super().__init__(x, b, **options)
+
+    def configure(self, **options: object) -> None:
+        super().configure(**options)
+        M = self.comps.shape[1]
+        self.logits = [t.detach().expand(-1, M, -1, -1).clone().requires_grad_(True) for t in self.logits]
+
+    def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
+        g = self._grid(rows)  # [b, M, h, w]
+        m = self._upsample(g)
+        comps, b = (self.comps, self.b) if rows is None else (self.comps[rows], self.b[rows])
+        x_mod = b + (m.unsqueeze(2) * comps).sum(1)
+        return Perturbed(x_mod, m.mean(1, keepdim=True), g)
+
+
+@PARAMETERIZATIONS.register("bands")
+class BandMask(ComponentMask):
+    """Laplacian-pyramid bands: a coarse low-pass of x (Gaussian, sigma = side/``DIVISORS[0]``) minus b, then the
+    band between each low-pass and the next finer one (edges, shapes), then the fine texture above the finest;
+    one region mask per band."""
+
+    DIVISORS: tuple[float, ...] = (16, 56)
+
+    def components(self, x, b):
+        from .references import gaussian_blur
+        side = max(x.shape[-2:])
+        lows = [gaussian_blur(x, side / d) for d in self.DIVISORS] + [x]
+        return [lows[0] - b] + [hi - lo for lo, hi in zip(lows, lows[1:])]
+
+
+@PARAMETERIZATIONS.register("bands4")
+class Band4Mask(BandMask):
+    """Four bands: sigma side/8, side/24, side/72 and the rest."""
+
+    DIVISORS = (8, 24, 72)
+
+
+@PARAMETERIZATIONS.register("lumchroma")
+class LumChromaMask(ComponentMask):
+    """Luminance (the mean over channels of x − b, in every channel) and colour (the rest), one mask each."""
+
+    def components(self, x, b):
+        d = x - b
+        lum = d.mean(1, keepdim=True).expand_as(d)
+        return [lum, d - lum]
+
+
+@PARAMETERIZATIONS.register("bands_lc")
+class BandLumChromaMask(ComponentMask):
+    """Colour of the coarse low-pass, its luminance, and the luminance and colour of the detail above it (4
+    masks)."""
+
+    COARSE = 16
+
+    def components(self, x, b):
+        from .references import gaussian_blur
+        lo = gaussian_blur(x, max(x.shape[-2:]) / self.COARSE)
+        out = []
+        for d in (lo - b, x - lo):
+            lum = d.mean(1, keepdim=True).expand_as(d)
+            out += [lum, d - lum]
+        return out
 
 
 @PARAMETERIZATIONS.register("pixel")

@@ -11,7 +11,10 @@ kept = 0.9 (keep activation positions by decreasing r_k^2 / sum_j r_j^2 until 81
 an upper bound on what a readable, region-like mask can do at that layer.
 
 Usage: python scripts/tune_defaults.py [--layers 20] [--photos chelsea,coffee] [--kernels top3]
-                                       [--settings default,14tv,56,224] [--out docs/img]
+                                       [--settings default,14tv,56,224] [--out docs/img] [--name tradeoff_grid]
+
+The ``bands*``, ``lumchroma`` and ``bands_lc`` settings are the component-mask parameterizations of
+onnx_kernelviz/perturb.py (``method="bands"`` etc.): one region mask per Laplacian band / per luminance and colour.
 """
 
 from __future__ import annotations
@@ -38,6 +41,27 @@ SETTINGS = {
     "14tv": ("14×14, strong TV", replace(D, resolution=14, levels=1, smooth=0.0, tv=1.0)),
     "56": ("56×56", replace(D, resolution=56, levels=1, smooth=0.0, tv=0.3)),
     "224": ("224×224, weak TV", replace(D, resolution=224, levels=1, smooth=0.0, tv=0.05)),
+    "bands": ("bands: coarse / mid / fine band masks", replace(D, method="bands")),
+    "lumchroma": ("luminance + colour masks", replace(D, method="lumchroma")),
+    "bands_lc": ("coarse + detail band × luminance + colour (4 masks)", replace(D, method="bands_lc")),
+    "bands4": ("bands4: 4 band masks (side/8, /24, /72)", replace(D, method="bands4")),
+    "bands_s4": ("bands, suppress 4", replace(D, method="bands", suppress=4.0)),
+    "bands_tv": ("bands, TV 0.1", replace(D, method="bands", tv=0.1)),
+    "bands_a": ("bands, area 0.1", replace(D, method="bands", area=0.1)),
+    "bands_lr": ("bands, 100 steps", replace(D, method="bands", steps=100)),
+    "bands_fast": ("bands, lr 0.4", replace(D, method="bands", lr=0.4)),
+    "bands_fast_s4": ("bands, lr 0.4, suppress 4", replace(D, method="bands", lr=0.4, suppress=4.0)),
+    "bands_100_s4": ("bands, 100 steps, suppress 4", replace(D, method="bands", steps=100, suppress=4.0)),
+    "bands_200_s4": ("bands, 200 steps, suppress 4", replace(D, method="bands", steps=200, suppress=4.0)),
+    "default_100": ("default, 100 steps", replace(D, steps=100)),
+    "bands_100_s4_f1": ("bands, 100 steps, suppress 4, fine_lr 1", replace(D, method="bands", steps=100,
+                                                                            suppress=4.0, fine_lr=1.0)),
+    "bands_100_s6": ("bands, 100 steps, suppress 6", replace(D, method="bands", steps=100, suppress=6.0)),
+    "bands_100_s4_lr4": ("bands, 100 steps, suppress 4, lr 0.4", replace(D, method="bands", steps=100,
+                                                                          suppress=4.0, lr=0.4)),
+    "bands4_100_s4": ("bands4, 100 steps, suppress 4", replace(D, method="bands4", steps=100, suppress=4.0)),
+    "bands_200_s4_f1": ("bands, 200 steps, suppress 4, fine_lr 1", replace(D, method="bands", steps=200,
+                                                                            suppress=4.0, fine_lr=1.0)),
     "old": ("previous default: 28×28, blur, preserve+suppress, 300 steps",
             replace(D, resolution=28, levels=1, smooth=0.0, init=3.0, reference="blur", preserve=1.0,
                     preserve_margin=0.0, suppress=1.0, tv=0.3, lr=0.1, steps=300, min_steps=40, patience=20)),
@@ -59,7 +83,8 @@ def main() -> None:
     ap.add_argument("--photos", default="chelsea,coffee")
     ap.add_argument("--kernels", default="top3")
     ap.add_argument("--settings", default="default,14tv,56,224", help=f"comma list of {','.join(SETTINGS)}")
-    ap.add_argument("--out", default=None, help="also write a picture grid (DIR/grid.png)")
+    ap.add_argument("--out", default=None, help="also write a picture grid (DIR/NAME.jpg)")
+    ap.add_argument("--name", default="tradeoff_grid", help="file name of the picture grid, without .jpg")
     args = ap.parse_args()
     m = Model(MODEL, device="cpu")
     pp = resolve_preprocess(MODEL)
@@ -104,9 +129,9 @@ def main() -> None:
         for j, c in enumerate(["photo", *names]):
             cv2.putText(head, c, (j * side + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(Path(args.out) / "tradeoff_grid.jpg"), np.vstack([head, *rows]),
+        cv2.imwrite(str(Path(args.out) / f"{args.name}.jpg"), np.vstack([head, *rows]),
                     [cv2.IMWRITE_JPEG_QUALITY, 80])
-        print(f"\nwrote {Path(args.out) / 'tradeoff_grid.jpg'}")
+        print(f"\nwrote {Path(args.out) / (args.name + '.jpg')}")
 
 
 if __name__ == "__main__":

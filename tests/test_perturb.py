@@ -107,3 +107,38 @@ def test_known_answer_left_half(tmp_path):
     assert m0[:, :8].mean() > m0[:, 8:].mean() + 0.4  # kernel 0's mask covers the left half
     assert m1[:, 8:].mean() > m1[:, :8].mean() + 0.4  # kernel 1's the right half
     json.loads((tmp_path / "out" / "results.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["bands", "bands4", "lumchroma", "bands_lc"])
+def test_component_masks_span_x_to_b(method):
+    torch.manual_seed(0)
+    x, b = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    p = PARAMETERIZATIONS.get(method)(x, b, resolution=16, levels=2, smooth=0.0, init=0.0)
+    M = p.comps.shape[1]
+    assert [tuple(t.shape) for t in p.logits] == [(2, M, 8, 8), (2, M, 16, 16)]
+    assert torch.allclose(p.comps.sum(1), x - b, atol=1e-5)  # the components add up to x - b
+    for value, want in ((30.0, x), (-30.0, b)):  # all masks 1 gives x, all 0 gives b
+        with torch.no_grad():
+            p.logits[0].fill_(value)
+            out = p()
+        assert torch.allclose(out.x_mod, want, atol=1e-4)
+    with torch.no_grad():
+        for t in p.logits:
+            t.normal_(0, 3)
+        out, sub = p(), p(torch.tensor([1]))
+    # one "what is kept" picture: the mean of the component masks; the grids keep all of them
+    assert out.mask.shape == (2, 1, 32, 32) and out.grid.shape == (2, M, 16, 16)
+    assert float(out.mask.min()) >= 0.0 and float(out.mask.max()) <= 1.0
+    assert torch.equal(sub.x_mod, out.x_mod[1:]) and torch.equal(sub.mask, out.mask[1:])
+
+
+def test_mask_grid_is_the_finest_level_and_upsampled_once():
+    x = torch.randn(1, 3, 64, 64)
+    p = MaskParameterization(x, torch.zeros_like(x), resolution=16, levels=2, smooth=0.03, init=0.0)
+    with torch.no_grad():
+        for t in p.logits:
+            t.normal_(0, 2)
+        out = p()
+    assert out.grid.shape == (1, 1, 16, 16)
+    up = torch.nn.functional.interpolate(out.grid, size=(64, 64), mode="bilinear", align_corners=False)
+    assert torch.allclose(out.mask, up) and torch.allclose(out.x_mod, out.mask * x, atol=1e-6)
