@@ -108,7 +108,8 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             raise KernelvizError(f"the explanation of kernel {k} did not finish: "
                                  f"{res.get(k, {}).get('reason', 'no result')}")
     masks = [np.load(out / res[k]["files"]["mask_npy"]) for k in (a, b)]
-    ours, theirs = measure_pair(model, la.tensor, prep, masks, a, b, cfg, preprocess)
+    x_mods = [np.load(out / res[k]["files"]["modified_npy"]) for k in (a, b)]
+    ours, theirs = measure_pair(model, la.tensor, prep, masks, x_mods, a, b, cfg, preprocess)
     fa, fb = res[a]["files"], res[b]["files"]
     files = {"original": fa["original"], "modified_a": fa["modified"], "modified_b": fb["modified"],
              "mask_a": fa["mask"], "mask_b": fb["mask"], "act_a": fa["act_before"], "act_b": fb["act_before"]}
@@ -139,10 +140,10 @@ def _check_kernels(a: int, b: int, t_x: np.ndarray) -> None:
             raise UsageError(f"kernel {k} does not fire on this image (‖r_k(x)‖ = 0); nothing to compare")
 
 
-def measure_pair(model: Model, tensor: str, prep: Prepared, masks: list[np.ndarray], a: int, b: int,
-                 cfg: ExplainConfig, pp: Preprocess, image: int = 0) -> tuple[dict, dict]:
-    """kept_a / kept_b under x'_a and x'_b, for ours (rebuilt from our masks ``[H, W]`` of a and b exactly as
-    explain built x') and for each baseline in ``cfg.baselines`` at the same areas; all from onnxruntime.
+def measure_pair(model: Model, tensor: str, prep: Prepared, masks: list[np.ndarray], x_mods: list[np.ndarray],
+                 a: int, b: int, cfg: ExplainConfig, pp: Preprocess, image: int = 0) -> tuple[dict, dict]:
+    """kept_a / kept_b under x'_a and x'_b, for ours (our x' ``[C, H, W]`` of a and b exactly as explain measured
+    them) and for each baseline in ``cfg.baselines`` at our masks' areas (``[H, W]`` each); all from onnxruntime.
 
     Returns:
         ``(ours, {name: baseline})``, each ``{"a": {"kept_a", "kept_b"}, "b": {...}}``.
@@ -151,8 +152,7 @@ def measure_pair(model: Model, tensor: str, prep: Prepared, masks: list[np.ndarr
     lo, hi = (torch.from_numpy(v).to(dev).view(1, -1, 1, 1) for v in valid_range(pp, model.channels))
     x = torch.from_numpy(prep.x[[image, image]]).to(dev)
     b_ref = torch.from_numpy(prep.b[[image, image]]).to(dev)
-    m = torch.from_numpy(np.stack(masks)).to(dev, x.dtype).unsqueeze(1)
-    x_ours = torch.maximum(torch.minimum(m * x + (1 - m) * b_ref, hi), lo).cpu().numpy()
+    x_ours = np.stack(x_mods).astype(np.float32)
     t_x = prep.t_ort[image]
 
     def ort(xb: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from .outdir import prepare_out_dir
 from .perturb import PARAMETERIZATIONS
 from .preprocess import Preprocess, valid_range
 from .references import REFERENCES
+from .runtime import keep_freed_memory
 from .verify import DEFAULT_TOLERANCE
 
 
@@ -39,26 +40,28 @@ class ExplainConfig:
     + ``area``·max(0, mean(m) − ``area_target``) + ``tv``·TV(m); the mask is a coarse-to-fine pyramid of
     ``levels`` logit grids up to ``resolution``, smoothed by a Gaussian of ``smooth``·side; it is built, and its
     area and TV computed, at that finest grid, then upsampled once to the input size for the blend. Defaults
-    chosen by measurement (docs/TRADEOFF.md, scripts/tune_defaults.py). ``method`` may also name a component
-    mask (``bands``, ``bands4``, ``lumchroma``, ``bands_lc``: one such mask per Laplacian band or per
-    luminance/colour component, same loss; measured in docs/TRADEOFF.md, not the default).
+    chosen by measurement (docs/TRADEOFF.md, scripts/tune_defaults.py). ``mask`` names the mask
+    parameterization of the mask method: ``mask`` (one region mask) or a component mask (``bands``, ``bands4``,
+    ``lumchroma``, ``bands_lc``: one region mask per Laplacian band or luminance/colour component, same loss;
+    measured in docs/TRADEOFF.md).
     The pixel method uses the paper's α = β = γ = 1 and SGD (lr 0.1, momentum 0.9).
     """
 
     method: str = "mask"
-    steps: int = 50
+    mask: str = "bands"
+    steps: int = 200
     early_stop: bool = True
     batch_size: int | None = None
     seed: int = 0
     reference: str = "mean"
     resolution: int = 56
     levels: int = 3
-    fine_lr: float = 0.5
+    fine_lr: float = 1.0
     smooth: float = 0.015
     init: float = 1.0
     preserve: float = 5.0
     preserve_margin: float = 0.2
-    suppress: float = 2.0
+    suppress: float = 4.0
     area: float = 0.3
     area_target: float = 0.0
     tv: float = 0.5
@@ -69,6 +72,11 @@ class ExplainConfig:
     baselines: tuple[str, ...] = ()
     top_images: int | None = None
     tolerance: float = DEFAULT_TOLERANCE
+
+    @property
+    def parameterization(self) -> str:
+        """The registered parameterization that builds x' (``pixel``, or the mask method's ``mask`` setting)."""
+        return "pixel" if self.method == "pixel" else self.mask
 
     def optimize_config(self) -> OptimizeConfig:
         if self.method == "pixel":
@@ -123,7 +131,9 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
         UsageError: bad layer/kernel/option, or a non-empty ``out_dir`` without ``force``/``resume``.
         ConversionError: the torch copy disagrees with onnxruntime on the original images.
     """
-    PARAMETERIZATIONS.get(config.method)
+    if config.method not in ("mask", "pixel"):
+        raise UsageError(f"unknown method {config.method!r}; use mask or pixel")
+    PARAMETERIZATIONS.get(config.parameterization)
     REFERENCES.get(config.reference)
     if config.steps < 1:
         raise UsageError("--steps must be at least 1")
@@ -183,6 +193,7 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
     if progress:
         progress(len(run.results), total, None)
     if todo:
+        keep_freed_memory()
         _check_parity(model, la.tensor, prep, config.tolerance)
         for chunk in _chunks(todo, _batch_size(model, config, len(todo))):
             for result in _explain_bounded(model, la.tensor, prep, chunk, config, preprocess, out):
@@ -272,7 +283,7 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
     forward = lambda inp: tg(inp)[0]  # noqa: E731
     with torch.no_grad():
         ref = torch.relu(forward(x))
-    param = PARAMETERIZATIONS.get(config.method)(x, b, resolution=config.resolution)
+    param = PARAMETERIZATIONS.get(config.parameterization)(x, b, resolution=config.resolution)
     t0 = time.perf_counter()
     res = optimize(forward, param, config.objective(), ref, k, config.optimize_config())
     seconds = (time.perf_counter() - t0) / len(chunk)
@@ -319,9 +330,11 @@ def _write_files(out: Path, prep: Prepared, i: int, k: int, x_mod: np.ndarray, m
         write_image(original, photo)
     before, after = prep.t_ort[i][k], t_after[k]
     vmax = float(max(np.maximum(before, 0).max(), np.maximum(after, 0).max(), 1e-12))
-    files = {"original": original, "modified": d / "modified.png", "act_before": d / "act_before.png",
-             "act_after": d / "act_after.png", "others": d / "others.png"}
+    files = {"original": original, "modified": d / "modified.png", "modified_npy": d / "modified.npy",
+             "act_before": d / "act_before.png", "act_after": d / "act_after.png", "others": d / "others.png"}
     write_image(files["modified"], from_model_input(x_mod, pp))
+    # x' exactly as measured (model input space, [C, H, W] float32): the PNG is rounded to 8 bits
+    write_npy(files["modified_npy"], x_mod.astype(np.float32))
     write_image(files["act_before"], activation_picture(before, size, vmax))
     write_image(files["act_after"], activation_picture(after, size, vmax))
     write_image(files["others"], others_picture(kernel_energy(prep.t_ort[i]), kernel_energy(t_after), k))

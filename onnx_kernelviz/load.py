@@ -144,7 +144,8 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same unknown-key warnings as above
             external_data_helper.load_external_data_for_model(proto, str(base))
-    except (OSError, ValueError, onnx.checker.ValidationError) as e:
+    except (OSError, ValueError, TypeError, onnx.checker.ValidationError) as e:
+        # TypeError: onnx's C++ reader rejects a tensor name that protobuf handed back as bytes (bad UTF-8)
         raise ModelError(f"cannot read the external data of {p}: {e}") from e
 
 

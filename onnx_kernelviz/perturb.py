@@ -1,6 +1,9 @@
-"""How the modified input x' is parameterized (``--method``): a registry of small classes.
+"""How the modified input x' is parameterized: a registry of small classes.
 
-``mask`` (default): x' = m ⊙ x + (1 − m) ⊙ b with m ∈ [0,1]^{H×W}. The mask is a sigmoid of multi-scale logits
+``--method mask`` uses one of the mask parameterizations (``ExplainConfig.mask``, default ``bands``);
+``--method pixel`` uses ``pixel``.
+
+``region``: x' = m ⊙ x + (1 − m) ⊙ b with m ∈ [0,1]^{H×W}. The mask is a sigmoid of multi-scale logits
 (a coarse-to-fine pyramid: the sum of logit grids at resolution/2^i, each bilinearly upsampled), optionally
 smoothed by a Gaussian after the sigmoid (TorchRay-style smooth masks). Coarse levels move whole regions at
 once, so the mask finds the kernel's region in a few steps; finer levels only refine it (their learning rate is
@@ -51,7 +54,7 @@ class Parameterization(Protocol):
         ...
 
 
-PARAMETERIZATIONS: Registry[type] = Registry("method")
+PARAMETERIZATIONS: Registry[type] = Registry("mask parameterization")
 
 
 def smooth_mask(m: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -78,7 +81,7 @@ def grid_size(resolution: int, H: int, W: int) -> tuple[int, int]:
     return max(1, round(resolution * H / max(H, W))), max(1, round(resolution * W / max(H, W)))
 
 
-@PARAMETERIZATIONS.register("mask")
+@PARAMETERIZATIONS.register("region")
 class MaskParameterization:
     """x' = m ⊙ x + (1 − m) ⊙ b; m = smooth(sigmoid(Σ_i upsample(logits_i))).
 

@@ -42,7 +42,7 @@ def step_times(m: Model, tensor: str, x: torch.Tensor, b: torch.Tensor, k: torch
         times.append(now - last[0])
         last[0] = now
 
-    param = PARAMETERIZATIONS.get(cfg.method)(x, b, resolution=cfg.resolution)
+    param = PARAMETERIZATIONS.get(cfg.parameterization)(x, b, resolution=cfg.resolution)
     opt_cfg = replace(cfg.optimize_config(), steps=n, early_stop=False)
     optimize(fwd, param, cfg.objective(), ref, k, opt_cfg, callbacks=(cb,))
     return times[3:]  # skip warm-up

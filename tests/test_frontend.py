@@ -228,3 +228,13 @@ def test_layers_of_the_original_graph(model_path):
     assert all(la.chain == ("Relu",) and la.channels == 8 and la.group == 1 for la in m.layers)
     assert m.layers[0].shape == (1, 8, 32, 32)
     assert m.layers[0].to_dict()["op"] == "Conv"
+
+
+def test_external_tensor_name_that_is_not_utf8(tmp_path):
+    # found by the loader fuzz test: protobuf hands such a name back as bytes and onnx's reader raised TypeError
+    p, _ = _external(tmp_path)
+    data = p.read_bytes()
+    assert b"conv_w_1" in data
+    p.write_bytes(data.replace(b"conv_w_1", b"conv_w_\xff"))
+    with pytest.raises(ModelError):
+        Model(p)

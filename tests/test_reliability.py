@@ -418,7 +418,7 @@ def test_known_answer_mask_covers_the_kernels_half(models, tmp_path):
     out = tmp_path / "o"
     # blur keeps a half's mean (all these kernels see), so the zeros reference is the one that can remove a half
     result = run("explain", models["halves"], p, "--out", out, "--layer", "0", "--kernel", "all", "--steps", "40",
-                 "--reference", "zeros", "--device", "cpu")
+                 "--reference", "zeros", "--device", "cpu", "--set", "mask=region")
     assert result.exit_code == 0, result.output
     for r in json.loads((out / "results.json").read_text())["results"]:
         mask = np.load(out / r["files"]["mask_npy"])
