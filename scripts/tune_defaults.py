@@ -37,7 +37,7 @@ MODEL = ROOT / "models" / "efficientnet_lite0.onnx"
 
 D = ExplainConfig()
 SETTINGS = {
-    "default": ("chosen default: 3 band masks, each a 14→28→56 pyramid; 200 steps, suppress 4", D),
+    "default": ("chosen default: 3 band masks, each a 14→28→56 pyramid; 200 steps, suppress 5, margin 0.1", D),
     "14tv": ("one region mask 14×14, strong TV", replace(D, mask="region", resolution=14, levels=1, smooth=0.0,
                                                          tv=1.0)),
     "56": ("one region mask 56×56", replace(D, mask="region", resolution=56, levels=1, smooth=0.0, tv=0.3)),
@@ -70,8 +70,12 @@ SETTINGS = {
                             replace(D, mask="bands", steps=100, suppress=5.0, fine_lr=1.0, lr=0.3)),
     "bands_120_s4_f1_lr3": ("bands, 120 steps, suppress 4, fine_lr 1, lr 0.3",
                             replace(D, mask="bands", steps=120, suppress=4.0, fine_lr=1.0, lr=0.3)),
-    "region50": ("one region mask, 50 steps, suppress 2 (the default before band masks)",
-                 replace(D, mask="region", steps=50, suppress=2.0, fine_lr=0.5)),
+    "region50": ("one region mask, 50 steps, suppress 2, margin 0.2 (the default before band masks)",
+                 replace(D, mask="region", steps=50, suppress=2.0, fine_lr=0.5, preserve_margin=0.2)),
+    "margin10": ("default, preserve margin 0.1", replace(D, preserve_margin=0.1)),
+    "margin15": ("default, preserve margin 0.15", replace(D, preserve_margin=0.15)),
+    "margin10_s5": ("default, preserve margin 0.1, suppress 5", replace(D, preserve_margin=0.1, suppress=5.0)),
+    "margin10_s6": ("default, preserve margin 0.1, suppress 6", replace(D, preserve_margin=0.1, suppress=6.0)),
     "old": ("previous default: 28×28, blur, preserve+suppress, 300 steps",
             replace(D, resolution=28, levels=1, smooth=0.0, init=3.0, reference="blur", preserve=1.0,
                     preserve_margin=0.0, suppress=1.0, tv=0.3, lr=0.1, steps=300, min_steps=40, patience=20)),
