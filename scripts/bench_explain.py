@@ -27,6 +27,7 @@ from onnx_kernelviz.demo import PHOTOS, default_model_path
 from onnx_kernelviz.explainer import prepare
 from onnx_kernelviz.optimize import optimize
 from onnx_kernelviz.perturb import PARAMETERIZATIONS
+from onnx_kernelviz.runtime import keep_freed_memory
 
 
 def step_times(m: Model, tensor: str, x: torch.Tensor, b: torch.Tensor, k: torch.Tensor, cfg: ExplainConfig,
@@ -69,9 +70,13 @@ def main() -> None:
     ap.add_argument("--kernels", type=int, default=8, help="kernels per layer for the per-kernel timings")
     ap.add_argument("--steps", type=int, default=30, help="steps for the step-time medians")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    ap.add_argument("--compare-kernels", default=None,
+                    help="kernels for batched vs one-by-one at the mid layer: a number, or 'all' (default: kernels/4)")
     ap.add_argument("--widest", action="store_true",
                     help="also time all kernels of the widest layer on one image, batched and one by one")
     args = ap.parse_args()
+    # explain() sets this allocator mode before optimizing; set it first so both sides of each ratio share it
+    keep_freed_memory()
     model_path = Path(args.model) if args.model else default_model_path()
     m = Model(model_path, device=args.device)
     dev = m.devices.torch
@@ -110,7 +115,8 @@ def main() -> None:
             print(f"| seconds per kernel, layer {la.index} ({la.channels} ch), default settings, batched | "
                   f"{dt / max(len(run.results), 1):.2f} s (median steps {steps}) |")
         one_cfg = replace(cfg, batch_size=1)
-        n1 = max(2, args.kernels // 4)
+        n1 = (mid.channels if args.compare_kernels == "all" else
+              int(args.compare_kernels) if args.compare_kernels else max(2, args.kernels // 4))
         t0 = time.perf_counter()
         explain(m, [args.photo], mid.index, f"top{n1}", Path(tmp) / "one", preprocess=pp, config=one_cfg, force=True)
         one = (time.perf_counter() - t0) / n1
