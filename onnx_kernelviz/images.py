@@ -27,10 +27,9 @@ MAX_PIXELS = 100_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 import contextlib  # noqa: E402
-import struct  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import BinaryIO  # noqa: E402
@@ -39,6 +38,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from onnx_kernelviz.errors import ImageError, UsageError  # noqa: E402
+from onnx_kernelviz.imageheader import Header, apply_orientation, exif_orientation, peek_header  # noqa: E402
 from onnx_kernelviz.preprocess import Preprocess, channel_stats  # noqa: E402
 
 #: File name endings (lower case) that a folder is searched for.
@@ -110,229 +110,6 @@ def list_images(paths: Sequence[str | Path]) -> list[Path]:
                 seen.add(key)
                 out.append(p)
     return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# What a file's header says, before decoding (size for the bomb check, facts OpenCV hides).
-
-@dataclass
-class _Header:
-    format: str
-    height: int | None = None
-    width: int | None = None
-    palette: bool = False
-    gray_alpha: bool = False
-    frames: int = 1            # 2 means "more than one"
-    decoder_orients: bool = False  # the decoder applies the orientation tag itself (TIFF)
-    exif: bytes = b""           # the EXIF TIFF structure, if the file has one
-
-
-def _u16be(d: bytes, i: int) -> int:
-    return struct.unpack_from(">H", d, i)[0]
-
-
-def _peek_header(data: bytes) -> _Header | None:
-    """The format and what its header says, or ``None`` for an unknown format. Never raises."""
-    parse: Callable[[bytes], _Header] | None = None
-    for sig, peeker in _PEEKERS:
-        if data.startswith(sig):
-            parse = peeker
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        parse = _peek_webp
-    elif len(data) >= 3 and data[0:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace():
-        parse = _peek_pnm
-    if parse is None:
-        return None
-    try:
-        return parse(data)
-    except (struct.error, IndexError, ValueError):
-        # Known signature, damaged header: no size to check; the decoder gives the verdict.
-        return _Header(parse.__name__.removeprefix("_peek_"))
-
-
-def _peek_png(d: bytes) -> _Header:
-    h = _Header("png")
-    if d[12:16] == b"IHDR":
-        h.width, h.height = struct.unpack_from(">II", d, 16)
-        color_type = d[25]
-        h.palette = color_type == 3
-        h.gray_alpha = color_type == 4
-    i = 8
-    while i + 8 <= len(d):  # walk the chunks (skipping their data): acTL = animated, eXIf = EXIF block
-        length, kind = struct.unpack_from(">I4s", d, i)
-        if kind == b"acTL":
-            h.frames = 2
-        elif kind == b"eXIf" and not h.exif:
-            h.exif = d[i + 8: i + 8 + length]
-        elif kind == b"IEND":
-            break
-        i += 12 + length
-    return h
-
-
-def _peek_jpeg(d: bytes) -> _Header:
-    h = _Header("jpeg")
-    i = 2
-    while i + 4 <= len(d):
-        if d[i] != 0xFF:
-            break
-        marker = d[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
-            i += 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image / start of scan: no frame header after this
-            break
-        length = _u16be(d, i + 2)
-        if marker == 0xE1 and d[i + 4: i + 10] == b"Exif\x00\x00" and not h.exif:  # APP1, precedes the frame
-            h.exif = d[i + 10: i + 2 + length]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= len(d):
-            h.height, h.width = _u16be(d, i + 5), _u16be(d, i + 7)
-            break
-        i += 2 + length
-    return h
-
-
-def _peek_gif(d: bytes) -> _Header:
-    h = _Header("gif", palette=True)
-    h.width, h.height = struct.unpack_from("<HH", d, 6)
-    i = 13 + (3 << ((d[10] & 7) + 1) if d[10] & 0x80 else 0)
-    images = 0
-
-    def skip_sub_blocks(j: int) -> int:
-        while j < len(d) and d[j] != 0:
-            j += d[j] + 1
-        return j + 1
-
-    while i < len(d) and images < 2:
-        block = d[i]
-        if block == 0x2C:  # image descriptor (+ local colour table, LZW code size, data)
-            images += 1
-            flags = d[i + 9]
-            i += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
-            i = skip_sub_blocks(i)
-        elif block == 0x21:  # extension: label, then sub-blocks
-            i = skip_sub_blocks(i + 2)
-        else:  # trailer or garbage
-            break
-    h.frames = images
-    return h
-
-
-def _peek_bmp(d: bytes) -> _Header:
-    h = _Header("bmp")
-    if struct.unpack_from("<I", d, 14)[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
-        h.width, h.height = struct.unpack_from("<HH", d, 18)
-    else:
-        w, ht = struct.unpack_from("<ii", d, 18)
-        h.width, h.height = abs(w), abs(ht)  # negative height = top-down rows
-    return h
-
-
-def _peek_webp(d: bytes) -> _Header:
-    h = _Header("webp")
-    chunk = d[12:16]
-    if chunk == b"VP8X":
-        h.frames = 2 if d[20] & 0x02 else 1
-        h.width = 1 + int.from_bytes(d[24:27], "little")
-        h.height = 1 + int.from_bytes(d[27:30], "little")
-    elif chunk == b"VP8L" and d[20] == 0x2F:
-        bits = struct.unpack_from("<I", d, 21)[0]
-        h.width, h.height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    elif chunk == b"VP8 " and d[23:26] == b"\x9d\x01\x2a":
-        w, ht = struct.unpack_from("<HH", d, 26)
-        h.width, h.height = w & 0x3FFF, ht & 0x3FFF
-    i = 12
-    while chunk == b"VP8X" and i + 8 <= len(d):  # the extended format may carry an EXIF chunk (usually last)
-        kind, length = struct.unpack_from("<4sI", d, i)
-        if kind == b"EXIF":
-            h.exif = d[i + 8: i + 8 + length]
-            break
-        i += 8 + length + (length & 1)  # chunks are padded to an even size
-    return h
-
-
-def _peek_tiff(d: bytes) -> _Header:
-    h = _Header("tiff", decoder_orients=True)
-    e = "<" if d[:2] == b"II" else ">"
-    tags, next_ifd = _read_ifd(d, struct.unpack_from(e + "I", d, 4)[0], d[:2])
-    h.width, h.height = tags.get(256), tags.get(257)
-    h.frames = 2 if next_ifd else 1
-    return h
-
-
-def _peek_pnm(d: bytes) -> _Header:
-    tokens: list[bytes] = []
-    for line in d[2:1024].splitlines():
-        tokens += line.split(b"#", 1)[0].split()
-        if len(tokens) >= 2:
-            break
-    h = _Header("pnm")
-    if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit():
-        h.width, h.height = int(tokens[0]), int(tokens[1])
-    return h
-
-
-_PEEKERS: tuple[tuple[bytes, Callable[[bytes], _Header]], ...] = (
-    (b"\x89PNG\r\n\x1a\n", _peek_png),
-    (b"\xff\xd8\xff", _peek_jpeg),
-    (b"GIF87a", _peek_gif),
-    (b"GIF89a", _peek_gif),
-    (b"BM", _peek_bmp),
-    (b"II*\x00", _peek_tiff),
-    (b"MM\x00*", _peek_tiff),
-)
-
-
-def _read_ifd(d: bytes, offset: int, byte_order: bytes) -> tuple[dict[int, int], int]:
-    """First value of each SHORT/LONG entry of the TIFF IFD at ``offset``, and the next IFD's offset.
-
-    Used for TIFF files and for EXIF blocks, which are TIFF structures too.
-    """
-    e = "<" if byte_order == b"II" else ">"
-    (count,) = struct.unpack_from(e + "H", d, offset)
-    tags: dict[int, int] = {}
-    for k in range(count):
-        tag, kind, _n = struct.unpack_from(e + "HHI", d, offset + 2 + 12 * k)
-        if kind == 3:  # SHORT, stored left-justified in the 4-byte value field
-            tags[tag] = struct.unpack_from(e + "H", d, offset + 10 + 12 * k)[0]
-        elif kind == 4:  # LONG
-            tags[tag] = struct.unpack_from(e + "I", d, offset + 10 + 12 * k)[0]
-    next_at = offset + 2 + 12 * count
-    next_ifd = struct.unpack_from(e + "I", d, next_at)[0] if next_at + 4 <= len(d) else 0
-    return tags, next_ifd
-
-
-def _exif_orientation(blob: bytes) -> int:
-    """The EXIF orientation (1..8) in an EXIF block, 1 when absent or unreadable."""
-    if blob.startswith(b"Exif\x00\x00"):
-        blob = blob[6:]
-    if blob[:4] not in (b"II*\x00", b"MM\x00*"):
-        return 1
-    try:
-        e = "<" if blob[:2] == b"II" else ">"
-        tags, _ = _read_ifd(blob, struct.unpack_from(e + "I", blob, 4)[0], blob[:2])
-    except struct.error:
-        return 1
-    value = tags.get(0x0112, 1)
-    return value if 1 <= value <= 8 else 1
-
-
-def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
-    """Turn stored pixels ``[H, W, ...]`` upright for EXIF orientation 1..8 (same result as OpenCV's)."""
-    ops: dict[int, Callable[[np.ndarray], np.ndarray]] = {
-        2: lambda x: x[:, ::-1],                 # mirrored
-        3: lambda x: x[::-1, ::-1],              # rotated 180
-        4: lambda x: x[::-1],                    # mirrored vertically
-        5: lambda x: x.swapaxes(0, 1),           # transposed
-        6: lambda x: np.rot90(x, -1),            # rotate 90 clockwise to view
-        7: lambda x: x[::-1, ::-1].swapaxes(0, 1),  # transverse
-        8: lambda x: np.rot90(x, 1),             # rotate 90 counter-clockwise to view
-    }
-    op = ops.get(orientation)
-    return a if op is None else np.ascontiguousarray(op(a))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -410,7 +187,7 @@ def read_image(
     if not data:
         raise _fail(path, "the file is empty")
 
-    header = _peek_header(data)
+    header = peek_header(data)
     if header is not None and header.height is not None and header.width is not None:
         if header.height * header.width > max_pixels:
             raise _too_large(path, header.height, header.width, max_pixels)
@@ -421,8 +198,8 @@ def read_image(
         notes.append("multi-frame file: first frame used")
     if header is not None and header.decoder_orients:
         pass  # libtiff already oriented the pixels; applying the tag again would rotate twice
-    elif header is not None and (orientation := _exif_orientation(header.exif)) != 1:
-        decoded = _apply_orientation(decoded, orientation)
+    elif header is not None and (orientation := exif_orientation(header.exif)) != 1:
+        decoded = apply_orientation(decoded, orientation)
         notes.append(f"EXIF orientation {orientation} applied")
     if decoded.shape[0] * decoded.shape[1] > max_pixels:  # formats whose header we do not parse
         raise _too_large(path, decoded.shape[0], decoded.shape[1], max_pixels)
@@ -442,7 +219,7 @@ def read_image(
     return LoadedImage(path=path, rgb=rgb, original_size=original_size, notes=tuple(notes))
 
 
-def _decode(path: Path, data: bytes, header: _Header | None) -> np.ndarray:
+def _decode(path: Path, data: bytes, header: Header | None) -> np.ndarray:
     """Decoded pixels as stored: ``[H, W]`` or ``[H, W, C]`` in B, G, R(, A) order, any depth."""
     try:
         with _quiet_opencv():
@@ -460,7 +237,7 @@ def _decode(path: Path, data: bytes, header: _Header | None) -> np.ndarray:
     return img
 
 
-def _to_unit_float(path: Path, a: np.ndarray, header: _Header | None, notes: list[str]) -> np.ndarray:
+def _to_unit_float(path: Path, a: np.ndarray, header: Header | None, notes: list[str]) -> np.ndarray:
     """Decoded ``[H, W]`` / ``[H, W, 1|2|3|4]`` gray/BGR(A) of any depth -> float32 ``[H, W, 1|3]`` in [0, 1].
 
     Alpha is composited away; colour stays in OpenCV's B, G, R order and gray stays one channel (the caller

@@ -131,7 +131,6 @@ class MaskParameterization:
         self.sigma = float(o["smooth"]) * max(H, W)
 
     def parameters(self) -> list[dict]:
-        n = len(self.logits)
         return [{"params": [t], "lr_scale": float(self.options["fine_lr"]) ** i} for i, t in enumerate(self.logits)]
 
     def _grid(self, rows: torch.Tensor | None) -> torch.Tensor:
