@@ -60,8 +60,8 @@ class ExplainConfig:
     smooth: float = 0.015
     init: float = 1.0
     preserve: float = 5.0
-    preserve_margin: float = 0.1
-    suppress: float = 5.0
+    preserve_margin: float = 0.12
+    suppress: float = 6.0
     area: float = 0.3
     area_target: float = 0.0
     tv: float = 0.5

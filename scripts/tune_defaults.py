@@ -37,7 +37,7 @@ MODEL = ROOT / "models" / "efficientnet_lite0.onnx"
 
 D = ExplainConfig()
 SETTINGS = {
-    "default": ("chosen default: 3 band masks, each a 14→28→56 pyramid; 200 steps, suppress 5, margin 0.1", D),
+    "default": ("chosen default: 3 band masks, each a 14→28→56 pyramid; 200 steps, suppress 6, margin 0.12", D),
     "14tv": ("one region mask 14×14, strong TV", replace(D, mask="region", resolution=14, levels=1, smooth=0.0,
                                                          tv=1.0)),
     "56": ("one region mask 56×56", replace(D, mask="region", resolution=56, levels=1, smooth=0.0, tv=0.3)),
@@ -72,10 +72,14 @@ SETTINGS = {
                             replace(D, mask="bands", steps=120, suppress=4.0, fine_lr=1.0, lr=0.3)),
     "region50": ("one region mask, 50 steps, suppress 2, margin 0.2 (the default before band masks)",
                  replace(D, mask="region", steps=50, suppress=2.0, fine_lr=0.5, preserve_margin=0.2)),
-    "margin10": ("default, preserve margin 0.1", replace(D, preserve_margin=0.1)),
-    "margin15": ("default, preserve margin 0.15", replace(D, preserve_margin=0.15)),
-    "margin10_s5": ("default, preserve margin 0.1, suppress 5", replace(D, preserve_margin=0.1, suppress=5.0)),
-    "margin10_s6": ("default, preserve margin 0.1, suppress 6", replace(D, preserve_margin=0.1, suppress=6.0)),
+    "margin10": ("bands, margin 0.1, suppress 4", replace(D, preserve_margin=0.1, suppress=4.0)),
+    "margin15": ("bands, margin 0.15, suppress 4", replace(D, preserve_margin=0.15, suppress=4.0)),
+    "margin10_s5": ("bands, margin 0.1, suppress 5", replace(D, preserve_margin=0.1, suppress=5.0)),
+    "margin10_s6": ("bands, margin 0.1, suppress 6", replace(D, preserve_margin=0.1, suppress=6.0)),
+    "margin12_s5": ("bands, margin 0.12, suppress 5", replace(D, preserve_margin=0.12, suppress=5.0)),
+    "lr25": ("bands, margin 0.1, suppress 5, lr 0.25", replace(D, preserve_margin=0.1, suppress=5.0, lr=0.25)),
+    "margin12_s6": ("bands, margin 0.12, suppress 6", replace(D, preserve_margin=0.12, suppress=6.0)),
+    "margin15_s6": ("bands, margin 0.15, suppress 6", replace(D, preserve_margin=0.15, suppress=6.0)),
     "old": ("previous default: 28×28, blur, preserve+suppress, 300 steps",
             replace(D, resolution=28, levels=1, smooth=0.0, init=3.0, reference="blur", preserve=1.0,
                     preserve_margin=0.0, suppress=1.0, tv=0.3, lr=0.1, steps=300, min_steps=40, patience=20)),
@@ -121,7 +125,7 @@ def main() -> None:
                 ok = [r for r in run.results if r["status"] == "ok"]
                 med = lambda f: statistics.median(r[f] for r in ok)  # noqa: E731
                 ratio = statistics.median(r["specificity_after"] / r["specificity_before"] for r in ok)
-                print(f"| {label} | {layer} | {med('kept'):.2f} | {med('fidelity'):.2f} | {med('others_kept'):.2f} | "
+                print(f"| {label} | {layer} | {med('kept'):.3f} | {med('fidelity'):.3f} | {med('others_kept'):.3f} | "
                       f"{med('specificity_before'):.3f} → {med('specificity_after'):.3f} (×{ratio:.1f}) | "
                       f"{med('mask_area'):.2f} | {med('steps'):.0f} | {med('seconds'):.2f} |", flush=True)
                 if args.out:
