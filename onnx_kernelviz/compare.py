@@ -15,17 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .artifacts import write_json
-from .baselines import evaluate_baselines, resolve_names
+from .baselines import resolve_names
 from .errors import KernelvizError, UsageError
-from .explainer import ExplainConfig, Prepared, explain, prepare
+from .explainer import ExplainConfig, explain, prepare
 from .images import list_images
 from .metrics import correlation, kernel_energy, kernel_metrics, rectified
 from .model import Model
 from .outdir import prepare_out_dir
-from .preprocess import Preprocess, valid_range
+from .preprocess import Preprocess
 
 __all__ = ["compare", "most_correlated_pair", "cross_kept", "measure_pair"]
 
@@ -107,10 +106,8 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
         if res.get(k, {}).get("status") != "ok":
             raise KernelvizError(f"the explanation of kernel {k} did not finish: "
                                  f"{res.get(k, {}).get('reason', 'no result')}")
-    masks = [np.load(out / res[k]["files"]["mask_npy"]) for k in (a, b)]
-    x_mods = [np.load(out / res[k]["files"]["modified_npy"]) for k in (a, b)]
-    ours, theirs = measure_pair(model, la.tensor, prep, masks, x_mods, a, b, cfg, preprocess)
     fa, fb = res[a]["files"], res[b]["files"]
+    ours, theirs = measure_pair(model, la.tensor, t_x, out, fa, fb, a, b)
     files = {"original": fa["original"], "modified_a": fa["modified"], "modified_b": fb["modified"],
              "mask_a": fa["mask"], "mask_b": fb["mask"], "act_a": fa["act_before"], "act_b": fb["act_before"]}
     for name in theirs:
@@ -140,29 +137,23 @@ def _check_kernels(a: int, b: int, t_x: np.ndarray) -> None:
             raise UsageError(f"kernel {k} does not fire on this image (‖r_k(x)‖ = 0); nothing to compare")
 
 
-def measure_pair(model: Model, tensor: str, prep: Prepared, masks: list[np.ndarray], x_mods: list[np.ndarray],
-                 a: int, b: int, cfg: ExplainConfig, pp: Preprocess, image: int = 0) -> tuple[dict, dict]:
-    """kept_a / kept_b under x'_a and x'_b, for ours (our x' ``[C, H, W]`` of a and b exactly as explain measured
-    them) and for each baseline in ``cfg.baselines`` at our masks' areas (``[H, W]`` each); all from onnxruntime.
+def measure_pair(model: Model, tensor: str, t_x: np.ndarray, out: Path, files_a: dict, files_b: dict,
+                 a: int, b: int) -> tuple[dict, dict]:
+    """kept_a / kept_b under x'_a and x'_b, for ours and for each baseline that ``explain`` ran at our mask's area,
+    all from onnxruntime on the x' that ``explain`` saved (``modified.npy``, ``baseline_<name>_modified.npy``), so
+    nothing is optimized or computed twice.
+
+    Args:
+        t_x: onnxruntime activations of the image ``[C, H, W]``; out: the explain folder;
+        files_a, files_b: the ``files`` of kernel a's and kernel b's results.
 
     Returns:
         ``(ours, {name: baseline})``, each ``{"a": {"kept_a", "kept_b"}, "b": {...}}``.
     """
-    dev = model.devices.torch
-    lo, hi = (torch.from_numpy(v).to(dev).view(1, -1, 1, 1) for v in valid_range(pp, model.channels))
-    x = torch.from_numpy(prep.x[[image, image]]).to(dev)
-    b_ref = torch.from_numpy(prep.b[[image, image]]).to(dev)
-    x_ours = np.stack(x_mods).astype(np.float32)
-    t_x = prep.t_ort[image]
+    def kept(key_a: str, key_b: str) -> dict:
+        xb = np.stack([np.load(out / files_a[key_a]), np.load(out / files_b[key_b])]).astype(np.float32)
+        return cross_kept(t_x, model.run_ort(xb, (tensor,))[0], a, b)
 
-    def ort(xb: np.ndarray) -> np.ndarray:
-        return model.run_ort(xb, (tensor,))[0]
-
-    ours = cross_kept(t_x, ort(x_ours), a, b)
-    tg = model.torch_graph((tensor,))
-    outcomes = evaluate_baselines(list(cfg.baselines), forward=lambda inp: tg(inp)[0], x=x, b=b_ref,
-                                  k=torch.tensor([a, b], device=dev), areas=[float(mk.mean()) for mk in masks],
-                                  ort_activations=ort, t_x=prep.t_ort[[image, image]], lo=lo, hi=hi)
-    theirs = {name: cross_kept(t_x, ort(np.stack([outcomes[0][name].x_mod, outcomes[1][name].x_mod])), a, b)
-              for name in outcomes[0]}
-    return ours, theirs
+    prefix = "baseline_modified_npy:"
+    names = [key[len(prefix):] for key in files_a if key.startswith(prefix) and key in files_b]
+    return kept("modified_npy", "modified_npy"), {n: kept(prefix + n, prefix + n) for n in names}

@@ -17,7 +17,7 @@ import torch
 
 from . import __version__
 from .artifacts import activation_picture, others_picture, overlay, write_image, write_json, write_npy
-from .errors import KernelvizError, UsageError
+from .errors import ConversionError, KernelvizError, UsageError
 from .images import from_model_input, list_images, read_image, to_model_input
 from .kernels import select_items
 from .metrics import kernel_energy, kernel_metrics, parity
@@ -236,7 +236,6 @@ def _check_parity(model: Model, tensor: str, prep: Prepared, tol: float) -> None
     t_torch = model.run_torch(prep.x[:4], (tensor,))[0]
     _, rel = parity(t_torch, prep.t_ort[:4])
     if rel > tol:
-        from .errors import ConversionError
         raise ConversionError(f"the torch copy disagrees with onnxruntime at {tensor} on these images (relative "
                               f"error {rel:.2e} > {tol:.0e}); results would not hold for the deployed model. "
                               "Run `kernelviz verify MODEL IMAGE` to see which layer diverges first")
@@ -373,9 +372,12 @@ def _write_baselines(out: Path, files: dict, outcomes: dict, pp: Preprocess) -> 
     d = (out / files["modified"]).parent
     for name, o in outcomes.items():
         mpath, xpath = d / f"baseline_{name}_mask.png", d / f"baseline_{name}_modified.png"
+        npath = d / f"baseline_{name}_modified.npy"
         write_image(mpath, (np.clip(o.mask, 0, 1) * 255).astype(np.uint8))
         write_image(xpath, from_model_input(o.x_mod, pp))
+        write_npy(npath, o.x_mod.astype(np.float32))  # exact x', so compare can re-measure it without recomputing
         files[f"baseline_mask:{name}"] = str(mpath.relative_to(out))
         files[f"baseline_modified:{name}"] = str(xpath.relative_to(out))
+        files[f"baseline_modified_npy:{name}"] = str(npath.relative_to(out))
         metrics[name] = o.metrics
     return metrics

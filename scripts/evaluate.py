@@ -87,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "specificity_after", "mask_area")},
                                   "baselines": r.get("baselines", {})})
             if pair and all(res[k].get("status") == "ok" for k in pair):
-                masks = [np.load(d / res[k]["files"]["mask_npy"]) for k in pair]
-                x_mods = [np.load(d / res[k]["files"]["modified_npy"]) for k in pair]
-                ours, theirs = measure_pair(model, la.tensor, prep, masks, x_mods, a, b, cfg, pp, image=i)
+                ours, theirs = measure_pair(model, la.tensor, prep.t_ort[i], d, res[a]["files"], res[b]["files"],
+                                            a, b)
                 pairs.append({"photo": photo.name, "layer": la.index, "kernels": [a, b], "correlation": corr,
                               "dir": str(d), "files": {k: res[k]["files"] for k in pair},
                               "ours": ours, "baselines": theirs})
