@@ -146,7 +146,8 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
             external_data_helper.load_external_data_for_model(proto, str(base))
     except (OSError, ValueError, TypeError, onnx.checker.ValidationError) as e:
         # TypeError: onnx's C++ reader rejects a tensor name that protobuf handed back as bytes (bad UTF-8)
-        raise ModelError(f"cannot read the external data of {p}: {e}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__  # one-line errors only
+        raise ModelError(f"cannot read the external data of {p}: {first[:300]}; re-export the model") from e
 
 
 def _image_input(p: Path, graph: GraphView, input_name: str | None, layout: Layout | None) -> InputInfo:

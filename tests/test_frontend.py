@@ -238,3 +238,12 @@ def test_external_tensor_name_that_is_not_utf8(tmp_path):
     p.write_bytes(data.replace(b"conv_w_1", b"conv_w_\xff"))
     with pytest.raises(ModelError):
         Model(p)
+
+
+def test_external_data_error_is_one_line(tmp_path):
+    # the non-UTF-8 name makes onnx's reader raise a multi-line pybind TypeError; users get one line
+    p, _ = _external(tmp_path)
+    p.write_bytes(p.read_bytes().replace(b"conv_w_1", b"conv_w_\xff"))
+    with pytest.raises(ModelError) as err:
+        Model(p)
+    assert "\n" not in str(err.value)
