@@ -28,7 +28,7 @@ from .outdir import prepare_out_dir
 from .perturb import PARAMETERIZATIONS
 from .preprocess import Preprocess, valid_range
 from .references import REFERENCES
-from .runtime import keep_freed_memory
+from .runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
 from .verify import DEFAULT_TOLERANCE
 
 
@@ -183,10 +183,18 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
 
     order = {(str(prep.paths[i]), k): n for n, (i, k) in enumerate(items)}
 
-    def save() -> None:
+    last_save = [0.0]
+
+    def save(every: float = 0.0) -> None:
+        # Rewriting results.json costs time linear in its length: after each result, a layer of 1280 kernels spent
+        # longer serializing JSON than optimizing. Save after a batch at most every SAVE_EVERY seconds, and always
+        # at the end (also on errors and Ctrl-C), so --resume loses at most that much work.
+        if time.monotonic() - last_save[0] < every:
+            return
         # in the order asked for (image, then kernel), however the work was batched or resumed
         run.results.sort(key=lambda r: order.get((r["image"], r["kernel"]), len(order)))
         write_json(out / "results.json", {**header, "results": run.results})
+        last_save[0] = time.monotonic()
 
     save()
     total = len(items)
@@ -195,16 +203,22 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
     if todo:
         keep_freed_memory()
         _check_parity(model, la.tensor, prep, config.tolerance)
-        for chunk in _chunks(todo, _batch_size(model, config, len(todo))):
-            for result in _explain_bounded(model, la.tensor, prep, chunk, config, preprocess, out):
-                run.results.append(result)
-                save()
-                if progress:
-                    progress(len(run.results), total, result)
+        try:
+            for chunk in _chunks(todo, _batch_size(model, la.tensor, prep, config, len(todo))):
+                for result in _explain_bounded(model, la.tensor, prep, chunk, config, preprocess, out):
+                    run.results.append(result)
+                    if progress:
+                        progress(len(run.results), total, result)
+                save(every=SAVE_EVERY)
+        finally:
+            save()
     from .report import write_report
     write_report(out)
     return run
 
+
+#: seconds between saves of results.json while a run goes on (see ``save`` in ``explain``)
+SAVE_EVERY = 5.0
 
 _METRIC_KEYS = ("kept", "fidelity", "others_kept", "specificity_before", "specificity_after", "mask_area",
                 "parity_max_abs", "parity_rel", "parity_ok")
@@ -241,13 +255,19 @@ def _check_parity(model: Model, tensor: str, prep: Prepared, tol: float) -> None
                               "Run `kernelviz verify MODEL IMAGE` to see which layer diverges first")
 
 
-def _batch_size(model: Model, config: ExplainConfig, n: int) -> int:
+def _batch_size(model: Model, tensor: str, prep: Prepared, config: ExplainConfig, n: int) -> int:
+    """Rows per batch: ``config.batch_size``, else 16 on CPU and, on CUDA, as many as fit the free GPU memory."""
     if config.batch_size is not None:
         if config.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         return config.batch_size
-    # CPU: beyond ~16 rows a step's time grows linearly, and memory stays small; GPU: wide batches pay off.
-    return min(n, 64 if model.devices.torch.type == "cuda" else 16)
+    if model.devices.torch.type != "cuda":
+        # beyond ~16 rows a CPU step's time grows linearly (the cores are busy), and memory stays small
+        return min(n, 16)
+    tg = model.torch_graph((tensor,))
+    x = torch.from_numpy(prep.x[:1]).to(model.devices.torch)
+    per_row = probe_row_bytes(lambda inp: tg(inp)[0], x)
+    return fit_batch(n, cuda_free_bytes(model.devices.torch), per_row)
 
 
 def _explain_bounded(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[int, int]],

@@ -135,3 +135,42 @@ def keep_freed_memory() -> bool:
     # glibc caps the mmap threshold at 32 MiB on 64-bit (larger values are refused); take the cap
     ok &= mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1
     return bool(ok)
+
+
+#: Most rows per batch on a GPU: past a few hundred 224x224 rows a step's time grows linearly (the card is busy)
+#: while a bigger batch only waits longer for its slowest row to converge.
+CUDA_MAX_BATCH = 256
+
+
+def probe_row_bytes(forward, x: torch.Tensor) -> int:
+    """GPU memory one optimized row needs: the peak of a forward+backward of ``forward`` at batch 2, per row.
+
+    Args:
+        forward: the truncated network, ``[b, C, H, W] -> [b, C', h, w]``.
+        x: one input ``[1, C, H, W]`` on the CUDA device.
+    """
+    dev = x.device
+    torch.cuda.synchronize(dev)
+    base = torch.cuda.memory_allocated(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    xi = x.repeat(2, 1, 1, 1).requires_grad_(True)
+    torch.relu(forward(xi)).pow(2).sum().backward()
+    peak = torch.cuda.max_memory_allocated(dev) - base
+    del xi
+    return max(1, peak // 2)
+
+
+def cuda_free_bytes(dev: torch.device) -> int:
+    """Bytes a new allocation can get: free on the card plus what torch's caching allocator holds unused."""
+    free, _ = torch.cuda.mem_get_info(dev)
+    return free + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+
+
+def fit_batch(n: int, free_bytes: int, row_bytes: int, *, fraction: float = 0.5, cap: int = CUDA_MAX_BATCH) -> int:
+    """Rows per batch that fit in ``fraction`` of the free memory, between 1 and ``min(n, cap)``.
+
+    Half the free memory leaves room for what a step holds besides the network's activations (the mask and its
+    optimizer state, the objective's temporaries, the allocator's fragmentation); a batch that still runs out of
+    memory is halved and retried (``explainer._explain_bounded``).
+    """
+    return max(1, min(n, cap, int(free_bytes * fraction) // max(1, row_bytes)))

@@ -30,16 +30,23 @@ from onnx_kernelviz.perturb import PARAMETERIZATIONS
 from onnx_kernelviz.runtime import keep_freed_memory
 
 
+def clock(dev: torch.device) -> float:
+    """Wall-clock seconds after the GPU has finished what was queued (CUDA launches return before they run)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter()
+
+
 def step_times(m: Model, tensor: str, x: torch.Tensor, b: torch.Tensor, k: torch.Tensor, cfg: ExplainConfig,
                n: int) -> list[float]:
     tg = m.torch_graph((tensor,))
     fwd = lambda t: tg(t)[0]  # noqa: E731
     with torch.no_grad():
         ref = torch.relu(fwd(x))
-    times, last = [], [time.perf_counter()]
+    times, last = [], [clock(x.device)]
 
     def cb(step, loss, running):
-        now = time.perf_counter()
+        now = clock(x.device)
         times.append(now - last[0])
         last[0] = now
 
@@ -52,13 +59,13 @@ def step_times(m: Model, tensor: str, x: torch.Tensor, b: torch.Tensor, k: torch
 def bare_times(module, x: torch.Tensor, n: int) -> list[float]:
     times = []
     for i in range(n + 3):
-        t0 = time.perf_counter()
+        t0 = clock(x.device)
         xi = x.clone().requires_grad_(True)
         out = module(xi)
         out = out[0] if isinstance(out, (tuple, list)) else out
         torch.relu(out).pow(2).sum().backward()
         if i >= 3:
-            times.append(time.perf_counter() - t0)
+            times.append(clock(x.device) - t0)
     return times
 
 
@@ -74,6 +81,8 @@ def main() -> None:
                     help="kernels for batched vs one-by-one at the mid layer: a number, or 'all' (default: kernels/4)")
     ap.add_argument("--widest", action="store_true",
                     help="also time all kernels of the widest layer on one image, batched and one by one")
+    ap.add_argument("--widest-batches", default="auto",
+                    help="batch sizes to time the widest layer with, e.g. 64,256,auto (default: auto)")
     args = ap.parse_args()
     # explain() sets this allocator mode before optimizing; set it first so both sides of each ratio share it
     keep_freed_memory()
@@ -128,16 +137,37 @@ def main() -> None:
         if args.widest:
             wide = max(m.layers, key=lambda la: la.channels)
             t0 = time.perf_counter()
-            explain(m, [args.photo], wide.index, "all", Path(tmp) / "wide", preprocess=pp, config=cfg, force=True)
-            dt = time.perf_counter() - t0
-            t0 = time.perf_counter()
             explain(m, [args.photo], wide.index, "top8", Path(tmp) / "wide1", preprocess=pp,
                     config=one_cfg, force=True)
             one_w = (time.perf_counter() - t0) / 8
-            print(f"| all {wide.channels} kernels of the widest layer {wide.index}, one image | {dt:.1f} s |")
-            print(f"| widest layer: one-by-one / batched seconds per kernel | {one_w:.3f} / "
-                  f"{dt / wide.channels:.3f} s = {one_w / (dt / wide.channels):.1f}x |")
+            for bs in args.widest_batches.split(","):
+                wcfg = replace(cfg, batch_size=None if bs == "auto" else int(bs))
+                t0 = time.perf_counter()
+                run = explain(m, [args.photo], wide.index, "all", Path(tmp) / f"wide{bs}", preprocess=pp,
+                              config=wcfg, force=True)
+                dt = time.perf_counter() - t0
+                ok = [r for r in run.results if r["status"] == "ok"]
+                print(f"| all {wide.channels} kernels of the widest layer {wide.index}, one image, batch {bs}"
+                      f"{f' (= {auto_batch(m, wide.tensor, run)})' if bs == 'auto' else ''} | {dt:.1f} s "
+                      f"({len(ok)} explained, the rest inactive) |")
+                print(f"| widest layer, batch {bs}: one-by-one / batched seconds per kernel | {one_w:.3f} / "
+                      f"{dt / wide.channels:.3f} s = {one_w / (dt / wide.channels):.1f}x |")
+                if ok:
+                    print(f"| widest layer, batch {bs}: median kept / others_kept | "
+                          f"{statistics.median(r['kept'] for r in ok):.3f} / "
+                          f"{statistics.median(r['others_kept'] for r in ok):.3f} |")
 
+
+def auto_batch(m: Model, tensor: str, run) -> str:
+    """The batch size ``explain`` picked automatically (for the printout), from the same probe it uses."""
+    if m.devices.torch.type != "cuda":
+        return "16"
+    from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, probe_row_bytes
+    tg = m.torch_graph((tensor,))
+    x = torch.zeros(1, m.channels, *m.input_size(None), device=m.devices.torch)
+    row = probe_row_bytes(lambda t: tg(t)[0], x)
+    free = cuda_free_bytes(m.devices.torch)
+    return f"{fit_batch(len(run.results), free, row)}, {row / 2**20:.0f} MiB/row, {free / 2**30:.0f} GiB free"
 
 if __name__ == "__main__":
     main()

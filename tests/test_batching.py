@@ -60,3 +60,50 @@ def test_truncated_module_stops_at_the_layer(setup):
     assert len(ops) == 2, ops  # conv1 + relu1 only; nothing of the second conv is computed
     x = m.synthetic_input(batch=1, size=(16, 16))
     assert tg(__import__("torch").from_numpy(x))[0].shape[1] == first.channels
+
+
+def test_results_json_is_not_rewritten_after_every_result(setup, tmp_path, monkeypatch):
+    """Rewriting results.json per result made a 1280-kernel layer spend longer in JSON than in optimizing."""
+    import onnx_kernelviz.explainer as explainer
+
+    path, imgs, pp = setup
+    writes = []
+    real = explainer.write_json
+    monkeypatch.setattr(explainer, "write_json", lambda p, obj: (writes.append(len(obj["results"])), real(p, obj)))
+    res = _run(path, imgs, pp, tmp_path / "w", batch_size=2)
+    n_ok = sum(r["status"] == "ok" for r in res)
+    assert n_ok >= 4  # several batches ran
+    # the empty start, then (within SAVE_EVERY seconds) only the final save, which holds everything
+    assert writes[0] == sum(r["status"] != "ok" for r in res) and writes[-1] == len(res)
+    assert len(writes) <= 3
+
+
+def test_results_json_is_saved_when_a_run_is_interrupted(setup, tmp_path, monkeypatch):
+    import json
+
+    import onnx_kernelviz.explainer as explainer
+
+    path, imgs, pp = setup
+    real, calls = explainer._explain_bounded, []
+
+    def interrupted(*a, **k):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(explainer, "_explain_bounded", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(path, imgs, pp, tmp_path / "i", batch_size=2)
+    saved = json.loads((tmp_path / "i" / "results.json").read_text())["results"]
+    assert sum(r["status"] == "ok" for r in saved) == 2  # the finished batch survives for --resume
+
+
+def test_fit_batch_fills_half_the_free_memory_within_bounds():
+    from onnx_kernelviz.runtime import CUDA_MAX_BATCH, fit_batch
+
+    gib = 2**30
+    assert fit_batch(1000, 80 * gib, gib) == 40  # half of 80 GiB at 1 GiB a row
+    assert fit_batch(10, 80 * gib, gib) == 10  # never more rows than there is work
+    assert fit_batch(10_000, 10_000 * gib, gib) == CUDA_MAX_BATCH
+    assert fit_batch(1000, gib, 4 * gib) == 1  # even a row that does not fit is tried (then reported if OOM)

@@ -1,6 +1,5 @@
 """Checks that need a CUDA GPU (run by scripts/gpu_check.sh on a lent card; skipped elsewhere)."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -11,10 +10,33 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-def test_auto_uses_cuda_on_both_runtimes():
+def test_auto_uses_cuda_for_torch():
     m = Model(default_model_path(), device="auto")
     assert m.devices.torch.type == "cuda"
+    # onnxruntime gets exactly what it really ran with, CUDA or (a CPU-only onnxruntime) the CPU
+    assert m.ort((m.layers[20].tensor,)).providers[0] in m.devices.ort_providers[:1]
+
+
+def test_auto_uses_cuda_for_onnxruntime():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip(f"this onnxruntime ({onnxruntime.__version__}) has no CUDAExecutionProvider; "
+                    "install onnxruntime-gpu")
+    m = Model(default_model_path(), device="auto")
     assert m.ort((m.layers[20].tensor,)).providers[0] == "CUDAExecutionProvider"
+
+
+def test_auto_batch_size_uses_the_card(tmp_path):
+    from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, probe_row_bytes
+
+    m = Model(default_model_path(), device="cuda")
+    la = m.layers[-1]
+    tg = m.torch_graph((la.tensor,))
+    row = probe_row_bytes(lambda t: tg(t)[0], torch.zeros(1, 3, 224, 224, device="cuda"))
+    # EfficientNet-Lite0 at 224x224 keeps tens of MiB of activations per image for the backward pass
+    assert 2**20 < row < 2**30
+    assert fit_batch(1280, cuda_free_bytes(torch.device("cuda")), row) > 16
 
 
 def test_gpu_results_match_cpu(tmp_path):

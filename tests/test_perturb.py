@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnx_kernelviz.objectives import MaskArea, Objective, Preserve, Suppress
 from onnx_kernelviz.optimize import OptimizeConfig, optimize
-from onnx_kernelviz.perturb import PARAMETERIZATIONS, MaskParameterization, PixelParameterization
+from onnx_kernelviz.perturb import PARAMETERIZATIONS, MaskParameterization
 
 
 def test_mask_range_shape_and_levels():
