@@ -103,8 +103,10 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
     best_x, best_m = first.x_mod.clone(), None if first.mask is None else first.mask.clone()
     history: list[torch.Tensor] = []  # best loss after each step, for the convergence test
     running = torch.ones(B, dtype=torch.bool, device=dev)
-    steps = [0] * B
-    failed: list[str | None] = [None] * B
+    # Bookkeeping stays on the device: one host sync per step (which rows still run), not one per decision —
+    # on a GPU each sync stalls the queue of kernel launches.
+    steps_t = torch.zeros(B, dtype=torch.long, device=dev)
+    failed_at = torch.zeros(B, dtype=torch.long, device=dev)  # the step whose loss was NaN/Inf, 0 = never
     for step in range(1, cfg.steps + 1):
         rows = running.nonzero().flatten()
         if len(rows) == 0:
@@ -116,26 +118,20 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
         s = Step(act, ref if every else ref[rows], k if every else k[rows], p.x_mod, p.mask, p.grid)
         loss = objective(s)
         finite = torch.isfinite(loss)
-        if not bool(finite.all()):
-            for r in rows[~finite].tolist():
-                failed[r] = f"loss became NaN/Inf at step {step}"
-                running[r] = False
-                steps[r] = step
-        loss[finite].sum().backward()
+        # a NaN/Inf row gets no gradient from its loss; rows are independent, so the others are unaffected
+        torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
         opt.step()
         with torch.no_grad():
-            lv = loss.detach()
-            better = finite & (lv < best_loss[rows])
-            if bool(better.any()):
-                # the loss was computed on x' before this update: keep that x' (rebuild it for those rows)
-                idx = rows[better]
-                best_loss[idx] = lv[better]
-                best_x[idx] = p.x_mod[better].detach()
-                if best_m is not None:
-                    best_m[idx] = p.mask[better].detach()
-            for r in rows.tolist():
-                if running[r]:
-                    steps[r] = step
+            lv = torch.where(finite, loss.detach(), torch.full_like(loss, float("inf")))
+            better = lv < best_loss[rows]
+            # the loss was computed on x' before this update: keep that x' for the rows it improved
+            best_loss[rows] = torch.where(better, lv, best_loss[rows])
+            best_x[rows] = torch.where(better.view(-1, 1, 1, 1), p.x_mod.detach(), best_x[rows])
+            if best_m is not None:
+                best_m[rows] = torch.where(better.view(-1, 1, 1, 1), p.mask.detach(), best_m[rows])
+            steps_t[rows] = step
+            failed_at[rows] = torch.where(finite, failed_at[rows], step)
+            running[rows] = finite
             history.append(best_loss.clone())
             if cfg.early_stop and step >= max(cfg.min_steps, cfg.patience + 1):
                 old = history[-cfg.patience - 1]
@@ -143,4 +139,5 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
                 running &= ~converged
         for cb in callbacks:
             cb(step, loss.detach(), int(running.sum()))
-    return OptimizeResult(best_x, best_m, best_loss, steps, failed)
+    failed = [f"loss became NaN/Inf at step {f}" if f else None for f in failed_at.tolist()]
+    return OptimizeResult(best_x, best_m, best_loss, steps_t.tolist(), failed)

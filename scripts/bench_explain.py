@@ -76,6 +76,8 @@ def main() -> None:
     ap.add_argument("--layers", default="4,20,40", help="early,mid,late layer indices")
     ap.add_argument("--kernels", type=int, default=8, help="kernels per layer for the per-kernel timings")
     ap.add_argument("--steps", type=int, default=30, help="steps for the step-time medians")
+    ap.add_argument("--step-batches", default=None,
+                    help="batch sizes for the step-time ratio, e.g. 32,128 (default: --kernels)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--compare-kernels", default=None,
                     help="kernels for batched vs one-by-one at the mid layer: a number, or 'all' (default: kernels/4)")
@@ -96,17 +98,17 @@ def main() -> None:
 
     mid = layers[len(layers) // 2]
     prep = prepare(m, [Path(args.photo)], mid.tensor, pp, cfg)
-    B = args.kernels
-    ks = np.argsort(-prep.energy[0])[:B]
-    x = torch.from_numpy(np.repeat(prep.x, B, 0)).to(dev)
-    b = torch.from_numpy(np.repeat(prep.b, B, 0)).to(dev)
-    k = torch.from_numpy(ks.copy()).to(dev)
-    ours = statistics.median(step_times(m, mid.tensor, x, b, k, cfg, args.steps))
-    bare = statistics.median(bare_times(m.torch_graph((mid.tensor,)).module, x, args.steps))
     print("| measure | value |\n|---|---|")
-    print(f"| step time, ours (layer {mid.index}, batch {B}) | {ours * 1e3:.1f} ms |")
-    print(f"| bare torch forward+backward, same graph and batch | {bare * 1e3:.1f} ms |")
-    print(f"| ratio ours / bare | {ours / bare:.2f}x |")
+    for B in [int(v) for v in (args.step_batches or str(args.kernels)).split(",")]:
+        ks = np.resize(np.argsort(-prep.energy[0]), B)  # the top kernels, repeated when B exceeds the layer
+        x = torch.from_numpy(np.repeat(prep.x, B, 0)).to(dev)
+        b = torch.from_numpy(np.repeat(prep.b, B, 0)).to(dev)
+        k = torch.from_numpy(ks.copy()).to(dev)
+        ours = statistics.median(step_times(m, mid.tensor, x, b, k, cfg, args.steps))
+        bare = statistics.median(bare_times(m.torch_graph((mid.tensor,)).module, x, args.steps))
+        print(f"| step time, ours (layer {mid.index}, batch {B}) | {ours * 1e3:.1f} ms |")
+        print(f"| bare torch forward+backward, same graph and batch | {bare * 1e3:.1f} ms |")
+        print(f"| ratio ours / bare, batch {B} | {ours / bare:.2f}x |")
 
     full_name = m.layers[-1].tensor
     full = statistics.median(bare_times(m.torch_graph((full_name,)).module, x, max(5, args.steps // 3)))

@@ -107,3 +107,18 @@ def test_fit_batch_fills_half_the_free_memory_within_bounds():
     assert fit_batch(10, 80 * gib, gib) == 10  # never more rows than there is work
     assert fit_batch(10_000, 10_000 * gib, gib) == CUDA_MAX_BATCH
     assert fit_batch(1000, gib, 4 * gib) == 1  # even a row that does not fit is tried (then reported if OOM)
+
+
+def test_exact_fp32_turns_tensorfloat32_off():
+    """TF32 moved CUDA activations 2-3e-3 from onnxruntime's (H200), failing the parity check."""
+    import torch
+
+    from onnx_kernelviz.runtime import exact_fp32
+
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        exact_fp32()
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
