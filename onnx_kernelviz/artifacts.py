@@ -65,15 +65,26 @@ def others_picture(before: np.ndarray, after: np.ndarray, k: int, width: int = 4
     order = np.argsort(-before)
     top = float(max(before.max(), after.max(), 1e-12))
     img = np.full((height, width, 3), 255, np.uint8)
-    n = len(order)
-    bw = width / max(n, 1)
     base = height - 18
-    for i, j in enumerate(order):
-        x0, x1 = int(i * bw), max(int((i + 1) * bw) - 1, int(i * bw) + 1)
-        hb, ha = int(before[j] / top * (base - 10)), int(after[j] / top * (base - 10))
-        cv2.rectangle(img, (x0, base - hb), (x1, base), (200, 200, 200), -1)
-        colour = (40, 90, 220) if j == k else (240, 140, 30)
-        cv2.rectangle(img, (x0, base - ha), (x1, base), colour, -1)
+    # one bar per kernel, sorted; with more kernels than pixel columns, each column shows the bar that lands on it
+    bar = np.minimum((np.arange(width) * len(order)) // width, len(order) - 1)
+    j = order[bar]  # kernel shown in each column
+    cols = np.flatnonzero(j == k)
+    if len(cols) < 2:  # k's bar is at least 2 pixels wide, so that it stays visible among a thousand others
+        pos = min(int(np.flatnonzero(order == k)[0]) * width // len(order), width - 2)
+        cols = np.arange(pos, pos + 2)
+    j[cols] = k
+    rows = np.arange(height)[:, None]
+
+    def fill(heights: np.ndarray, colour: np.ndarray) -> None:
+        h = (heights[j] / top * (base - 10)).astype(int)
+        inside = (rows >= base - h[None, :]) & (rows <= base)
+        img[inside] = colour[np.broadcast_to(np.arange(width), inside.shape)[inside]]
+
+    fill(before, np.full((width, 3), (200, 200, 200), np.uint8))
+    colour = np.tile(np.array((240, 140, 30), np.uint8), (width, 1))
+    colour[cols] = (40, 90, 220)
+    fill(after, colour)
     cv2.putText(img, "grey: before   orange: after   blue: this kernel", (4, height - 5),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
     return img

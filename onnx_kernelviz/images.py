@@ -381,8 +381,13 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """Yield a temp file in ``path``'s folder (same file system, so ``os.replace`` is atomic), then rename it."""
+def atomic_file(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """Yield a temp file in ``path``'s folder (same file system, so ``os.replace`` is atomic), then rename it.
+
+    The rename alone means a reader never sees a half-written file, even if the process dies; ``durable`` also
+    flushes it to disk first (fsync), which survives a power cut but cost ~5 ms a file where thousands of
+    pictures are written: pictures, which a rerun rebuilds, are written with ``durable=False``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -391,7 +396,8 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -419,7 +425,7 @@ def write_image(path: str | Path, rgb_uint8: np.ndarray, *, jpeg_quality: int = 
     if not ok:
         raise ImageError(f"cannot encode image {path} as {ext}; try a .png name")
     try:
-        with atomic_file(path) as f:
+        with atomic_file(path, durable=False) as f:
             f.write(encoded.tobytes())
     except OSError as exc:
         raise ImageError(f"cannot write image {path}: {exc.strerror or exc}; check the folder is writable") from None
@@ -430,7 +436,7 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
     """Save ``array`` atomically with ``np.save`` (no pickled objects) to exactly ``path``."""
     path = Path(path)
     try:
-        with atomic_file(path) as f:
+        with atomic_file(path, durable=False) as f:
             np.save(f, np.asarray(array), allow_pickle=False)
     except OSError as exc:
         raise ImageError(f"cannot write {path}: {exc.strerror or exc}; check the folder is writable") from None
