@@ -7,7 +7,9 @@ across kernels, and explanations are optimized in batches.
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -315,25 +317,31 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
         t_torch = forward(x_mod).float().cpu().numpy()
     masks = None if res.mask is None else res.mask[:, 0].detach().cpu().numpy()
     extra = _baselines(model, tensor, prep, idx, x, b, k, masks, forward, config, lo, hi)
-    results = []
-    for row, (i, kk) in enumerate(chunk):
+
+    def result(row: int) -> dict:
+        i, kk = chunk[row]
         base = {"image": str(prep.paths[i]), "kernel": kk}
         if res.failed[row]:
-            results.append(_unmeasured(base["image"], kk, "failed", prep.notes[i], res.failed[row],
-                                       res.steps[row], seconds))
-            continue
+            return _unmeasured(base["image"], kk, "failed", prep.notes[i], res.failed[row], res.steps[row], seconds)
         m = kernel_metrics(prep.t_ort[i], t_ort[row], kk)
         p_abs, p_rel = parity(t_torch[row], t_ort[row])
         mask = None if masks is None else masks[row]
         files = _write_files(out, prep, i, kk, x_np[row], mask, t_ort[row], pp)
         if extra is not None:
             base["baselines"] = _write_baselines(out, files, extra[row], pp)
-        results.append({**base, "status": "ok", **m.to_dict(),
-                        "mask_area": None if mask is None else float(mask.mean()),
-                        "parity_max_abs": p_abs, "parity_rel": p_rel, "parity_ok": bool(p_rel <= config.tolerance),
-                        "steps": res.steps[row], "seconds": seconds, "loss": float(res.loss[row]),
-                        "image_notes": list(prep.notes[i]), "files": files})
-    return results
+        return {**base, "status": "ok", **m.to_dict(), "mask_area": None if mask is None else float(mask.mean()),
+                "parity_max_abs": p_abs, "parity_rel": p_rel, "parity_ok": bool(p_rel <= config.tolerance),
+                "steps": res.steps[row], "seconds": seconds, "loss": float(res.loss[row]),
+                "image_notes": list(prep.notes[i]), "files": files}
+
+    # PNG encoding releases the GIL: on a GPU, writing 500 explanations' pictures one at a time took a third of
+    # the run. Files are written atomically, so two rows writing the same image's original.png do not clash.
+    with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+        return list(pool.map(result, range(len(chunk))))
+
+
+#: threads writing pictures (PNG encoding runs outside the GIL)
+_WRITERS = min(8, os.cpu_count() or 1)
 
 
 def _write_files(out: Path, prep: Prepared, i: int, k: int, x_mod: np.ndarray, mask: np.ndarray | None,

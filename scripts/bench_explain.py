@@ -83,6 +83,7 @@ def main() -> None:
                     help="kernels for batched vs one-by-one at the mid layer: a number, or 'all' (default: kernels/4)")
     ap.add_argument("--widest", action="store_true",
                     help="also time all kernels of the widest layer on one image, batched and one by one")
+    ap.add_argument("--widest-only", action="store_true", help="only the widest-layer timings")
     ap.add_argument("--widest-batches", default="auto",
                     help="batch sizes to time the widest layer with, e.g. 64,256,auto (default: auto)")
     args = ap.parse_args()
@@ -99,6 +100,10 @@ def main() -> None:
     mid = layers[len(layers) // 2]
     prep = prepare(m, [Path(args.photo)], mid.tensor, pp, cfg)
     print("| measure | value |\n|---|---|")
+    if args.widest_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_widest(m, args.photo, pp, cfg, args.widest_batches, tmp)
+        return
     for B in [int(v) for v in (args.step_batches or str(args.kernels)).split(",")]:
         ks = np.resize(np.argsort(-prep.energy[0]), B)  # the top kernels, repeated when B exceeds the layer
         x = torch.from_numpy(np.repeat(prep.x, B, 0)).to(dev)
@@ -137,27 +142,32 @@ def main() -> None:
         print(f"| layer {mid.index}, {n1} kernels: one-by-one / batched seconds per kernel | "
               f"{one:.2f} / {bat:.2f} s = {one / bat:.2f}x |")
         if args.widest:
-            wide = max(m.layers, key=lambda la: la.channels)
-            t0 = time.perf_counter()
-            explain(m, [args.photo], wide.index, "top8", Path(tmp) / "wide1", preprocess=pp,
-                    config=one_cfg, force=True)
-            one_w = (time.perf_counter() - t0) / 8
-            for bs in args.widest_batches.split(","):
-                wcfg = replace(cfg, batch_size=None if bs == "auto" else int(bs))
-                t0 = time.perf_counter()
-                run = explain(m, [args.photo], wide.index, "all", Path(tmp) / f"wide{bs}", preprocess=pp,
-                              config=wcfg, force=True)
-                dt = time.perf_counter() - t0
-                ok = [r for r in run.results if r["status"] == "ok"]
-                print(f"| all {wide.channels} kernels of the widest layer {wide.index}, one image, batch {bs}"
-                      f"{f' (= {auto_batch(m, wide.tensor, run)})' if bs == 'auto' else ''} | {dt:.1f} s "
-                      f"({len(ok)} explained, the rest inactive) |")
-                print(f"| widest layer, batch {bs}: one-by-one / batched seconds per kernel | {one_w:.3f} / "
-                      f"{dt / wide.channels:.3f} s = {one_w / (dt / wide.channels):.1f}x |")
-                if ok:
-                    print(f"| widest layer, batch {bs}: median kept / others_kept | "
-                          f"{statistics.median(r['kept'] for r in ok):.3f} / "
-                          f"{statistics.median(r['others_kept'] for r in ok):.3f} |")
+            bench_widest(m, args.photo, pp, cfg, args.widest_batches, tmp)
+
+def bench_widest(m: Model, photo: str, pp, cfg: ExplainConfig, batches: str, tmp: str) -> None:
+    """All kernels of the widest layer on one image, at each batch size, against one by one (8 kernels)."""
+    one_cfg = replace(cfg, batch_size=1)
+    wide = max(m.layers, key=lambda la: la.channels)
+    t0 = time.perf_counter()
+    explain(m, [photo], wide.index, "top8", Path(tmp) / "wide1", preprocess=pp,
+            config=one_cfg, force=True)
+    one_w = (time.perf_counter() - t0) / 8
+    for bs in batches.split(","):
+        wcfg = replace(cfg, batch_size=None if bs == "auto" else int(bs))
+        t0 = time.perf_counter()
+        run = explain(m, [photo], wide.index, "all", Path(tmp) / f"wide{bs}", preprocess=pp,
+                      config=wcfg, force=True)
+        dt = time.perf_counter() - t0
+        ok = [r for r in run.results if r["status"] == "ok"]
+        print(f"| all {wide.channels} kernels of the widest layer {wide.index}, one image, batch {bs}"
+              f"{f' (= {auto_batch(m, wide.tensor, run)})' if bs == 'auto' else ''} | {dt:.1f} s "
+              f"({len(ok)} explained, the rest inactive) |")
+        print(f"| widest layer, batch {bs}: one-by-one / batched seconds per kernel | {one_w:.3f} / "
+              f"{dt / wide.channels:.3f} s = {one_w / (dt / wide.channels):.1f}x |")
+        if ok:
+            print(f"| widest layer, batch {bs}: median kept / others_kept | "
+                  f"{statistics.median(r['kept'] for r in ok):.3f} / "
+                  f"{statistics.median(r['others_kept'] for r in ok):.3f} |")
 
 
 def auto_batch(m: Model, tensor: str, run) -> str:
@@ -170,6 +180,7 @@ def auto_batch(m: Model, tensor: str, run) -> str:
     row = probe_row_bytes(lambda t: tg(t)[0], x)
     free = cuda_free_bytes(m.devices.torch)
     return f"{fit_batch(len(run.results), free, row)}, {row / 2**20:.0f} MiB/row, {free / 2**30:.0f} GiB free"
+
 
 if __name__ == "__main__":
     main()
