@@ -388,17 +388,21 @@ def explain(model, images, layer, kernel, out, top_images, resume, method, steps
 @click.option("--layer", required=True, help="Layer index, Conv name or tensor name.")
 @click.option("--kernel", "kernels", multiple=True, type=int, help="Two kernels (default: the most correlated pair).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--contrast", type=click.FloatRange(min=0), default=None,
+              help="Weight of suppressing the other kernel of the pair in particular, so that x'_a shows what a "
+                   "responds to and b does not [default: 12]; 0 explains each kernel as `explain` does.")
 @explain_options
 @preprocess_options
 @debug_option
 @_friendly
-def compare(model, image, layer, kernels, out, method, steps, early_stop, batch_size, device, seed, reference,
-            baselines, tolerance, force, settings, **kw) -> None:
+def compare(model, image, layer, kernels, out, contrast, method, steps, early_stop, batch_size, device, seed,
+            reference, baselines, tolerance, force, settings, **kw) -> None:
     """Explain two kernels of a layer on one image and measure how well each explanation separates them.
 
     \b
     Example:  kernelviz compare net.onnx cat.jpg --layer 20 --out cmp/
     """
+    from .compare import CONTRAST
     from .compare import compare as run_compare
 
     if kernels and len(kernels) != 2:
@@ -406,7 +410,7 @@ def compare(model, image, layer, kernels, out, method, steps, early_stop, batch_
     m, pp = _open(model, device, kw)
     cfg = _config(method, steps, early_stop, batch_size, seed, reference, baselines or "all", tolerance, settings)
     doc = run_compare(m, image, layer, tuple(kernels) if kernels else None, out, preprocess=pp, config=cfg,
-                      force=force)
+                      force=force, contrast=CONTRAST if contrast is None else contrast)
     a, b = doc["kernels"]
     click.echo(f"kernels {a} and {b} (correlation {doc['correlation']:.2f})")
     o = doc["ours"]

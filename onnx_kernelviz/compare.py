@@ -28,6 +28,10 @@ from .preprocess import Preprocess
 
 __all__ = ["compare", "most_correlated_pair", "cross_kept", "measure_pair"]
 
+#: weight of the partner-suppression term when explaining a against b (and b against a); chosen by
+#: measurement (docs/EVALUATION.md, scripts/evaluate.py); 0 gives the plain explanations of ``explain``
+CONTRAST = 12.0
+
 #: a kernel takes part in the automatic pick when ‖r_k(x)‖ is at least this fraction of the layer's largest:
 #: kernels that fire on a handful of positions correlate by accident and have little to explain.
 MIN_SHARE = 0.05
@@ -69,12 +73,14 @@ def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int) -> dict:
 
 def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[int, int] | None,
             out_dir: str | Path, *, preprocess: Preprocess, config: ExplainConfig = ExplainConfig(),
-            force: bool = False) -> dict:
+            force: bool = False, contrast: float = CONTRAST) -> dict:
     """Explain kernels a and b of ``layer`` on ``image`` and measure how well each explanation separates them.
 
     Args:
         kernels: ``(a, b)``, or None for the most correlated pair of active kernels on this image.
         config: the explanation settings (mask method only); ``config.baselines`` empty means every baseline.
+        contrast: weight of suppressing the other kernel of the pair in particular (x'_a keeps a and drops b);
+            0 explains each kernel as ``explain`` does, against all other kernels alike.
 
     Returns:
         The content of ``out_dir/compare.json`` (CONTRACT.md, "compare"), also written there with report.html.
@@ -85,6 +91,8 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
     """
     if config.method != "mask":
         raise UsageError("compare measures baselines at equal mask area; use --method mask")
+    if contrast < 0:
+        raise UsageError(f"--contrast must be at least 0 (got {contrast})")
     cfg = replace(config, baselines=tuple(resolve_names(config.baselines or ("all",))), top_images=None)
     la = model.layer(layer)
     out = Path(out_dir)
@@ -100,6 +108,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
         a, b = (int(k) for k in kernels)
         _check_kernels(a, b, t_x)
         corr = correlation(t_x[a], t_x[b])
+    cfg = replace(cfg, partners=((a, b), (b, a)), contrast=float(contrast))
     run = explain(model, paths, la.index, f"{a},{b}", out, preprocess=preprocess, config=cfg, force=True)
     res = {r["kernel"]: r for r in run.results}
     for k in (a, b):
@@ -116,7 +125,8 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
                 files[f"baseline_modified_{s}:{name}"] = f[f"baseline_modified:{name}"]
     doc = {"model": str(model.path), "layer": la.name, "tensor": la.tensor, "layer_index": la.index,
            "image": str(paths[0]), "kernels": [a, b], "correlation": corr,
-           "picked": "given" if kernels is not None else "most correlated", "ours": ours, "baselines": theirs,
+           "picked": "given" if kernels is not None else "most correlated", "contrast": cfg.contrast,
+           "ours": ours, "baselines": theirs,
            "files": files}
     write_json(out / "compare.json", doc)
     from .report import write_report

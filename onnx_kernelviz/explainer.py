@@ -24,7 +24,8 @@ from .images import from_model_input, list_images, read_image, to_model_input
 from .kernels import select_items
 from .metrics import kernel_energy, kernel_metrics, parity
 from .model import Model
-from .objectives import ImageL1, MaskArea, MaskTV, Objective, PaperPreserve, PaperSuppress, Preserve, Suppress
+from .objectives import (ImageL1, MaskArea, MaskTV, Objective, PaperPreserve, PaperSuppress, Preserve, Suppress,
+                         SuppressPartner)
 from .optimize import OptimizeConfig, optimize
 from .outdir import prepare_out_dir
 from .perturb import PARAMETERIZATIONS
@@ -72,6 +73,10 @@ class ExplainConfig:
     patience: int = 10
     tol: float = 2e-3
     baselines: tuple[str, ...] = ()
+    #: (kernel, partner) pairs: the partner is singled out for suppression, weighted ``contrast``
+    #: (``compare`` explains a against b and b against a; SuppressPartner in objectives.py)
+    partners: tuple[tuple[int, int], ...] = ()
+    contrast: float = 0.0
     top_images: int | None = None
     tolerance: float = DEFAULT_TOLERANCE
 
@@ -93,8 +98,11 @@ class ExplainConfig:
     def objective(self) -> Objective:
         if self.method == "pixel":
             return Objective([(1.0, PaperPreserve()), (1.0, PaperSuppress()), (1.0, ImageL1())])
-        return Objective([(self.preserve, Preserve(self.preserve_margin)), (self.suppress, Suppress()),
-                          (self.area, MaskArea(self.area_target)), (self.tv, MaskTV())])
+        terms = [(self.preserve, Preserve(self.preserve_margin)), (self.suppress, Suppress()),
+                 (self.area, MaskArea(self.area_target)), (self.tv, MaskTV())]
+        if self.contrast and self.partners:
+            terms.append((self.contrast, SuppressPartner()))
+        return Objective(terms)
 
 
 @dataclass
@@ -306,7 +314,10 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
         ref = torch.relu(forward(x))
     param = PARAMETERIZATIONS.get(config.parameterization)(x, b, resolution=config.resolution)
     t0 = time.perf_counter()
-    res = optimize(forward, param, config.objective(), ref, k, config.optimize_config())
+    partners = dict(config.partners)
+    partner = (torch.tensor([partners.get(kk, -1) for _, kk in chunk], device=dev)
+               if partners and config.method == "mask" else None)
+    res = optimize(forward, param, config.objective(), ref, k, config.optimize_config(), partner=partner)
     seconds = (time.perf_counter() - t0) / len(chunk)
     lo, hi = (torch.from_numpy(v).to(dev).view(1, -1, 1, 1) for v in valid_range(pp, model.channels))
     # The returned x' is what gets saved and measured: within the range a real image can hold.

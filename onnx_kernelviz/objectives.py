@@ -27,6 +27,8 @@ class Step:
         mask: the masks ``[B, 1, H, W]``, or None for the pixel method.
         grid: the mask(s) at the parameterization's finest grid ``[B, M, h, w]`` (area and TV are computed
             there), or None (use ``mask``).
+        partner: per row, a kernel to single out for suppression (``compare``'s other kernel), or -1 for none,
+            ``[B]`` (long); None when no row has one.
     """
 
     act: torch.Tensor
@@ -35,6 +37,7 @@ class Step:
     x_mod: torch.Tensor
     mask: torch.Tensor | None
     grid: torch.Tensor | None = None
+    partner: torch.Tensor | None = None
 
     def channel(self, t: torch.Tensor) -> torch.Tensor:
         """Channel k of each row, flattened: ``[B, C, h, w] -> [B, h*w]``."""
@@ -71,6 +74,34 @@ class Suppress:
 
     def __call__(self, s: Step) -> torch.Tensor:
         return torch.sqrt(s.others_sq(s.act) + EPS) / (torch.sqrt(s.others_sq(s.ref)) + EPS)
+
+
+@dataclass
+class SuppressPartner:
+    """kept_p / kept_k for the row's partner kernel p (0 for rows without one), kept_j = ‖r_j(x')‖ / ‖r_j(x)‖:
+    how much of the one kernel the explanation must tell k apart from survives, relative to k itself.
+
+    Suppress already counts p, but only as one of C−1 kernels; a kernel whose map nearly matches k's survives
+    wherever k does unless it is singled out. The ratio (the quantity the similar-kernel bar judges) is not
+    lowered by dropping k along with p, so the term cannot buy suppression by giving up k. With it, x' answers
+    "what does k respond to that p does not".
+    """
+
+    floor: float = 0.05  # keeps the ratio finite while k is (briefly) near zero
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        if s.partner is None:
+            return torch.zeros(len(s.k), device=s.act.device)
+        has = s.partner >= 0
+        p = s.partner.clamp_min(0)
+        rows = torch.arange(len(p), device=p.device)
+
+        def kept(j: torch.Tensor) -> torch.Tensor:
+            a, r = s.act[rows, j].flatten(1), s.ref[rows, j].flatten(1)
+            return a.norm(dim=1) / (r.norm(dim=1) + EPS)
+
+        ratio = kept(p) / (kept(s.k) + self.floor)
+        return torch.where(has, ratio, torch.zeros_like(ratio))
 
 
 @dataclass

@@ -57,7 +57,7 @@ class StepCallback(Protocol):
 
 def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameterization, objective: Objective,
              ref: torch.Tensor, k: torch.Tensor, cfg: OptimizeConfig,
-             callbacks: tuple[StepCallback, ...] = ()) -> OptimizeResult:
+             callbacks: tuple[StepCallback, ...] = (), partner: torch.Tensor | None = None) -> OptimizeResult:
     """Minimise ``objective`` over ``param`` for B explanations at once.
 
     Args:
@@ -65,6 +65,7 @@ def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameteriz
         param: owns the optimized tensors; ``param()`` builds x' for all B rows.
         ref: rectified activations on the original inputs, ``[B, C', h, w]``.
         k: kernel index per row, ``[B]``.
+        partner: per row, a kernel to single out for suppression or -1, ``[B]`` (see ``Step.partner``).
         callbacks: called after each step with (step, loss of the running rows, number running).
     """
     if cfg.param_options:
@@ -73,7 +74,7 @@ def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameteriz
     if flush:
         torch.set_flush_denormal(True)
     try:
-        return _optimize(forward, param, objective, ref, k, cfg, callbacks)
+        return _optimize(forward, param, objective, ref, k, cfg, callbacks, partner)
     finally:
         if flush:
             torch.set_flush_denormal(False)
@@ -92,7 +93,8 @@ def _param_groups(param: Parameterization, lr: float) -> list[dict]:
 
 
 def _optimize(forward, param: Parameterization, objective: Objective, ref: torch.Tensor, k: torch.Tensor,
-              cfg: OptimizeConfig, callbacks: tuple[StepCallback, ...]) -> OptimizeResult:
+              cfg: OptimizeConfig, callbacks: tuple[StepCallback, ...],
+              partner: torch.Tensor | None) -> OptimizeResult:
     B = len(k)
     dev = ref.device
     params = _param_groups(param, cfg.lr)
@@ -115,7 +117,8 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
         every = len(rows) == B
         p = param(None if every else rows)
         act = torch.relu(forward(p.x_mod))
-        s = Step(act, ref if every else ref[rows], k if every else k[rows], p.x_mod, p.mask, p.grid)
+        s = Step(act, ref if every else ref[rows], k if every else k[rows], p.x_mod, p.mask, p.grid,
+                 partner if every or partner is None else partner[rows])
         loss = objective(s)
         finite = torch.isfinite(loss)
         # a NaN/Inf row gets no gradient from its loss; rows are independent, so the others are unaffected

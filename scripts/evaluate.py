@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
-from onnx_kernelviz.compare import measure_pair, most_correlated_pair  # noqa: E402
+from onnx_kernelviz.compare import CONTRAST, compare, measure_pair, most_correlated_pair  # noqa: E402
 from onnx_kernelviz.explainer import ExplainConfig, prepare  # noqa: E402
 from onnx_kernelviz.images import list_images  # noqa: E402
 from onnx_kernelviz.kernels import select_items  # noqa: E402
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernels", default="top1", help="kernel spec per photo for the baseline table")
     ap.add_argument("--steps", type=int, default=None, help="most steps per explanation (default: ExplainConfig's)")
     ap.add_argument("--min-corr", type=float, default=0.5, help="least correlation for a similar pair")
+    ap.add_argument("--contrast", type=float, default=CONTRAST,
+                    help="partner-suppression weight for the pairs, as `kernelviz compare --contrast`")
     ap.add_argument("--out", default="/tmp/kernelviz_eval")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--pictures", default=None, help="folder for eval_*.png pictures (e.g. docs/img)")
@@ -89,9 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             if pair and all(res[k].get("status") == "ok" for k in pair):
                 ours, theirs = measure_pair(model, la.tensor, prep.t_ort[i], d, res[a]["files"], res[b]["files"],
                                             a, b)
+                # what `kernelviz compare` does: each kernel explained against the other in particular
+                cmp = compare(model, photo, la.index, pair, d / "compare", preprocess=pp, config=cfg, force=True,
+                              contrast=args.contrast)
                 pairs.append({"photo": photo.name, "layer": la.index, "kernels": [a, b], "correlation": corr,
                               "dir": str(d), "files": {k: res[k]["files"] for k in pair},
-                              "ours": ours, "baselines": theirs})
+                              "ours": ours, "baselines": theirs, "contrast": args.contrast,
+                              "compare_dir": str(d / "compare"), "compare_files": cmp["files"],
+                              "ours_contrast": cmp["ours"], "baselines_contrast": cmp["baselines"]})
             _save(out, args, cfg, photos, t0, cases, pairs)  # after every photo: a long run stays usable
             print(f"[{time.perf_counter() - t0:6.0f}s] layer {la.index} {photo.name}: kernels {ks_all}"
                   + (f", pair {pair} corr {corr:.2f}" if pair else f", no pair (best corr {corr:.2f})"),
@@ -118,7 +125,7 @@ def _save(out: Path, args, cfg: ExplainConfig, photos, t0: float, cases: list, p
 
 def _med(xs) -> str:
     xs = [x for x in xs if x is not None]
-    return f"{np.median(xs):.2f}" if xs else "—"
+    return ("> 100" if np.median(xs) > 100 else f"{np.median(xs):.2f}") if xs else "—"
 
 
 def baseline_table(cases: list[dict]) -> str:
@@ -163,29 +170,48 @@ def _ratios(e: dict) -> tuple[float, float]:
     return ra, rb
 
 
+def _times(r: float) -> str:
+    """A self/other ratio for the table: the other kernel kept nothing (0.00) gives ratios of 1e5 and more."""
+    return "> 100×" if r > 100 else f"{r:.3g}×"
+
+
 def pair_table(pairs: list[dict]) -> str:
-    """Per similar pair: self/other kept ratios under each kernel's own explanation, ours vs activation map."""
+    """Per similar pair: self/other kept ratios under each kernel's own explanation: ours as `explain` makes it
+    (plain), ours as `compare` makes it (contrast), and the activation-map baseline."""
     if not pairs:
         return "(no kernel pair with correlation above the threshold)"
-    rows = ["| photo | layer | kernels a, b | correlation | ours: x′_a keeps a / b | ours: x′_b keeps b / a | "
-            "activation map: x′_a keeps a / b | activation map: x′_b keeps b / a |", "|---|---|---|---|---|---|---|---|"]
+    w = pairs[0].get("contrast", CONTRAST)
+    rows = ["| photo | layer | kernels a, b | corr. | plain: x′_a keeps a / b | plain: x′_b keeps b / a | "
+            f"contrast {w:g}: x′_a keeps a / b | contrast {w:g}: x′_b keeps b / a | activation map: x′_a | "
+            "activation map: x′_b |", "|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(e, s):
+        if not e:
+            return "—"
         kept_self, kept_other = (e[s]["kept_a"], e[s]["kept_b"]) if s == "a" else (e[s]["kept_b"], e[s]["kept_a"])
-        return f"{kept_self:.2f} / {kept_other:.2f} ({kept_self / max(kept_other, 1e-6):.1f}×)"
+        return f"{kept_self:.2f} / {kept_other:.2f} ({_times(kept_self / max(kept_other, 1e-6))})"
 
     for p in pairs:
-        act = p["baselines"].get("activation")
+        act, con = p["baselines"].get("activation"), p.get("ours_contrast")
         rows.append(f"| {p['photo']} | {p['layer']} | {p['kernels'][0]}, {p['kernels'][1]} | {p['correlation']:.2f} | "
-                    f"{cell(p['ours'], 'a')} | {cell(p['ours'], 'b')} | "
-                    f"{cell(act, 'a') if act else '—'} | {cell(act, 'b') if act else '—'} |")
-    names = list(pairs[0]["baselines"])
+                    f"{cell(p['ours'], 'a')} | {cell(p['ours'], 'b')} | {cell(con, 'a')} | {cell(con, 'b')} | "
+                    f"{cell(act, 'a')} | {cell(act, 'b')} |")
     sep = lambda e: min(_ratios(e)) >= RATIO  # noqa: E731
+
+    def summary(label: str, ours_key: str, base_key: str) -> str:
+        ps = [p for p in pairs if p.get(ours_key)]
+        names = list(ps[0][base_key]) if ps else []
+        return (f"{label}: ours {np.mean([sep(p[ours_key]) for p in ps]):.0%}"
+                + "".join(f", {n} {np.mean([sep(p[base_key][n]) for p in ps]):.0%}" for n in names)
+                + f" ({len(ps)} pairs); median of the smaller ratio: ours "
+                + _med(min(_ratios(p[ours_key])) for p in ps)
+                + "".join(f", {n} {_med(min(_ratios(p[base_key][n])) for p in ps)}" for n in names) + ".")
+
     rows += ["", f"Pairs where both kernels keep ≥ {RATIO}× more of themselves than of the other under their own "
-             f"explanation: ours {np.mean([sep(p['ours']) for p in pairs]):.0%}"
-             + "".join(f", {n} {np.mean([sep(p['baselines'][n]) for p in pairs]):.0%}" for n in names)
-             + f" ({len(pairs)} pairs). Median of the smaller ratio: ours {_med(min(_ratios(p['ours'])) for p in pairs)}"
-             + "".join(f", {n} {_med(min(_ratios(p['baselines'][n])) for p in pairs)}" for n in names) + "."]
+             "explanation —", "",
+             "- " + summary("plain explanations (`explain`; baselines at their masks' area)", "ours", "baselines"),
+             "- " + summary(f"contrastive explanations (`compare --contrast {w:g}`; baselines at those masks' area)",
+                            "ours_contrast", "baselines_contrast")]
     return "\n".join(rows)
 
 
@@ -216,15 +242,23 @@ def pictures(cases: list[dict], pairs: list[dict], folder: Path) -> None:
                   for n, b in best["baselines"].items() if f"baseline_modified:{n}" in f]
         cv2.imwrite(str(folder / "eval_baselines.png"), row(tiles))
     if pairs:
-        p = max(pairs, key=lambda p: p["correlation"])
+        # the most correlated pair that the contrastive explanations separate (else the most correlated)
+        separated = [p for p in pairs if p.get("ours_contrast") and min(_ratios(p["ours_contrast"])) >= RATIO]
+        p = max(separated or pairs, key=lambda p: p["correlation"])
         d = Path(p["dir"])
         fa, fb = (p["files"][str(k)] if str(k) in p["files"] else p["files"][k] for k in p["kernels"])
         a, b = p["kernels"]
         top = [tile(d / fa["original"], "original"), tile(d / fa["act_before"], f"r_{a}(x)"),
                tile(d / fb["act_before"], f"r_{b}(x)  corr {p['correlation']:.2f}")]
-        ours = [tile(d / fa["modified"], f"ours x'_{a}"), tile(d / fb["modified"], f"ours x'_{b}"),
+        ours = [tile(d / fa["modified"], f"plain x'_{a}"), tile(d / fb["modified"], f"plain x'_{b}"),
                 tile(d / fa["baseline_modified:activation"], f"activation x'_{a}")]
-        cv2.imwrite(str(folder / "eval_pair.png"), np.vstack([row(top), row(ours)]))
+        grid = [row(top), row(ours)]
+        if p.get("compare_files"):
+            c, cf = Path(p["compare_dir"]), p["compare_files"]
+            grid.append(row([tile(c / cf["modified_a"], f"contrast x'_{a}"),
+                             tile(c / cf["modified_b"], f"contrast x'_{b}"),
+                             tile(c / cf["baseline_modified_a:activation"], f"activation x'_{a}")]))
+        cv2.imwrite(str(folder / "eval_pair.png"), np.vstack(grid))
 
 
 if __name__ == "__main__":

@@ -189,3 +189,13 @@ def test_set_passes_typed_explain_settings_and_rejects_unknown_keys(tmp_path):
     for bad in ("bogus=1", "resolution", "resolution=1.5", "early_stop=maybe"):
         with pytest.raises(UsageError):
             _parse_settings((bad,), ExplainConfig())
+
+
+def test_compare_help_states_the_contrast_default_and_refuses_a_negative_one(tmp_path):
+    from onnx_kernelviz.compare import CONTRAST
+
+    res = CliRunner().invoke(cli, ["compare", "--help"])
+    assert f"[default: {CONTRAST:g}]" in " ".join(res.output.split())
+    res = CliRunner().invoke(cli, ["compare", "m.onnx", "x.png", "--layer", "1", "--out", str(tmp_path / "o"),
+                                   "--contrast", "-1"])
+    assert res.exit_code == 2 and "--contrast" in res.output and not (tmp_path / "o").exists()

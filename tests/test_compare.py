@@ -81,3 +81,46 @@ def test_compare_given_kernels_and_refusals(setup, tmp_path):
     with pytest.raises(UsageError, match="--method mask"):
         compare(model, img, "conv2", (0, 1), tmp_path / "pixel", preprocess=PP,
                 config=ExplainConfig(method="pixel", steps=2))
+
+
+def colour_model(path):
+    """x -> Conv1x1(3->8) -> Relu with kernel 0 = R + 2G and kernel 1 = R: a pair a contrast can tell apart
+    (drop red, keep green); kernels 2-7 = 3B outweigh kernel 1 among "the others", so the plain objective
+    has little reason to drop red."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.array([[1, 2, 0], [1, 0, 0]] + [[0, 0, 3]] * 6, np.float32).reshape(8, 3, 1, 1)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "colour", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                              ["N", 3, SIDE, SIDE])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, SIDE, SIDE])],
+                              [numpy_helper.from_array(w, "w")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    proto.ir_version = 8
+    onnx.save(proto, path)
+    return path
+
+
+def test_contrast_drops_the_partner_more_than_the_plain_explanation(tmp_path):
+    img = tmp_path / "thirds.png"
+    photo = np.full((SIDE, SIDE, 3), 60, np.uint8)
+    third = SIDE // 3
+    photo[:, :third, 2] = 255  # left red (cv2 writes BGR), middle green, right blue
+    photo[:, third:2 * third, 1] = 255
+    photo[:, 2 * third:, 0] = 255
+    cv2.imwrite(str(img), photo)
+    model = Model(colour_model(tmp_path / "colour.onnx"), device="cpu")
+    # reference black: the default (the photo's mean colour) would put red back where the red third is dropped
+    cfg = ExplainConfig(steps=60, early_stop=False, resolution=8, baselines=("activation",), reference="zeros")
+    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg, contrast=0)
+    contrast = compare(model, img, "conv", (0, 1), tmp_path / "contrast", preprocess=PP, config=cfg, contrast=6)
+    assert plain["contrast"] == 0 and contrast["contrast"] == 6
+    # x'_0 drops the red third (most of kernel 1) and keeps the green one (most of kernel 0)
+    assert contrast["ours"]["a"]["kept_b"] < plain["ours"]["a"]["kept_b"] - 0.05
+    a = contrast["ours"]["a"]
+    assert a["kept_a"] > 1.5 * a["kept_b"]
+    settings = json.loads((tmp_path / "contrast" / "results.json").read_text())["settings"]
+    assert settings["contrast"] == 6 and [list(p) for p in settings["partners"]] == [[0, 1], [1, 0]]
+    with pytest.raises(UsageError, match="--contrast"):
+        compare(model, img, "conv", (0, 1), tmp_path / "neg", preprocess=PP, config=cfg, contrast=-1)

@@ -78,3 +78,20 @@ def test_default_objective_and_loop_settings():
     pixel = ExplainConfig(method="pixel")
     assert [type(t).__name__ for _, t in pixel.objective().terms] == ["PaperPreserve", "PaperSuppress", "ImageL1"]
     assert pixel.optimize_config().optimizer == "sgd" and pixel.optimize_config().param_options == ()
+
+
+def test_suppress_partner_is_the_partner_kept_relative_to_k_and_zero_without_one():
+    import torch
+
+    from onnx_kernelviz.objectives import Step, SuppressPartner
+
+    ref = torch.ones(3, 4, 2, 2)
+    act = ref.clone()
+    act[:, 2] *= 0.25  # kernel 2 keeps a quarter
+    act[:, 1] *= 0.5
+    k = torch.tensor([0, 0, 1])
+    s = Step(act, ref, k, torch.zeros(3, 3, 4, 4), None, partner=torch.tensor([2, -1, 1]))
+    # kept of the partner relative to kept of k (1 here, plus the floor)
+    assert torch.allclose(SuppressPartner(floor=0.0)(s), torch.tensor([0.25, 0.0, 1.0]), atol=1e-6)
+    assert torch.allclose(SuppressPartner()(s)[:1], torch.tensor([0.25 / 1.05]), atol=1e-6)
+    assert torch.equal(SuppressPartner()(Step(act, ref, k, torch.zeros(3, 3, 4, 4), None)), torch.zeros(3))

@@ -211,3 +211,14 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         write_report(out)
     assert (out / "report.html").read_bytes() == before
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["compare.json", "report.html", "results.json"]
+
+
+@pytest.mark.parametrize("contrast, shown", [(12.0, "contrast <b>12</b>"), (0.0, "plain explanations (contrast 0)"),
+                                             (None, None), ("x", None)])
+def test_compare_section_says_how_ours_was_made(tmp_path, contrast, shown):
+    out = make_sample(tmp_path / "c", results=False)
+    doc = json.loads((out / "compare.json").read_text())
+    doc["contrast"] = contrast
+    (out / "compare.json").write_text(json.dumps(doc))
+    text = write_report(out).read_text()
+    assert (shown in text) if shown else ("contrast" not in text.split('id="compare"')[1].split("</p>")[0])
