@@ -16,7 +16,8 @@ import numpy as np
 
 from .images import atomic_file, write_image, write_npy
 
-__all__ = ["heatmap", "overlay", "activation_picture", "others_picture", "write_json", "write_image", "write_npy"]
+__all__ = ["heatmap", "overlay", "activation_picture", "others_picture", "components_picture", "write_json",
+           "write_image", "write_npy"]
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -88,3 +89,23 @@ def others_picture(before: np.ndarray, after: np.ndarray, k: int, width: int = 4
     cv2.putText(img, "grey: before   orange: after   blue: this kernel", (4, height - 5),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
     return img
+
+
+def components_picture(photo: np.ndarray, grids: np.ndarray, names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Each component's mask over the photo, side by side and captioned: what is kept of each band.
+
+    Args:
+        photo: ``[H, W, 3]`` uint8; grids: the component masks ``[M, h, w]`` in [0, 1] (any grid size);
+        names: M captions (missing ones are numbered).
+    """
+    H, W = photo.shape[:2]
+    tiles = []
+    for c, g in enumerate(np.asarray(grids, dtype=np.float32)):
+        m = np.clip(cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR), 0, 1)
+        bar = np.full((22, W, 3), 255, np.uint8)
+        name = names[c] if c < len(names) else f"component {c}"
+        cv2.putText(bar, f"{name}: {m.mean():.0%} kept", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (40, 40, 40), 1,
+                    cv2.LINE_AA)
+        tiles.append(np.vstack([bar, overlay(photo, m)]))
+        tiles.append(np.full((H + 22, 4, 3), 255, np.uint8))  # gutter
+    return np.hstack(tiles[:-1])

@@ -414,7 +414,8 @@ def compare(model, image, layer, kernels, out, contrast, method, steps, early_st
     a, b = doc["kernels"]
     click.echo(f"kernels {a} and {b} (correlation {doc['correlation']:.2f})")
     o = doc["ours"]
-    click.echo(f"ours: under x'_a kept_a {o['a']['kept_a']:.2f} kept_b {o['a']['kept_b']:.2f}; "
+    click.echo(f"ours (contrast {doc['contrast']:g}): under x'_a kept_a {o['a']['kept_a']:.2f} "
+               f"kept_b {o['a']['kept_b']:.2f}; "
                f"under x'_b kept_a {o['b']['kept_a']:.2f} kept_b {o['b']['kept_b']:.2f}")
     click.echo(f"report: {Path(out) / 'report.html'}")
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .artifacts import activation_picture, others_picture, overlay, write_image, write_json, write_npy
+from .artifacts import (activation_picture, components_picture, others_picture, overlay, write_image, write_json,
+                        write_npy)
 from .errors import ConversionError, KernelvizError, UsageError
 from .images import from_model_input, list_images, read_image, to_model_input
 from .kernels import select_items
@@ -327,6 +328,9 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
     with torch.no_grad():
         t_torch = forward(x_mod).float().cpu().numpy()
     masks = None if res.mask is None else res.mask[:, 0].detach().cpu().numpy()
+    # per-band masks: mask.png is their mean, which reads as blobs; the bands side by side say what is kept where
+    grids = None if res.grid is None or res.grid.shape[1] < 2 else res.grid.detach().cpu().numpy()
+    names = getattr(PARAMETERIZATIONS.get(config.parameterization), "NAMES", ())
     extra = _baselines(model, tensor, prep, idx, x, b, k, masks, forward, config, lo, hi)
 
     def result(row: int) -> dict:
@@ -338,6 +342,10 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
         p_abs, p_rel = parity(t_torch[row], t_ort[row])
         mask = None if masks is None else masks[row]
         files = _write_files(out, prep, i, kk, x_np[row], mask, t_ort[row], pp)
+        if grids is not None:
+            path = out / Path(files["modified"]).parent / "mask_components.png"
+            write_image(path, components_picture(prep.photos[i], grids[row], names))
+            files["mask_components"] = str(path.relative_to(out))
         if extra is not None:
             base["baselines"] = _write_baselines(out, files, extra[row], pp)
         return {**base, "status": "ok", **m.to_dict(), "mask_area": None if mask is None else float(mask.mean()),

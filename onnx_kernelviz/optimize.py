@@ -42,13 +42,15 @@ class OptimizeConfig:
 @dataclass
 class OptimizeResult:
     """Per-row results: best x' ``[B, C, H, W]``, mask ``[B, 1, H, W]`` or None, loss ``[B]``, steps run,
-    and a failure reason (None when the row succeeded)."""
+    a failure reason (None when the row succeeded) and the best x's component masks."""
 
     x_mod: torch.Tensor
     mask: torch.Tensor | None
     loss: torch.Tensor
     steps: list[int]
     failed: list[str | None] = field(default_factory=list)
+    #: the best x's component masks at the parameterization's grid ``[B, M, h, w]`` (M > 1: one per band), or None
+    grid: torch.Tensor | None = None
 
 
 class StepCallback(Protocol):
@@ -103,6 +105,7 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
     best_loss = torch.full((B,), float("inf"), device=dev)
     first = param.snapshot(torch.arange(B, device=dev))
     best_x, best_m = first.x_mod.clone(), None if first.mask is None else first.mask.clone()
+    best_g = None if first.grid is None else first.grid.clone()
     history: list[torch.Tensor] = []  # best loss after each step, for the convergence test
     running = torch.ones(B, dtype=torch.bool, device=dev)
     # Bookkeeping stays on the device: one host sync per step (which rows still run), not one per decision —
@@ -132,6 +135,8 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
             best_x[rows] = torch.where(better.view(-1, 1, 1, 1), p.x_mod.detach(), best_x[rows])
             if best_m is not None:
                 best_m[rows] = torch.where(better.view(-1, 1, 1, 1), p.mask.detach(), best_m[rows])
+            if best_g is not None:
+                best_g[rows] = torch.where(better.view(-1, 1, 1, 1), p.grid.detach(), best_g[rows])
             steps_t[rows] = step
             failed_at[rows] = torch.where(finite, failed_at[rows], step)
             running[rows] = finite
@@ -143,4 +148,4 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
         for cb in callbacks:
             cb(step, loss.detach(), int(running.sum()))
     failed = [f"loss became NaN/Inf at step {f}" if f else None for f in failed_at.tolist()]
-    return OptimizeResult(best_x, best_m, best_loss, steps_t.tolist(), failed)
+    return OptimizeResult(best_x, best_m, best_loss, steps_t.tolist(), failed, best_g)

@@ -174,6 +174,9 @@ class ComponentMask(MaskParameterization):
     mask.png, mask_area and the baselines at equal area); ``Perturbed.grid`` holds all M masks (area, TV).
     """
 
+    #: one short name per component, in order (captions of the per-component mask picture)
+    NAMES: tuple[str, ...] = ()
+
     def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
@@ -202,6 +205,7 @@ class BandMask(ComponentMask):
     one region mask per band."""
 
     DIVISORS: tuple[float, ...] = (16, 56)
+    NAMES = ("coarse: colour, layout", "mid: shapes, edges", "fine: texture")
 
     def components(self, x, b):
         from .references import gaussian_blur
@@ -215,11 +219,14 @@ class Band4Mask(BandMask):
     """Four bands: sigma side/8, side/24, side/72 and the rest."""
 
     DIVISORS = (8, 24, 72)
+    NAMES = ("coarse", "mid-coarse", "mid-fine", "fine")
 
 
 @PARAMETERIZATIONS.register("lumchroma")
 class LumChromaMask(ComponentMask):
     """Luminance (the mean over channels of x − b, in every channel) and colour (the rest), one mask each."""
+
+    NAMES = ("luminance", "colour")
 
     def components(self, x, b):
         d = x - b
@@ -229,10 +236,10 @@ class LumChromaMask(ComponentMask):
 
 @PARAMETERIZATIONS.register("bands_lc")
 class BandLumChromaMask(ComponentMask):
-    """Colour of the coarse low-pass, its luminance, and the luminance and colour of the detail above it (4
-    masks)."""
+    """Luminance and colour of the coarse low-pass, then luminance and colour of the detail above it (4 masks)."""
 
     COARSE = 16
+    NAMES = ("coarse luminance", "coarse colour", "detail luminance", "detail colour")
 
     def components(self, x, b):
         from .references import gaussian_blur

@@ -40,7 +40,8 @@ METRIC_HELP = [
 RESULT_FIGURES = [
     ("original", "Original photo", False),
     ("modified", "Modified image x′ — what k keeps", False),
-    ("mask", "Mask (bright = kept)", True),
+    ("mask", "Mask (bright = kept; the mean over bands)", True),
+    ("mask_components", "What is kept of each band", False),
     ("overlay", "Mask over the photo", False),
     ("act_before", "Activation of k on the photo", True),
     ("act_after", "Activation of k on x′", True),

@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 cmp = compare(model, photo, la.index, pair, d / "compare", preprocess=pp, config=cfg, force=True,
                               contrast=args.contrast)
                 pairs.append({"photo": photo.name, "layer": la.index, "kernels": [a, b], "correlation": corr,
+                              "filter_cosine": filter_cosine(model, la, a, b),
                               "dir": str(d), "files": {k: res[k]["files"] for k in pair},
                               "ours": ours, "baselines": theirs, "contrast": args.contrast,
                               "compare_dir": str(d / "compare"), "compare_files": cmp["files"],
@@ -111,6 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.pictures:
         pictures(cases, pairs, Path(args.pictures))
     return 0
+
+
+def filter_cosine(model: Model, la, a: int, b: int) -> float | None:
+    """Cosine of kernels a and b's conv weights, or None when they read different input channels (grouped and
+    depthwise convs) or the weights are not constants. Near 1: both compute almost the same function of the same
+    input, and no input change can keep one and drop the other."""
+    if la.group != 1:
+        return None
+    w = model.graph.constant(model.graph.producer[la.conv_output].inputs[1])
+    if w is None:
+        return None
+    wa, wb = w[a].ravel().astype(np.float64), w[b].ravel().astype(np.float64)
+    return float(wa @ wb / (np.linalg.norm(wa) * np.linalg.norm(wb) + 1e-12))
 
 
 def _save(out: Path, args, cfg: ExplainConfig, photos, t0: float, cases: list, pairs: list) -> float:
@@ -181,9 +195,9 @@ def pair_table(pairs: list[dict]) -> str:
     if not pairs:
         return "(no kernel pair with correlation above the threshold)"
     w = pairs[0].get("contrast", CONTRAST)
-    rows = ["| photo | layer | kernels a, b | corr. | plain: x′_a keeps a / b | plain: x′_b keeps b / a | "
+    rows = ["| photo | layer | kernels a, b | corr. | filter cos. | plain: x′_a keeps a / b | plain: x′_b keeps b / a | "
             f"contrast {w:g}: x′_a keeps a / b | contrast {w:g}: x′_b keeps b / a | activation map: x′_a | "
-            "activation map: x′_b |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "activation map: x′_b |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(e, s):
         if not e:
@@ -193,8 +207,9 @@ def pair_table(pairs: list[dict]) -> str:
 
     for p in pairs:
         act, con = p["baselines"].get("activation"), p.get("ours_contrast")
+        fc = p.get("filter_cosine")
         rows.append(f"| {p['photo']} | {p['layer']} | {p['kernels'][0]}, {p['kernels'][1]} | {p['correlation']:.2f} | "
-                    f"{cell(p['ours'], 'a')} | {cell(p['ours'], 'b')} | {cell(con, 'a')} | {cell(con, 'b')} | "
+                    f"{'—' if fc is None else f'{fc:.2f}'} | {cell(p['ours'], 'a')} | {cell(p['ours'], 'b')} | {cell(con, 'a')} | {cell(con, 'b')} | "
                     f"{cell(act, 'a')} | {cell(act, 'b')} |")
     sep = lambda e: min(_ratios(e)) >= RATIO  # noqa: E731
 

@@ -35,3 +35,36 @@ def test_others_picture_bar_heights_follow_the_values():
     orange = (left == np.array(ORANGE, np.uint8)).all(-1).sum()
     grey_right = (right == np.array(GREY, np.uint8)).all(-1).sum()
     assert orange > 1.9 * grey_right > 0  # kernel 0 kept all of its 1.0; kernel 1 had 0.5 and kept nothing
+
+
+def test_components_picture_one_captioned_overlay_per_band():
+    from onnx_kernelviz.artifacts import components_picture
+
+    photo = np.full((40, 60, 3), 128, np.uint8)
+    grids = np.zeros((3, 8, 12), np.float32)
+    grids[1] = 1.0  # the middle band kept everywhere, the others nowhere
+    img = components_picture(photo, grids, ("coarse", "mid"))  # the third caption is missing: numbered
+    assert img.shape == (40 + 22, 3 * 60 + 2 * 4, 3) and img.dtype == np.uint8
+    tiles = [img[22:, i * 64: i * 64 + 60].astype(int) for i in range(3)]
+    # a kept band shows the heat colours, a dropped one the dimmed photo
+    assert np.abs(tiles[1] - tiles[0]).mean() > 20 and np.abs(tiles[2] - tiles[0]).mean() < 1
+
+
+def test_explain_writes_the_band_masks_for_component_masks_only(tmp_path):
+    import tiny_models
+    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
+
+    import cv2
+
+    path = tiny_models.save(tiny_models.two_conv(), tmp_path / "net.onnx")
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    m, pp = Model(path, device="cpu"), resolve_preprocess(path)
+    for mask, expect in (("bands", True), ("region", False)):
+        run = explain(m, [img], 1, "top1", tmp_path / mask, preprocess=pp,
+                      config=ExplainConfig(steps=3, mask=mask, resolution=8))
+        files = run.results[0]["files"]
+        assert ("mask_components" in files) == expect
+        if expect:
+            assert (tmp_path / mask / files["mask_components"]).is_file()
+            assert "What is kept of each band" in (tmp_path / mask / "report.html").read_text()

@@ -70,12 +70,27 @@ def test_results_json_is_not_rewritten_after_every_result(setup, tmp_path, monke
     writes = []
     real = explainer.write_json
     monkeypatch.setattr(explainer, "write_json", lambda p, obj: (writes.append(len(obj["results"])), real(p, obj)))
+    monkeypatch.setattr(explainer, "SAVE_EVERY", 1e9)  # no clock in the test: only the first and the final save
     res = _run(path, imgs, pp, tmp_path / "w", batch_size=2)
     n_ok = sum(r["status"] == "ok" for r in res)
     assert n_ok >= 4  # several batches ran
-    # the empty start, then (within SAVE_EVERY seconds) only the final save, which holds everything
-    assert writes[0] == sum(r["status"] != "ok" for r in res) and writes[-1] == len(res)
-    assert len(writes) <= 3
+    # the empty start, then only the final save, which holds everything (not one save per result)
+    assert writes == [sum(r["status"] != "ok" for r in res), len(res)]
+
+
+def test_results_json_is_saved_after_each_batch_when_due(setup, tmp_path, monkeypatch):
+    import onnx_kernelviz.explainer as explainer
+
+    path, imgs, pp = setup
+    writes = []
+    real = explainer.write_json
+    monkeypatch.setattr(explainer, "write_json", lambda p, obj: (writes.append(len(obj["results"])), real(p, obj)))
+    monkeypatch.setattr(explainer, "SAVE_EVERY", 0.0)
+    res = _run(path, imgs, pp, tmp_path / "w", batch_size=2)
+    skipped = sum(r["status"] != "ok" for r in res)
+    n_ok = len(res) - skipped
+    # start, one save per batch of 2, and the final save
+    assert writes == [skipped] + [skipped + min(2 * (i + 1), n_ok) for i in range((n_ok + 1) // 2)] + [len(res)]
 
 
 def test_results_json_is_saved_when_a_run_is_interrupted(setup, tmp_path, monkeypatch):

@@ -199,3 +199,19 @@ def test_compare_help_states_the_contrast_default_and_refuses_a_negative_one(tmp
     res = CliRunner().invoke(cli, ["compare", "m.onnx", "x.png", "--layer", "1", "--out", str(tmp_path / "o"),
                                    "--contrast", "-1"])
     assert res.exit_code == 2 and "--contrast" in res.output and not (tmp_path / "o").exists()
+
+
+def test_compare_happy_path_records_the_contrast(tmp_path):
+    from test_baselines import SIDE, halves_model
+
+    model = halves_model(tmp_path / "halves.onnx")
+    img = tmp_path / "photo.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(60, 255, (SIDE, SIDE, 3), dtype=np.uint8))
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(cli, ["compare", str(model), str(img), "--layer", "conv2", "--kernel", "0", "--kernel",
+                                   "2", "--contrast", "3", "--steps", "4", "--set", "resolution=8", "--baselines",
+                                   "activation", "--mean", "0,0,0", "--std", "1,1,1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "kernels 0 and 2" in res.output and "ours (contrast 3): under x'_a kept_a" in res.output
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["contrast"] == 3 and doc["kernels"] == [0, 2] and list(doc["baselines"]) == ["activation"]

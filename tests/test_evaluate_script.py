@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from test_baselines import SIDE, halves_model
 
@@ -35,11 +36,13 @@ def test_evaluate_prints_both_tables_with_plain_and_contrastive_pairs(tmp_path, 
     assert ev.main(["--model", str(model), "--images", str(photos), "--layers", "conv2", "--steps", "4",
                     "--min-corr", "0", "--out", str(out), "--device", "cpu", "--pictures", str(tmp_path / "img")]) == 0
     text = capsys.readouterr().out
-    assert "| **ours** (mask) |" in text and "contrast 12: x′_a keeps a / b" in text
+    assert "| **ours** (mask) |" in text and "filter cos." in text and "contrast 12: x′_a keeps a / b" in text
     assert "- plain explanations" in text and "- contrastive explanations" in text
     saved = json.loads((out / "evaluation.json").read_text())
-    assert len(saved["pairs"]) == 2
+    assert len(saved["pairs"]) == 2 and any(p["kernels"] == [0, 2] for p in saved["pairs"])
     for p in saved["pairs"]:
         assert set(p["ours_contrast"]) == {"a", "b"} and "activation" in p["baselines_contrast"]
         assert (Path(p["compare_dir"]) / "compare.json").is_file()
+        if p["kernels"] == [0, 2]:  # weights [1, 1, 0, 0] and [1, 0.5, 0, 0]
+            assert p["filter_cosine"] == pytest.approx(1.5 / (2**0.5 * 1.25**0.5), abs=1e-6)
     assert (tmp_path / "img" / "eval_pair.png").is_file() and (tmp_path / "img" / "eval_baselines.png").is_file()
