@@ -41,12 +41,14 @@ RESULT_FIGURES = [
     ("original", "Original photo", False),
     ("modified", "Modified image x′ — what k keeps", False),
     ("mask", "Mask (bright = kept; the mean over bands)", True),
-    ("mask_components", "What is kept of each band", False),
     ("overlay", "Mask over the photo", False),
     ("act_before", "Activation of k on the photo", True),
     ("act_after", "Activation of k on x′", True),
     ("others", "Other kernels on x′ (dark = suppressed)", True),
 ]
+
+# Pictures wider than a grid cell, shown full width under the grid: (files key, caption).
+WIDE_FIGURES = [("mask_components", "What is kept of each band: each band's own mask over the photo")]
 
 # The browser itself then refuses any script or remote load: the page stays offline and inert.
 CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
@@ -308,6 +310,8 @@ class _Page:
                 for key, cap, px in RESULT_FIGURES]
         if any(figs):
             body.append('<div class="grid">' + "".join(figs) + "</div>")
+        body += [f'<div class="wide-figure">{fig}</div>' for fig in
+                 (self.figure(files.get(key), cap, f"{cap} — {name}") for key, cap in WIDE_FIGURES) if fig]
         npy = self.link(files.get("mask_npy"), "mask as .npy")
         if npy:
             body.append(f'<p class="nums">Download: {npy}</p>')
