@@ -78,7 +78,8 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
 
     Args:
         kernels: ``(a, b)``, or None for the most correlated pair of active kernels on this image.
-        config: the explanation settings (mask method only); ``config.baselines`` empty means every baseline.
+        config: the explanation settings; ``config.baselines`` empty means every baseline (at our mask's area, or
+            for the pixel method at the fraction of pixels x' leaves unchanged).
         contrast: weight of suppressing the other kernel of the pair in particular (x'_a keeps a and drops b);
             0 explains each kernel as ``explain`` does, against all other kernels alike.
 
@@ -86,11 +87,9 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
         The content of ``out_dir/compare.json`` (CONTRACT.md, "compare"), also written there with report.html.
 
     Raises:
-        UsageError: bad layer or kernels, a kernel silent on the image, ``--method pixel``, or a non-empty
+        UsageError: bad layer or kernels, a kernel silent on the image, a negative ``contrast``, or a non-empty
             ``out_dir`` without ``force``.
     """
-    if config.method != "mask":
-        raise UsageError("compare measures baselines at equal mask area; use --method mask")
     if contrast < 0:
         raise UsageError(f"--contrast must be at least 0 (got {contrast})")
     cfg = replace(config, baselines=tuple(resolve_names(config.baselines or ("all",))), top_images=None)

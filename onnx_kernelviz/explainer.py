@@ -98,7 +98,10 @@ class ExplainConfig:
 
     def objective(self) -> Objective:
         if self.method == "pixel":
-            return Objective([(1.0, PaperPreserve()), (1.0, PaperSuppress()), (1.0, ImageL1())])
+            terms = [(1.0, PaperPreserve()), (1.0, PaperSuppress()), (1.0, ImageL1())]
+            if self.contrast and self.partners:
+                terms.append((self.contrast, SuppressPartner()))
+            return Objective(terms)
         terms = [(self.preserve, Preserve(self.preserve_margin)), (self.suppress, Suppress()),
                  (self.area, MaskArea(self.area_target)), (self.tv, MaskTV())]
         if self.contrast and self.partners:
@@ -316,8 +319,7 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
     param = PARAMETERIZATIONS.get(config.parameterization)(x, b, resolution=config.resolution)
     t0 = time.perf_counter()
     partners = dict(config.partners)
-    partner = (torch.tensor([partners.get(kk, -1) for _, kk in chunk], device=dev)
-               if partners and config.method == "mask" else None)
+    partner = torch.tensor([partners.get(kk, -1) for _, kk in chunk], device=dev) if partners else None
     res = optimize(forward, param, config.objective(), ref, k, config.optimize_config(), partner=partner)
     seconds = (time.perf_counter() - t0) / len(chunk)
     lo, hi = (torch.from_numpy(v).to(dev).view(1, -1, 1, 1) for v in valid_range(pp, model.channels))
@@ -331,7 +333,10 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
     # per-band masks: mask.png is their mean, which reads as blobs; the bands side by side say what is kept where
     grids = None if res.grid is None or res.grid.shape[1] < 2 else res.grid.detach().cpu().numpy()
     names = getattr(PARAMETERIZATIONS.get(config.parameterization), "NAMES", ())
-    extra = _baselines(model, tensor, prep, idx, x, b, k, masks, forward, config, lo, hi)
+    # the pixel method has no mask: its "kept area" is where x' left the photo (nearly) as it was
+    areas = ([float(m.mean()) for m in masks] if masks is not None
+             else unchanged_fraction(x_mod, x, lo, hi).tolist())
+    extra = _baselines(model, tensor, prep, idx, x, b, k, areas, forward, config, lo, hi)
 
     def result(row: int) -> dict:
         i, kk = chunk[row]
@@ -400,16 +405,26 @@ def _write_files(out: Path, prep: Prepared, i: int, k: int, x_mod: np.ndarray, m
     return {name: (None if p is None else str(Path(p).relative_to(out))) for name, p in files.items()}
 
 
+#: the pixel method's "kept area": pixels whose largest channel change is under this fraction of the value range
+UNCHANGED_TOL = 0.1
+
+
+def unchanged_fraction(x_mod: torch.Tensor, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Per row, the fraction of pixels x' left (nearly) as in x: max over channels of |x' − x| / (hi − lo) under
+    ``UNCHANGED_TOL``. The pixel method's counterpart of a mask's area, for baselines at equal area. ``[B]``."""
+    change = ((x_mod - x).abs() / (hi - lo).clamp_min(1e-12)).amax(1)
+    return (change < UNCHANGED_TOL).float().flatten(1).mean(1).cpu()
+
+
 def _baselines(model: Model, tensor: str, prep: Prepared, idx: np.ndarray, x: torch.Tensor, b: torch.Tensor,
-               k: torch.Tensor, masks: np.ndarray | None, forward, config: ExplainConfig, lo, hi) -> list | None:
-    """Baselines at the same mask area as ours, measured on onnxruntime like ours (METHOD.md)."""
+               k: torch.Tensor, areas: list[float], forward, config: ExplainConfig, lo, hi) -> list | None:
+    """Baselines at the same area as ours (the mask's, or for the pixel method the unchanged pixels'), measured on
+    onnxruntime like ours (METHOD.md)."""
     if not config.baselines:
         return None
-    if masks is None:
-        raise UsageError("--baselines compares masks at equal area; use it with --method mask")
     from .baselines import evaluate_baselines
     return evaluate_baselines(
-        list(config.baselines), forward=forward, x=x, b=b, k=k, areas=[float(m.mean()) for m in masks],
+        list(config.baselines), forward=forward, x=x, b=b, k=k, areas=areas,
         ort_activations=lambda xb: model.run_ort(xb, (tensor,))[0], t_x=prep.t_ort[idx], lo=lo, hi=hi)
 
 

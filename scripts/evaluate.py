@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernels", default="top1", help="kernel spec per photo for the baseline table")
     ap.add_argument("--steps", type=int, default=None, help="most steps per explanation (default: ExplainConfig's)")
     ap.add_argument("--min-corr", type=float, default=0.5, help="least correlation for a similar pair")
+    ap.add_argument("--no-pixel-pairs", dest="pixel_pairs", action="store_false",
+                    help="skip `compare --method pixel` on the similar pairs")
     ap.add_argument("--contrast", type=float, default=CONTRAST,
                     help="partner-suppression weight for the pairs, as `kernelviz compare --contrast`")
     ap.add_argument("--out", default="/tmp/kernelviz_eval")
@@ -94,12 +96,17 @@ def main(argv: list[str] | None = None) -> int:
                 # what `kernelviz compare` does: each kernel explained against the other in particular
                 cmp = compare(model, photo, la.index, pair, d / "compare", preprocess=pp, config=cfg, force=True,
                               contrast=args.contrast)
+                # ... and with the paper's pixel method, which can reach inputs a mask over the photo cannot
+                px = (compare(model, photo, la.index, pair, d / "compare_pixel", preprocess=pp,
+                              config=replace(cfg, method="pixel"), force=True, contrast=args.contrast)
+                      if args.pixel_pairs else None)
                 pairs.append({"photo": photo.name, "layer": la.index, "kernels": [a, b], "correlation": corr,
                               "filter_cosine": filter_cosine(model, la, a, b),
                               "dir": str(d), "files": {k: res[k]["files"] for k in pair},
                               "ours": ours, "baselines": theirs, "contrast": args.contrast,
                               "compare_dir": str(d / "compare"), "compare_files": cmp["files"],
-                              "ours_contrast": cmp["ours"], "baselines_contrast": cmp["baselines"]})
+                              "ours_contrast": cmp["ours"], "baselines_contrast": cmp["baselines"],
+                              **({"ours_pixel": px["ours"], "baselines_pixel": px["baselines"]} if px else {})})
             _save(out, args, cfg, photos, t0, cases, pairs)  # after every photo: a long run stays usable
             print(f"[{time.perf_counter() - t0:6.0f}s] layer {la.index} {photo.name}: kernels {ks_all}"
                   + (f", pair {pair} corr {corr:.2f}" if pair else f", no pair (best corr {corr:.2f})"),
@@ -196,8 +203,9 @@ def pair_table(pairs: list[dict]) -> str:
         return "(no kernel pair with correlation above the threshold)"
     w = pairs[0].get("contrast", CONTRAST)
     rows = ["| photo | layer | kernels a, b | corr. | filter cos. | plain: x′_a keeps a / b | plain: x′_b keeps b / a | "
-            f"contrast {w:g}: x′_a keeps a / b | contrast {w:g}: x′_b keeps b / a | activation map: x′_a | "
-            "activation map: x′_b |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            f"contrast {w:g}: x′_a keeps a / b | contrast {w:g}: x′_b keeps b / a | pixel, contrast {w:g}: x′_a | "
+            f"pixel, contrast {w:g}: x′_b | activation map: x′_a | activation map: x′_b |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(e, s):
         if not e:
@@ -206,10 +214,11 @@ def pair_table(pairs: list[dict]) -> str:
         return f"{kept_self:.2f} / {kept_other:.2f} ({_times(kept_self / max(kept_other, 1e-6))})"
 
     for p in pairs:
-        act, con = p["baselines"].get("activation"), p.get("ours_contrast")
+        act, con, pix = p["baselines"].get("activation"), p.get("ours_contrast"), p.get("ours_pixel")
         fc = p.get("filter_cosine")
         rows.append(f"| {p['photo']} | {p['layer']} | {p['kernels'][0]}, {p['kernels'][1]} | {p['correlation']:.2f} | "
-                    f"{'—' if fc is None else f'{fc:.2f}'} | {cell(p['ours'], 'a')} | {cell(p['ours'], 'b')} | {cell(con, 'a')} | {cell(con, 'b')} | "
+                    f"{'—' if fc is None else f'{fc:.2f}'} | {cell(p['ours'], 'a')} | {cell(p['ours'], 'b')} | "
+                    f"{cell(con, 'a')} | {cell(con, 'b')} | {cell(pix, 'a')} | {cell(pix, 'b')} | "
                     f"{cell(act, 'a')} | {cell(act, 'b')} |")
     sep = lambda e: min(_ratios(e)) >= RATIO  # noqa: E731
 
@@ -227,6 +236,9 @@ def pair_table(pairs: list[dict]) -> str:
              "- " + summary("plain explanations (`explain`; baselines at their masks' area)", "ours", "baselines"),
              "- " + summary(f"contrastive explanations (`compare --contrast {w:g}`; baselines at those masks' area)",
                             "ours_contrast", "baselines_contrast")]
+    if any(p.get("ours_pixel") for p in pairs):
+        rows.append("- " + summary(f"contrastive pixel explanations (`compare --method pixel --contrast {w:g}`; "
+                                   "baselines at the area x' leaves unchanged)", "ours_pixel", "baselines_pixel"))
     return "\n".join(rows)
 
 

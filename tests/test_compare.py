@@ -78,9 +78,6 @@ def test_compare_given_kernels_and_refusals(setup, tmp_path):
         compare(model, img, "conv2", (1, 1), tmp_path / "same", preprocess=PP, config=cfg)
     with pytest.raises(UsageError, match="out of range"):
         compare(model, img, "conv2", (0, 9), tmp_path / "range", preprocess=PP, config=cfg)
-    with pytest.raises(UsageError, match="--method mask"):
-        compare(model, img, "conv2", (0, 1), tmp_path / "pixel", preprocess=PP,
-                config=ExplainConfig(method="pixel", steps=2))
 
 
 def colour_model(path):
@@ -124,3 +121,33 @@ def test_contrast_drops_the_partner_more_than_the_plain_explanation(tmp_path):
     assert settings["contrast"] == 6 and [list(p) for p in settings["partners"]] == [[0, 1], [1, 0]]
     with pytest.raises(UsageError, match="--contrast"):
         compare(model, img, "conv", (0, 1), tmp_path / "neg", preprocess=PP, config=cfg, contrast=-1)
+
+
+def test_compare_with_the_pixel_method_and_baselines_at_the_unchanged_area(tmp_path):
+    """The paper's pixel method has no mask; baselines then keep as many pixels as x' left unchanged."""
+    img = tmp_path / "thirds.png"
+    photo = np.full((SIDE, SIDE, 3), 60, np.uint8)
+    third = SIDE // 3
+    photo[:, :third, 2], photo[:, third:2 * third, 1], photo[:, 2 * third:, 0] = 255, 255, 255
+    cv2.imwrite(str(img), photo)
+    model = Model(colour_model(tmp_path / "colour.onnx"), device="cpu")
+    cfg = ExplainConfig(method="pixel", steps=60, early_stop=False, baselines=("activation",))
+    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg, contrast=0)
+    doc = compare(model, img, "conv", (0, 1), tmp_path / "px", preprocess=PP, config=cfg, contrast=12)
+    assert doc["ours"]["a"]["kept_b"] < plain["ours"]["a"]["kept_b"] - 0.05  # red drops, as with the mask
+    assert "activation" in doc["baselines"] and doc["files"]["mask_a"] is None
+    results = json.loads((tmp_path / "px" / "results.json").read_text())["results"]
+    assert all(r["mask_area"] is None and "activation" in r["baselines"] for r in results)
+
+
+def test_unchanged_fraction():
+    import torch
+
+    from onnx_kernelviz.explainer import unchanged_fraction
+
+    x = torch.zeros(2, 3, 4, 4)
+    lo, hi = torch.full((1, 3, 1, 1), -1.0), torch.full((1, 3, 1, 1), 1.0)
+    x_mod = x.clone()
+    x_mod[0, 1, :2] = 0.5  # half the pixels of row 0 change by a quarter of the range in one channel
+    x_mod[1, :, 0, 0] = 0.1  # one pixel of row 1 changes by 5 % of the range: still "unchanged"
+    assert unchanged_fraction(x_mod, x, lo, hi).tolist() == [0.5, 1.0]

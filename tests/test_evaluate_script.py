@@ -38,10 +38,12 @@ def test_evaluate_prints_both_tables_with_plain_and_contrastive_pairs(tmp_path, 
     text = capsys.readouterr().out
     assert "| **ours** (mask) |" in text and "filter cos." in text and "contrast 12: x′_a keeps a / b" in text
     assert "- plain explanations" in text and "- contrastive explanations" in text
+    assert "- contrastive pixel explanations" in text and "pixel, contrast 12: x′_a" in text
     saved = json.loads((out / "evaluation.json").read_text())
     assert len(saved["pairs"]) == 2 and any(p["kernels"] == [0, 2] for p in saved["pairs"])
     for p in saved["pairs"]:
         assert set(p["ours_contrast"]) == {"a", "b"} and "activation" in p["baselines_contrast"]
+        assert set(p["ours_pixel"]) == {"a", "b"} and "activation" in p["baselines_pixel"]
         assert (Path(p["compare_dir"]) / "compare.json").is_file()
         if p["kernels"] == [0, 2]:  # weights [1, 1, 0, 0] and [1, 0.5, 0, 0]
             assert p["filter_cosine"] == pytest.approx(1.5 / (2**0.5 * 1.25**0.5), abs=1e-6)
