@@ -99,11 +99,9 @@ class ExplainConfig:
     def objective(self) -> Objective:
         if self.method == "pixel":
             terms = [(1.0, PaperPreserve()), (1.0, PaperSuppress()), (1.0, ImageL1())]
-            if self.contrast and self.partners:
-                terms.append((self.contrast, SuppressPartner()))
-            return Objective(terms)
-        terms = [(self.preserve, Preserve(self.preserve_margin)), (self.suppress, Suppress()),
-                 (self.area, MaskArea(self.area_target)), (self.tv, MaskTV())]
+        else:
+            terms = [(self.preserve, Preserve(self.preserve_margin)), (self.suppress, Suppress()),
+                     (self.area, MaskArea(self.area_target)), (self.tv, MaskTV())]
         if self.contrast and self.partners:
             terms.append((self.contrast, SuppressPartner()))
         return Objective(terms)
@@ -278,10 +276,16 @@ def _batch_size(model: Model, tensor: str, prep: Prepared, config: ExplainConfig
     if model.devices.torch.type != "cuda":
         # beyond ~16 rows a CPU step's time grows linearly (the cores are busy), and memory stays small
         return min(n, 16)
+    return cuda_batch_size(model, tensor, prep.x[:1], n)[0]
+
+
+def cuda_batch_size(model: Model, tensor: str, x1: np.ndarray, n: int) -> tuple[int, int, int]:
+    """(rows per batch, bytes a row needs, bytes free) on the model's CUDA device, for ``n`` explanations of
+    ``tensor`` on inputs like ``x1`` ``[1, C, H, W]``: as many rows as fit half the free memory (``fit_batch``)."""
     tg = model.torch_graph((tensor,))
-    x = torch.from_numpy(prep.x[:1]).to(model.devices.torch)
-    per_row = probe_row_bytes(lambda inp: tg(inp)[0], x)
-    return fit_batch(n, cuda_free_bytes(model.devices.torch), per_row)
+    per_row = probe_row_bytes(lambda inp: tg(inp)[0], torch.from_numpy(x1).to(model.devices.torch))
+    free = cuda_free_bytes(model.devices.torch)
+    return fit_batch(n, free, per_row), per_row, free
 
 
 def _explain_bounded(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[int, int]],
@@ -333,10 +337,7 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
     # per-band masks: mask.png is their mean, which reads as blobs; the bands side by side say what is kept where
     grids = None if res.grid is None or res.grid.shape[1] < 2 else res.grid.detach().cpu().numpy()
     names = getattr(PARAMETERIZATIONS.get(config.parameterization), "NAMES", ())
-    # the pixel method has no mask: its "kept area" is where x' left the photo (nearly) as it was
-    areas = ([float(m.mean()) for m in masks] if masks is not None
-             else unchanged_fraction(x_mod, x, lo, hi).tolist())
-    extra = _baselines(model, tensor, prep, idx, x, b, k, areas, forward, config, lo, hi)
+    extra = _baselines(model, tensor, prep, idx, x, b, k, masks, x_mod, forward, config, lo, hi)
 
     def result(row: int) -> dict:
         i, kk = chunk[row]
@@ -346,11 +347,8 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
         m = kernel_metrics(prep.t_ort[i], t_ort[row], kk)
         p_abs, p_rel = parity(t_torch[row], t_ort[row])
         mask = None if masks is None else masks[row]
-        files = _write_files(out, prep, i, kk, x_np[row], mask, t_ort[row], pp)
-        if grids is not None:
-            path = out / Path(files["modified"]).parent / "mask_components.png"
-            write_image(path, components_picture(prep.photos[i], grids[row], names))
-            files["mask_components"] = str(path.relative_to(out))
+        files = _write_files(out, prep, i, kk, x_np[row], mask, t_ort[row], pp,
+                             None if grids is None else (names, grids[row]))
         if extra is not None:
             base["baselines"] = _write_baselines(out, files, extra[row], pp)
         return {**base, "status": "ok", **m.to_dict(), "mask_area": None if mask is None else float(mask.mean()),
@@ -369,8 +367,11 @@ _WRITERS = min(8, os.cpu_count() or 1)
 
 
 def _write_files(out: Path, prep: Prepared, i: int, k: int, x_mod: np.ndarray, mask: np.ndarray | None,
-                 t_after: np.ndarray, pp: Preprocess) -> dict:
-    """Pictures of one explanation; returns their paths relative to ``out``."""
+                 t_after: np.ndarray, pp: Preprocess, bands: tuple[tuple[str, ...], np.ndarray] | None = None) -> dict:
+    """Pictures of one explanation; returns their paths relative to ``out``.
+
+    ``bands``: the component masks' names and grids ``[M, h, w]`` of a component mask (mask_components.png).
+    """
     stem = f"{i:03d}_{prep.paths[i].stem}"
     d = out / stem / f"k{k:04d}"
     d.mkdir(parents=True, exist_ok=True)
@@ -396,6 +397,9 @@ def _write_files(out: Path, prep: Prepared, i: int, k: int, x_mod: np.ndarray, m
         write_image(files["mask"], (np.clip(mask, 0, 1) * 255).astype(np.uint8))
         write_npy(files["mask_npy"], mask.astype(np.float32))
         write_image(files["overlay"], overlay(photo, mask))
+        if bands is not None:
+            files["mask_components"] = d / "mask_components.png"
+            write_image(files["mask_components"], components_picture(photo, bands[1], bands[0]))
     else:
         files["mask"] = None
         # pixel method: the change |x' - x| is the closest thing to a mask
@@ -417,12 +421,15 @@ def unchanged_fraction(x_mod: torch.Tensor, x: torch.Tensor, lo: torch.Tensor, h
 
 
 def _baselines(model: Model, tensor: str, prep: Prepared, idx: np.ndarray, x: torch.Tensor, b: torch.Tensor,
-               k: torch.Tensor, areas: list[float], forward, config: ExplainConfig, lo, hi) -> list | None:
+               k: torch.Tensor, masks: np.ndarray | None, x_mod: torch.Tensor, forward, config: ExplainConfig, lo,
+               hi) -> list | None:
     """Baselines at the same area as ours (the mask's, or for the pixel method the unchanged pixels'), measured on
     onnxruntime like ours (METHOD.md)."""
     if not config.baselines:
         return None
     from .baselines import evaluate_baselines
+    # the pixel method has no mask: its "kept area" is where x' left the photo (nearly) as it was
+    areas = [float(m.mean()) for m in masks] if masks is not None else unchanged_fraction(x_mod, x, lo, hi).tolist()
     return evaluate_baselines(
         list(config.baselines), forward=forward, x=x, b=b, k=k, areas=areas,
         ort_activations=lambda xb: model.run_ort(xb, (tensor,))[0], t_x=prep.t_ort[idx], lo=lo, hi=hi)

@@ -24,7 +24,7 @@ import torch
 
 from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
 from onnx_kernelviz.demo import PHOTOS, default_model_path
-from onnx_kernelviz.explainer import prepare
+from onnx_kernelviz.explainer import cuda_batch_size, prepare
 from onnx_kernelviz.optimize import optimize
 from onnx_kernelviz.perturb import PARAMETERIZATIONS
 from onnx_kernelviz.runtime import keep_freed_memory
@@ -174,13 +174,9 @@ def auto_batch(m: Model, tensor: str, run) -> str:
     """The batch size ``explain`` picked automatically (for the printout), from the same probe it uses."""
     if m.devices.torch.type != "cuda":
         return "16"
-    from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, probe_row_bytes
-    tg = m.torch_graph((tensor,))
-    x = torch.zeros(1, m.channels, *m.input_size(None), device=m.devices.torch)
-    row = probe_row_bytes(lambda t: tg(t)[0], x)
-    free = cuda_free_bytes(m.devices.torch)
-    return f"{fit_batch(len(run.results), free, row)}, {row / 2**20:.0f} MiB/row, {free / 2**30:.0f} GiB free"
-
+    x1 = np.zeros((1, m.channels, *m.input_size(None)), np.float32)
+    bs, row, free = cuda_batch_size(m, tensor, x1, len(run.results))
+    return f"{bs}, {row / 2**20:.0f} MiB/row, {free / 2**30:.0f} GiB free"
 
 if __name__ == "__main__":
     main()
