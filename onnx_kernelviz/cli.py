@@ -112,6 +112,11 @@ def _open(model: str, device: str, kw: dict):
 def _with_convs(m):
     """A model without any Conv is a model problem (exit 1), not a bad --layer: say so before anything runs."""
     if not m.layers:
+        if any(n.domain == "com.microsoft.nchwc" for n in m.graph.nodes):
+            # onnxruntime's ORT_ENABLE_ALL layout ops: tied to the CPU that saved them, and not convertible
+            raise ModelError(f"{m.path} was saved after onnxruntime's graph optimizations for one CPU "
+                             "(com.microsoft.nchwc Conv ops); use the model from before those optimizations, or "
+                             "save it at ORT_ENABLE_EXTENDED, whose FusedConv nodes kernelviz reads")
         raise ModelError(f"{m.path} has no Conv layers; kernelviz explains convolution kernels of CNNs")
     return m
 

@@ -207,3 +207,4 @@ def _gelu20(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     approximate = node.attributes.get("approximate", "none")
     return OperationConverterResult(nn.GELU(approximate=approximate),
                                     OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values))
+

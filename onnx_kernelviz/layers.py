@@ -49,11 +49,18 @@ class Layer:
                 "shape": None if self.shape is None else list(self.shape), "group": self.group}
 
 
+def _is_conv(node) -> bool:
+    """A standard Conv, or onnxruntime's FusedConv (Conv + its activation in one node, left in models saved after
+    onnxruntime's graph optimizations; its output is already activated)."""
+    return (node.op_type == "Conv" and node.domain in ("", "ai.onnx")) or \
+        (node.op_type == "FusedConv" and node.domain == "com.microsoft")
+
+
 def find_layers(graph: GraphView) -> list[Layer]:
-    """Every Conv of the graph in topological (file) order, with its activation tensor."""
+    """Every Conv (and FusedConv) of the graph in topological (file) order, with its activation tensor."""
     layers: list[Layer] = []
     for node in graph.nodes:
-        if node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
+        if not _is_conv(node):
             continue
         w_shape = graph.constant_shape(node.inputs[1]) if len(node.inputs) > 1 else None
         if w_shape is None:
@@ -63,8 +70,11 @@ def find_layers(graph: GraphView) -> list[Layer]:
         shape = graph.tensor_type(tensor).shape or graph.tensor_type(node.outputs[0]).shape
         if channels is None and shape and isinstance(shape[1], int):
             channels = shape[1]
+        if node.op_type == "FusedConv":
+            act = node.attrs.get("activation", "")
+            chain = ((act.decode() if isinstance(act, bytes) else str(act)) + " (fused)",) * bool(act) + chain
         layers.append(Layer(len(layers), node.name, tensor, node.outputs[0], int(channels or 0),
-                            shape, int(node.attrs.get("group", 1)), chain))
+                            shape, int(node.attrs.get("group", 1)), chain, node.op_type))
     return layers
 
 

@@ -52,6 +52,7 @@ def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
     proto.CopyFrom(model.proto)
     notes: list[str] = []
     proto = _upgrade_opset(proto, notes)
+    _unfuse_ort_convs(proto, notes)
     input_name = model.input.name
     # Before folding: with a fixed batch of 1 on the input (and in the exporter's value_info), the folder
     # would turn Shape(x) into the constant [1, C, H, W] and bake batch 1 into every shape computed from it.
@@ -96,6 +97,46 @@ def _upgrade_opset(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
     up.ir_version = max(up.ir_version, MIN_IR_VERSION)
     notes.append(f"upgraded opset {old} -> {MIN_OPSET}")
     return up
+
+
+#: FusedConv activations and how many activation_params each takes (onnxruntime's contrib op schema)
+_FUSED_ACTIVATIONS = {"Relu": 0, "Sigmoid": 0, "Tanh": 0, "Clip": 2, "LeakyRelu": 1, "HardSigmoid": 2}
+
+
+def _unfuse_ort_convs(proto: onnx.ModelProto, notes: list[str]) -> None:
+    """onnxruntime's com.microsoft::FusedConv (Conv + activation, left in models saved after its graph
+    optimizations) -> a standard Conv and the activation node, which writes the FusedConv's output name, so the
+    layer's tensor is the same in both graphs. onnx2torch has no converter for contrib ops."""
+    nodes, split = [], 0
+    for node in proto.graph.node:
+        if node.op_type != "FusedConv" or node.domain != "com.microsoft":
+            nodes.append(node)
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kind = attrs.pop("activation", b"")
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        params = [float(v) for v in attrs.pop("activation_params", [])]
+        if kind and kind not in _FUSED_ACTIVATIONS or len([i for i in node.input if i]) > 3:
+            raise ModelError(f"node {node.name!r}: onnxruntime's FusedConv with activation {kind!r} and "
+                             f"{len(node.input)} inputs has no standard equivalent here; use the model from before "
+                             "onnxruntime's graph optimizations")
+        out = node.output[0]
+        mid = f"{out}__conv" if kind else out
+        nodes.append(onnx.helper.make_node("Conv", list(node.input[:3]), [mid], name=node.name, **attrs))
+        if kind == "Clip":
+            lo, hi = (params + [float("-inf"), float("inf")][len(params):])[:2]
+            bounds = [f"{out}__clip_min", f"{out}__clip_max"]
+            proto.graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), n)
+                                           for v, n in zip((lo, hi), bounds))
+            nodes.append(onnx.helper.make_node("Clip", [mid, *bounds], [out], name=f"{node.name}/Clip"))
+        elif kind:
+            extra = dict(zip(("alpha", "beta"), params[:_FUSED_ACTIVATIONS[kind]]))
+            nodes.append(onnx.helper.make_node(kind, [mid], [out], name=f"{node.name}/{kind}", **extra))
+        split += 1
+    if split:
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+        notes.append(f"split {split} onnxruntime FusedConv nodes into Conv + activation")
 
 
 def _fold_constants(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:

@@ -393,6 +393,23 @@ def new_opset(opset: int) -> Callable[[], onnx.ModelProto]:
     return build
 
 
+def ort_fused_conv() -> onnx.ModelProto:
+    """A model saved after onnxruntime's graph optimizations (ORT_ENABLE_EXTENDED): Conv + activation fused into
+    com.microsoft::FusedConv, one per activation it supports, and a plain Conv."""
+    g = GraphBuilder()
+    x, cin = "input", 3
+    for act, params in (("Relu", []), ("Clip", [0.0, 6.0]), ("LeakyRelu", [0.2]), ("Sigmoid", []),
+                        ("HardSigmoid", [0.25, 0.5]), ("Tanh", [])):
+        w = g.const(g.conv_weight(cin, 8), "conv_w")
+        b = g.const((0.1 * g.rng.standard_normal(8)).astype(np.float32), "conv_b")
+        extra = {"activation_params": params} if params else {}
+        x = g.op("FusedConv", [x, w, b], domain="com.microsoft", activation=act, kernel_shape=[3, 3],
+                 strides=[1, 1], pads=[1, 1, 1, 1], group=1, **extra)
+        cin = 8
+    x = g.conv(x, 8, 8)
+    return g.model([image()], [head(g, x, 8)], opset=13, extra_opsets={"com.microsoft": 1})
+
+
 TRAPS: dict[str, Trap] = {
     "paddle_constant_weights": Trap(paddle_constants, 3, {0: ("BatchNormalization", "Relu"), 1: ("Sigmoid*Mul",),
                                                           2: ("Add", "Relu")},
@@ -420,6 +437,9 @@ TRAPS: dict[str, Trap] = {
                                                6: ("Sigmoid",)},
                              f"opset {v}: Pad-18, ReduceMean-18, Split-18, Resize-{min(v, 19)}")
        for v in (18, 19, 21)},
+    "ort_fused_conv": Trap(ort_fused_conv, 7, {0: ("Relu (fused)",), 1: ("Clip (fused)",), 2: ("LeakyRelu (fused)",),
+                                               4: ("HardSigmoid (fused)",), 5: ("Tanh (fused)",), 6: ()},
+                           "onnxruntime-optimized: com.microsoft::FusedConv"),
 }
 
 

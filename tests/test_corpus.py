@@ -108,3 +108,33 @@ def test_default_model():
     # EfficientNet-Lite0: ReLU6 (Clip) everywhere, no SE blocks; 16 MBConv blocks + stem + head conv.
     check_model(m, 49, {0: ("Clip",), 1: ("Clip",), 2: (), 48: ("Clip",)})
     assert np.all([la.shape is not None for la in m.layers])
+
+
+def _ort_optimized(level: str, path) -> str:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    so.optimized_model_filepath = str(path)
+    so.log_severity_level = 3
+    ort.InferenceSession(str(corpus.DEFAULT_MODEL), so, providers=["CPUExecutionProvider"])
+    return str(path)
+
+
+@pytest.mark.slow
+def test_default_model_saved_after_onnxruntime_optimizations(tmp_path):
+    """The "deployed" file is sometimes the one onnxruntime saved: 33 of its 49 convs become FusedConv + Clip."""
+    m = Model(_ort_optimized("ORT_ENABLE_EXTENDED", tmp_path / "extended.onnx"))
+    assert sum(la.op == "FusedConv" for la in m.layers) == 33
+    check_model(m, 49, {0: ("Clip (fused)",), 2: (), 48: ("Clip (fused)",)})
+
+
+@pytest.mark.slow
+def test_cpu_specific_onnxruntime_layout_is_refused_with_a_remedy(tmp_path):
+    from click.testing import CliRunner
+
+    from onnx_kernelviz.cli import cli
+
+    path = _ort_optimized("ORT_ENABLE_ALL", tmp_path / "all.onnx")
+    res = CliRunner().invoke(cli, ["inspect", path])
+    assert res.exit_code == 1 and "com.microsoft.nchwc" in res.output and "ORT_ENABLE_EXTENDED" in res.output
