@@ -407,7 +407,7 @@ def compare(model, image, layer, kernels, out, contrast, method, steps, early_st
     \b
     Example:  kernelviz compare net.onnx cat.jpg --layer 20 --out cmp/
     """
-    from .compare import CONTRAST
+    from .compare import CONTRAST, SEPARATION, separation
     from .compare import compare as run_compare
 
     if kernels and len(kernels) != 2:
@@ -422,6 +422,15 @@ def compare(model, image, layer, kernels, out, contrast, method, steps, early_st
     click.echo(f"ours (contrast {doc['contrast']:g}): under x'_a kept_a {o['a']['kept_a']:.2f} "
                f"kept_b {o['a']['kept_b']:.2f}; "
                f"under x'_b kept_a {o['b']['kept_a']:.2f} kept_b {o['b']['kept_b']:.2f}")
+    sep, cos = separation(o), doc.get("filter_cosine")
+    if sep < SEPARATION:
+        hint = ""
+        if cos is not None and cos >= 0.9 and doc["method"] == "mask":
+            hint = (f" Their filters are near-copies (cosine {cos:.2f}): a mask over the photo cannot keep one "
+                    "without the other; --method pixel can reach inputs that do, at the cost of a lower kept.")
+        elif doc["contrast"] == 0:
+            hint = f" Try --contrast {CONTRAST:g} to explain each kernel against the other in particular."
+        click.echo(f"not told apart: the smaller self/other ratio is {sep:.2f} (< {SEPARATION}).{hint}")
     click.echo(f"report: {Path(out) / 'report.html'}")
 
 

@@ -21,12 +21,13 @@ from .baselines import resolve_names
 from .errors import KernelvizError, UsageError
 from .explainer import ExplainConfig, explain, prepare
 from .images import list_images
+from .layers import Layer
 from .metrics import correlation, kernel_energy, kernel_metrics, rectified
 from .model import Model
 from .outdir import prepare_out_dir
 from .preprocess import Preprocess
 
-__all__ = ["compare", "most_correlated_pair", "cross_kept", "measure_pair"]
+__all__ = ["compare", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine", "separation"]
 
 #: weight of the partner-suppression term when explaining a against b (and b against a); chosen by
 #: measurement (docs/EVALUATION.md, scripts/evaluate.py); 0 gives the plain explanations of ``explain``
@@ -62,6 +63,30 @@ def most_correlated_pair(t: np.ndarray, min_share: float = MIN_SHARE) -> tuple[i
     i, j = np.unravel_index(int(np.argmax(c)), c.shape)
     a, b = sorted((int(idx[i]), int(idx[j])))
     return a, b, correlation(t[a], t[b])
+
+
+def filter_cosine(model: Model, layer: Layer, a: int, b: int) -> float | None:
+    """Cosine of kernels a and b's conv weights, or None when they read different input channels (grouped and
+    depthwise convs) or the weights are not constants. Near 1, both compute almost the same function of the same
+    input: a mask over the photo cannot keep one and drop the other (the pixel method still can, at a cost)."""
+    if layer.group != 1:
+        return None
+    node = model.graph.producer.get(layer.conv_output)
+    w = None if node is None or len(node.inputs) < 2 else model.graph.constant(node.inputs[1])
+    if w is None or w.ndim < 2 or max(a, b) >= len(w):
+        return None
+    wa, wb = w[a].ravel().astype(np.float64), w[b].ravel().astype(np.float64)
+    return float(wa @ wb / (np.linalg.norm(wa) * np.linalg.norm(wb) + 1e-12))
+
+
+#: a pair is told apart when each kernel keeps this many times more of itself than of the other (METHOD.md)
+SEPARATION = 1.5
+
+
+def separation(entry: dict) -> float:
+    """The smaller of kept_a / kept_b under x'_a and kept_b / kept_a under x'_b (``{"a": {...}, "b": {...}}``)."""
+    return min(entry["a"]["kept_a"] / max(entry["a"]["kept_b"], 1e-6),
+               entry["b"]["kept_b"] / max(entry["b"]["kept_a"], 1e-6))
 
 
 def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int) -> dict:
@@ -125,6 +150,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
     doc = {"model": str(model.path), "layer": la.name, "tensor": la.tensor, "layer_index": la.index,
            "image": str(paths[0]), "kernels": [a, b], "correlation": corr,
            "picked": "given" if kernels is not None else "most correlated", "contrast": cfg.contrast,
+           "method": cfg.method, "filter_cosine": filter_cosine(model, la, a, b),
            "ours": ours, "baselines": theirs,
            "files": files}
     write_json(out / "compare.json", doc)

@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
-from onnx_kernelviz.compare import CONTRAST, compare, measure_pair, most_correlated_pair  # noqa: E402
+from onnx_kernelviz.compare import (CONTRAST, SEPARATION, compare, filter_cosine, measure_pair,  # noqa: E402
+                                    most_correlated_pair, separation)
 from onnx_kernelviz.explainer import ExplainConfig, prepare  # noqa: E402
 from onnx_kernelviz.images import list_images  # noqa: E402
 from onnx_kernelviz.kernels import select_items  # noqa: E402
 
-RATIO = 1.5  # a kernel "separates" when it keeps >= 1.5x more of itself than of the other under its explanation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,19 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def filter_cosine(model: Model, la, a: int, b: int) -> float | None:
-    """Cosine of kernels a and b's conv weights, or None when they read different input channels (grouped and
-    depthwise convs) or the weights are not constants. Near 1: both compute almost the same function of the same
-    input, and no input change can keep one and drop the other."""
-    if la.group != 1:
-        return None
-    w = model.graph.constant(model.graph.producer[la.conv_output].inputs[1])
-    if w is None:
-        return None
-    wa, wb = w[a].ravel().astype(np.float64), w[b].ravel().astype(np.float64)
-    return float(wa @ wb / (np.linalg.norm(wa) * np.linalg.norm(wb) + 1e-12))
-
-
 def _save(out: Path, args, cfg: ExplainConfig, photos, t0: float, cases: list, pairs: list) -> float:
     seconds = time.perf_counter() - t0
     summary = {"model": args.model, "layers": args.layers, "kernels": args.kernels, "steps": cfg.steps,
@@ -184,13 +171,6 @@ def baseline_table(cases: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def _ratios(e: dict) -> tuple[float, float]:
-    """(kept_a / kept_b under x'_a, kept_b / kept_a under x'_b)."""
-    ra = e["a"]["kept_a"] / max(e["a"]["kept_b"], 1e-6)
-    rb = e["b"]["kept_b"] / max(e["b"]["kept_a"], 1e-6)
-    return ra, rb
-
-
 def _times(r: float) -> str:
     """A self/other ratio for the table: the other kernel kept nothing (0.00) gives ratios of 1e5 and more."""
     return "> 100×" if r > 100 else f"{r:.3g}×"
@@ -220,7 +200,7 @@ def pair_table(pairs: list[dict]) -> str:
                     f"{'—' if fc is None else f'{fc:.2f}'} | {cell(p['ours'], 'a')} | {cell(p['ours'], 'b')} | "
                     f"{cell(con, 'a')} | {cell(con, 'b')} | {cell(pix, 'a')} | {cell(pix, 'b')} | "
                     f"{cell(act, 'a')} | {cell(act, 'b')} |")
-    sep = lambda e: min(_ratios(e)) >= RATIO  # noqa: E731
+    sep = lambda e: separation(e) >= SEPARATION  # noqa: E731
 
     def summary(label: str, ours_key: str, base_key: str) -> str:
         ps = [p for p in pairs if p.get(ours_key)]
@@ -228,10 +208,10 @@ def pair_table(pairs: list[dict]) -> str:
         return (f"{label}: ours {np.mean([sep(p[ours_key]) for p in ps]):.0%}"
                 + "".join(f", {n} {np.mean([sep(p[base_key][n]) for p in ps]):.0%}" for n in names)
                 + f" ({len(ps)} pairs); median of the smaller ratio: ours "
-                + _med(min(_ratios(p[ours_key])) for p in ps)
-                + "".join(f", {n} {_med(min(_ratios(p[base_key][n])) for p in ps)}" for n in names) + ".")
+                + _med(separation(p[ours_key]) for p in ps)
+                + "".join(f", {n} {_med(separation(p[base_key][n]) for p in ps)}" for n in names) + ".")
 
-    rows += ["", f"Pairs where both kernels keep ≥ {RATIO}× more of themselves than of the other under their own "
+    rows += ["", f"Pairs where both kernels keep ≥ {SEPARATION}× more of themselves than of the other under their own "
              "explanation —", "",
              "- " + summary("plain explanations (`explain`; baselines at their masks' area)", "ours", "baselines"),
              "- " + summary(f"contrastive explanations (`compare --contrast {w:g}`; baselines at those masks' area)",
@@ -270,7 +250,7 @@ def pictures(cases: list[dict], pairs: list[dict], folder: Path) -> None:
         cv2.imwrite(str(folder / "eval_baselines.png"), row(tiles))
     if pairs:
         # the most correlated pair that the contrastive explanations separate (else the most correlated)
-        separated = [p for p in pairs if p.get("ours_contrast") and min(_ratios(p["ours_contrast"])) >= RATIO]
+        separated = [p for p in pairs if p.get("ours_contrast") and separation(p["ours_contrast"]) >= SEPARATION]
         p = max(separated or pairs, key=lambda p: p["correlation"])
         d = Path(p["dir"])
         fa, fb = (p["files"][str(k)] if str(k) in p["files"] else p["files"][k] for k in p["kernels"])

@@ -215,3 +215,7 @@ def test_compare_happy_path_records_the_contrast(tmp_path):
     assert "kernels 0 and 2" in res.output and "ours (contrast 3): under x'_a kept_a" in res.output
     doc = json.loads((out / "compare.json").read_text())
     assert doc["contrast"] == 3 and doc["kernels"] == [0, 2] and list(doc["baselines"]) == ["activation"]
+    # weights [1, 1, 0, 0] and [1, 0.5, 0, 0]: near-copies, which a mask over the photo cannot tell apart
+    assert doc["filter_cosine"] == pytest.approx(0.9487, abs=1e-4) and doc["method"] == "mask"
+    assert "not told apart" in res.output and "near-copies (cosine 0.95)" in res.output and "--method pixel" \
+        in res.output

@@ -151,3 +151,26 @@ def test_unchanged_fraction():
     x_mod[0, 1, :2] = 0.5  # half the pixels of row 0 change by a quarter of the range in one channel
     x_mod[1, :, 0, 0] = 0.1  # one pixel of row 1 changes by 5 % of the range: still "unchanged"
     assert unchanged_fraction(x_mod, x, lo, hi).tolist() == [0.5, 1.0]
+
+
+def test_separation_and_filter_cosine(setup, tmp_path):
+    from onnx_kernelviz.compare import filter_cosine, separation
+
+    entry = {"a": {"kept_a": 0.9, "kept_b": 0.3}, "b": {"kept_a": 0.5, "kept_b": 0.8}}
+    assert separation(entry) == pytest.approx(1.6)  # min(3.0, 1.6)
+    assert separation({"a": {"kept_a": 1.0, "kept_b": 0.0}, "b": {"kept_a": 0.0, "kept_b": 1.0}}) > 1e5
+    model, _ = setup
+    la = model.layer("conv2")
+    assert filter_cosine(model, la, 0, 1) == pytest.approx(0.0)  # left-half vs right-half channels
+    depthwise = corpus_depthwise(tmp_path)
+    assert filter_cosine(depthwise, depthwise.layers[1], 0, 1) is None  # each kernel reads its own channel
+
+
+def corpus_depthwise(tmp_path):
+    import corpus
+
+    g = corpus.GraphBuilder()
+    x = g.op("Relu", [g.conv("input", 3, 8)])
+    x = g.op("Relu", [g.conv(x, 8, 8, group=8)])
+    return Model(corpus.save(g.model([corpus.image()], [corpus.head(g, x, 8)], opset=13), tmp_path / "dw.onnx"),
+                 device="cpu")
