@@ -368,12 +368,19 @@ class _Page:
                                f"kernel {k}") for n, _ in entries[1:]]))
         grids = "".join(f'<h3>{_e(title)}</h3><div class="grid">{"".join(figs)}</div>'
                         for title, figs in rows if any(figs))
+        cos = _num(c.get("filter_cosine"))
+        if cos is not None:
+            contrast_note = " (near-copies: a mask cannot tell them apart; try --method pixel)" \
+                if cos >= 0.9 and c.get("method", "mask") == "mask" else ""
+            extra = f" · cosine of their filters <b>{_fmt(cos)}</b>{_e(contrast_note)}"
+        else:
+            extra = ""
         w = _num(c.get("contrast"))
         contrast = ("" if w is None else f" · ours explains each kernel against the other (contrast <b>{_fmt(w)}</b>)"
                     if w > 0 else " · ours: plain explanations (contrast 0)")
         return (f'<section class="kernel" id="compare"><h2>Two similar kernels: {ka} and {kb}</h2>'
                 f'<p class="nums">Image <b>{_fmt(c.get("image"))}</b> · correlation of their activation maps '
-                f'<b>{_fmt(c.get("correlation"))}</b>{contrast}</p><p>A good explanation separates them: on '
+                f'<b>{_fmt(c.get("correlation"))}</b>{extra}{contrast}</p><p>A good explanation separates them: on '
                 f'x′<sub>{ka}</sub>'
                 f" kernel {ka} stays (kept near 1) while {kb} drops, and the reverse on x′<sub>{kb}</sub>; "
                 "maps that only say where a kernel fires keep or drop both. <i>Separation</i> is the mean of the "

@@ -222,3 +222,12 @@ def test_compare_section_says_how_ours_was_made(tmp_path, contrast, shown):
     (out / "compare.json").write_text(json.dumps(doc))
     text = write_report(out).read_text()
     assert (shown in text) if shown else ("contrast" not in text.split('id="compare"')[1].split("</p>")[0])
+
+
+def test_compare_section_shows_the_filter_cosine(tmp_path):
+    out = make_sample(tmp_path / "c", results=False)
+    doc = json.loads((out / "compare.json").read_text())
+    doc.update(filter_cosine=0.97, method="mask")
+    (out / "compare.json").write_text(json.dumps(doc))
+    text = write_report(out).read_text()
+    assert "cosine of their filters <b>0.97</b>" in text and "try --method pixel" in text
