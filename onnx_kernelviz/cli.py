@@ -415,7 +415,8 @@ def compare(model, image, layer, kernels, out, contrast, method, steps, early_st
     m, pp = _open(model, device, kw)
     cfg = _config(method, steps, early_stop, batch_size, seed, reference, baselines or "all", tolerance, settings)
     doc = run_compare(m, image, layer, tuple(kernels) if kernels else None, out, preprocess=pp, config=cfg,
-                      force=force, contrast=CONTRAST if contrast is None else contrast)
+                      force=force, contrast=CONTRAST if contrast is None else contrast,
+                      progress=_progress_bar("comparing"))
     a, b = doc["kernels"]
     click.echo(f"kernels {a} and {b} (correlation {doc['correlation']:.2f})")
     o = doc["ours"]

@@ -19,7 +19,7 @@ import numpy as np
 from .artifacts import write_json
 from .baselines import resolve_names
 from .errors import KernelvizError, UsageError
-from .explainer import ExplainConfig, explain, prepare
+from .explainer import ExplainConfig, ProgressFn, explain, prepare
 from .images import list_images
 from .layers import Layer
 from .metrics import correlation, kernel_energy, kernel_metrics, rectified
@@ -98,7 +98,7 @@ def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int) -> dict:
 
 def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[int, int] | None,
             out_dir: str | Path, *, preprocess: Preprocess, config: ExplainConfig = ExplainConfig(),
-            force: bool = False, contrast: float = CONTRAST) -> dict:
+            force: bool = False, contrast: float = CONTRAST, progress: ProgressFn | None = None) -> dict:
     """Explain kernels a and b of ``layer`` on ``image`` and measure how well each explanation separates them.
 
     Args:
@@ -107,6 +107,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             for the pixel method at the fraction of pixels x' leaves unchanged).
         contrast: weight of suppressing the other kernel of the pair in particular (x'_a keeps a and drops b);
             0 explains each kernel as ``explain`` does, against all other kernels alike.
+        progress: called as the two explanations finish (see :func:`~onnx_kernelviz.explainer.explain`).
 
     Returns:
         The content of ``out_dir/compare.json`` (CONTRACT.md, "compare"), also written there with report.html.
@@ -133,7 +134,8 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
         _check_kernels(a, b, t_x)
         corr = correlation(t_x[a], t_x[b])
     cfg = replace(cfg, partners=((a, b), (b, a)), contrast=float(contrast))
-    run = explain(model, paths, la.index, f"{a},{b}", out, preprocess=preprocess, config=cfg, force=True)
+    run = explain(model, paths, la.index, f"{a},{b}", out, preprocess=preprocess, config=cfg, force=True,
+                  progress=progress)
     res = {r["kernel"]: r for r in run.results}
     for k in (a, b):
         if res.get(k, {}).get("status") != "ok":

@@ -174,3 +174,12 @@ def corpus_depthwise(tmp_path):
     x = g.op("Relu", [g.conv(x, 8, 8, group=8)])
     return Model(corpus.save(g.model([corpus.image()], [corpus.head(g, x, 8)], opset=13), tmp_path / "dw.onnx"),
                  device="cpu")
+
+
+def test_compare_reports_progress(setup, tmp_path):
+    model, img = setup
+    seen = []
+    compare(model, img, "conv2", (0, 1), tmp_path / "p", preprocess=PP,
+            config=ExplainConfig(steps=2, early_stop=False, resolution=8, baselines=("activation",)),
+            progress=lambda done, total, result: seen.append((done, total)))
+    assert seen[0] == (0, 2) and seen[-1] == (2, 2)
