@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from . import __version__
-from .artifacts import (activation_picture, components_picture, others_picture, overlay, write_image, write_json,
-                        write_npy)
+from .artifacts import write_json
 from .errors import ConversionError, KernelvizError, UsageError
+from .explanation_files import write_baselines, write_explanation
 from .images import from_model_input, list_images, read_image, to_model_input
 from .kernels import select_items
 from .metrics import kernel_energy, kernel_metrics, parity
@@ -347,10 +347,10 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
         m = kernel_metrics(prep.t_ort[i], t_ort[row], kk)
         p_abs, p_rel = parity(t_torch[row], t_ort[row])
         mask = None if masks is None else masks[row]
-        files = _write_files(out, prep, i, kk, x_np[row], mask, t_ort[row], pp,
-                             None if grids is None else (names, grids[row]))
+        files = write_explanation(out, f"{i:03d}_{prep.paths[i].stem}", prep.photos[i], prep.x[i], x_np[row], mask,
+                                  prep.t_ort[i], t_ort[row], kk, pp, None if grids is None else (names, grids[row]))
         if extra is not None:
-            base["baselines"] = _write_baselines(out, files, extra[row], pp)
+            base["baselines"] = write_baselines(out, files, extra[row], pp)
         return {**base, "status": "ok", **m.to_dict(), "mask_area": None if mask is None else float(mask.mean()),
                 "parity_max_abs": p_abs, "parity_rel": p_rel, "parity_ok": bool(p_rel <= config.tolerance),
                 "steps": res.steps[row], "seconds": seconds, "loss": float(res.loss[row]),
@@ -364,49 +364,6 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
 
 #: threads writing pictures (PNG encoding runs outside the GIL)
 _WRITERS = min(8, os.cpu_count() or 1)
-
-
-def _write_files(out: Path, prep: Prepared, i: int, k: int, x_mod: np.ndarray, mask: np.ndarray | None,
-                 t_after: np.ndarray, pp: Preprocess, bands: tuple[tuple[str, ...], np.ndarray] | None = None) -> dict:
-    """Pictures of one explanation; returns their paths relative to ``out``.
-
-    ``bands``: the component masks' names and grids ``[M, h, w]`` of a component mask (mask_components.png).
-    """
-    stem = f"{i:03d}_{prep.paths[i].stem}"
-    d = out / stem / f"k{k:04d}"
-    d.mkdir(parents=True, exist_ok=True)
-    photo = prep.photos[i]
-    size = photo.shape[:2]
-    original = out / stem / "original.png"
-    if not original.exists():
-        write_image(original, photo)
-    before, after = prep.t_ort[i][k], t_after[k]
-    vmax = float(max(np.maximum(before, 0).max(), np.maximum(after, 0).max(), 1e-12))
-    files = {"original": original, "modified": d / "modified.png", "modified_npy": d / "modified.npy",
-             "act_before": d / "act_before.png", "act_after": d / "act_after.png", "others": d / "others.png"}
-    write_image(files["modified"], from_model_input(x_mod, pp))
-    # x' exactly as measured (model input space, [C, H, W] float32): the PNG is rounded to 8 bits
-    write_npy(files["modified_npy"], x_mod.astype(np.float32))
-    write_image(files["act_before"], activation_picture(before, size, vmax))
-    write_image(files["act_after"], activation_picture(after, size, vmax))
-    write_image(files["others"], others_picture(kernel_energy(prep.t_ort[i]), kernel_energy(t_after), k))
-    if mask is not None:
-        files["mask"] = d / "mask.png"
-        files["mask_npy"] = d / "mask.npy"
-        files["overlay"] = d / "overlay.png"
-        write_image(files["mask"], (np.clip(mask, 0, 1) * 255).astype(np.uint8))
-        write_npy(files["mask_npy"], mask.astype(np.float32))
-        write_image(files["overlay"], overlay(photo, mask))
-        if bands is not None:
-            files["mask_components"] = d / "mask_components.png"
-            write_image(files["mask_components"], components_picture(photo, bands[1], bands[0]))
-    else:
-        files["mask"] = None
-        # pixel method: the change |x' - x| is the closest thing to a mask
-        diff = np.abs(x_mod - prep.x[i]).mean(0)
-        files["overlay"] = d / "overlay.png"
-        write_image(files["overlay"], overlay(photo, diff / (diff.max() + 1e-12)))
-    return {name: (None if p is None else str(Path(p).relative_to(out))) for name, p in files.items()}
 
 
 #: the pixel method's "kept area": pixels whose largest channel change is under this fraction of the value range
@@ -433,20 +390,3 @@ def _baselines(model: Model, tensor: str, prep: Prepared, idx: np.ndarray, x: to
     return evaluate_baselines(
         list(config.baselines), forward=forward, x=x, b=b, k=k, areas=areas,
         ort_activations=lambda xb: model.run_ort(xb, (tensor,))[0], t_x=prep.t_ort[idx], lo=lo, hi=hi)
-
-
-def _write_baselines(out: Path, files: dict, outcomes: dict, pp: Preprocess) -> dict:
-    """Save each baseline's mask and x' next to ours; returns {name: metrics} and adds their files."""
-    metrics = {}
-    d = (out / files["modified"]).parent
-    for name, o in outcomes.items():
-        mpath, xpath = d / f"baseline_{name}_mask.png", d / f"baseline_{name}_modified.png"
-        npath = d / f"baseline_{name}_modified.npy"
-        write_image(mpath, (np.clip(o.mask, 0, 1) * 255).astype(np.uint8))
-        write_image(xpath, from_model_input(o.x_mod, pp))
-        write_npy(npath, o.x_mod.astype(np.float32))  # exact x', so compare can re-measure it without recomputing
-        files[f"baseline_mask:{name}"] = str(mpath.relative_to(out))
-        files[f"baseline_modified:{name}"] = str(xpath.relative_to(out))
-        files[f"baseline_modified_npy:{name}"] = str(npath.relative_to(out))
-        metrics[name] = o.metrics
-    return metrics

@@ -1,0 +1,78 @@
+"""The files of one explanation: pictures, x' and its mask as .npy, and each baseline's, named as CONTRACT.md's
+``files`` (paths relative to the output folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import activation_picture, components_picture, others_picture, overlay, write_image, write_npy
+from .images import from_model_input
+from .metrics import kernel_energy
+from .preprocess import Preprocess
+
+__all__ = ["write_explanation", "write_baselines"]
+
+
+def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_mod: np.ndarray,
+                      mask: np.ndarray | None, t_before: np.ndarray, t_after: np.ndarray, k: int, pp: Preprocess,
+                      bands: tuple[tuple[str, ...], np.ndarray] | None = None) -> dict:
+    """Pictures of kernel k's explanation on one image, in ``out/stem/kNNNN/``; returns their paths relative to
+    ``out``.
+
+    Args:
+        photo: the image as the model saw it ``[H, W, 3]`` uint8; x, x_mod: model inputs ``[C, H, W]`` before and
+            after; mask: ``[H, W]`` or None (pixel method); t_before, t_after: onnxruntime activations
+            ``[C', h, w]``; bands: a component mask's names and grids ``[M, h, w]`` (mask_components.png).
+    """
+    d = out / stem / f"k{k:04d}"
+    d.mkdir(parents=True, exist_ok=True)
+    size = photo.shape[:2]
+    original = out / stem / "original.png"
+    if not original.exists():
+        write_image(original, photo)
+    before, after = t_before[k], t_after[k]
+    vmax = float(max(np.maximum(before, 0).max(), np.maximum(after, 0).max(), 1e-12))
+    files = {"original": original, "modified": d / "modified.png", "modified_npy": d / "modified.npy",
+             "act_before": d / "act_before.png", "act_after": d / "act_after.png", "others": d / "others.png"}
+    write_image(files["modified"], from_model_input(x_mod, pp))
+    # x' exactly as measured (model input space, [C, H, W] float32): the PNG is rounded to 8 bits
+    write_npy(files["modified_npy"], x_mod.astype(np.float32))
+    write_image(files["act_before"], activation_picture(before, size, vmax))
+    write_image(files["act_after"], activation_picture(after, size, vmax))
+    write_image(files["others"], others_picture(kernel_energy(t_before), kernel_energy(t_after), k))
+    if mask is not None:
+        files["mask"] = d / "mask.png"
+        files["mask_npy"] = d / "mask.npy"
+        files["overlay"] = d / "overlay.png"
+        write_image(files["mask"], (np.clip(mask, 0, 1) * 255).astype(np.uint8))
+        write_npy(files["mask_npy"], mask.astype(np.float32))
+        write_image(files["overlay"], overlay(photo, mask))
+        if bands is not None:
+            files["mask_components"] = d / "mask_components.png"
+            write_image(files["mask_components"], components_picture(photo, bands[1], bands[0]))
+    else:
+        files["mask"] = None
+        # pixel method: the change |x' - x| is the closest thing to a mask
+        diff = np.abs(x_mod - x).mean(0)
+        files["overlay"] = d / "overlay.png"
+        write_image(files["overlay"], overlay(photo, diff / (diff.max() + 1e-12)))
+    return {name: (None if p is None else str(Path(p).relative_to(out))) for name, p in files.items()}
+
+
+def write_baselines(out: Path, files: dict, outcomes: dict, pp: Preprocess) -> dict:
+    """Save each baseline's mask and x' next to ours; returns {name: metrics} and adds their files."""
+    metrics = {}
+    d = (out / files["modified"]).parent
+    for name, o in outcomes.items():
+        mpath, xpath = d / f"baseline_{name}_mask.png", d / f"baseline_{name}_modified.png"
+        npath = d / f"baseline_{name}_modified.npy"
+        write_image(mpath, (np.clip(o.mask, 0, 1) * 255).astype(np.uint8))
+        write_image(xpath, from_model_input(o.x_mod, pp))
+        write_npy(npath, o.x_mod.astype(np.float32))  # exact x', so compare can re-measure it without recomputing
+        files[f"baseline_mask:{name}"] = str(mpath.relative_to(out))
+        files[f"baseline_modified:{name}"] = str(xpath.relative_to(out))
+        files[f"baseline_modified_npy:{name}"] = str(npath.relative_to(out))
+        metrics[name] = o.metrics
+    return metrics
