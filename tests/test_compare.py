@@ -99,14 +99,19 @@ def colour_model(path):
     return path
 
 
-def test_contrast_drops_the_partner_more_than_the_plain_explanation(tmp_path):
-    img = tmp_path / "thirds.png"
+def thirds_image(folder):
+    """Left third red, middle green, right blue (on grey 60): for colour_model's kernels."""
     photo = np.full((SIDE, SIDE, 3), 60, np.uint8)
     third = SIDE // 3
-    photo[:, :third, 2] = 255  # left red (cv2 writes BGR), middle green, right blue
+    photo[:, :third, 2] = 255  # cv2 writes BGR
     photo[:, third:2 * third, 1] = 255
     photo[:, 2 * third:, 0] = 255
-    cv2.imwrite(str(img), photo)
+    cv2.imwrite(str(folder / "thirds.png"), photo)
+    return folder / "thirds.png"
+
+
+def test_contrast_drops_the_partner_more_than_the_plain_explanation(tmp_path):
+    img = thirds_image(tmp_path)
     model = Model(colour_model(tmp_path / "colour.onnx"), device="cpu")
     # reference black: the default (the photo's mean colour) would put red back where the red third is dropped
     cfg = ExplainConfig(steps=60, early_stop=False, resolution=8, baselines=("activation",), reference="zeros")
@@ -125,11 +130,7 @@ def test_contrast_drops_the_partner_more_than_the_plain_explanation(tmp_path):
 
 def test_compare_with_the_pixel_method_and_baselines_at_the_unchanged_area(tmp_path):
     """The paper's pixel method has no mask; baselines then keep as many pixels as x' left unchanged."""
-    img = tmp_path / "thirds.png"
-    photo = np.full((SIDE, SIDE, 3), 60, np.uint8)
-    third = SIDE // 3
-    photo[:, :third, 2], photo[:, third:2 * third, 1], photo[:, 2 * third:, 0] = 255, 255, 255
-    cv2.imwrite(str(img), photo)
+    img = thirds_image(tmp_path)
     model = Model(colour_model(tmp_path / "colour.onnx"), device="cpu")
     cfg = ExplainConfig(method="pixel", steps=60, early_stop=False, baselines=("activation",))
     plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg, contrast=0)
