@@ -1,3 +1,3 @@
-from .cli import main
+from onnx_kernelviz.cli import main
 
 main()

@@ -13,14 +13,14 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from .convert import CONVERSION_REMEDY, TorchGraph, to_torch
-from .errors import ConversionError
-from .expose import expose, truncate
-from .graph import GraphView
-from .layers import Layer, find_layers, resolve_layer
-from .load import Layout, LoadedModel, load_model
-from .normalize import NormalizedModel, normalize
-from .runtime import Devices, OrtRunner, resolve_devices
+from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
+from onnx_kernelviz.errors import ConversionError
+from onnx_kernelviz.frontend.expose import expose, truncate
+from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.layers import Layer, find_layers, resolve_layer
+from onnx_kernelviz.frontend.load import Layout, LoadedModel, load_model
+from onnx_kernelviz.frontend.normalize import NormalizedModel, normalize
+from onnx_kernelviz.runtime import Devices, OrtRunner, resolve_devices
 
 DEFAULT_SIZE = (224, 224)
 

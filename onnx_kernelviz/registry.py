@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
-from .errors import UsageError
+from onnx_kernelviz.errors import UsageError
 
 T = TypeVar("T")
 

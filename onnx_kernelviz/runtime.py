@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import torch
 
-from .errors import KernelvizError, UsageError
+from onnx_kernelviz.errors import KernelvizError, UsageError
 
 DeviceName = Literal["auto", "cpu", "cuda"]
 
@@ -96,7 +96,7 @@ class OrtRunner:
 
     Args:
         proto: the model to run (the user's graph with tensors exposed).
-        input_name, layout, dtype, fixed_batch: from :class:`~onnx_kernelviz.load.InputInfo`.
+        input_name, layout, dtype, fixed_batch: from :class:`~onnx_kernelviz.frontend.load.InputInfo`.
     """
 
     def __init__(self, proto: onnx.ModelProto, *, input_name: str, layout: str, dtype: np.dtype,

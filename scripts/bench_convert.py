@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import corpus  # noqa: E402
 from onnx_kernelviz.model import Model  # noqa: E402
-from onnx_kernelviz.verify import verify_model  # noqa: E402
+from onnx_kernelviz.measure.verify import verify_model  # noqa: E402
 
 
 def _entries(names: list[str], cache: Path) -> list[tuple[str, str, Callable[[], Path]]]:

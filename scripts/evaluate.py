@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
-from onnx_kernelviz.compare import (CONTRAST, SEPARATION, compare, filter_cosine, measure_pair,  # noqa: E402
+from onnx_kernelviz.pipeline.compare import (CONTRAST, SEPARATION, compare, filter_cosine, measure_pair,  # noqa: E402
                                     most_correlated_pair, separation)
-from onnx_kernelviz.explainer import ExplainConfig, prepare  # noqa: E402
-from onnx_kernelviz.images import list_images  # noqa: E402
-from onnx_kernelviz.kernels import select_items  # noqa: E402
+from onnx_kernelviz.pipeline.explain import ExplainConfig, prepare  # noqa: E402
+from onnx_kernelviz.io.images import list_images  # noqa: E402
+from onnx_kernelviz.method.kernels import select_items  # noqa: E402
 
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
-from onnx_kernelviz.demo import PHOTOS, default_model_path
+from onnx_kernelviz.pipeline.demo import PHOTOS, default_model_path
 
 
 def main() -> None:

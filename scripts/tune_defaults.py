@@ -14,7 +14,7 @@ Usage: python scripts/tune_defaults.py [--layers 20] [--photos chelsea,coffee] [
                                        [--settings default,14tv,56,224] [--out docs/img] [--name tradeoff_grid]
 
 The ``bands*``, ``lumchroma`` and ``bands_lc`` settings are the component-mask parameterizations of
-onnx_kernelviz/perturb.py (``mask="bands"`` etc.): one region mask per Laplacian band / per luminance and colour.
+onnx_kernelviz/method/perturb.py (``mask="bands"`` etc.): one region mask per Laplacian band / per luminance and colour.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_kernelviz.explainer import ExplainConfig, explain, prepare
+from onnx_kernelviz.pipeline.explain import ExplainConfig, explain, prepare
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.preprocess import resolve_preprocess
+from onnx_kernelviz.io.preprocess import resolve_preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
@@ -115,7 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for layer in args.layers.split(","):
             prep = prepare(m, photos, m.layer(layer).tensor, pp, D)
-            from onnx_kernelviz.kernels import select_items
+            from onnx_kernelviz.method.kernels import select_items
             items = select_items(args.kernels, prep.energy, None)
             orc = statistics.median(oracle(prep.t_ort[i], k) for i, k in items)
             for name in names:

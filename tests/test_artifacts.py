@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from onnx_kernelviz.artifacts import others_picture
+from onnx_kernelviz.report.pictures import others_picture
 
 BLUE, ORANGE, GREY = (40, 90, 220), (240, 140, 30), (200, 200, 200)
 
@@ -38,7 +38,7 @@ def test_others_picture_bar_heights_follow_the_values():
 
 
 def test_components_picture_one_captioned_overlay_per_band():
-    from onnx_kernelviz.artifacts import components_picture
+    from onnx_kernelviz.report.pictures import components_picture
 
     photo = np.full((40, 60, 3), 128, np.uint8)
     grids = np.zeros((3, 8, 12), np.float32)

@@ -64,7 +64,7 @@ def test_truncated_module_stops_at_the_layer(setup):
 
 def test_results_json_is_not_rewritten_after_every_result(setup, tmp_path, monkeypatch):
     """Rewriting results.json per result made a 1280-kernel layer spend longer in JSON than in optimizing."""
-    import onnx_kernelviz.explainer as explainer
+    import onnx_kernelviz.pipeline.explain as explainer
 
     path, imgs, pp = setup
     writes = []
@@ -79,7 +79,7 @@ def test_results_json_is_not_rewritten_after_every_result(setup, tmp_path, monke
 
 
 def test_results_json_is_saved_after_each_batch_when_due(setup, tmp_path, monkeypatch):
-    import onnx_kernelviz.explainer as explainer
+    import onnx_kernelviz.pipeline.explain as explainer
 
     path, imgs, pp = setup
     writes = []
@@ -96,7 +96,7 @@ def test_results_json_is_saved_after_each_batch_when_due(setup, tmp_path, monkey
 def test_results_json_is_saved_when_a_run_is_interrupted(setup, tmp_path, monkeypatch):
     import json
 
-    import onnx_kernelviz.explainer as explainer
+    import onnx_kernelviz.pipeline.explain as explainer
 
     path, imgs, pp = setup
     real, calls = explainer._explain_bounded, []

@@ -108,7 +108,7 @@ def test_verify_table_and_json(models, image):
 
 
 def test_verify_mismatch_names_the_first_bad_layer(models, monkeypatch):
-    import onnx_kernelviz.verify as verify
+    import onnx_kernelviz.measure.verify as verify
 
     real = verify.parity
 
@@ -180,9 +180,9 @@ def test_python_dash_m_help():
 
 
 def test_set_passes_typed_explain_settings_and_rejects_unknown_keys(tmp_path):
-    from onnx_kernelviz.cli import _parse_settings
+    from onnx_kernelviz.cli.explain import _parse_settings
     from onnx_kernelviz.errors import UsageError
-    from onnx_kernelviz.explainer import ExplainConfig
+    from onnx_kernelviz.pipeline.explain import ExplainConfig
 
     got = _parse_settings(("resolution=112", "tv=0.05", "early_stop=false", "lr=0.3"), ExplainConfig())
     assert got == {"resolution": 112, "tv": 0.05, "early_stop": False, "lr": 0.3}
@@ -192,7 +192,7 @@ def test_set_passes_typed_explain_settings_and_rejects_unknown_keys(tmp_path):
 
 
 def test_compare_help_states_the_contrast_default_and_refuses_a_negative_one(tmp_path):
-    from onnx_kernelviz.compare import CONTRAST
+    from onnx_kernelviz.pipeline.compare import CONTRAST
 
     res = CliRunner().invoke(cli, ["compare", "--help"])
     assert f"[default: {CONTRAST:g}]" in " ".join(res.output.split())

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from onnx_kernelviz.baselines import BASELINES
-from onnx_kernelviz.compare import compare, most_correlated_pair
+from onnx_kernelviz.pipeline.compare import compare, most_correlated_pair
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.explainer import ExplainConfig
+from onnx_kernelviz.pipeline.explain import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.preprocess import Preprocess
+from onnx_kernelviz.io.preprocess import Preprocess
 
 from test_baselines import SIDE, halves_model
 
@@ -144,7 +144,7 @@ def test_compare_with_the_pixel_method_and_baselines_at_the_unchanged_area(tmp_p
 def test_unchanged_fraction():
     import torch
 
-    from onnx_kernelviz.explainer import unchanged_fraction
+    from onnx_kernelviz.pipeline.explain import unchanged_fraction
 
     x = torch.zeros(2, 3, 4, 4)
     lo, hi = torch.full((1, 3, 1, 1), -1.0), torch.full((1, 3, 1, 1), 1.0)
@@ -155,7 +155,7 @@ def test_unchanged_fraction():
 
 
 def test_separation_and_filter_cosine(setup, tmp_path):
-    from onnx_kernelviz.compare import filter_cosine, separation
+    from onnx_kernelviz.pipeline.compare import filter_cosine, separation
 
     entry = {"a": {"kept_a": 0.9, "kept_b": 0.3}, "b": {"kept_a": 0.5, "kept_b": 0.8}}
     assert separation(entry) == pytest.approx(1.6)  # min(3.0, 1.6)

@@ -12,7 +12,7 @@ import pytest
 import corpus
 from onnx_kernelviz.errors import ConversionError
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.verify import DEFAULT_TOLERANCE, FP16_TOLERANCE, verify_model
+from onnx_kernelviz.measure.verify import DEFAULT_TOLERANCE, FP16_TOLERANCE, verify_model
 
 #: Every layer of every corpus model must agree with onnxruntime this closely (fp32).
 PARITY = 1e-4

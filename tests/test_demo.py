@@ -38,7 +38,7 @@ def test_demo_refuses_a_folder_with_other_files(tmp_path):
 
 
 def test_pixel_method_on_the_default_model(tmp_path):
-    from onnx_kernelviz.demo import PHOTOS, default_model_path
+    from onnx_kernelviz.pipeline.demo import PHOTOS, default_model_path
 
     r = CliRunner().invoke(cli, ["explain", str(default_model_path()), str(PHOTOS / "coffee.jpg"), "--layer", "20",
                                  "--kernel", "top1", "--method", "pixel", "--steps", "10", "--out", str(tmp_path / "p")])

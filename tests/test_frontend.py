@@ -13,10 +13,10 @@ from onnx import TensorProto
 import corpus
 from tiny_models import set_external_location
 from onnx_kernelviz.errors import ModelError, UsageError
-from onnx_kernelviz.expose import expose, truncate
-from onnx_kernelviz.graph import GraphView
-from onnx_kernelviz.layers import resolve_layer
-from onnx_kernelviz.load import load_model
+from onnx_kernelviz.frontend.expose import expose, truncate
+from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.layers import resolve_layer
+from onnx_kernelviz.frontend.load import load_model
 from onnx_kernelviz.model import Model
 
 

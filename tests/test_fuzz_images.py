@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from onnx_kernelviz.errors import ImageError
-from onnx_kernelviz.images import LoadedImage, read_image
+from onnx_kernelviz.io.images import LoadedImage, read_image
 
 import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before cv2 is first imported)
 

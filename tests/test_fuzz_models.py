@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import tiny_models
 from onnx_kernelviz.errors import KernelvizError
-from onnx_kernelviz.load import LoadedModel, load_model
+from onnx_kernelviz.frontend.load import LoadedModel, load_model
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
                 database=None)

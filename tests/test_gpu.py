@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
-from onnx_kernelviz.demo import PHOTOS, default_model_path
+from onnx_kernelviz.pipeline.demo import PHOTOS, default_model_path
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -1,4 +1,4 @@
-"""Tests for onnx_kernelviz.images: finding, reading (every storage form), model input and atomic writes.
+"""Tests for onnx_kernelviz.io.images: finding, reading (every storage form), model input and atomic writes.
 
 Every test image is built in code; formats OpenCV cannot write (gray+alpha / palette PNG, EXIF JPEG, oriented
 TIFF) are assembled byte by byte.
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnx_kernelviz import images
+from onnx_kernelviz.io import images
 from onnx_kernelviz.errors import ImageError, UsageError
-from onnx_kernelviz.images import (
+from onnx_kernelviz.io.images import (
     IMAGE_EXTENSIONS,
     LoadedImage,
     from_model_input,
@@ -27,7 +27,7 @@ from onnx_kernelviz.images import (
     write_image,
     write_npy,
 )
-from onnx_kernelviz.preprocess import Preprocess, get_preset
+from onnx_kernelviz.io.preprocess import Preprocess, get_preset
 
 import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before cv2 is first imported)
 

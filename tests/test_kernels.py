@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.kernels import parse_kernel_spec, select_items
+from onnx_kernelviz.method.kernels import parse_kernel_spec, select_items
 
 from tiny_models import save, two_conv
 

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from onnx_kernelviz.explainer import ExplainConfig
-from onnx_kernelviz.objectives import MaskArea, MaskTV, Objective, Preserve, Step, Suppress
+from onnx_kernelviz.pipeline.explain import ExplainConfig
+from onnx_kernelviz.method.objectives import MaskArea, MaskTV, Objective, Preserve, Step, Suppress
 
 
 def _step(act, ref, k, mask=None):
@@ -83,7 +83,7 @@ def test_default_objective_and_loop_settings():
 def test_suppress_partner_is_the_partner_kept_relative_to_k_and_zero_without_one():
     import torch
 
-    from onnx_kernelviz.objectives import Step, SuppressPartner
+    from onnx_kernelviz.method.objectives import Step, SuppressPartner
 
     ref = torch.ones(3, 4, 2, 2)
     act = ref.clone()

@@ -1,4 +1,4 @@
-"""Tests for onnx_kernelviz.preprocess: settings, presets, CLI parsing, the sidecar file and precedence."""
+"""Tests for onnx_kernelviz.io.preprocess: settings, presets, CLI parsing, the sidecar file and precedence."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.images import to_model_input
-from onnx_kernelviz.preprocess import (
+from onnx_kernelviz.io.images import to_model_input
+from onnx_kernelviz.io.preprocess import (
     Preprocess,
     channel_stats,
     get_preset,
@@ -108,7 +108,7 @@ def test_register_preset() -> None:
         register_preset("test-custom", get_preset("raw"), "replaced", replace_existing=True)
         assert get_preset("test-custom") == get_preset("raw")
     finally:
-        from onnx_kernelviz import preprocess
+        from onnx_kernelviz.io import preprocess
 
         preprocess._PRESETS.pop("test-custom", None)
     with pytest.raises(ValueError, match="must be letters"):

@@ -292,9 +292,9 @@ def test_non_empty_out_is_refused_and_untouched(models, image, tmp_path):
 
 
 def test_results_json_valid_after_every_explanation_and_no_temp_files(models, image, tmp_path):
-    from onnx_kernelviz.explainer import ExplainConfig, explain
+    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
     from onnx_kernelviz.model import Model
-    from onnx_kernelviz.preprocess import resolve_preprocess
+    from onnx_kernelviz.io.preprocess import resolve_preprocess
 
     out = tmp_path / "o"
     seen = []
@@ -317,7 +317,7 @@ def test_results_json_valid_after_every_explanation_and_no_temp_files(models, im
 
 
 def _interrupt_after_first(monkeypatch):
-    import onnx_kernelviz.cli as cli_module
+    import onnx_kernelviz.cli.explain as cli_module
 
     def bar(desc):
         def progress(done, total, result):
@@ -329,7 +329,7 @@ def _interrupt_after_first(monkeypatch):
 
 
 def _count_optimize(monkeypatch) -> list:
-    ex = sys.modules["onnx_kernelviz.explainer"]
+    ex = sys.modules["onnx_kernelviz.pipeline.explain"]
 
     calls = []
     real = ex.optimize
@@ -373,7 +373,7 @@ def test_ctrl_c_keeps_finished_work_then_resume_skips_it(models, image, tmp_path
 # --- 5. numerics -----------------------------------------------------------------------------------------------
 
 def test_nan_loss_fails_one_explanation_and_the_run_goes_on(models, image, tmp_path, monkeypatch):
-    from onnx_kernelviz.objectives import Objective
+    from onnx_kernelviz.method.objectives import Objective
 
     real = Objective.__call__
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from onnx_kernelviz.errors import KernelvizError
-from onnx_kernelviz.report import write_report
+from onnx_kernelviz.report.html import write_report
 
 EVIL = "<script>alert('x')</script>"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from onnx_kernelviz.report import CSP, write_report
+from onnx_kernelviz.report.html import CSP, write_report
 
 try:  # tests/ is a plain folder (rootdir on sys.path) or a package
     from test_report import make_sample

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BASELINES, Baseline, upsample
+from onnx_kernelviz.baselines.base import BASELINES, Baseline, upsample
 
 
 @BASELINES.register("activation")

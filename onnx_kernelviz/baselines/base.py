@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics import kernel_metrics
-from ..references import gaussian_blur
-from ..registry import Registry
+from onnx_kernelviz.measure.metrics import kernel_metrics
+from onnx_kernelviz.method.references import gaussian_blur
+from onnx_kernelviz.registry import Registry
 
 #: The truncated network: ``x [B, C, H, W] -> activation [B, C', h, w]`` (not rectified).
 Forward = Callable[[torch.Tensor], torch.Tensor]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import BASELINES, GradientBaseline
+from onnx_kernelviz.baselines.base import BASELINES, GradientBaseline
 
 
 @BASELINES.register("gradient")

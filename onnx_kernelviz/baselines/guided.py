@@ -13,8 +13,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..errors import KernelvizError
-from .base import BASELINES, GradientBaseline
+from onnx_kernelviz.errors import KernelvizError
+from onnx_kernelviz.baselines.base import BASELINES, GradientBaseline
 
 
 class _PositiveGrad(torch.autograd.Function):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BASELINES, GradientBaseline
+from onnx_kernelviz.baselines.base import BASELINES, GradientBaseline
 
 
 @BASELINES.register("input_x_gradient")

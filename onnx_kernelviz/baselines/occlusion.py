@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BASELINES, Baseline
+from onnx_kernelviz.baselines.base import BASELINES, Baseline
 
 
 @BASELINES.register("occlusion")

@@ -19,8 +19,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
-from .errors import ModelError, UsageError
-from .graph import GraphView
+from onnx_kernelviz.errors import ModelError, UsageError
+from onnx_kernelviz.frontend.graph import GraphView
 
 Layout = Literal["nchw", "nhwc"]
 _FLOAT_TYPES = {np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)}

@@ -1,6 +1,6 @@
 """How pixels become model input: the :class:`Preprocess` settings, presets, CLI parsing and the sidecar file.
 
-A model input x for one image is computed (in :func:`onnx_kernelviz.images.to_model_input`) as::
+A model input x for one image is computed (in :func:`onnx_kernelviz.io.images.to_model_input`) as::
 
     v = rgb01 (in [0, 1])  ->  channel order flipped if ``bgr``  ->  v * 255 unless ``scale``
     x = (v - mean) / std          # mean/std in the MODEL's channel order

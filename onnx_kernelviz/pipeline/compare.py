@@ -5,7 +5,7 @@ pair of active kernels), explain both, then measure on onnxruntime how much of e
 explanation: a good explanation of a keeps a and drops b, and the reverse (METHOD.md, "Similar kernels"). The
 same is measured for every baseline at the same mask area, which can only say where a kernel fires.
 
-The explanations are made by :func:`onnx_kernelviz.explainer.explain` into the same folder, so DIR holds the
+The explanations are made by :func:`onnx_kernelviz.pipeline.explain.explain` into the same folder, so DIR holds the
 usual results.json next to compare.json, and one report.html shows both.
 """
 
@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import write_json
-from .baselines import resolve_names
-from .errors import KernelvizError, UsageError
-from .explainer import ExplainConfig, ProgressFn, explain, prepare
-from .images import list_images
-from .layers import Layer
-from .metrics import correlation, kernel_energy, kernel_metrics, rectified
-from .model import Model
-from .outdir import prepare_out_dir
-from .preprocess import Preprocess
+from onnx_kernelviz.report.pictures import write_json
+from onnx_kernelviz.baselines import resolve_names
+from onnx_kernelviz.errors import KernelvizError, UsageError
+from onnx_kernelviz.pipeline.explain import ExplainConfig, ProgressFn, explain, prepare
+from onnx_kernelviz.io.images import list_images
+from onnx_kernelviz.frontend.layers import Layer
+from onnx_kernelviz.measure.metrics import correlation, kernel_energy, kernel_metrics, rectified
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.io.outdir import prepare_out_dir
+from onnx_kernelviz.io.preprocess import Preprocess
 
 __all__ = ["compare", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine", "separation"]
 
@@ -107,7 +107,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             for the pixel method at the fraction of pixels x' leaves unchanged).
         contrast: weight of suppressing the other kernel of the pair in particular (x'_a keeps a and drops b);
             0 explains each kernel as ``explain`` does, against all other kernels alike.
-        progress: called as the two explanations finish (see :func:`~onnx_kernelviz.explainer.explain`).
+        progress: called as the two explanations finish (see :func:`~onnx_kernelviz.pipeline.explain.explain`).
 
     Returns:
         The content of ``out_dir/compare.json`` (CONTRACT.md, "compare"), also written there with report.html.
@@ -156,7 +156,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
            "ours": ours, "baselines": theirs,
            "files": files}
     write_json(out / "compare.json", doc)
-    from .report import write_report
+    from onnx_kernelviz.report.html import write_report
     write_report(out)
     return doc
 

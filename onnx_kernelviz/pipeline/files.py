@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import activation_picture, components_picture, others_picture, overlay, write_image, write_npy
-from .images import from_model_input
-from .metrics import kernel_energy
-from .preprocess import Preprocess
+from onnx_kernelviz.report.pictures import activation_picture, components_picture, others_picture, overlay, write_image, write_npy
+from onnx_kernelviz.io.images import from_model_input
+from onnx_kernelviz.measure.metrics import kernel_energy
+from onnx_kernelviz.io.preprocess import Preprocess
 
 __all__ = ["write_explanation", "write_baselines"]
 

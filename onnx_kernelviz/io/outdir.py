@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import UsageError
+from onnx_kernelviz.errors import UsageError
 
 
 def prepare_out_dir(out: Path, *, force: bool, resume: bool) -> dict:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import UsageError
-from .explainer import ExplainConfig, ExplainRun, ProgressFn, explain
-from .model import Model
-from .preprocess import resolve_preprocess
+from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn, explain
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.io.preprocess import resolve_preprocess
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]
 PHOTOS = PACKAGE / "data" / "photos"
 #: the default model lives in the repository's models/ (installed editable) or inside the package
 MODEL_CANDIDATES = (PACKAGE.parent / "models" / "efficientnet_lite0.onnx",

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .images import atomic_file, write_image, write_npy
+from onnx_kernelviz.io.images import atomic_file, write_image, write_npy
 
 __all__ = ["heatmap", "overlay", "activation_picture", "others_picture", "components_picture", "write_json",
            "write_image", "write_npy"]

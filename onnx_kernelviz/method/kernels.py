@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from .errors import UsageError
+from onnx_kernelviz.errors import UsageError
 
 
 def parse_kernel_spec(spec: str, channels: int) -> tuple[str, object]:

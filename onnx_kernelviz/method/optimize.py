@@ -16,8 +16,8 @@ from typing import Callable, Literal, Protocol
 
 import torch
 
-from .objectives import Objective, Step
-from .perturb import Parameterization
+from onnx_kernelviz.method.objectives import Objective, Step
+from onnx_kernelviz.method.perturb import Parameterization
 
 
 @dataclass(frozen=True)

@@ -17,23 +17,23 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import __version__
-from .artifacts import write_json
-from .errors import ConversionError, KernelvizError, UsageError
-from .explanation_files import write_baselines, write_explanation
-from .images import from_model_input, list_images, read_image, to_model_input
-from .kernels import select_items
-from .metrics import kernel_energy, kernel_metrics, parity
-from .model import Model
-from .objectives import (ImageL1, MaskArea, MaskTV, Objective, PaperPreserve, PaperSuppress, Preserve, Suppress,
+from onnx_kernelviz import __version__
+from onnx_kernelviz.report.pictures import write_json
+from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
+from onnx_kernelviz.pipeline.files import write_baselines, write_explanation
+from onnx_kernelviz.io.images import from_model_input, list_images, read_image, to_model_input
+from onnx_kernelviz.method.kernels import select_items
+from onnx_kernelviz.measure.metrics import kernel_energy, kernel_metrics, parity
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.method.objectives import (ImageL1, MaskArea, MaskTV, Objective, PaperPreserve, PaperSuppress, Preserve, Suppress,
                          SuppressPartner)
-from .optimize import OptimizeConfig, optimize
-from .outdir import prepare_out_dir
-from .perturb import PARAMETERIZATIONS
-from .preprocess import Preprocess, valid_range
-from .references import REFERENCES
-from .runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
-from .verify import DEFAULT_TOLERANCE
+from onnx_kernelviz.method.optimize import OptimizeConfig, optimize
+from onnx_kernelviz.io.outdir import prepare_out_dir
+from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
+from onnx_kernelviz.io.preprocess import Preprocess, valid_range
+from onnx_kernelviz.method.references import REFERENCES
+from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
+from onnx_kernelviz.measure.verify import DEFAULT_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
                 save(every=SAVE_EVERY)
         finally:
             save()
-    from .report import write_report
+    from onnx_kernelviz.report.html import write_report
     write_report(out)
     return run
 
@@ -384,7 +384,7 @@ def _baselines(model: Model, tensor: str, prep: Prepared, idx: np.ndarray, x: to
     onnxruntime like ours (METHOD.md)."""
     if not config.baselines:
         return None
-    from .baselines import evaluate_baselines
+    from onnx_kernelviz.baselines import evaluate_baselines
     # the pixel method has no mask: its "kept area" is where x' left the photo (nearly) as it was
     areas = [float(m.mean()) for m in masks] if masks is not None else unchanged_fraction(x_mod, x, lo, hi).tolist()
     return evaluate_baselines(

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import ConversionError
-from .layers import Layer
-from .metrics import parity
-from .model import Model
+from onnx_kernelviz.errors import ConversionError
+from onnx_kernelviz.frontend.layers import Layer
+from onnx_kernelviz.measure.metrics import parity
+from onnx_kernelviz.model import Model
 
 DEFAULT_TOLERANCE = 1e-3
 #: fp16 models compute in fp16 on onnxruntime and fp32 in the torch copy: rounding each output to fp16 alone

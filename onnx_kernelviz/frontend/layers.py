@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UsageError
-from .graph import GraphView
+from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.frontend.graph import GraphView
 
 #: Ops that act channel-wise/elementwise on one tensor and keep its shape: they extend an activation chain.
 UNARY_CHAIN_OPS = frozenset({

@@ -38,8 +38,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from onnx_kernelviz.errors import ImageError, UsageError  # noqa: E402
-from onnx_kernelviz.imageheader import Header, apply_orientation, exif_orientation, peek_header  # noqa: E402
-from onnx_kernelviz.preprocess import Preprocess, channel_stats  # noqa: E402
+from onnx_kernelviz.io.imageheader import Header, apply_orientation, exif_orientation, peek_header  # noqa: E402
+from onnx_kernelviz.io.preprocess import Preprocess, channel_stats  # noqa: E402
 
 #: File name endings (lower case) that a folder is searched for.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -317,7 +317,7 @@ def to_model_input(
 
     Steps: :func:`resize` to ``size`` (no crop); ``channels=1`` -> BT.601 luminance; ``pp.bgr`` -> B, G, R
     order; ``* 255`` unless ``pp.scale``; ``(v - mean) / std`` with mean/std in model channel order (see
-    :func:`onnx_kernelviz.preprocess.channel_stats`). NHWC models are handled by the caller (transpose).
+    :func:`onnx_kernelviz.io.preprocess.channel_stats`). NHWC models are handled by the caller (transpose).
 
     Args:
         img: a :class:`LoadedImage`, or an RGB ``[H, W, 3]`` float array in [0, 1].

@@ -24,7 +24,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from .registry import Registry
+from onnx_kernelviz.registry import Registry
 
 
 @dataclass
@@ -208,7 +208,7 @@ class BandMask(ComponentMask):
     NAMES = ("coarse: colour, layout", "mid: shapes, edges", "fine: texture")
 
     def components(self, x, b):
-        from .references import gaussian_blur
+        from onnx_kernelviz.method.references import gaussian_blur
         side = max(x.shape[-2:])
         lows = [gaussian_blur(x, side / d) for d in self.DIVISORS] + [x]
         return [lows[0] - b] + [hi - lo for lo, hi in zip(lows, lows[1:])]
@@ -242,7 +242,7 @@ class BandLumChromaMask(ComponentMask):
     NAMES = ("coarse luminance", "coarse colour", "detail luminance", "detail colour")
 
     def components(self, x, b):
-        from .references import gaussian_blur
+        from onnx_kernelviz.method.references import gaussian_blur
         lo = gaussian_blur(x, max(x.shape[-2:]) / self.COARSE)
         out = []
         for d in (lo - b, x - lo):

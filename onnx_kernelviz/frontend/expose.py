@@ -10,8 +10,8 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from .errors import UsageError
-from .graph import GraphView
+from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.frontend.graph import GraphView
 
 
 def expose(proto: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:

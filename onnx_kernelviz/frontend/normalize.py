@@ -14,8 +14,8 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 from onnx import numpy_helper, version_converter
 
-from .errors import ModelError
-from .load import LoadedModel
+from onnx_kernelviz.errors import ModelError
+from onnx_kernelviz.frontend.load import LoadedModel
 
 #: onnx2torch's converters cover opset 9..17 best; older graphs are upgraded (version_converter knows the
 #: BatchNormalization-7 / Dropout-7 / Gemm-7 adapters that onnx2torch lacks).

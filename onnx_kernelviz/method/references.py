@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .registry import Registry
+from onnx_kernelviz.registry import Registry
 
 #: ``fn(x [B, C, H, W], lo [C], hi [C], generator) -> b [B, C, H, W]``; lo/hi are the valid normalized range.
 ReferenceFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]

@@ -1,0 +1,137 @@
+"""The ``kernelviz`` group and what every command shares: one-line errors, --debug, preprocessing options.
+
+Each command parses options, calls the API and prints. Domain errors become one ``Error: ...`` line with exit
+status 1 (2 for usage errors); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from onnx_kernelviz import __version__
+from onnx_kernelviz.errors import KernelvizError, ModelError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+class _Fail(click.ClickException):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _debug_enabled() -> bool:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().meta.get("kernelviz.debug"):
+        return True
+    return os.environ.get("KERNELVIZ_DEBUG", "") not in ("", "0")
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # Kept in the click context, not os.environ: an in-process caller (CliRunner, scripts) must not find
+    # --debug still on in its next invocation.
+    if value:
+        ctx.find_root().meta["kernelviz.debug"] = True
+
+
+debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+                            help="Show Python tracebacks instead of one-line errors.")
+
+
+def _friendly(fn):
+    """Turn exceptions into the contract's one-line errors (unless --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            if _debug_enabled():
+                raise
+            click.echo("\nInterrupted: finished results were kept (resume with --resume).", err=True)
+            sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:
+            # `kernelviz inspect m.onnx | head`: the reader left; that is not an error worth a message
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except KernelvizError as e:
+            if _debug_enabled():
+                raise
+            raise _Fail(str(e), e.exit_code) from None
+        except MemoryError:
+            if _debug_enabled():
+                raise
+            raise _Fail("out of memory; use a smaller --batch-size or --size", 1) from None
+        except Exception as e:  # noqa: BLE001 - the contract: never a traceback without --debug
+            if _debug_enabled():
+                raise
+            raise _Fail(f"unexpected {type(e).__name__}: {str(e)[:300]}; rerun with --debug for the traceback "
+                        "and please report it", 1) from None
+
+    return wrapper
+
+
+def preprocess_options(fn):
+    """--size/--mean/--std/--scale/--bgr/--layout/--preset/--input, shared by every command that reads images."""
+    opts = [
+        click.option("--size", help="Model input size HxW (e.g. 224x224) for models with dynamic H/W."),
+        click.option("--mean", help="Per-channel mean, e.g. 0.485,0.456,0.406 (after --scale)."),
+        click.option("--std", help="Per-channel std, e.g. 0.229,0.224,0.225."),
+        click.option("--scale/--no-scale", default=None, help="Divide pixels by 255 before mean/std (default on)."),
+        click.option("--bgr/--rgb", "bgr", default=None, help="Channel order the model expects (default RGB)."),
+        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
+                     help="Model input layout (auto-detected)."),
+        click.option("--preset", help="Preprocessing preset: imagenet, raw, unit, tf, caffe, ..."),
+        click.option("--input", "input_name", help="The image input, for models with several inputs."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _open(model: str, device: str, kw: dict):
+    """Resolve preprocessing (CLI > preset > sidecar > imagenet) and open the model."""
+    from onnx_kernelviz.model import Model
+    from onnx_kernelviz.io.preprocess import resolve_preprocess
+
+    if not Path(model).exists():
+        raise KernelvizError(f"model file {model} does not exist; check the path")
+    pp = resolve_preprocess(model, preset=kw.pop("preset"),
+                            overrides={k: kw.pop(k) for k in ("size", "mean", "std", "scale", "bgr", "layout")})
+    return _with_convs(Model(model, device=device, input_name=kw.pop("input_name"), layout=pp.layout)), pp
+
+
+def _with_convs(m):
+    """A model without any Conv is a model problem (exit 1), not a bad --layer: say so before anything runs."""
+    if not m.layers:
+        if any(n.domain == "com.microsoft.nchwc" for n in m.graph.nodes):
+            # onnxruntime's ORT_ENABLE_ALL layout ops: tied to the CPU that saved them, and not convertible
+            raise ModelError(f"{m.path} was saved after onnxruntime's graph optimizations for one CPU "
+                             "(com.microsoft.nchwc Conv ops); use the model from before those optimizations, or "
+                             "save it at ORT_ENABLE_EXTENDED, whose FusedConv nodes kernelviz reads")
+        raise ModelError(f"{m.path} has no Conv layers; kernelviz explains convolution kernels of CNNs")
+    return m
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="kernelviz")
+@debug_option
+def cli() -> None:
+    """Show what one convolution kernel of a CNN responds to, from its ONNX file.
+
+    \b
+    Start with:  kernelviz demo
+    Then:        kernelviz inspect model.onnx
+                 kernelviz explain model.onnx photo.jpg --layer 20 --kernel top3 --out out/
+    """
+
+
+def main() -> None:
+    cli(prog_name="kernelviz")

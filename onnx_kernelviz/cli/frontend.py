@@ -1,0 +1,124 @@
+"""``inspect``, ``expose`` and ``verify``: the model itself, before any explanation."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from onnx_kernelviz.cli.app import _friendly, _open, _with_convs, cli, debug_option, preprocess_options
+from onnx_kernelviz.errors import UsageError
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON instead of a table.")
+@debug_option
+@_friendly
+def inspect(model: str, as_json: bool) -> None:
+    """List the conv layers of MODEL and their activation tensors.
+
+    \b
+    Example:  kernelviz inspect models/efficientnet_lite0.onnx
+    """
+    from onnx_kernelviz.model import Model
+
+    m = _with_convs(Model(model, device="cpu"))
+    info = m.loaded.input
+    doc = {"model": str(m.path), "opset": m.loaded.opset, "producer": m.loaded.producer,
+           "inputs": [{"name": info.name, "shape": [d if d is not None else "?" for d in info.shape],
+                       "layout": info.layout}],
+           "layers": [la.to_dict() for la in m.layers]}
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+        return
+    shape = "x".join(str(d) for d in doc["inputs"][0]["shape"])
+    click.echo(f"{m.path}  opset {m.loaded.opset}  producer {m.loaded.producer or '?'}")
+    click.echo(f"input {info.name} [{shape}] {info.layout}  {len(m.layers)} conv layers\n")
+    click.echo(f"{'idx':>4}  {'channels':>8}  {'group':>5}  {'shape':<16}  {'chain':<22}  tensor")
+    for la in m.layers:
+        sh = "?" if la.shape is None else "x".join(str(d) for d in la.shape[1:])
+        chain = "+".join(la.chain) or "-"
+        click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {la.tensor}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--layer", "layers", multiple=True, required=True, help="Layer index, Conv name or tensor name.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Where to write the model.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@debug_option
+@_friendly
+def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> None:
+    """Write MODEL with the layers' activation tensors added as graph outputs (nothing else changes).
+
+    \b
+    Example:  kernelviz expose net.onnx --layer 3 --layer 7 --output net_exposed.onnx
+    """
+    import onnx
+
+    from onnx_kernelviz.frontend.expose import expose as expose_tensors
+    from onnx_kernelviz.model import Model
+
+    m = _with_convs(Model(model, device="cpu"))
+    out = Path(output)
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; use --force to overwrite it or choose another --output")
+    if out.resolve() == Path(model).resolve():
+        raise UsageError("--output is the input model; write the exposed model to another file")
+    tensors = [m.layer(spec).tensor for spec in layers]
+    proto = expose_tensors(m.loaded.proto, tensors)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    click.echo(f"wrote {out} with extra outputs: {', '.join(tensors)}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--layer", "layers", multiple=True, help="Layers to check (default: all).")
+@click.option("--tolerance", type=float, default=None,
+              help="Largest allowed parity_rel (default 1e-3; 1e-2 for models that compute in fp16).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON.")
+@preprocess_options
+@debug_option
+@_friendly
+def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], tolerance: float, device: str,
+           as_json: bool, **kw) -> None:
+    """Check that the torch copy matches onnxruntime on every layer (batch 1 and 2).
+
+    Without IMAGE a deterministic synthetic input is used. Exit status 1 names the first layer that disagrees.
+
+    \b
+    Example:  kernelviz verify net.onnx photo.jpg --json
+    """
+    import numpy as np
+
+    from onnx_kernelviz.io.images import list_images, read_image, to_model_input
+    from onnx_kernelviz.measure.verify import require_parity, verify_model
+
+    m, pp = _open(model, device, kw)
+    chosen = [m.layer(s) for s in layers] if layers else None
+    x = None
+    if images:
+        size = m.input_size(pp.size)
+        x = np.stack([to_model_input(read_image(p), pp, size, m.channels) for p in list_images(images)])
+    elif pp.size:
+        x = m.synthetic_input(batch=2, size=pp.size)
+    report = verify_model(m, x, chosen, tolerance)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        click.echo(f"{'idx':>4}  {'parity_max_abs':>14}  {'parity_rel':>10}  ok  tensor")
+        for la in report.layers:
+            click.echo(f"{la.index:>4}  {la.parity_max_abs:>14.3e}  {la.parity_rel:>10.3e}  "
+                       f"{'ok' if la.ok else 'NO'}  {la.tensor}")
+        click.echo(f"\n{'all layers agree' if report.ok else 'MISMATCH'} (tolerance {report.tolerance:g})")
+    require_parity(report)
