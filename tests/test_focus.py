@@ -193,3 +193,29 @@ def test_window_is_exact_on_the_focus_cells(tmp_path):
     _, site, x, _, la = _bound(m)
     crops = plan_crops([site.rf_box], (32, 32), site.focus.cells.shape, most=1.0)
     assert crops is not None and _exact_crops(m, la.tensor, torch.from_numpy(x), [site], crops)
+
+
+def test_companions_and_the_focus_block_say_who_fires_with_k(tmp_path):
+    from onnx_kernelviz.pipeline.focus import companions, focus_block
+    t = np.zeros((4, 3, 3), np.float32)
+    t[0, 1, 1], t[2, 1, 1], t[3, 1, 1], t[1, 0, 0] = 1.0, 0.9, 0.2, 5.0
+    cells = np.zeros((3, 3), bool)
+    cells[1, 1] = True
+    assert companions(t, 0, cells) == [2]  # kernel 1 fires elsewhere, kernel 3 too weakly
+    m = _tiny(tmp_path / "copies.onnx", [[1, 0, 0], [2, 0, 0], [0.5, 0, 0]])
+    n, site, x, t, la = _bound(m)
+    block = focus_block(site, n, n, t[0], 0)
+    assert block["separable"] is False and block["companions"] == [1, 2] and block["oracle_gain"] == n.gain
+    assert set(block) >= {"peak", "cells", "rf_box", "kept", "others_kept", "specificity_before",
+                          "specificity_after", "oracle_gain"}
+
+
+def test_baselines_in_focus_scope_stay_in_the_box_at_our_area(tmp_path):
+    from onnx_kernelviz.pipeline.focus import baselines_batch
+    m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    _, site, x, t, la = _bound(m)
+    out = baselines_batch(m, la.tensor, ["activation", "gradient"], x, np.zeros_like(x), np.array([0]), [site],
+                          [0.05], t, np.zeros(3, np.float32), np.full(3, 2.0, np.float32))
+    for name in ("activation", "gradient"):
+        r = out[0][name]
+        assert abs(r["mask_area"] - 0.05) <= 1 / (32 * 32) and 0 <= r["kept"] and r["specificity_after"] > 0

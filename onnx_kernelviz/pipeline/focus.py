@@ -209,3 +209,62 @@ def measure(model: Model, tensor: str, t_x: np.ndarray, x_mod: np.ndarray, k: np
     x' ``[B, C, H, W]``; also returns onnxruntime's activations on x'."""
     t_mod = model.run_ort(x_mod, (tensor,))[0]
     return [focus_metrics(t_x[i], t_mod[i], int(k[i]), s.focus.cells) for i, s in enumerate(sites)], t_mod
+
+
+def baselines_batch(model: Model, tensor: str, names: list[str], x: np.ndarray, b: np.ndarray, k: np.ndarray,
+                    sites: list[Site], areas: list[float], t_x: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray) -> list[dict[str, dict]]:
+    """The baselines in focus scope at our area (METHOD.md, "Against baselines at equal area"): each saliency of
+    ‖r_k on F‖² (the network's map zeroed outside F), kept inside the rf_box, its top pixels with exactly our
+    mask's area (fraction of the image), x' = m ⊙ x + (1 − m) ⊙ b, measured on F with onnxruntime.
+
+    Returns, per row, ``{name: {"kept", "others_kept", "specificity_after", "mask_area"}}``."""
+    from onnx_kernelviz.baselines.base import BASELINES, equal_area_masks, resolve_names
+    from onnx_kernelviz.method.focus import box_placement
+    from onnx_kernelviz.method.references import gaussian_blur
+    dev = model.devices.torch
+    tg = model.torch_graph((tensor,))
+    f = torch.from_numpy(np.stack([s.focus.cells for s in sites])).to(dev).unsqueeze(1).float()
+    forward = lambda inp: tg(inp)[0] * f[:len(inp)]  # noqa: E731 - k's energy on F only
+    xt, bt = torch.from_numpy(x).to(dev), torch.from_numpy(b).to(dev)
+    _, inside = box_placement(torch.tensor([s.rf_box for s in sites]), tuple(x.shape[-2:]))
+    inside = inside[:, 0].to(dev)
+    lot, hit = torch.from_numpy(lo).to(dev).view(1, -1, 1, 1), torch.from_numpy(hi).to(dev).view(1, -1, 1, 1)
+    out: list[dict[str, dict]] = [{} for _ in range(len(k))]
+    for name in resolve_names(names):
+        sal = BASELINES.get(name)(forward, bt)(xt, torch.as_tensor(k, device=dev))
+        # smoothed as for the whole-map baselines (side / 50), then ranked inside the box only (a tiny floor keeps
+        # a flat saliency inside the box ahead of everything outside)
+        sal = gaussian_blur(sal.unsqueeze(1).float(), max(x.shape[-2:]) / 50)[:, 0]
+        sal = (sal / sal.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1) + 1e-6) * inside
+        m = equal_area_masks(sal, areas, sigma=0.0).to(xt.dtype).unsqueeze(1) * inside.unsqueeze(1)
+        x_mod = torch.maximum(torch.minimum(m * xt + (1 - m) * bt, hit), lot).detach().cpu().numpy()
+        nums, _ = measure(model, tensor, t_x, x_mod, k, sites)
+        for row, n in enumerate(nums):
+            out[row][name] = {"kept": n.kept, "others_kept": n.others_kept,
+                              "specificity_after": n.specificity_after, "mask_area": float(m[row].mean())}
+    return out
+
+
+#: below this oracle_gain the kernel cannot be told apart from its neighbours on F (the report says so)
+SEPARABLE_GAIN = 1.5
+
+
+def companions(t_x: np.ndarray, k: int, cells: np.ndarray, at_least: float = 0.5, most: int = 8) -> list[int]:
+    """The kernels that fire with k on F: ‖r_j on F‖ ≥ ``at_least``·‖r_k on F‖, strongest first (``t_x``
+    ``[C, h, w]``, onnxruntime on x)."""
+    e = np.sqrt((np.maximum(t_x[:, np.asarray(cells, bool)], 0).astype(np.float64) ** 2).sum(1))
+    order = [int(j) for j in np.argsort(-e) if j != k and e[j] >= at_least * e[k] and e[j] > 0]
+    return order[:most]
+
+
+def focus_block(site: Site, n: FocusNumbers, oracle: FocusNumbers | None, t_x: np.ndarray, k: int) -> dict:
+    """The contract's ``focus`` block of one result (CONTRACT.md, "Local explanations: focus"), plus
+    ``separable`` (oracle_gain ≥ SEPARABLE_GAIN; null without a bound) and ``companions`` (kernels firing
+    with k on F, listed when it is not separable)."""
+    gain = None if oracle is None else oracle.gain
+    separable = None if gain is None else bool(gain >= SEPARABLE_GAIN)
+    return {"peak": list(site.focus.peak), "cells": site.focus.count, "rf_box": list(site.rf_box),
+            "kept": n.kept, "others_kept": n.others_kept, "specificity_before": n.specificity_before,
+            "specificity_after": n.specificity_after, "oracle_gain": gain, "separable": separable,
+            "companions": companions(t_x, k, site.focus.cells) if separable is False else []}
