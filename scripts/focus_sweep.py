@@ -35,7 +35,8 @@ from onnx_kernelviz.io.images import list_images  # noqa: E402
 from onnx_kernelviz.io.preprocess import valid_range  # noqa: E402
 from onnx_kernelviz.measure.focus import kept_iou, readability  # noqa: E402
 from onnx_kernelviz.pipeline.explain import ExplainConfig, prepare  # noqa: E402
-from onnx_kernelviz.pipeline.focus import FocusConfig, bound_batch, explain_batch, locate, measure  # noqa: E402
+from onnx_kernelviz.pipeline.focus import (FocusConfig, baselines_batch, bound_batch, explain_batch,  # noqa: E402
+                                           locate, measure)
 
 PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
 
@@ -67,7 +68,7 @@ def med(values) -> float:
 
 
 def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settings: list[str], chunk: int,
-              oracle: bool, pictures: Path | None, tag: str) -> list[dict]:
+              oracle: bool, pictures: Path | None, tag: str, baselines: list[str] = ()) -> list[dict]:
     la = model.layer(int(layer) if layer.lstrip("-").isdigit() else layer)
     prep = prepare(model, photos, la.tensor, pp, ExplainConfig())
     lo, hi = valid_range(pp, model.channels)
@@ -95,10 +96,16 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
             sl = slice(a, a + chunk)
             eb = explain_batch(model, la.tensor, prep.x[idx[sl]], prep.b[idx[sl]], ks[sl], sites[sl], cfg, lo, hi)
             nums, _ = measure(model, la.tensor, prep.t_ort[idx[sl]], eb.x_mod, ks[sl], sites[sl])
+            base = [{}] * len(nums)
+            if baselines:
+                base = baselines_batch(model, la.tensor, list(baselines), prep.x[idx[sl]], prep.b[idx[sl]], ks[sl],
+                                       sites[sl], [float(m.mean()) for m in eb.mask], prep.t_ort[idx[sl]], lo, hi)
             for j, (c, n) in enumerate(zip(cases[sl], nums)):
                 r = readability(eb.mask[j], c["rf_box"])
+                wins = all(n.specificity_after > v["specificity_after"] for v in base[j].values())
                 res.append({**c, **n.to_dict(), "gain": n.gain, **r.to_dict(), "steps": eb.steps[j],
-                            "seconds": eb.seconds, "mask": eb.mask[j], "x_mod": eb.x_mod[j], "i": int(idx[a + j])})
+                            "seconds": eb.seconds, "mask": eb.mask[j], "x_mod": eb.x_mod[j], "i": int(idx[a + j]),
+                            "baselines": base[j], "wins": wins if base[j] else None})
         ious = []
         for i in set(r["i"] for r in res):
             ms = [r["mask"] for r in res if r["i"] == i]
@@ -111,7 +118,8 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
                "box_area": med(r["box_area"] for r in res), "image_area": med(r["image_area"] for r in res),
                "iou": med(ious), "cells": med(r["cells"] for r in res),
                "seconds": med(r["seconds"] for r in res), "steps": med(r["steps"] for r in res),
-               "spec_before": med(r["specificity_before"] for r in res)}
+               "spec_before": med(r["specificity_before"] for r in res),
+               "wins": (float(np.mean([r["wins"] for r in res])) if baselines and res else None)}
         rows.append(row)
         print(fmt(row), flush=True)
         if pictures is not None:
@@ -130,7 +138,7 @@ def fmt(r: dict) -> str:
     return (f"| {r['setting']} | {r['model']} | {r['layer']} | {r['n']} | {r['cells']:.0f} | {r['kept']:.2f} | "
             f"{r['others_kept']:.2f} | ×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | "
             f"{r['top3']:.2f} | {r['inside']:.2f} | {r['box_area']:.2f} | {r['image_area']:.3f} | {r['iou']:.2f} | "
-            f"{r['steps']:.0f} | {r['seconds']:.2f} |")
+            f"{r['steps']:.0f} | {r['seconds']:.2f} |" + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
 
 
 def draw(path: Path, prep, res: list[dict], pp) -> None:
@@ -173,15 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-oracle", dest="oracle", action="store_false")
     ap.add_argument("--pictures", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--baselines", default="", help="comma list (or all): baselines in focus scope at our area")
     args = ap.parse_args(argv)
     if args.heldout:
         import fetch_eval_photos
         photos = list_images([fetch_eval_photos.fetch()])
     else:
         photos = list_images([PHOTOS])
-        if args.photos:
-            want = args.photos.split(",")
-            photos = [p for p in photos if p.stem in want]
+    if args.photos:
+        want = args.photos.split(",")
+        photos = [p for p in photos if p.stem in want]
     print(HEADER)
     rows = []
     t0 = time.perf_counter()
@@ -192,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         pp = resolve_preprocess(path)
         for layer in layers.split(","):
             rows += run_layer(model, pp, photos, layer, args.top, args.settings, args.chunk, args.oracle,
-                              args.pictures, name)
+                              args.pictures, name, [b for b in args.baselines.split(",") if b])
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

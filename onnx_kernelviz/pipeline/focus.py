@@ -38,7 +38,7 @@ class FocusConfig:
     loss ``oracle_keep``·(kept hinge) + ``oracle_suppress``·others_kept_F.
     """
 
-    grid: int = 12
+    grid: int = 24
     smooth: float = 0.7
     init: float = 0.0
     bands: int = 1
@@ -49,13 +49,13 @@ class FocusConfig:
     area_kind: str = "mean"
     area_target: float = 0.0
     tv: float = 0.3
-    steps: int = 150
+    steps: int = 100
     lr: float = 0.1
     min_steps: int = 30
     patience: int = 15
     tol: float = 2e-3
     oracle: bool = True
-    oracle_steps: int = 100
+    oracle_steps: int = 80
     oracle_lr: float = 0.1
     oracle_keep: float = 20.0
     oracle_suppress: float = 10.0
@@ -128,7 +128,7 @@ def plan_crops(boxes: list[tuple[int, int, int, int]], size: tuple[int, int], gr
 
 def _run(model: Model, tensor: str, param, objective: Objective, x: torch.Tensor, k: np.ndarray,
          sites: list[Site], cfg: OptimizeConfig, lo: torch.Tensor, hi: torch.Tensor,
-         crops: tuple[list[tuple[int, int]], tuple[int, int]] | None = None) -> Batch:
+         crops: tuple[list[tuple[int, int]], tuple[int, int]] | None = None, window: bool = False) -> Batch:
     dev = model.devices.torch
     tg = model.torch_graph((tensor,))
     forward = lambda inp: tg(inp)[0]  # noqa: E731
@@ -148,7 +148,7 @@ def _run(model: Model, tensor: str, param, objective: Objective, x: torch.Tensor
     res = optimize(forward, param, objective, ref, kt, cfg, focus=focus)
     seconds = (time.perf_counter() - t0) / len(k)
     x_mod, mask = res.x_mod, res.mask
-    if crops is not None:
+    if crops is not None and not window:  # a window's x' (window=True) stays a window: the caller pastes it
         x_mod, mask = param.render(res.grid)
     x_mod = torch.maximum(torch.minimum(x_mod, hi.view(1, -1, 1, 1)), lo.view(1, -1, 1, 1)).detach()
     mask = None if mask is None else mask[:, 0].detach().cpu().numpy()
@@ -193,14 +193,29 @@ def explain_batch(model: Model, tensor: str, x: np.ndarray, b: np.ndarray, k: np
 
 def bound_batch(model: Model, tensor: str, x: np.ndarray, k: np.ndarray, sites: list[Site], cfg: FocusConfig,
                 lo: np.ndarray, hi: np.ndarray) -> Batch:
-    """Free-pixel x' per row, pushed to suppress every other kernel on F while k keeps its activation there."""
+    """Free-pixel x' per row, pushed to suppress every other kernel on F while k keeps its activation there.
+    Only pixels inside the rf_box can change F; with ``cfg.crop`` only a window around it is optimized."""
     dev = model.devices.torch
     xt = torch.from_numpy(x).to(dev)
     lot, hit = torch.from_numpy(lo).to(dev), torch.from_numpy(hi).to(dev)
-    param = FreePixels(xt, lo=lot, hi=hit)
+    crops = plan_crops([s.rf_box for s in sites], tuple(x.shape[-2:]), sites[0].focus.cells.shape) \
+        if cfg.crop else None
+    if crops is not None and not _exact_crops(model, tensor, xt, sites, crops):
+        crops = None
     oc = OptimizeConfig(steps=cfg.oracle_steps, lr=cfg.oracle_lr, early_stop=True, min_steps=cfg.min_steps,
                         patience=cfg.patience, tol=cfg.tol)
-    return _run(model, tensor, param, cfg.oracle_objective(), xt, k, sites, oc, lot, hit)
+    if crops is None:
+        return _run(model, tensor, FreePixels(xt, lo=lot, hi=hit), cfg.oracle_objective(), xt, k, sites, oc, lot,
+                    hit)
+    corners, (ch, cw) = crops
+    xc = torch.stack([xt[i, :, y:y + ch, x0:x0 + cw] for i, (y, x0) in enumerate(corners)])
+    param = FreePixels(xc, lo=lot, hi=hit)
+    out = _run(model, tensor, param, cfg.oracle_objective(), xt, k, sites, oc, lot, hit, crops, window=True)
+    full = x.copy()
+    for i, (y, x0) in enumerate(corners):
+        full[i, :, y:y + ch, x0:x0 + cw] = out.x_mod[i]
+    out.x_mod = full
+    return out
 
 
 def measure(model: Model, tensor: str, t_x: np.ndarray, x_mod: np.ndarray, k: np.ndarray,
