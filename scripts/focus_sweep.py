@@ -88,6 +88,7 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
             for c, n, st in zip(cases[sl], nums, ob.steps):
                 c.update(oracle_gain=n.gain, oracle_kept=n.kept, oracle_others=n.others_kept,
                          oracle_seconds=ob.seconds)
+    bare = bare_pass(model, la.tensor, prep.x[idx[:chunk]])
     rows = []
     for text in settings:
         cfg = parse_setting(text)
@@ -119,7 +120,8 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
                "iou": med(ious), "cells": med(r["cells"] for r in res),
                "seconds": med(r["seconds"] for r in res), "steps": med(r["steps"] for r in res),
                "spec_before": med(r["specificity_before"] for r in res),
-               "wins": (float(np.mean([r["wins"] for r in res])) if baselines and res else None)}
+               "wins": (float(np.mean([r["wins"] for r in res])) if baselines and res else None),
+               "bare": bare, "passes": med((r["seconds"] + r.get("oracle_seconds", 0.0)) / bare for r in res)}
         rows.append(row)
         print(fmt(row), flush=True)
         if pictures is not None:
@@ -130,15 +132,30 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
     return rows
 
 
+def bare_pass(model: Model, tensor: str, x: np.ndarray, repeats: int = 3) -> float:
+    """Seconds per row of one plain forward+backward of the truncated network on whole inputs (the unit of cost:
+    a shared machine slows both alike, so their ratio holds)."""
+    import torch
+    tg = model.torch_graph((tensor,))
+    xt = torch.from_numpy(x)
+    best = float("inf")
+    for _ in range(repeats):
+        xx = xt.clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        tg(xx)[0].square().sum().backward()
+        best = min(best, time.perf_counter() - t0)
+    return best / len(x)
+
+
 HEADER = ("| setting | model | layer | n | cells | kept | others_kept | gain | oracle | gain/oracle | top-3 share "
-          "| inside box | kept/box | kept/image | IoU top-k | steps | s/kernel |\n|" + "---|" * 17)
+          "| inside box | kept/box | kept/image | IoU top-k | steps | s/kernel | cost (bare passes) |\n|" + "---|" * 18)
 
 
 def fmt(r: dict) -> str:
     return (f"| {r['setting']} | {r['model']} | {r['layer']} | {r['n']} | {r['cells']:.0f} | {r['kept']:.2f} | "
             f"{r['others_kept']:.2f} | ×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | "
             f"{r['top3']:.2f} | {r['inside']:.2f} | {r['box_area']:.2f} | {r['image_area']:.3f} | {r['iou']:.2f} | "
-            f"{r['steps']:.0f} | {r['seconds']:.2f} |" + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
+            f"{r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |" + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
 
 
 def draw(path: Path, prep, res: list[dict], pp) -> None:
