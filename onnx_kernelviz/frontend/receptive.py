@@ -9,6 +9,8 @@ whole image whenever such an op lies between the input and the tensor: a bound, 
 Ops whose output does not depend on pixel values (Shape, Size) pass nothing back.
 
 The contract's ``rf_box`` (CONTRACT.md, "Local explanations") is ``[top, left, bottom, right)`` in input pixels.
+
+(Over 300 lines on purpose: the walk and its one-function-per-op rules read best together, like normalize.py.)
 """
 
 from __future__ import annotations
