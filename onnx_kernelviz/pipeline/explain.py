@@ -162,8 +162,10 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
             out.rmdir()
         raise
     run = ExplainRun(out)
+    # activation_shape [C, h, w]: the report's sentences say "row r, col c of the h×w map" and "the other C-1"
     header = {"model": str(model.path), "model_sha256": model.loaded.sha256, "layer": la.name, "tensor": la.tensor,
-              "layer_index": la.index, "method": config.method, "device": str(model.devices.torch),
+              "layer_index": la.index, "activation_shape": list(prep.t_ort.shape[1:]),
+              "method": config.method, "device": str(model.devices.torch),
               "ort_providers": list(model.ort((la.tensor,)).providers), "version": __version__,
               "settings": {**asdict(config), "kernels": kernels, "preprocess": preprocess.to_dict(),
                            "input_size": list(prep.x.shape[-2:])}}

@@ -1,0 +1,142 @@
+"""Pictures of where kernel k was explained: the photo with the receptive field boxed, and that box enlarged.
+
+A *box* is ``(top, left, bottom, right)`` in model-input pixels, bottom and right exclusive (CONTRACT.md's
+``rf_box``). Enlarging repeats pixels (nearest neighbour, by a whole factor) and shrinking averages them
+(area), so every pixel of a crop is one the model saw: nothing is smoothed into detail that is not there.
+
+These functions take and return RGB uint8 arrays and write nothing; ``pipeline/files.py`` saves them and the
+atlas reuses them for its kernel tiles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+__all__ = ["Box", "clip_box", "cell_box", "zoom", "crop", "mask_edges", "draw_mask_contour", "photo_with_box",
+           "focus_cells", "crop_share", "CROP_SIDE", "BOX_COLOUR", "PEAK_COLOUR", "CONTOUR_COLOUR"]
+
+Box = tuple[int, int, int, int]
+
+#: a crop's longer side is enlarged to about this many pixels: large enough to read, small enough to sit in a row
+CROP_SIDE = 224
+#: the receptive field's frame, the peak cell's frame, and the mask's contour (a yellow that reads on photos)
+BOX_COLOUR = (0, 200, 255)
+PEAK_COLOUR = (255, 40, 200)
+CONTOUR_COLOUR = (255, 230, 0)
+_DARK = (0, 0, 0)
+
+
+def clip_box(box: tuple[int, int, int, int] | list[int], shape: tuple[int, int]) -> Box:
+    """``box`` clipped to an image of ``shape`` ``(H, W)``, at least one pixel high and wide."""
+    h, w = shape
+    top, left = min(max(int(box[0]), 0), h - 1), min(max(int(box[1]), 0), w - 1)
+    return top, left, min(max(int(box[2]), top + 1), h), min(max(int(box[3]), left + 1), w)
+
+
+def cell_box(cell: tuple[int, int] | list[int], map_shape: tuple[int, int], image_shape: tuple[int, int]) -> Box:
+    """The input pixels that cell ``(row, col)`` of an ``[h, w]`` map sits over (its footprint at the map's
+    stride, not its receptive field, which is larger)."""
+    (r, c), (h, w), (H, W) = cell, map_shape, image_shape
+    return clip_box((r * H // h, c * W // w, -(-(r + 1) * H // h), -(-(c + 1) * W // w)), (H, W))
+
+
+def zoom(box: Box, side: int = CROP_SIDE) -> float:
+    """How much a crop of ``box`` is scaled: a whole factor ≥ 1 that brings its longer side near ``side``
+    (nearest-neighbour), or a shrink factor < 1 when the box is already longer than ``side`` (area)."""
+    longest = max(box[2] - box[0], box[3] - box[1])
+    return float(max(1, round(side / longest))) if longest <= side else side / longest
+
+
+def _scale(img: np.ndarray, factor: float) -> np.ndarray:
+    if factor >= 1:
+        f = int(factor)
+        return np.repeat(np.repeat(img, f, axis=0), f, axis=1)
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+
+
+def crop(img: np.ndarray, box: Box, side: int = CROP_SIDE) -> np.ndarray:
+    """``img[top:bottom, left:right]`` scaled by :func:`zoom` (``[h', w', ...]``, same dtype)."""
+    box = clip_box(box, img.shape[:2])
+    return _scale(img[box[0]:box[2], box[1]:box[3]], zoom(box, side))
+
+
+def mask_edges(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """The inner edge of the kept region {mask ≥ ½}: kept pixels within ``width`` pixels of a dropped one
+    (4-neighbours). The picture's border is not an edge: a region cut by the crop stays open there. ``[H, W]``
+    bool."""
+    inside = (np.asarray(mask, np.float32) >= 0.5).astype(np.uint8)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    eroded = cv2.erode(inside, cross, iterations=width, borderType=cv2.BORDER_REPLICATE)
+    return (inside > 0) & (eroded == 0)
+
+
+def draw_mask_contour(img: np.ndarray, mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """The photo ``[H, W, 3]`` with the edge of the kept region {mask ≥ ½} drawn as a line, the pixels inside and
+    outside left as they are (a contour, not a tint). ``mask`` ``[h, w]`` is scaled to the picture (nearest)."""
+    m = np.asarray(mask, np.float32)
+    if m.shape != img.shape[:2]:
+        m = cv2.resize(m, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+    out = img.copy()
+    inner = mask_edges(m, width)
+    # a dark line just outside keeps the yellow readable on bright photos
+    outside = mask_edges(1.0 - m, 1) & ~(m >= 0.5)
+    out[outside] = _DARK
+    out[inner] = CONTOUR_COLOUR
+    return out
+
+
+def _frame(img: np.ndarray, box: Box, colour: tuple[int, int, int], width: int) -> None:
+    """Draw a frame of ``width`` pixels just inside ``box`` (in ``img``'s pixels), with a dark line inside it, so
+    the frame's outer edge is exactly the box."""
+    t, l, b, r = box
+    for w, c in ((width + 1, _DARK), (width, colour)):
+        w = min(w, (b - t + 1) // 2, (r - l + 1) // 2)
+        img[t:t + w, l:r] = img[b - w:b, l:r] = c
+        img[t:b, l:l + w] = img[t:b, r - w:r] = c
+
+
+def photo_with_box(photo: np.ndarray, rf_box: Box, peak_box: Box | None = None,
+                   scale: int | None = None) -> np.ndarray:
+    """The photo ``[H, W, 3]`` enlarged ``scale`` times (nearest; by default so that its longer side is about
+    2·CROP_SIDE, so the frames stay thin against the photo) with the receptive field ``rf_box`` framed in cyan and
+    the peak cell's footprint ``peak_box`` in magenta (both in model-input pixels).
+    Returns ``[scale·H, scale·W, 3]`` uint8."""
+    scale = scale or max(1, round(2 * CROP_SIDE / max(photo.shape[:2])))
+    out = np.ascontiguousarray(_scale(photo, scale))
+    width = max(2, scale)
+    sb = lambda b: tuple(v * scale for v in clip_box(b, photo.shape[:2]))  # noqa: E731
+    _frame(out, sb(rf_box), BOX_COLOUR, width)
+    if peak_box is not None:
+        _frame(out, sb(peak_box), PEAK_COLOUR, width)
+    return out
+
+
+def focus_cells(r_k: np.ndarray, peak: tuple[int, int] | list[int]) -> np.ndarray:
+    """The focus cells F (CONTRACT.md): the 8-connected component of {r_k ≥ ½·max r_k} that holds ``peak``.
+
+    Args:
+        r_k: kernel k's activation map ``[h, w]`` on the photo (rectified here).
+    Returns:
+        ``[h, w]`` bool; just the peak when the peak itself is under half the maximum (a cell given with --at).
+    """
+    r = np.maximum(np.asarray(r_k, np.float32), 0)
+    top = float(r.max())
+    peak = (int(peak[0]), int(peak[1]))
+    above = (r >= 0.5 * top) & (top > 0)
+    if not above[peak]:
+        cells = np.zeros_like(above)
+        cells[peak] = True
+        return cells
+    _, labels = cv2.connectedComponents(above.astype(np.uint8), connectivity=8)
+    return labels == labels[peak]
+
+
+def crop_share(mask: np.ndarray, box: Box) -> float:
+    """The share of ``box`` that the mask keeps (mask ≥ ½), in [0, 1]."""
+    box = clip_box(box, mask.shape[:2])
+    inside = np.asarray(mask, np.float32)[box[0]:box[2], box[1]:box[3]] >= 0.5
+    return float(inside.mean()) if inside.size else math.nan
