@@ -60,7 +60,7 @@ def test_pick_pair_wants_both_strong_firing_and_correlation():
     a, b, corr, why = pick_pair(t)
     assert (a, b) == (0, 1) and corr > 0.9
     assert why["by"] == "score" and why["share_a"] == 1.0 and 0.8 < why["share_b"] < 1
-    assert why["score"] == pytest.approx(corr * why["share_b"], rel=1e-6)
+    assert why["score"] == pytest.approx(min(corr, why["share_b"]), rel=1e-6)
     assert why["most_correlated"][:2] == [2, 3] and why["candidates"] == 5
     with pytest.raises(UsageError, match="fewer than two"):
         pick_pair(np.full((3, 4, 4), -1.0, np.float32))

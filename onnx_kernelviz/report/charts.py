@@ -32,11 +32,15 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _write(img: np.ndarray, texts: list[tuple[tuple[int, int], str, tuple[int, int, int], str]],
-           size: int = 13) -> np.ndarray:
-    """Draw ``(xy, text, colour, anchor)`` items (Pillow anchors, e.g. ``"lm"`` left-middle) on a copy."""
+           size: int = 13, boxed: int = 0) -> np.ndarray:
+    """Draw ``(xy, text, colour, anchor)`` items (Pillow anchors, e.g. ``"lm"`` left-middle) on a copy; the last
+    ``boxed`` items on a white box, so they read over bars."""
     pil = Image.fromarray(img)
     draw = ImageDraw.Draw(pil)
-    for xy, text, colour, anchor in texts:
+    for i, (xy, text, colour, anchor) in enumerate(texts):
+        if i >= len(texts) - boxed:
+            left, top, right, bottom = draw.textbbox(xy, text, font=_font(size), anchor=anchor)
+            draw.rectangle((left - 3, top - 2, right + 3, bottom + 2), fill=(255, 255, 255), outline=colour)
         draw.text(xy, text, fill=colour, font=_font(size), anchor=anchor)
     return np.asarray(pil).copy()
 
@@ -54,10 +58,9 @@ def _colorbar(height: int, vmax: float) -> np.ndarray:
     bar = np.full((height, COLORBAR_WIDTH, 3), 255, np.uint8)
     bar[:, 8:22] = colour_map(ramp, vmax)
     texts = []
-    for frac in (1.0, 0.5, 0.0):
+    for frac in (1.0, 0.5, 0.0):  # no tick marks: a dash before a number reads as a minus sign
         y = min(height - 1, max(0, round((1 - frac) * (height - 1))))
-        bar[y, 22:27] = _INK
-        texts.append(((29, min(max(y, 7), height - 8)), f"{frac * vmax:.3g}", _INK, "lm"))
+        texts.append(((27, min(max(y, 7), height - 8)), f"{frac * vmax:.3g}", _INK, "lm"))
     return _write(bar, texts, 12)
 
 
@@ -85,7 +88,8 @@ def activation_map(act: np.ndarray, vmax: float, cells: np.ndarray | None = None
 
 
 def region_energy(t: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-    """‖r_j‖ over ``cells`` (``[h, w]`` bool; None: the whole map) for every kernel of ``t`` ``[C, h, w]``: ``[C]``."""
+    """‖r_j‖ over ``cells`` (``[h, w]`` bool; None: the whole map) for every kernel of ``t`` ``[C, h, w]``.
+    Returns ``[C]``."""
     r = np.maximum(np.asarray(t, np.float64), 0)
     r = r[:, cells] if cells is not None else r.reshape(len(r), -1)
     return np.sqrt((r ** 2).sum(1))
@@ -93,8 +97,8 @@ def region_energy(t: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
 
 def others_chart(before: np.ndarray, after: np.ndarray, k: int, where: str = "on the focus cells",
                  width: int = 1100, height: int = 300, ymax: float = 1.5) -> np.ndarray:
-    """How much of its activation each kernel keeps in x′ (‖r_j(x′)‖ / ‖r_j(x)‖ over the same cells), one bar per
-    kernel that fires there, sorted from most kept to least; kernel ``k`` in blue, the others in orange, and a
+    """How much of its activation each kernel keeps in x′ (‖r_j(x′)‖ / ‖r_j(x)‖ over the same cells), one bar
+    per kernel that fires there, sorted from most kept to least; kernel ``k`` in blue, the others in orange, and a
     dashed line at what all other kernels keep together (the ``others_kept`` of CONTRACT.md on those cells).
 
     Args:
@@ -135,8 +139,9 @@ def others_chart(before: np.ndarray, after: np.ndarray, k: int, where: str = "on
         x0 = min(L + i * bars_w // n, L + pw - 3)
         x1 = max(L + (i + 1) * bars_w // n - (1 if bars_w / n >= 4 else 0), x0 + 3)
         img[y_of(ratio[k]):T + ph, x0:x1] = BLUE
-        label_x = min(max(x0, L + 60), L + pw - 60)
-        texts.append(((label_x, max(y_of(ratio[k]) - 4, T + 6)), f"kernel {k}: {ratio[k]:.2f}", BLUE, "mb"))
+        label_x = min(max((x0 + x1) // 2, L + 60), L + pw - 60)
+        label = ((label_x, max(y_of(ratio[k]) - 8, T + 16)), f"kernel {k}: {ratio[k]:.2f}", BLUE, "mb")
+        img[max(y_of(ratio[k]) - 8, T + 16):y_of(ratio[k]), (x0 + x1) // 2] = BLUE  # a tick from label to bar
     one = y_of(1.0)
     img[one, L:L + pw] = _MUTED
     texts.append(((L + pw - 2, one - 3), "1.0 = as on the photo", _MUTED, "rb"))
@@ -147,7 +152,7 @@ def others_chart(before: np.ndarray, after: np.ndarray, k: int, where: str = "on
         img[min(yt + 1, T + ph), L:L + pw][dash] = _INK
     silent = len(before) - len(firing)
     others = len(firing) - int(before[k] > 0)
-    pil = Image.fromarray(_write(img, texts, 13))
+    pil = Image.fromarray(_write(img, texts + ([label] if before[k] > 0 else []), 13, boxed=int(before[k] > 0)))
     draw, font = ImageDraw.Draw(pil), _font(13)
     x = L
     items = [(BLUE, f"kernel {k}"), (ORANGE, f"each of the other {others} kernels firing there"),

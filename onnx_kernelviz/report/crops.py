@@ -107,7 +107,7 @@ def photo_with_box(photo: np.ndarray, rf_box: Box, peak_box: Box | None = None,
     Returns ``[scale·H, scale·W, 3]`` uint8."""
     scale = scale or max(1, round(2 * CROP_SIDE / max(photo.shape[:2])))
     out = np.ascontiguousarray(_scale(photo, scale))
-    width = max(2, scale)
+    width = max(2, 2 * scale)  # about 2 pixels of the photo: it stays visible when the page shows it smaller
     sb = lambda b: tuple(v * scale for v in clip_box(b, photo.shape[:2]))  # noqa: E731
     _frame(out, sb(rf_box), BOX_COLOUR, width)
     if peak_box is not None:

@@ -22,9 +22,9 @@ def _verdict(c: dict, ka: str, kb: str) -> str:
     sep = num(c.get("separation"))
     sep = sep if sep is not None else separation({s: as_dict(ours[s]) for s in "ab"})
     apart = c.get("told_apart") if isinstance(c.get("told_apart"), bool) else sep >= SEPARATION
-    ra, rb = vals[0] / max(vals[1], 1e-6), vals[3] / max(vals[2], 1e-6)
-    detail = (f"x′ of {ka} keeps {ka} {ra:.1f}× as much as {kb}; x′ of {kb} keeps {kb} {rb:.1f}× as much as {ka} "
-              f"(each must reach ×{SEPARATION:g}).")
+    detail = (f"x′ of {ka} keeps {vals[0]:.2f} of kernel {ka} and {vals[1]:.2f} of {kb}; x′ of {kb} keeps "
+              f"{vals[3]:.2f} of {kb} and {vals[2]:.2f} of {ka} (each must keep its own kernel at least "
+              f"{SEPARATION:g}× as much as the other: here {min(sep, 999):.3g}×{'+' if sep > 999 else ''}).")
     if apart:
         return f'<div class="verdict good"><b>Told apart.</b> {esc(detail)}</div>'
     hint = c.get("advice")
@@ -46,8 +46,8 @@ def _why(c: dict, ka: str, kb: str) -> str:
             also = (f" (the most correlated pair, {esc(mc[0])} and {esc(mc[1])} at {fmt(num(mc[2]))}, fires more "
                     "weakly)")
         return (f"Picked automatically: both fire strongly (‖r‖ at {sa} and {sb} of the layer's strongest kernel "
-                f"on this image) and alike (correlation of their maps {corr}){also}; the pick maximizes "
-                "correlation × the weaker kernel's share.")
+                f"on this image) and alike (correlation of their maps {corr}){also}; the pick maximizes the "
+                "smaller of the correlation and the weaker kernel's share.")
     if isinstance(picked, dict) and picked.get("by") == "given" or picked == "given":
         return f"Kernels given with --kernel; correlation of their maps {corr}."
     return f"Correlation of their maps {corr}."
@@ -94,8 +94,8 @@ def compare_section(folder: Folder, c: dict) -> str:
             folder.figure(files.get(f"mask_{s}"), "ours: mask", f"our mask for kernel {k}", True)]
             + [folder.figure(files.get(f"baseline_modified_{s}:{n}"), f"{n}: x′", f"{n} modified image for "
                              f"kernel {k}") for n, _ in entries[1:]]))
-    grids = "".join(f'<h3>{esc(title)}</h3><div class="grid">{"".join(figs)}</div>'
-                    for title, figs in grid_rows if any(figs))
+    grids = "".join(f'<h3>{esc(title)}</h3><div class="{"focus-row" if n == 0 else "grid"}">{"".join(figs)}</div>'
+                    for n, (title, figs) in enumerate(grid_rows) if any(figs))
     cos = num(c.get("filter_cosine"))
     extra = f" · cosine of their filters <b>{fmt(cos)}</b>" if cos is not None else ""
     w = num(c.get("contrast"))

@@ -33,8 +33,11 @@ MAP_FIGURES = [
     ("modified", "Modified image x′ — what k keeps", False),
     ("mask", "Mask (bright = kept; the mean over bands)", True),
     ("overlay", "Mask over the photo", False),
-    ("act_before", "Activation of k on the photo (colour bar: its values)", True),
-    ("act_after", "Activation of k on x′ (same scale)", True),
+]
+# k's activation maps, each with its colour bar: a row of their own, large enough to read the scale
+MAP_ACTIVATIONS = [
+    ("act_before", "Activation of k on the photo (colour bar: its values)"),
+    ("act_after", "Activation of k on x′ (same scale)"),
 ]
 
 # Pictures wider than a grid cell, shown full width: (files key, caption).
@@ -72,8 +75,10 @@ def results_section(folder: Folder, data: dict) -> str:
     groups: dict[str, list[dict]] = {}
     for r in items:
         groups.setdefault(str(r.get("kernel", "?")), []).append(r)
-    help_items = "".join(f"<li><b>{name}</b>: {esc(text)}</li>" for name, text in METRIC_HELP)
-    where = " on the focus cells (the ≥ ½-max blob around each kernel's peak)" if _focus_rows(items) else ""
+    focus = _focus_rows(items)
+    help_items = "".join(f"<li><b>{name}</b>: {esc(text)}</li>" for name, text in METRIC_HELP
+                         if focus or name != "best possible")
+    where = " on the focus cells (the ≥ ½-max blob around each kernel's peak)" if focus else ""
     parts = [f"<h2>Summary</h2><p>Medians over the images where the kernel fires{esc(where)}. Click a kernel to "
              "see its pictures.</p>", _summary(groups), f'<ul class="help">{help_items}</ul>']
     layer = Layer.of(data)
@@ -196,6 +201,10 @@ def _map_body(folder: Folder, layer: Layer, k: str, r: dict, files: dict, name: 
             for key, cap, px in MAP_FIGURES]
     if any(figs):
         body.append('<div class="grid">' + "".join(figs) + "</div>")
+    maps = [folder.figure(files.get(key), cap.replace(" k ", f" {k} "), f"{cap} — {name}", True)
+            for key, cap in MAP_ACTIVATIONS]
+    if any(maps):
+        body.append('<div class="focus-row maps">' + "".join(maps) + "</div>")
     body += wide(folder, files, name, k)
     npy = folder.link(files.get("mask_npy"), "mask as .npy")
     if npy:
