@@ -183,3 +183,19 @@ def test_others_chart_bar_heights_and_the_dashed_line():
     together = np.sqrt(0.25 + 0.09) / np.sqrt(2)
     row = img[y(together), 200:580]
     assert (row < 80).all(-1).sum() > 100  # the dashed line
+
+
+def test_crop_pair_and_tile():
+    from onnx_kernelviz.report.crops import crop_pair, tile
+
+    photo, x_mod = _photo(64, 64, 1), _photo(64, 64, 2)
+    mask = np.zeros((64, 64), np.float32)
+    mask[20:30, 20:30] = 1
+    left, right = crop_pair(photo, x_mod, mask, (16, 16, 32, 40))
+    f = int(zoom((16, 16, 32, 40)))
+    assert left.shape == right.shape == (16 * f, 24 * f, 3)
+    np.testing.assert_array_equal(right[::f, ::f], x_mod[16:32, 16:40])
+    line = _is(left, CONTOUR_COLOUR)
+    assert line.any() and not line[: 4 * f].any()  # the kept square starts at row 20 = 4 rows into the box
+    t = tile(photo, x_mod, None, (16, 16, 32, 40))
+    assert t.shape[0] <= 112 and t.shape[1] == 2 * t.shape[0] * 24 // 16 + 4 and not _is(t, CONTOUR_COLOUR).any()

@@ -10,21 +10,10 @@ import numpy as np
 from onnx_kernelviz.io.images import from_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.report.charts import activation_map, others_chart, region_energy
-from onnx_kernelviz.report.crops import cell_box, clip_box, crop, draw_mask_contour, focus_cells, photo_with_box
+from onnx_kernelviz.report.crops import cell_box, crop_pair, focus_cells, photo_with_box
 from onnx_kernelviz.report.pictures import components_picture, overlay, write_image, write_npy
 
-__all__ = ["write_explanation", "write_baselines", "focus_crops"]
-
-
-def focus_crops(photo: np.ndarray, x_mod_photo: np.ndarray, mask: np.ndarray | None,
-                rf_box: list[int] | tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The rf_box of the photo, with the kept region's contour (mask ≥ ½), and the same box of x', both enlarged
-    (``report.crops.crop``). photo, x_mod_photo ``[H, W, 3]`` uint8; mask ``[H, W]`` or None (no contour)."""
-    box = clip_box(rf_box, photo.shape[:2])
-    left = crop(photo, box)
-    if mask is not None:
-        left = draw_mask_contour(left, crop(np.asarray(mask, np.float32), box))
-    return left, crop(x_mod_photo, box)
+__all__ = ["write_explanation", "write_baselines"]
 
 
 def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_mod: np.ndarray,
@@ -63,7 +52,7 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
                      focus_crop_modified=d / "focus_crop_modified.png")
         write_image(files["focus_photo"], photo_with_box(photo, focus["rf_box"],
                                                          cell_box(peak, before.shape, photo.shape[:2])))
-        left, right = focus_crops(photo, modified, mask, focus["rf_box"])
+        left, right = crop_pair(photo, modified, mask, focus["rf_box"])
         write_image(files["focus_crop"], left)
         write_image(files["focus_crop_modified"], right)
     write_image(files["act_before"], activation_map(before, vmax, cells, peak))
@@ -109,7 +98,7 @@ def write_baselines(out: Path, files: dict, outcomes: dict, pp: Preprocess, phot
         files[f"baseline_modified:{name}"] = str(xpath.relative_to(out))
         files[f"baseline_modified_npy:{name}"] = str(npath.relative_to(out))
         if focus is not None and photo is not None:
-            left, right = focus_crops(photo, modified, o.mask, focus["rf_box"])
+            left, right = crop_pair(photo, modified, o.mask, focus["rf_box"])
             for key, pic in ((f"baseline_crop:{name}", left), (f"baseline_crop_modified:{name}", right)):
                 path = d / f"{key.replace(':', '_')}.png"
                 write_image(path, pic)

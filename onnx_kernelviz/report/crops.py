@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Box", "clip_box", "cell_box", "zoom", "crop", "mask_edges", "draw_mask_contour", "photo_with_box",
-           "focus_cells", "crop_share", "CROP_SIDE", "BOX_COLOUR", "PEAK_COLOUR", "CONTOUR_COLOUR"]
+           "focus_cells", "crop_share", "crop_pair", "tile", "CROP_SIDE", "BOX_COLOUR", "PEAK_COLOUR", "CONTOUR_COLOUR"]
 
 Box = tuple[int, int, int, int]
 
@@ -140,3 +140,21 @@ def crop_share(mask: np.ndarray, box: Box) -> float:
     box = clip_box(box, mask.shape[:2])
     inside = np.asarray(mask, np.float32)[box[0]:box[2], box[1]:box[3]] >= 0.5
     return float(inside.mean()) if inside.size else math.nan
+
+
+def crop_pair(photo: np.ndarray, x_mod_photo: np.ndarray, mask: np.ndarray | None, box: Box,
+              side: int = CROP_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """The ``box`` of the photo with the kept region's contour (mask ≥ ½; none when ``mask`` is None) and the same
+    box of x′, both scaled by :func:`zoom` (``side``). photo, x_mod_photo ``[H, W, 3]`` uint8; mask ``[H, W]``."""
+    box = clip_box(box, photo.shape[:2])
+    left = crop(photo, box, side)
+    if mask is not None:
+        left = draw_mask_contour(left, crop(np.asarray(mask, np.float32), box, side))
+    return left, crop(x_mod_photo, box, side)
+
+
+def tile(photo: np.ndarray, x_mod_photo: np.ndarray, mask: np.ndarray | None, box: Box, side: int = 112,
+         gutter: int = 4) -> np.ndarray:
+    """A small kernel tile (the atlas's): :func:`crop_pair` side by side on white, ``[h, 2·w + gutter, 3]``."""
+    left, right = crop_pair(photo, x_mod_photo, mask, box, side)
+    return np.hstack([left, np.full((left.shape[0], gutter, 3), 255, np.uint8), right])
