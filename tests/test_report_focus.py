@@ -123,3 +123,16 @@ def test_older_folder_without_activation_shape_still_reads(focus_folder, tmp_pat
         assert "of its map (the boxed area of the photo) while the other kernels there" in text
     finally:
         (out / "results.json").write_text(json.dumps({**doc, "activation_shape": [8, 8, 8]}))
+
+
+def test_captions_follow_the_pictures_drawn(tmp_path):
+    """New maps carry a colour bar and the chart is per-kernel kept; a folder drawn before keeps fitting captions."""
+    out = focus_sample.build(tmp_path / "map", focus=False, baselines=False)
+    text = write_report(out).read_text()
+    assert "(colour bar: its values)" in text and "the dashed line all other kernels together" in text
+    r = json.loads((out / "results.json").read_text())["results"][0]
+    cv2.imwrite(str(out / r["files"]["act_before"]), np.zeros((64, 64, 3), np.uint8))  # square: no colour bar
+    cv2.imwrite(str(out / r["files"]["others"]), np.zeros((200, 480, 3), np.uint8))  # the old bar chart
+    text = write_report(out).read_text()
+    assert f"Activation of {r['kernel']} on the photo</figcaption>" in text
+    assert f"on x′ (orange), {r['kernel']} in blue" in text

@@ -98,12 +98,17 @@ class Folder:
     def _href(self, path: Path) -> str:
         return esc(quote(path.relative_to(self.root).as_posix()))
 
-    def img(self, rel: Any, alt: str, pixel: bool = False) -> str:
+    def size(self, rel: Any) -> tuple[int, int] | None:
+        """(width, height) of the picture ``rel`` names, or None when it is not there or unreadable."""
         path = self.local(rel)
         try:
-            size = path and _image_size(path)
+            return _image_size(path) if path else None
         except (OSError, struct.error):
-            size = None
+            return None
+
+    def img(self, rel: Any, alt: str, pixel: bool = False) -> str:
+        path = self.local(rel)
+        size = self.size(rel)
         if not size:
             return ""
         cls = ' class="px"' if pixel else ""

@@ -40,6 +40,19 @@ MAP_ACTIVATIONS = [
     ("act_after", "Activation of k on x′ (same scale)"),
 ]
 
+# Folders written before the colour bars and the kept-per-kernel chart: their pictures, their captions.
+OLD_CAPTIONS = {"act_before": "Activation of k on the photo", "act_after": "Activation of k on x′",
+                "others": "Other kernels: ‖r_j‖ on the photo (grey) and on x′ (orange), k in blue"}
+
+
+def _caption(folder: Folder, files: dict, key: str, caption: str) -> str:
+    """``caption``, or the old one for a picture drawn before colour bars (square maps; the 480×200 bar chart)."""
+    size = folder.size(files.get(key))
+    old = size is not None and key in OLD_CAPTIONS and (size[0] == size[1] if key.startswith("act_")
+                                                         else size == (480, 200))
+    return OLD_CAPTIONS[key] if old else caption
+
+
 # Pictures wider than a grid cell, shown full width: (files key, caption).
 WIDE_FIGURES = [
     ("others", "How much each kernel of the layer keeps in x′: k in blue, every other kernel in orange, "
@@ -187,8 +200,8 @@ def whole_map_numbers(r: dict) -> str:
 def wide(folder: Folder, files: dict, name: str, k: str) -> list[str]:
     """The full-width pictures (the others chart, the band masks), each in its own row."""
     return [f'<div class="wide-figure">{fig}</div>' for fig in
-            (folder.figure(files.get(key), cap.replace(" k ", f" {k} "), f"{cap} — {name}") for key, cap
-             in WIDE_FIGURES) if fig]
+            (folder.figure(files.get(key), _caption(folder, files, key, cap).replace(" k ", f" {k} "),
+                           f"{cap} — {name}") for key, cap in WIDE_FIGURES) if fig]
 
 
 def _map_body(folder: Folder, layer: Layer, k: str, r: dict, files: dict, name: str) -> list[str]:
@@ -201,8 +214,8 @@ def _map_body(folder: Folder, layer: Layer, k: str, r: dict, files: dict, name: 
             for key, cap, px in MAP_FIGURES]
     if any(figs):
         body.append('<div class="grid">' + "".join(figs) + "</div>")
-    maps = [folder.figure(files.get(key), cap.replace(" k ", f" {k} "), f"{cap} — {name}", True)
-            for key, cap in MAP_ACTIVATIONS]
+    maps = [folder.figure(files.get(key), _caption(folder, files, key, cap).replace(" k ", f" {k} "),
+                          f"{cap} — {name}", True) for key, cap in MAP_ACTIVATIONS]
     if any(maps):
         body.append('<div class="focus-row maps">' + "".join(maps) + "</div>")
     body += wide(folder, files, name, k)
