@@ -95,8 +95,8 @@ def build(out: Path, *, evil: str = "", baselines: bool = True, focus: bool = Tr
         if focus:
             block = {"peak": peak, "cells": int(cells.sum()), "rf_box": box, **_focus_metrics(t, t_mod, cells, k),
                      "oracle_gain": 6.0 if rank == 0 else 1.3}
-            if rank == 1:
-                block["cofiring"] = [j for j in map(int, np.argsort(-energy)) if j != k][:3]
+            block["separable"] = rank == 0  # as the focus branch records it, with the kernels firing with k
+            block["companions"] = [] if rank == 0 else [j for j in map(int, np.argsort(-energy)) if j != k][:3]
         files = write_explanation(out, "000_photo", photo, x, x_mod, mask, t, t_mod, k, PP, focus=block)
         whole = kernel_metrics(t, t_mod, k).to_dict()
         r = {"image": f"photos/photo{evil}.png", "kernel": k, "status": "ok", **whole,

@@ -56,7 +56,7 @@ def test_each_focus_result_leads_with_its_sentence_and_pictures(focus_folder):
     for key in ("focus_photo", "focus_crop", "focus_crop_modified", "act_before", "act_after", "others"):
         assert f'src="{good["files"][key]}"' in card, key
     # the second kernel: the bound is low, so the card says so, names the kernels, and folds its x' away
-    mates = low["focus"]["cofiring"]
+    mates = low["focus"]["companions"]
     warn = (f"Kernel {low['kernel']} cannot be told apart from kernels {mates[0]}, {mates[1]} and {mates[2]} at "
             "this layer: no change of the input isolates it (best possible gain ×1.3).")
     assert warn in text

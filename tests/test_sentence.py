@@ -27,17 +27,23 @@ def test_focus_sentence_without_the_layer_facts_and_one_cell():
 
 
 def test_low_bound_says_the_kernel_cannot_be_told_apart_and_names_its_neighbours():
-    r = _result(oracle_gain=1.3, cofiring=[12, 40, 3])
+    r = _result(oracle_gain=1.3, companions=[12, 40, 3])
     assert cannot_isolate(r["focus"])
     assert describe(r, (14, 14), 80, 0.1) == (
         "Kernel 78 cannot be told apart from kernels 12, 40 and 3 at this layer: no change of the input isolates "
         "it (best possible gain ×1.3).")
     # objects with a "kernel" are read too; nothing else is
-    assert cofiring_kernels({"cofiring": [{"kernel": 4, "share": 0.3}, "x", True, 9]}) == [4, 9]
+    assert cofiring_kernels({"companions": [{"kernel": 4, "share": 0.3}, "x", True, 9]}) == [4, 9]
     r = _result(oracle_gain=1.1)
     assert "from the kernels that fire with it there" in describe(r)
-    r = _result(oracle_gain=1.9, cofiring=[{"kernel": 7}])
+    r = _result(oracle_gain=1.4, companions=[{"kernel": 7}])
     assert describe(r).startswith("Kernel 78 cannot be told apart from kernel 7 at this layer")
+
+
+def test_the_blocks_own_separable_decides():
+    assert cannot_isolate({**FOCUS, "oracle_gain": 1.8, "separable": False})
+    assert not cannot_isolate({**FOCUS, "oracle_gain": 1.2, "separable": True})
+    assert not cannot_isolate({**FOCUS, "oracle_gain": None, "separable": None})
 
 
 def test_high_or_missing_bound_gives_the_ordinary_sentence():

@@ -116,22 +116,21 @@ def photo_with_box(photo: np.ndarray, rf_box: Box, peak_box: Box | None = None,
 
 
 def focus_cells(r_k: np.ndarray, peak: tuple[int, int] | list[int]) -> np.ndarray:
-    """The focus cells F (CONTRACT.md): the 8-connected component of {r_k ≥ ½·max r_k} that holds ``peak``.
+    """The focus cells F: the 8-connected component of {r_k ≥ ½·r_k(peak)} that holds ``peak`` (CONTRACT.md;
+    with the peak at the maximum, ½·max), as the focus branch's ``method.focus.focus_cells`` computes them.
 
     Args:
         r_k: kernel k's activation map ``[h, w]`` on the photo (rectified here).
     Returns:
-        ``[h, w]`` bool; just the peak when the peak itself is under half the maximum (a cell given with --at).
+        ``[h, w]`` bool; just the peak cell when k does not fire there (a cell given with --at).
     """
-    r = np.maximum(np.asarray(r_k, np.float32), 0)
-    top = float(r.max())
+    r = np.maximum(np.asarray(r_k, np.float64), 0)
     peak = (int(peak[0]), int(peak[1]))
-    above = (r >= 0.5 * top) & (top > 0)
-    if not above[peak]:
-        cells = np.zeros_like(above)
+    if r[peak] <= 0:
+        cells = np.zeros(r.shape, bool)
         cells[peak] = True
         return cells
-    _, labels = cv2.connectedComponents(above.astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents((r >= 0.5 * r[peak]).astype(np.uint8), connectivity=8)
     return labels == labels[peak]
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onnx_kernelviz.report.html_base import Folder, anchor, as_dict, best, esc, fmt, median, num, table
-from onnx_kernelviz.report.sentence import describe
+from onnx_kernelviz.report.sentence import LOW_GAIN, describe
 
 __all__ = ["Layer", "results_section", "METRIC_HELP"]
 
@@ -21,7 +21,8 @@ METRIC_HELP = [
     ("specificity before → after", "k's share of the layer's activation energy on the photo and on x′ — "
                                    "a big rise means x′ isolates k."),
     ("best possible", "the largest rise of specificity that any change of the input reached on the focus cells "
-                      "(a bound: below ×2, no picture can show k apart from the kernels that fire with it)."),
+                      f"(a bound: below ×{LOW_GAIN:g}, no picture can show k apart from the kernels that fire with "
+                      "it)."),
     ("mask area", "fraction of the image the mask keeps — smaller is more focused."),
     ("parity", "the torch copy used for the search agrees with onnxruntime on x′ (relative error within "
                "tolerance), so the numbers hold for the deployed model."),

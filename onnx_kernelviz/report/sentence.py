@@ -14,10 +14,11 @@ from typing import Any
 __all__ = ["LOW_GAIN", "COFIRING_KEY", "describe", "cannot_isolate", "cofiring_kernels"]
 
 #: below this ``oracle_gain`` (the best specificity gain any input change reached on the focus cells), no picture
-#: can show k apart from its neighbours: the report says so instead (issue 11: no method passed ×2 there)
-LOW_GAIN = 2.0
+#: can show k apart from its neighbours: the report says so instead. The focus block's own ``separable`` decides
+#: when it is there; this is the same threshold for blocks without it (pipeline/focus.py, SEPARABLE_GAIN).
+LOW_GAIN = 1.5
 #: the focus block's list of kernels that fire with k on the focus cells (ints, or objects with a "kernel")
-COFIRING_KEY = "cofiring"
+COFIRING_KEY = "companions"
 
 
 def _num(value: Any) -> float | None:
@@ -31,8 +32,12 @@ def _dict(value: Any) -> dict:
 
 
 def cannot_isolate(focus: dict) -> bool:
-    """True when the bound was computed and is under :data:`LOW_GAIN`."""
-    gain = _num(_dict(focus).get("oracle_gain"))
+    """True when the focus block says k is not ``separable``, or (without that field) when the bound was computed
+    and is under :data:`LOW_GAIN`."""
+    focus = _dict(focus)
+    if isinstance(focus.get("separable"), bool):
+        return not focus["separable"] and _num(focus.get("oracle_gain")) is not None
+    gain = _num(focus.get("oracle_gain"))
     return gain is not None and gain < LOW_GAIN
 
 
