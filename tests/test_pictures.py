@@ -7,10 +7,28 @@ import numpy as np
 import pytest
 
 from onnx_kernelviz.measure.metrics import kernel_metrics
-from onnx_kernelviz.report.charts import (BLUE, COLORBAR_WIDTH, ORANGE, activation_map, colour_map, others_chart,
-                                          region_energy)
-from onnx_kernelviz.report.crops import (BOX_COLOUR, CONTOUR_COLOUR, PEAK_COLOUR, cell_box, crop, crop_share,
-                                         draw_mask_contour, focus_cells, mask_edges, photo_with_box, zoom)
+from onnx_kernelviz.report.charts import (
+    BLUE,
+    COLORBAR_WIDTH,
+    ORANGE,
+    activation_map,
+    colour_map,
+    others_chart,
+    region_energy,
+)
+from onnx_kernelviz.report.crops import (
+    BOX_COLOUR,
+    CONTOUR_COLOUR,
+    PEAK_COLOUR,
+    cell_box,
+    crop,
+    crop_share,
+    draw_mask_contour,
+    focus_cells,
+    mask_edges,
+    photo_with_box,
+    zoom,
+)
 
 
 def _is(img: np.ndarray, colour) -> np.ndarray:

@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 from urllib.parse import unquote
 
 import cv2
+import focus_sample
 import numpy as np
 import pytest
 
-import focus_sample
 from onnx_kernelviz.report.crops import BOX_COLOUR, CONTOUR_COLOUR
 from onnx_kernelviz.report.html import write_report
 
@@ -50,8 +50,9 @@ def test_each_focus_result_leads_with_its_sentence_and_pictures(focus_folder):
     assert expect in text
     # ... and the kept share of the box, from the saved mask
     mask = np.load(out / good["files"]["mask_npy"])
-    t, l, b, r = f["rf_box"]
-    assert f"the kept region is {(mask[t:b, l:r] >= 0.5).mean() * 100:.0f} % of the boxed area" in text
+    top, left, bottom, right = f["rf_box"]
+    share = (mask[top:bottom, left:right] >= 0.5).mean()
+    assert f"the kept region is {share * 100:.0f} % of the boxed area" in text
     card = text.split(expect)[1].split('class="card"')[0]
     for key in ("focus_photo", "focus_crop", "focus_crop_modified", "act_before", "act_after", "others"):
         assert f'src="{good["files"][key]}"' in card, key
@@ -98,8 +99,8 @@ def test_focus_pictures_on_disk_show_the_box_and_the_contour(focus_folder):
     crop = cv2.imread(str(out / files["focus_crop"]))[..., ::-1]
     assert (photo == np.array(BOX_COLOUR, np.uint8)).all(-1).any()
     assert (crop == np.array(CONTOUR_COLOUR, np.uint8)).all(-1).any()
-    t, l, b, r = doc["results"][0]["focus"]["rf_box"]
-    assert crop.shape[0] / (b - t) == crop.shape[1] / (r - l) >= 1  # enlarged by a whole factor
+    top, left, bottom, right = doc["results"][0]["focus"]["rf_box"]
+    assert crop.shape[0] / (bottom - top) == crop.shape[1] / (right - left) >= 1  # enlarged by a whole factor
 
 
 def test_map_scope_folder_renders_the_whole_map_pictures(tmp_path):

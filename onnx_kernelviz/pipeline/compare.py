@@ -16,17 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_kernelviz.report.pictures import write_json
 from onnx_kernelviz.baselines import resolve_names
 from onnx_kernelviz.errors import KernelvizError, UsageError
-from onnx_kernelviz.pipeline.explain import ExplainConfig, ProgressFn, explain, prepare
-from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.frontend.layers import Layer
+from onnx_kernelviz.io.images import list_images
+from onnx_kernelviz.io.outdir import prepare_out_dir
+from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.measure.metrics import correlation, kernel_energy, kernel_metrics, rectified
 from onnx_kernelviz.measure.pairs import DEFAULT_CONTRAST, SEPARATION, advice, separation, told_apart
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.io.outdir import prepare_out_dir
-from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.pipeline.explain import ExplainConfig, ProgressFn, explain, prepare
+from onnx_kernelviz.report.pictures import write_json
 
 __all__ = ["compare", "pick_pair", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine", "separation",
            "SEPARATION"]

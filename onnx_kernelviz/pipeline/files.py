@@ -38,15 +38,17 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
         write_image(original, photo)
     before, after = t_before[k], t_after[k]
     vmax = float(max(np.maximum(before, 0).max(), np.maximum(after, 0).max(), 1e-12))
-    files = {"original": original, "modified": d / "modified.png", "modified_npy": d / "modified.npy",
-             "act_before": d / "act_before.png", "act_after": d / "act_after.png", "others": d / "others.png"}
+    files: dict[str, Path] = {"original": original, "modified": d / "modified.png",
+                              "modified_npy": d / "modified.npy", "act_before": d / "act_before.png",
+                              "act_after": d / "act_after.png", "others": d / "others.png"}
     modified = from_model_input(x_mod, pp)
     write_image(files["modified"], modified)
     # x' exactly as measured (model input space, [C, H, W] float32): the PNG is rounded to 8 bits
     write_npy(files["modified_npy"], x_mod.astype(np.float32))
-    peak = cells = None
+    peak: tuple[int, int] | None = None
+    cells: np.ndarray | None = None
     if focus is not None:
-        peak = tuple(int(v) for v in focus["peak"])
+        peak = (int(focus["peak"][0]), int(focus["peak"][1]))
         cells = focus_cells(before, peak)
         files.update(focus_photo=d / "focus_photo.png", focus_crop=d / "focus_crop.png",
                      focus_crop_modified=d / "focus_crop_modified.png")
@@ -70,12 +72,12 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
             files["mask_components"] = d / "mask_components.png"
             write_image(files["mask_components"], components_picture(photo, bands[1], bands[0]))
     else:
-        files["mask"] = None
         # pixel method: the change |x' - x| is the closest thing to a mask
         diff = np.abs(x_mod - x).mean(0)
         files["overlay"] = d / "overlay.png"
         write_image(files["overlay"], overlay(photo, diff / (diff.max() + 1e-12)))
-    return {name: (None if p is None else str(Path(p).relative_to(out))) for name, p in files.items()}
+    rel: dict[str, str | None] = {name: str(p.relative_to(out)) for name, p in files.items()}
+    return rel if mask is not None else {**rel, "mask": None}
 
 
 def write_baselines(out: Path, files: dict, outcomes: dict, pp: Preprocess, photo: np.ndarray | None = None,

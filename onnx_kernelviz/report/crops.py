@@ -77,7 +77,7 @@ def mask_edges(mask: np.ndarray, width: int = 2) -> np.ndarray:
 def draw_mask_contour(img: np.ndarray, mask: np.ndarray, width: int = 2) -> np.ndarray:
     """The photo ``[H, W, 3]`` with the edge of the kept region {mask ≥ ½} drawn as a line, the pixels inside and
     outside left as they are (a contour, not a tint). ``mask`` ``[h, w]`` is scaled to the picture (nearest)."""
-    m = np.asarray(mask, np.float32)
+    m: np.ndarray = np.asarray(mask, np.float32)
     if m.shape != img.shape[:2]:
         m = cv2.resize(m, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
     out = img.copy()
@@ -92,11 +92,11 @@ def draw_mask_contour(img: np.ndarray, mask: np.ndarray, width: int = 2) -> np.n
 def _frame(img: np.ndarray, box: Box, colour: tuple[int, int, int], width: int) -> None:
     """Draw a frame of ``width`` pixels just inside ``box`` (in ``img``'s pixels), with a dark line inside it, so
     the frame's outer edge is exactly the box."""
-    t, l, b, r = box
-    for w, c in ((width + 1, _DARK), (width, colour)):
-        w = min(w, (b - t + 1) // 2, (r - l + 1) // 2)
-        img[t:t + w, l:r] = img[b - w:b, l:r] = c
-        img[t:b, l:l + w] = img[t:b, r - w:r] = c
+    top, left, bottom, right = box
+    for wide, c in ((width + 1, _DARK), (width, colour)):
+        w = min(wide, (bottom - top + 1) // 2, (right - left + 1) // 2)
+        img[top:top + w, left:right] = img[bottom - w:bottom, left:right] = c
+        img[top:bottom, left:left + w] = img[top:bottom, right - w:right] = c
 
 
 def photo_with_box(photo: np.ndarray, rf_box: Box, peak_box: Box | None = None,
@@ -108,10 +108,13 @@ def photo_with_box(photo: np.ndarray, rf_box: Box, peak_box: Box | None = None,
     scale = scale or max(1, round(2 * CROP_SIDE / max(photo.shape[:2])))
     out = np.ascontiguousarray(_scale(photo, scale))
     width = max(2, 2 * scale)  # about 2 pixels of the photo: it stays visible when the page shows it smaller
-    sb = lambda b: tuple(v * scale for v in clip_box(b, photo.shape[:2]))  # noqa: E731
-    _frame(out, sb(rf_box), BOX_COLOUR, width)
+    def scaled(b: Box) -> Box:
+        top, left, bottom, right = clip_box(b, photo.shape[:2])
+        return top * scale, left * scale, bottom * scale, right * scale
+
+    _frame(out, scaled(rf_box), BOX_COLOUR, width)
     if peak_box is not None:
-        _frame(out, sb(peak_box), PEAK_COLOUR, width)
+        _frame(out, scaled(peak_box), PEAK_COLOUR, width)
     return out
 
 

@@ -11,8 +11,9 @@ import math
 import re
 import statistics
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -107,9 +108,8 @@ class Folder:
             return None
 
     def img(self, rel: Any, alt: str, pixel: bool = False) -> str:
-        path = self.local(rel)
-        size = self.size(rel)
-        if not size:
+        path, size = self.local(rel), self.size(rel)
+        if path is None or not size:
             return ""
         cls = ' class="px"' if pixel else ""
         return (f'<img src="{self._href(path)}" alt="{esc(alt)}" width="{size[0]}" height="{size[1]}" '

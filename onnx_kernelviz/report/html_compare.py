@@ -3,6 +3,8 @@ much of each kernel each keeps, told apart or not and what to try), then why thi
 
 from __future__ import annotations
 
+from typing import Any
+
 from onnx_kernelviz.measure.pairs import SEPARATION, advice, separation
 from onnx_kernelviz.report.html_base import Folder, as_dict, best, esc, fmt, num, table
 
@@ -53,7 +55,8 @@ def _why(c: dict, ka: str, kb: str) -> str:
     return f"Correlation of their maps {corr}."
 
 
-def _side(folder: Folder, files: dict, s: str, k: str, other: str, kept_self, kept_other) -> str:
+def _side(folder: Folder, files: dict, s: str, k: str, other: str, kept_self: float | None,
+          kept_other: float | None) -> str:
     crop = files.get(f"focus_crop_modified_{s}")
     pics = (folder.figure(files.get(f"focus_photo_{s}"), "the box on the photo", f"box of kernel {k}")
             + folder.figure(crop, f"x′ of {k} in the box", f"x′ of kernel {k}, the box", True)) if crop else (
@@ -65,8 +68,9 @@ def _side(folder: Folder, files: dict, s: str, k: str, other: str, kept_self, ke
 
 
 def compare_section(folder: Folder, c: dict) -> str:
-    kernels = c.get("kernels") if isinstance(c.get("kernels"), list) else []
-    a, b = (kernels[:2] + ["a", "b"][len(kernels[:2]):])
+    given = c.get("kernels")
+    kernels: list[Any] = given[:2] if isinstance(given, list) else []
+    a, b = kernels + ["a", "b"][len(kernels):]
     ka, kb = esc(a), esc(b)
     files = as_dict(c.get("files"))
     vals = _kept(as_dict(c.get("ours")))
@@ -74,11 +78,11 @@ def compare_section(folder: Folder, c: dict) -> str:
             f'{_side(folder, files, "b", str(b), str(a), vals[3], vals[2])}</div>')
     entries = [("ours", as_dict(c.get("ours")))] + [(str(n), as_dict(v))
                                                     for n, v in as_dict(c.get("baselines")).items()]
-    rows = []
+    rows: list[tuple[list[str], float | None]] = []
     for n, e in entries:
         raw = [as_dict(e.get(s)).get(f"kept_{t}") for s in "ab" for t in "ab"]  # aa, ab, ba, bb
-        v = [num(x) for x in raw]
-        sep = None if None in v else ((v[0] - v[1]) + (v[3] - v[2])) / 2
+        v = [x for x in map(num, raw) if x is not None]
+        sep = ((v[0] - v[1]) + (v[3] - v[2])) / 2 if len(v) == 4 else None
         rows.append(([esc(n)] + [fmt(x) for x in raw] + [fmt(sep)], sep))
     top = best(sep for _, sep in rows)
     tbl = table(["method", f"on x′<sub>{ka}</sub>: kept {ka}", f"on x′<sub>{ka}</sub>: kept {kb}",

@@ -4,6 +4,7 @@ written before focus existed) as the whole-map pictures below."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from onnx_kernelviz.report.html_base import Folder, anchor, as_dict, best, esc, 
 from onnx_kernelviz.report.sentence import LOW_GAIN, describe
 
 __all__ = ["Layer", "results_section", "METRIC_HELP"]
+
+# html_focus.focus_body (imported late: html_focus builds on this module): (folder, layer, k, r, files, name)
+FocusBody = Callable[[Folder, "Layer", str, dict, dict, str], str]
 
 # Plain-language reading of each metric (definitions in CONTRACT.md).
 METRIC_HELP = [
@@ -70,7 +74,7 @@ class Layer:
     channels: int | None = None
 
     @staticmethod
-    def of(data: dict) -> "Layer":
+    def of(data: dict) -> Layer:
         shape = data.get("activation_shape")
         if isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape):
             return Layer((shape[1], shape[2]), shape[0])
@@ -119,7 +123,7 @@ def _summary(groups: dict[str, list[dict]]) -> str:
         ok = [r for r in rs if r.get("status", "ok") == "ok"]
         med = {m: median(_metrics(r).get(m) for r in ok) for m in
                ("kept", "fidelity", "others_kept", "specificity_before", "specificity_after", "oracle_gain")}
-        parity = [r.get("parity_ok") for r in ok if isinstance(r.get("parity_ok"), bool)]
+        parity = [bool(r["parity_ok"]) for r in ok if isinstance(r.get("parity_ok"), bool)]
         cells = [f'<a href="#{anchor(k)}">kernel {esc(k)}</a>', f"{len(ok)} / {len(rs)}", fmt(med["kept"])]
         cells += [] if focus else [fmt(med["fidelity"])]
         cells += [fmt(med["others_kept"]), f"{fmt(med['specificity_before'])} → {fmt(med['specificity_after'])}"]
@@ -141,7 +145,7 @@ def beats(r: dict) -> bool:
     return ours is not None and all(t is None or ours > t for t in theirs)
 
 
-def _kernel(folder: Folder, layer: Layer, k: str, rs: list[dict], focus_body) -> str:
+def _kernel(folder: Folder, layer: Layer, k: str, rs: list[dict], focus_body: FocusBody) -> str:
     out = [f'<section class="kernel" id="{anchor(k)}"><h2>Kernel {esc(k)}</h2>']
     ok = [r for r in rs if r.get("status", "ok") == "ok"]
     if len(ok) > 1:
@@ -167,7 +171,7 @@ def _kernel(folder: Folder, layer: Layer, k: str, rs: list[dict], focus_body) ->
     return "\n".join(out) + "</section>"
 
 
-def _result(folder: Folder, layer: Layer, k: str, r: dict, focus_body, folded: bool = False) -> str:
+def _result(folder: Folder, layer: Layer, k: str, r: dict, focus_body: FocusBody, folded: bool = False) -> str:
     status = str(r.get("status", "ok"))
     files, image = as_dict(r.get("files")), str(r.get("image", "?"))
     name = Path(image).name
