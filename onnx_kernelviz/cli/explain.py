@@ -110,6 +110,11 @@ def _summary(run) -> None:
     ok = [r for r in run.results if r.get("status") == "ok"]
     import statistics as st
 
+    from onnx_kernelviz.io.modelinput import fit_summary
+
+    fitted = fit_summary(run.fits)
+    if fitted:
+        click.echo(fitted)
     counts = {s: sum(1 for r in run.results if r.get("status") == s) for s in ("ok", "inactive", "failed")}
     click.echo(f"{counts['ok']} explained, {counts['inactive']} inactive, {counts['failed']} failed")
     if ok:
@@ -181,6 +186,8 @@ def compare(model, image, layer, kernels, out, contrast, method, steps, early_st
                       force=force, contrast=CONTRAST if contrast is None else contrast,
                       progress=_progress_bar("comparing"))
     a, b = doc["kernels"]
+    if doc.get("image_notes"):
+        click.echo(f"image: {'; '.join(doc['image_notes'])}")
     click.echo(f"kernels {a} and {b} (correlation {doc['correlation']:.2f})")
     o = doc["ours"]
     click.echo(f"ours (contrast {doc['contrast']:g}): under x'_a kept_a {o['a']['kept_a']:.2f} "

@@ -150,7 +150,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             if f"baseline_modified:{name}" in f:
                 files[f"baseline_modified_{s}:{name}"] = f[f"baseline_modified:{name}"]
     doc = {"model": str(model.path), "layer": la.name, "tensor": la.tensor, "layer_index": la.index,
-           "image": str(paths[0]), "kernels": [a, b], "correlation": corr,
+           "image": str(paths[0]), "image_notes": list(prep.notes[0]), "kernels": [a, b], "correlation": corr,
            "picked": "given" if kernels is not None else "most correlated", "contrast": cfg.contrast,
            "method": cfg.method, "filter_cosine": filter_cosine(model, la, a, b),
            "ours": ours, "baselines": theirs,
