@@ -297,3 +297,75 @@ def test_out_of_memory_advice_fits_the_command(model_path, monkeypatch):
     assert "--batch-size" not in line and "--size" not in line
     monkeypatch.setattr("onnx_kernelviz.model.load_model", no_memory)
     one_error(run("verify", model_path), 1, "out of memory", "--size")
+
+
+# --- every case: one line, its own message, nothing written, never the fallback -----------------------------
+
+def _case(tmp: Path, name: str) -> tuple[Path, Path, int, tuple[str, ...]]:
+    """(model, image, exit status, needles) for one hostile input, built in ``tmp``."""
+    model = tiny_models.save(tiny_models.two_conv(), tmp / "net.onnx")
+    image = _png(tmp / "a.png", 20, 20)
+    if name == "fifo image":
+        os.mkfifo(tmp / "p.png")
+        return model, tmp / "p.png", 1, ("named pipe (FIFO), not a regular file; give an image file",)
+    if name == "device image":
+        return model, Path("/dev/zero"), 1, ("character device, not a regular file",)
+    if name == "fifo model":
+        os.mkfifo(tmp / "p.onnx")
+        return tmp / "p.onnx", image, 1, ("named pipe (FIFO), not a regular file; give the path of an .onnx",)
+    if name == "model over 2 GB":
+        with open(tmp / "big.onnx", "wb") as f:
+            f.truncate(3 << 30)
+        return tmp / "big.onnx", image, 1, ("more than the 2 GB an ONNX file can",)
+    if name in ("fifo data", "truncated data", "length mismatch", "sparse weights over memory"):
+        model = tiny_models.save_external(tiny_models.two_conv(), tmp / "m")
+        data = tmp / "m" / "model.bin"
+        if name == "fifo data":
+            data.unlink()
+            os.mkfifo(data)
+            return model, image, 1, ("named pipe (FIFO), not a regular file; refusing it",)
+        if name == "truncated data":
+            os.truncate(data, 100)
+            return model, image, 1, ("the data file is truncated or belongs to another model",)
+        m = onnx.load(str(model), load_external_data=False)
+        t = m.graph.initializer[0]
+        if name == "length mismatch":
+            next(e for e in t.external_data if e.key == "length").value = "7"
+            needles = ("declares 7 bytes of external data",)
+        else:
+            del t.dims[:]
+            t.dims.extend([1 << 38])
+            keep = [(e.key, e.value) for e in t.external_data if e.key != "length"]
+            del t.external_data[:]
+            for k, v in keep:
+                t.external_data.add(key=k, value=v)
+            os.truncate(data, (1 << 40) + 4096)
+            needles = ("more than this machine's", "use a machine with more memory")
+        model.write_bytes(m.SerializeToString())
+        return model, image, 1, needles
+    if name == "huge fixed input":
+        return _huge_input_model(tmp / "huge.onnx"), image, 1, ("100000x100000 (HxW) input",)
+    if name == "sidecar over 1 MB":
+        (tmp / "net.kernelviz.json").write_bytes(b" " * (2 << 20))
+        return model, image, 2, ("larger than 1 MB",)
+    if name == "sidecar bad fit":
+        (tmp / "net.kernelviz.json").write_text('{"fit": 3}')
+        return model, image, 2, ("invalid fit 3",)
+    raise AssertionError(name)
+
+
+def _listing(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.lstat().st_mtime for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("name", ["fifo image", "device image", "fifo model", "model over 2 GB", "fifo data",
+                                  "truncated data", "length mismatch", "sparse weights over memory",
+                                  "huge fixed input", "sidecar over 1 MB", "sidecar bad fit"])
+def test_every_case_is_its_own_line_writes_nothing_and_never_the_fallback(tmp_path, name):
+    model, image, code, needles = _case(tmp_path, name)
+    before = _listing(tmp_path)
+    out = tmp_path / "out"
+    r = run("explain", model, image, "--layer", "0", "--kernel", "0", "--out", out, *FAST)
+    one_error(r, code, *needles)
+    assert not out.exists()
+    assert _listing(tmp_path) == before
