@@ -48,6 +48,7 @@ def evil(tmp_path) -> Path:
                             tmp_path / "evil.onnx")
 
 
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")  # Python's comment on the injected source
 def test_the_payload_is_live_in_onnx2torch_and_fx(evil, marker):
     """The control: converted by onnx2torch directly, running the module runs the file's code."""
     module = o2t_convert(onnx.load(str(evil)))
@@ -169,3 +170,11 @@ def test_onnxruntime_python_ops_are_refused(tmp_path):
     m = Model(p, device="cpu")
     with pytest.raises(KernelvizError, match="onnxruntime cannot run this model"):
         m.run_ort(m.synthetic_input(1), (m.layers[0].tensor,))
+
+
+def test_restore_puts_back_file_names_in_one_pass():
+    """A file may itself name a tensor like a generated name; restoring must not substitute twice."""
+    from onnx_kernelviz.frontend.names import NameMap
+
+    n = NameMap(originals={"kv_t5": "kv_n1", "kv_n1": "conv 1", "kv_t7": "a\nb"})
+    assert n.restore("node 'kv_t5', kv_t7__conv, 'kv_n1', kv_t99") == "node 'kv_n1', 'a\\nb'__conv, 'conv 1', kv_t99"
