@@ -369,3 +369,31 @@ def test_every_case_is_its_own_line_writes_nothing_and_never_the_fallback(tmp_pa
     one_error(r, code, *needles)
     assert not out.exists()
     assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["progressive", "gray", "exif6"])
+def test_reduced_jpeg_decode_matches_the_full_decode(tmp_path, kind, monkeypatch):
+    """Scaled decoding keeps orientation, gray and progressive JPEGs right (within JPEG's own noise)."""
+    from test_images import jpeg_with_exif
+
+    from onnx_kernelviz.io import decode
+
+    rng = np.random.default_rng(0)
+    photo = cv2.resize(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), (1600, 1200))
+    if kind == "progressive":
+        data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    elif kind == "gray":
+        data = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))[1].tobytes()
+    else:
+        data = jpeg_with_exif(photo, 6)
+    path = tmp_path / "p.jpg"
+    path.write_bytes(data)
+    scales = []
+    real = decode._decode
+    monkeypatch.setattr(decode, "_decode", lambda p, d, h, s=1: scales.append(s) or real(p, d, h, s))
+    reduced = read_image(path, size=(100, 100))
+    monkeypatch.setattr(decode, "_jpeg_scale", lambda *a: 1)
+    full = read_image(path, size=(100, 100))
+    assert scales == [8, 1]
+    assert reduced.notes == full.notes and reduced.original_size == full.original_size
+    assert np.abs(reduced.rgb - full.rgb).mean() < 2 / 255
