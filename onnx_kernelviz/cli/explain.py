@@ -110,6 +110,11 @@ def _summary(run) -> None:
     ok = [r for r in run.results if r.get("status") == "ok"]
     import statistics as st
 
+    from onnx_kernelviz.io.modelinput import fit_summary
+
+    fitted = fit_summary(run.fits)
+    if fitted:
+        click.echo(fitted)
     counts = {s: sum(1 for r in run.results if r.get("status") == s) for s in ("ok", "inactive", "failed")}
     click.echo(f"{counts['ok']} explained, {counts['inactive']} inactive, {counts['failed']} failed")
     if ok:
@@ -181,6 +186,8 @@ def compare(model, image, layer, kernels, out, contrast, method, steps, early_st
                       force=force, contrast=CONTRAST if contrast is None else contrast,
                       progress=_progress_bar("comparing"))
     a, b = doc["kernels"]
+    if doc.get("image_notes"):
+        click.echo(f"image: {'; '.join(doc['image_notes'])}")
     why = doc["picked"]
     because = (f"; picked: both fire strongly (shares {why['share_a']:.2f}, {why['share_b']:.2f} of the strongest "
                "kernel) and alike" if why.get("by") == "score" else "")

@@ -195,7 +195,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             if f"baseline_modified:{name}" in f:
                 files[f"baseline_modified_{s}:{name}"] = f[f"baseline_modified:{name}"]
     doc = {"model": str(model.path), "layer": la.name, "tensor": la.tensor, "layer_index": la.index,
-           "image": str(paths[0]), "kernels": [a, b], "correlation": corr,
+           "image": str(paths[0]), "image_notes": list(prep.notes[0]), "kernels": [a, b], "correlation": corr,
            "picked": picked, "contrast": cfg.contrast, "method": cfg.method, "filter_cosine": cosine,
            "separation": separation(ours), "told_apart": told_apart(ours),
            "advice": None if told_apart(ours) else advice(cfg.method, cfg.contrast, cosine),
