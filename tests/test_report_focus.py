@@ -137,3 +137,27 @@ def test_captions_follow_the_pictures_drawn(tmp_path):
     text = write_report(out).read_text()
     assert f"Activation of {r['kernel']} on the photo</figcaption>" in text
     assert f"on x′ (orange), {r['kernel']} in blue" in text
+
+
+def test_compare_leads_with_the_two_boxes_and_the_verdict(focus_folder, tmp_path):
+    out, doc = focus_folder
+    (a, fa), (b, fb) = [(r["kernel"], r["files"]) for r in doc["results"]]
+    files = {f"{key}_{s}": f[key] for s, f in (("a", fa), ("b", fb))
+             for key in ("focus_photo", "focus_crop", "focus_crop_modified")}
+    files.update(original=fa["original"], modified_a=fa["modified"], modified_b=fb["modified"])
+    cmp = {"model": "m.onnx", "layer": "conv2", "image": "photo.png", "kernels": [a, b], "correlation": 0.8,
+           "picked": {"by": "score", "score": 0.6, "correlation": 0.8, "share_a": 1.0, "share_b": 0.6,
+                      "most_correlated": [a, b, 0.8]},
+           "ours": {"a": {"kept_a": 0.9, "kept_b": 0.7}, "b": {"kept_a": 0.8, "kept_b": 0.95}},
+           "separation": 0.95 / 0.8, "told_apart": False, "advice": "Try <another> image.", "files": files}
+    (out / "compare.json").write_text(json.dumps(cmp))
+    try:
+        text = write_report(out).read_text()
+    finally:
+        (out / "compare.json").unlink()
+    lead = text.split('id="compare"')[1].split("<h3>Details</h3>")[0]
+    assert "<b>Not told apart.</b>" in lead and "Try &lt;another&gt; image." in lead
+    assert lead.index(fa["focus_crop_modified"]) < lead.index(fb["focus_crop_modified"])
+    assert "keeps {0}: <b>0.9</b> · keeps {1}: <b>0.7</b>".format(a, b) in lead
+    assert "both fire strongly" in text.split("<h3>Details</h3>")[0]
+    assert text.index('id="compare"') < text.index("<h2>Summary</h2>")  # the answer before the explanations

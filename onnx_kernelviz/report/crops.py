@@ -44,10 +44,11 @@ def cell_box(cell: tuple[int, int] | list[int], map_shape: tuple[int, int], imag
 
 
 def zoom(box: Box, side: int = CROP_SIDE) -> float:
-    """How much a crop of ``box`` is scaled: a whole factor ≥ 1 that brings its longer side near ``side``
-    (nearest-neighbour), or a shrink factor < 1 when the box is already longer than ``side`` (area)."""
+    """How much a crop of ``box`` is scaled: the smallest whole factor that makes its longer side at least
+    ``side`` (nearest-neighbour; a 163-pixel box is doubled, not left at ×1 for the browser to stretch unevenly),
+    or a shrink factor < 1 when the box is already longer than ``side`` (area)."""
     longest = max(box[2] - box[0], box[3] - box[1])
-    return float(max(1, round(side / longest))) if longest <= side else side / longest
+    return float(math.ceil(side / longest)) if longest <= side else side / longest
 
 
 def _scale(img: np.ndarray, factor: float) -> np.ndarray:
