@@ -40,8 +40,9 @@ def _photo(h=224, w=224, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(40, 200, (h, w, 1), dtype=np.uint8).repeat(3, -1)
 
 
-@pytest.mark.parametrize("box, shape, factor", [((10, 20, 24, 34), (224, 224), 16), ((0, 0, 224, 224), (224, 224), 1),
-                                               ((5, 5, 12, 40), (224, 224), 7), ((0, 0, 163, 115), (224, 224), 2), ((0, 0, 300, 150), (300, 300), None)])
+@pytest.mark.parametrize("box, shape, factor", [
+    ((10, 20, 24, 34), (224, 224), 16), ((0, 0, 224, 224), (224, 224), 1), ((5, 5, 12, 40), (224, 224), 7),
+    ((0, 0, 163, 115), (224, 224), 2), ((0, 0, 300, 150), (300, 300), None)])
 def test_crop_enlarges_by_whole_pixels_and_shrinks_by_area(box, shape, factor):
     img = _photo(*shape)
     out = crop(img, box)
