@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
 from onnx_kernelviz.errors import ConversionError
+from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView
 from onnx_kernelviz.frontend.layers import Layer, find_layers, resolve_layer
@@ -45,7 +46,7 @@ class Model:
         self._torch: dict[tuple[str, ...], TorchGraph] = {}
 
     @property
-    def path(self):
+    def path(self) -> Path:
         return self.loaded.path
 
     def layer(self, spec: str | int) -> Layer:

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
-from onnx_kernelviz.pipeline.demo import PHOTOS, default_model_path
-from onnx_kernelviz.pipeline.explain import cuda_batch_size, prepare
 from onnx_kernelviz.method.optimize import optimize
 from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
+from onnx_kernelviz.pipeline.demo import PHOTOS, default_model_path
+from onnx_kernelviz.pipeline.explain import cuda_batch_size, prepare
 from onnx_kernelviz.runtime import keep_freed_memory
 
 

@@ -29,12 +29,18 @@ sys.path.insert(0, str(ROOT))
 
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
-from onnx_kernelviz.pipeline.compare import (CONTRAST, SEPARATION, compare, filter_cosine, measure_pair,  # noqa: E402
-                                    most_correlated_pair, separation)
-from onnx_kernelviz.pipeline.explain import ExplainConfig, prepare  # noqa: E402
 from onnx_kernelviz.io.images import list_images  # noqa: E402
 from onnx_kernelviz.method.kernels import select_items  # noqa: E402
-
+from onnx_kernelviz.pipeline.compare import (  # noqa: E402
+    CONTRAST,
+    SEPARATION,
+    compare,
+    filter_cosine,
+    measure_pair,
+    most_correlated_pair,
+    separation,
+)
+from onnx_kernelviz.pipeline.explain import ExplainConfig, prepare  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,8 +173,12 @@ def baseline_table(cases: list[dict]) -> str:
             cs = [c for c in cases if c["layer"] == L]
             rows.append(f"| {L} | {len(cs)} | {_med(c['kept'] for c in cs)} | "
                         f"{_med(c['specificity_before'] for c in cs)} → {_med(c['specificity_after'] for c in cs)} | "
-                        f"{np.mean([all(c['specificity_after'] > b['specificity_after'] for b in c['baselines'].values()) for c in cs]):.0%} |")
+                        f"{np.mean([_beats_all(c) for c in cs]):.0%} |")
     return "\n".join(rows)
+
+
+def _beats_all(case: dict) -> bool:
+    return all(case["specificity_after"] > b["specificity_after"] for b in case["baselines"].values())
 
 
 def _times(r: float) -> str:
@@ -182,7 +192,8 @@ def pair_table(pairs: list[dict]) -> str:
     if not pairs:
         return "(no kernel pair with correlation above the threshold)"
     w = pairs[0].get("contrast", CONTRAST)
-    rows = ["| photo | layer | kernels a, b | corr. | filter cos. | plain: x′_a keeps a / b | plain: x′_b keeps b / a | "
+    rows = ["| photo | layer | kernels a, b | corr. | filter cos. | plain: x′_a keeps a / b | "
+            "plain: x′_b keeps b / a | "
             f"contrast {w:g}: x′_a keeps a / b | contrast {w:g}: x′_b keeps b / a | pixel, contrast {w:g}: x′_a | "
             f"pixel, contrast {w:g}: x′_b | activation map: x′_a | activation map: x′_b |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -51,10 +51,10 @@ def test_components_picture_one_captioned_overlay_per_band():
 
 
 def test_explain_writes_the_band_masks_for_component_masks_only(tmp_path):
-    import tiny_models
-    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
-
     import cv2
+    import tiny_models
+
+    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
 
     path = tiny_models.save(tiny_models.two_conv(), tmp_path / "net.onnx")
     img = tmp_path / "x.png"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from tiny_models import save, two_conv
 
 from onnx_kernelviz import ExplainConfig, Model, resolve_preprocess
 from onnx_kernelviz import explain as run_explain
-
-from tiny_models import save, two_conv
 
 KEYS = ("kept", "fidelity", "others_kept", "specificity_after", "mask_area")
 

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+import tiny_models
 from click.testing import CliRunner
 
-import tiny_models
 from onnx_kernelviz.cli import cli
 
 # The contract's results.json keys (CONTRACT.md, "explain: DIR/results.json").
@@ -98,7 +98,8 @@ def test_expose_adds_outputs_and_refuses_overwrite(models, tmp_path):
 def test_verify_table_and_json(models, image):
     out = ok("verify", models["two"]).output
     assert "all layers agree" in out
-    assert re.search(r"^\s+0\s+\S+\s+\S+\s+ok\s+r1$", out, re.M) and re.search(r"^\s+1\s+\S+\s+\S+\s+ok\s+y$", out, re.M)
+    assert re.search(r"^\s+0\s+\S+\s+\S+\s+ok\s+r1$", out, re.M)
+    assert re.search(r"^\s+1\s+\S+\s+\S+\s+ok\s+y$", out, re.M)
     doc = json.loads(ok("verify", models["two"], image, "--json").output)
     assert set(doc) == {"model", "tolerance", "ok", "layers"}
     assert doc["ok"] is True and doc["tolerance"] == 1e-3

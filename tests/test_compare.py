@@ -8,15 +8,14 @@ import json
 import cv2
 import numpy as np
 import pytest
+from test_baselines import SIDE, halves_model
 
 from onnx_kernelviz.baselines import BASELINES
-from onnx_kernelviz.pipeline.compare import compare, most_correlated_pair
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.pipeline.explain import ExplainConfig
-from onnx_kernelviz.model import Model
 from onnx_kernelviz.io.preprocess import Preprocess
-
-from test_baselines import SIDE, halves_model
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.compare import compare, most_correlated_pair
+from onnx_kernelviz.pipeline.explain import ExplainConfig
 
 PP = Preprocess(size=(SIDE, SIDE), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 FAST = ExplainConfig(steps=8, early_stop=False, resolution=8)

@@ -11,11 +11,12 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before cv2 is first imported)
 import numpy as np
 import pytest
 
-from onnx_kernelviz.io import images
 from onnx_kernelviz.errors import ImageError, UsageError
+from onnx_kernelviz.io import images
 from onnx_kernelviz.io.images import (
     IMAGE_EXTENSIONS,
     LoadedImage,
@@ -28,9 +29,6 @@ from onnx_kernelviz.io.images import (
     write_npy,
 )
 from onnx_kernelviz.io.preprocess import Preprocess, get_preset
-
-import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before cv2 is first imported)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Builders.

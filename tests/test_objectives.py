@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from onnx_kernelviz.pipeline.explain import ExplainConfig
 from onnx_kernelviz.method.objectives import MaskArea, MaskTV, Objective, Preserve, Step, Suppress
+from onnx_kernelviz.pipeline.explain import ExplainConfig
 
 
 def _step(act, ref, k, mask=None):

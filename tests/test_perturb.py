@@ -89,9 +89,9 @@ def _half_model(path, size=16):
 def test_known_answer_left_half(tmp_path, mask, margin):
     # these kernels see only a half's mean: a region mask keeps the half; band masks keep its coarse band only,
     # so their mean (mask.npy) on the kept half is about 1/3 and the margin is smaller
-    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
-    from onnx_kernelviz.model import Model
     from onnx_kernelviz.io.preprocess import get_preset
+    from onnx_kernelviz.model import Model
+    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
 
     path = tmp_path / "half.onnx"
     _half_model(path)

@@ -15,11 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tiny_models
 import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import tiny_models
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.errors import ModelError
 
@@ -292,9 +292,9 @@ def test_non_empty_out_is_refused_and_untouched(models, image, tmp_path):
 
 
 def test_results_json_valid_after_every_explanation_and_no_temp_files(models, image, tmp_path):
-    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
-    from onnx_kernelviz.model import Model
     from onnx_kernelviz.io.preprocess import resolve_preprocess
+    from onnx_kernelviz.model import Model
+    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
 
     out = tmp_path / "o"
     seen = []

@@ -9,20 +9,38 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
 from onnx_kernelviz import __version__
 from onnx_kernelviz.errors import KernelvizError, ModelError
 
+if TYPE_CHECKING:  # imported lazily at run time: `kernelviz --help` must not wait for torch
+    from onnx_kernelviz.io.preprocess import Preprocess
+    from onnx_kernelviz.model import Model
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 class _Fail(click.ClickException):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    """A one-line ``Error: ...`` with exit status 1."""
+
+
+class _UsageFail(_Fail):
+    """A one-line ``Error: ...`` with exit status 2 (the contract's usage errors)."""
+
+    exit_code = 2
+
+
+def _fail(message: str, exit_code: int) -> _Fail:
+    return _UsageFail(message) if exit_code == 2 else _Fail(message)
 
 
 def _debug_enabled() -> bool:
@@ -43,11 +61,11 @@ debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eage
                             help="Show Python tracebacks instead of one-line errors.")
 
 
-def _friendly(fn):
+def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn exceptions into the contract's one-line errors (unless --debug)."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
@@ -64,21 +82,21 @@ def _friendly(fn):
         except KernelvizError as e:
             if _debug_enabled():
                 raise
-            raise _Fail(str(e), e.exit_code) from None
+            raise _fail(str(e), e.exit_code) from None
         except MemoryError:
             if _debug_enabled():
                 raise
-            raise _Fail("out of memory; use a smaller --batch-size or --size", 1) from None
+            raise _Fail("out of memory; use a smaller --batch-size or --size") from None
         except Exception as e:  # noqa: BLE001 - the contract: never a traceback without --debug
             if _debug_enabled():
                 raise
             raise _Fail(f"unexpected {type(e).__name__}: {str(e)[:300]}; rerun with --debug for the traceback "
-                        "and please report it", 1) from None
+                        "and please report it") from None
 
     return wrapper
 
 
-def preprocess_options(fn):
+def preprocess_options(fn: F) -> F:
     """--size/--mean/--std/--scale/--bgr/--layout/--preset/--input, shared by every command that reads images."""
     opts = [
         click.option("--size", help="Model input size HxW (e.g. 224x224) for models with dynamic H/W."),
@@ -96,10 +114,10 @@ def preprocess_options(fn):
     return fn
 
 
-def _open(model: str, device: str, kw: dict):
+def _open(model: str, device: str, kw: dict[str, Any]) -> tuple[Model, Preprocess]:
     """Resolve preprocessing (CLI > preset > sidecar > imagenet) and open the model."""
-    from onnx_kernelviz.model import Model
     from onnx_kernelviz.io.preprocess import resolve_preprocess
+    from onnx_kernelviz.model import Model
 
     if not Path(model).exists():
         raise KernelvizError(f"model file {model} does not exist; check the path")
@@ -108,7 +126,7 @@ def _open(model: str, device: str, kw: dict):
     return _with_convs(Model(model, device=device, input_name=kw.pop("input_name"), layout=pp.layout)), pp
 
 
-def _with_convs(m):
+def _with_convs(m: Model) -> Model:
     """A model without any Conv is a model problem (exit 1), not a bad --layer: say so before anything runs."""
     if not m.layers:
         if any(n.domain == "com.microsoft.nchwc" for n in m.graph.nodes):

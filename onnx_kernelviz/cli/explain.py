@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, preprocess_options
+from onnx_kernelviz.cli.app import F, _friendly, _open, cli, debug_option, preprocess_options
 from onnx_kernelviz.errors import UsageError
 
-def explain_options(fn):
+if TYPE_CHECKING:
+    from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn
+
+
+def explain_options(fn: F) -> F:
     opts = [
         click.option("--method", type=click.Choice(["mask", "pixel"]), default="mask", show_default=True,
                      help="mask: a readable mask over the photo; pixel: the paper's direct pixel optimization."),
@@ -34,15 +39,16 @@ def explain_options(fn):
     return fn
 
 
-def _config(method, steps, early_stop, batch_size, seed, reference, baselines, tolerance, settings=(),
-            top_images=None):
+def _config(method: str, steps: int | None, early_stop: bool, batch_size: int | None, seed: int,
+            reference: str | None, baselines: str | None, tolerance: float, settings: tuple[str, ...] = (),
+            top_images: int | None = None) -> ExplainConfig:
     from dataclasses import replace
 
     from onnx_kernelviz.pipeline.explain import ExplainConfig
 
     c = ExplainConfig()
-    changes = {**_parse_settings(settings, c),"method": method, "early_stop": early_stop, "batch_size": batch_size, "seed": seed,
-               "tolerance": tolerance, "top_images": top_images}
+    changes = {**_parse_settings(settings, c), "method": method, "early_stop": early_stop, "batch_size": batch_size,
+               "seed": seed, "tolerance": tolerance, "top_images": top_images}
     if steps is not None:
         changes["steps"] = steps
     if reference:
@@ -52,12 +58,12 @@ def _config(method, steps, early_stop, batch_size, seed, reference, baselines, t
     return replace(c, **changes)
 
 
-def _parse_settings(settings: tuple[str, ...], config) -> dict:
+def _parse_settings(settings: tuple[str, ...], config: ExplainConfig) -> dict[str, Any]:
     """``--set KEY=VALUE`` pairs as typed ExplainConfig changes (the type of each field's default)."""
     from dataclasses import fields
 
     known = {f.name: f for f in fields(config)}
-    out = {}
+    out: dict[str, Any] = {}
     for item in settings:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
@@ -89,24 +95,24 @@ def _baseline_names(spec: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _progress_bar(total_hint: str):
+def _progress_bar(total_hint: str) -> ProgressFn:
     from tqdm import tqdm
 
-    bar = {"t": None}
+    bar: list[Any] = []
 
-    def progress(done: int, total: int, result) -> None:
-        if bar["t"] is None:
-            bar["t"] = tqdm(total=total, initial=done, desc=total_hint, unit="expl", file=sys.stderr,
-                            disable=None, leave=True)
+    def progress(done: int, total: int, result: dict[str, Any] | None) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, initial=done, desc=total_hint, unit="expl", file=sys.stderr,
+                            disable=None, leave=True))
         else:
-            bar["t"].update(done - bar["t"].n)
+            bar[0].update(done - bar[0].n)
         if done >= total:
-            bar["t"].close()
+            bar[0].close()
 
     return progress
 
 
-def _summary(run) -> None:
+def _summary(run: ExplainRun) -> None:
     ok = [r for r in run.results if r.get("status") == "ok"]
     import statistics as st
 
@@ -132,8 +138,10 @@ def _summary(run) -> None:
 @preprocess_options
 @debug_option
 @_friendly
-def explain(model, images, layer, kernel, out, top_images, resume, method, steps, early_stop, batch_size, device,
-            seed, reference, baselines, tolerance, force, settings, **kw) -> None:
+def explain(model: str, images: tuple[str, ...], layer: str, kernel: str, out: str, top_images: int | None,
+            resume: bool, method: str, steps: int | None, early_stop: bool, batch_size: int | None, device: str,
+            seed: int, reference: str | None, baselines: str | None, tolerance: float, force: bool,
+            settings: tuple[str, ...], **kw: Any) -> None:
     """Explain kernels of one layer on images (files or folders).
 
     \b
@@ -163,8 +171,10 @@ def explain(model, images, layer, kernel, out, top_images, resume, method, steps
 @preprocess_options
 @debug_option
 @_friendly
-def compare(model, image, layer, kernels, out, contrast, method, steps, early_stop, batch_size, device, seed,
-            reference, baselines, tolerance, force, settings, **kw) -> None:
+def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: str, contrast: float | None,
+            method: str, steps: int | None, early_stop: bool, batch_size: int | None, device: str, seed: int,
+            reference: str | None, baselines: str | None, tolerance: float, force: bool, settings: tuple[str, ...],
+            **kw: Any) -> None:
     """Explain two kernels of a layer on one image and measure how well each explanation separates them.
 
     \b
@@ -177,7 +187,7 @@ def compare(model, image, layer, kernels, out, contrast, method, steps, early_st
         raise UsageError("give exactly two --kernel values, or none to pick the most correlated pair")
     m, pp = _open(model, device, kw)
     cfg = _config(method, steps, early_stop, batch_size, seed, reference, baselines or "all", tolerance, settings)
-    doc = run_compare(m, image, layer, tuple(kernels) if kernels else None, out, preprocess=pp, config=cfg,
+    doc = run_compare(m, image, layer, (kernels[0], kernels[1]) if kernels else None, out, preprocess=pp, config=cfg,
                       force=force, contrast=CONTRAST if contrast is None else contrast,
                       progress=_progress_bar("comparing"))
     a, b = doc["kernels"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from onnx_kernelviz.cli.app import _friendly, _open, _with_convs, cli, debug_option, preprocess_options
 from onnx_kernelviz.errors import UsageError
+
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -26,14 +28,14 @@ def inspect(model: str, as_json: bool) -> None:
 
     m = _with_convs(Model(model, device="cpu"))
     info = m.loaded.input
+    dims = [d if d is not None else "?" for d in info.shape]
     doc = {"model": str(m.path), "opset": m.loaded.opset, "producer": m.loaded.producer,
-           "inputs": [{"name": info.name, "shape": [d if d is not None else "?" for d in info.shape],
-                       "layout": info.layout}],
+           "inputs": [{"name": info.name, "shape": dims, "layout": info.layout}],
            "layers": [la.to_dict() for la in m.layers]}
     if as_json:
         click.echo(json.dumps(doc, indent=1))
         return
-    shape = "x".join(str(d) for d in doc["inputs"][0]["shape"])
+    shape = "x".join(str(d) for d in dims)
     click.echo(f"{m.path}  opset {m.loaded.opset}  producer {m.loaded.producer or '?'}")
     click.echo(f"input {info.name} [{shape}] {info.layout}  {len(m.layers)} conv layers\n")
     click.echo(f"{'idx':>4}  {'channels':>8}  {'group':>5}  {'shape':<16}  {'chain':<22}  tensor")
@@ -90,8 +92,8 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
 @preprocess_options
 @debug_option
 @_friendly
-def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], tolerance: float, device: str,
-           as_json: bool, **kw) -> None:
+def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], tolerance: float | None, device: str,
+           as_json: bool, **kw: Any) -> None:
     """Check that the torch copy matches onnxruntime on every layer (batch 1 and 2).
 
     Without IMAGE a deterministic synthetic input is used. Exit status 1 names the first layer that disagrees.

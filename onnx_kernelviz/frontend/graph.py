@@ -6,9 +6,10 @@ node's attributes are, which tensors are constant, what shape and element type a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -27,7 +28,7 @@ class NodeView:
     attrs: Mapping[str, Any] = field(repr=False)
 
     @classmethod
-    def from_proto(cls, node: onnx.NodeProto, index: int) -> "NodeView":
+    def from_proto(cls, node: onnx.NodeProto, index: int) -> NodeView:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
         return cls(node.name or f"{node.op_type}_{index}", node.op_type, node.domain or "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.graph import GraphView, NodeView
 
 #: Ops that act channel-wise/elementwise on one tensor and keep its shape: they extend an activation chain.
 UNARY_CHAIN_OPS = frozenset({
@@ -49,7 +49,7 @@ class Layer:
                 "shape": None if self.shape is None else list(self.shape), "group": self.group}
 
 
-def _is_conv(node) -> bool:
+def _is_conv(node: NodeView) -> bool:
     """A standard Conv, or onnxruntime's FusedConv (Conv + its activation in one node, left in models saved after
     onnxruntime's graph optimizations; its output is already activated)."""
     return (node.op_type == "Conv" and node.domain in ("", "ai.onnx")) or \
@@ -62,7 +62,8 @@ def find_layers(graph: GraphView) -> list[Layer]:
     for node in graph.nodes:
         if not _is_conv(node):
             continue
-        w_shape = graph.constant_shape(node.inputs[1]) if len(node.inputs) > 1 else None
+        w_shape: tuple[int | str | None, ...] | None = (graph.constant_shape(node.inputs[1])
+                                                         if len(node.inputs) > 1 else None)
         if w_shape is None:
             w_shape = graph.tensor_type(node.inputs[1]).shape
         channels = w_shape[0] if w_shape and isinstance(w_shape[0], int) else None

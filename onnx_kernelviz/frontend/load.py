@@ -161,8 +161,7 @@ def _image_input(p: Path, graph: GraphView, input_name: str | None, layout: Layo
             raise UsageError(f"the model has no input {input_name!r}; its inputs are: {described}")
         candidates = [input_name]
     else:
-        candidates = [n for n in names if types[n].dtype in _FLOAT_TYPES and types[n].shape is not None
-                      and len(types[n].shape) == 4]
+        candidates = [n for n in names if types[n].dtype in _FLOAT_TYPES and len(types[n].shape or ()) == 4]
     if not candidates:
         raise ModelError(f"{p} has no 4-D float image input (inputs: {described}); kernelviz explains CNNs "
                          "that take a float image tensor [N,C,H,W] or [N,H,W,C]")
@@ -170,7 +169,7 @@ def _image_input(p: Path, graph: GraphView, input_name: str | None, layout: Layo
         raise ModelError(f"{p} has several image inputs ({', '.join(candidates)}); choose one with --input NAME")
     name = candidates[0]
     t = types[name]
-    if t.dtype not in _FLOAT_TYPES or t.shape is None or len(t.shape) != 4:
+    if t.dtype is None or t.dtype not in _FLOAT_TYPES or t.shape is None or len(t.shape) != 4:
         raise ModelError(f"input {name!r} is {_describe(t.dtype, t.shape)}; kernelviz needs a 4-D float image "
                          "input (integer inputs cannot carry gradients)")
     others = [n for n in names if n != name]

@@ -6,7 +6,9 @@ that matter (conv outputs and their activations), so results can be checked agai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -41,7 +43,7 @@ class NormalizedModel:
     fp16_compute: bool = False
 
 
-def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
+def normalize(model: LoadedModel, keep: Sequence[str] = ()) -> NormalizedModel:
     """Return a conversion-ready copy of ``model.proto`` (see :class:`NormalizedModel`).
 
     Args:
@@ -130,7 +132,7 @@ def _unfuse_ort_convs(proto: onnx.ModelProto, notes: list[str]) -> None:
                                            for v, n in zip((lo, hi), bounds))
             nodes.append(onnx.helper.make_node("Clip", [mid, *bounds], [out], name=f"{node.name}/Clip"))
         elif kind:
-            extra = dict(zip(("alpha", "beta"), params[:_FUSED_ACTIVATIONS[kind]]))
+            extra: dict[str, Any] = dict(zip(("alpha", "beta"), params[:_FUSED_ACTIVATIONS[kind]]))
             nodes.append(onnx.helper.make_node(kind, [mid], [out], name=f"{node.name}/{kind}", **extra))
         split += 1
     if split:

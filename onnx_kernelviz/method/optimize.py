@@ -11,8 +11,9 @@ Early-stopping rule: after ``min_steps``, a row has converged when its best loss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol
+from typing import Literal, Protocol
 
 import torch
 
@@ -94,8 +95,8 @@ def _param_groups(param: Parameterization, lr: float) -> list[dict]:
     return groups
 
 
-def _optimize(forward, param: Parameterization, objective: Objective, ref: torch.Tensor, k: torch.Tensor,
-              cfg: OptimizeConfig, callbacks: tuple[StepCallback, ...],
+def _optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameterization, objective: Objective,
+              ref: torch.Tensor, k: torch.Tensor, cfg: OptimizeConfig, callbacks: tuple[StepCallback, ...],
               partner: torch.Tensor | None) -> OptimizeResult:
     B = len(k)
     dev = ref.device
@@ -133,9 +134,9 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
             # the loss was computed on x' before this update: keep that x' for the rows it improved
             best_loss[rows] = torch.where(better, lv, best_loss[rows])
             best_x[rows] = torch.where(better.view(-1, 1, 1, 1), p.x_mod.detach(), best_x[rows])
-            if best_m is not None:
+            if best_m is not None and p.mask is not None:
                 best_m[rows] = torch.where(better.view(-1, 1, 1, 1), p.mask.detach(), best_m[rows])
-            if best_g is not None:
+            if best_g is not None and p.grid is not None:
                 best_g[rows] = torch.where(better.view(-1, 1, 1, 1), p.grid.detach(), best_g[rows])
             steps_t[rows] = step
             failed_at[rows] = torch.where(finite, failed_at[rows], step)

@@ -19,7 +19,7 @@ A parameterization may take options through ``configure(**options)`` (called by 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,10 @@ class Parameterization(Protocol):
         """x' (and mask) of the given batch rows, detached, for keeping the best result so far."""
         ...
 
+    def configure(self, **options: Any) -> None:
+        """(Re)build the optimized tensors with these options."""
+        ...
+
 
 PARAMETERIZATIONS: Registry[type] = Registry("mask parameterization")
 
@@ -68,12 +72,17 @@ def smooth_mask(m: torch.Tensor, sigma: float) -> torch.Tensor:
     if radius <= 0:
         return m
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-(t ** 2) / (2 * sigma ** 2))
-    k = (k / k.sum()).tolist()
+    g = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    taps: list[float] = (g / g.sum()).tolist()
     y = F.pad(m, (radius, radius, 0, 0), mode="reflect")
-    m = sum(k[i] * y[..., :, i:i + w] for i in range(2 * radius + 1))
+    m = taps[0] * y[..., :, 0:w]
+    for i in range(1, 2 * radius + 1):
+        m = m + taps[i] * y[..., :, i:i + w]
     y = F.pad(m, (0, 0, radius, radius), mode="reflect")
-    return sum(k[i] * y[..., i:i + h, :] for i in range(2 * radius + 1))
+    out = taps[0] * y[..., 0:h, :]
+    for i in range(1, 2 * radius + 1):
+        out = out + taps[i] * y[..., i:i + h, :]
+    return out
 
 
 def grid_size(resolution: int, H: int, W: int) -> tuple[int, int]:
@@ -136,12 +145,14 @@ class MaskParameterization:
     def _grid(self, rows: torch.Tensor | None) -> torch.Tensor:
         """sigmoid(Σ_i upsample(logits_i)), smoothed, at the finest logits grid ``[b, M, h, w]``."""
         size = self.logits[-1].shape[-2:]
-        total = None
+        ups = []
         for t in self.logits:
             t = t if rows is None else t[rows]
-            up = t if tuple(t.shape[-2:]) == tuple(size) else F.interpolate(t, size=size, mode="bilinear",
-                                                                              align_corners=False)
-            total = up if total is None else total + up
+            ups.append(t if tuple(t.shape[-2:]) == tuple(size) else F.interpolate(t, size=size, mode="bilinear",
+                                                                                  align_corners=False))
+        total = ups[0]
+        for up in ups[1:]:
+            total = total + up
         m = torch.sigmoid(total)
         # sigma in pixels of the finest grid (the option is a fraction of the input side)
         sigma = self.sigma * size[-1] / self.x.shape[-1]
@@ -180,12 +191,12 @@ class ComponentMask(MaskParameterization):
     def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
-    def __init__(self, x: torch.Tensor, b: torch.Tensor, **options: object) -> None:
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, **options: Any) -> None:
         with torch.no_grad():
             self.comps = torch.stack(self.components(x, b), 1)  # [B, M, C, H, W]
         super().__init__(x, b, **options)
 
-    def configure(self, **options: object) -> None:
+    def configure(self, **options: Any) -> None:
         super().configure(**options)
         M = self.comps.shape[1]
         self.logits = [t.detach().expand(-1, M, -1, -1).clone().requires_grad_(True) for t in self.logits]
@@ -205,9 +216,9 @@ class BandMask(ComponentMask):
     one region mask per band."""
 
     DIVISORS: tuple[float, ...] = (16, 56)
-    NAMES = ("coarse: colour, layout", "mid: shapes, edges", "fine: texture")
+    NAMES: tuple[str, ...] = ("coarse: colour, layout", "mid: shapes, edges", "fine: texture")
 
-    def components(self, x, b):
+    def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         from onnx_kernelviz.method.references import gaussian_blur
         side = max(x.shape[-2:])
         lows = [gaussian_blur(x, side / d) for d in self.DIVISORS] + [x]
@@ -228,7 +239,7 @@ class LumChromaMask(ComponentMask):
 
     NAMES = ("luminance", "colour")
 
-    def components(self, x, b):
+    def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         d = x - b
         lum = d.mean(1, keepdim=True).expand_as(d)
         return [lum, d - lum]
@@ -241,7 +252,7 @@ class BandLumChromaMask(ComponentMask):
     COARSE = 16
     NAMES = ("coarse luminance", "coarse colour", "detail luminance", "detail colour")
 
-    def components(self, x, b):
+    def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         from onnx_kernelviz.method.references import gaussian_blur
         lo = gaussian_blur(x, max(x.shape[-2:]) / self.COARSE)
         out = []

@@ -16,18 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_kernelviz.report.pictures import write_json
 from onnx_kernelviz.baselines import resolve_names
 from onnx_kernelviz.errors import KernelvizError, UsageError
-from onnx_kernelviz.pipeline.explain import ExplainConfig, ProgressFn, explain, prepare
-from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.frontend.layers import Layer
-from onnx_kernelviz.measure.metrics import correlation, kernel_energy, kernel_metrics, rectified
-from onnx_kernelviz.model import Model
+from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.outdir import prepare_out_dir
 from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.measure.metrics import SEPARATION, correlation, kernel_energy, kernel_metrics, rectified, separation
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.explain import ExplainConfig, ProgressFn, explain, prepare
+from onnx_kernelviz.report.pictures import write_json
 
-__all__ = ["compare", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine", "separation"]
+__all__ = ["compare", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine", "separation", "SEPARATION"]
 
 #: weight of the partner-suppression term when explaining a against b (and b against a); chosen by
 #: measurement (docs/EVALUATION.md, scripts/evaluate.py); 0 gives the plain explanations of ``explain``
@@ -77,16 +77,6 @@ def filter_cosine(model: Model, layer: Layer, a: int, b: int) -> float | None:
         return None
     wa, wb = w[a].ravel().astype(np.float64), w[b].ravel().astype(np.float64)
     return float(wa @ wb / (np.linalg.norm(wa) * np.linalg.norm(wb) + 1e-12))
-
-
-#: a pair is told apart when each kernel keeps this many times more of itself than of the other (METHOD.md)
-SEPARATION = 1.5
-
-
-def separation(entry: dict) -> float:
-    """The smaller of kept_a / kept_b under x'_a and kept_b / kept_a under x'_b (``{"a": {...}, "b": {...}}``)."""
-    return min(entry["a"]["kept_a"] / max(entry["a"]["kept_b"], 1e-6),
-               entry["b"]["kept_b"] / max(entry["b"]["kept_a"], 1e-6))
 
 
 def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int) -> dict:

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn, explain
-from onnx_kernelviz.model import Model
 from onnx_kernelviz.io.preprocess import resolve_preprocess
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn, explain
 
 PACKAGE = Path(__file__).resolve().parents[1]
 PHOTOS = PACKAGE / "data" / "photos"

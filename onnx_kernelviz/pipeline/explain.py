@@ -9,31 +9,43 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from onnx_kernelviz import __version__
-from onnx_kernelviz.report.pictures import write_json
+from onnx_kernelviz.baselines.base import BaselineOutcome
 from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
-from onnx_kernelviz.pipeline.files import write_baselines, write_explanation
+from onnx_kernelviz.frontend.convert import TorchGraph
 from onnx_kernelviz.io.images import from_model_input, list_images, read_image, to_model_input
-from onnx_kernelviz.method.kernels import select_items
-from onnx_kernelviz.measure.metrics import kernel_energy, kernel_metrics, parity
-from onnx_kernelviz.model import Model
-from onnx_kernelviz.method.objectives import (ImageL1, MaskArea, MaskTV, Objective, PaperPreserve, PaperSuppress, Preserve, Suppress,
-                         SuppressPartner)
-from onnx_kernelviz.method.optimize import OptimizeConfig, optimize
 from onnx_kernelviz.io.outdir import prepare_out_dir
-from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
 from onnx_kernelviz.io.preprocess import Preprocess, valid_range
-from onnx_kernelviz.method.references import REFERENCES
-from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
+from onnx_kernelviz.measure.metrics import kernel_energy, kernel_metrics, parity
 from onnx_kernelviz.measure.verify import DEFAULT_TOLERANCE
+from onnx_kernelviz.method.kernels import select_items
+from onnx_kernelviz.method.objectives import (
+    ImageL1,
+    MaskArea,
+    MaskTV,
+    Objective,
+    PaperPreserve,
+    PaperSuppress,
+    Preserve,
+    Suppress,
+    SuppressPartner,
+    Term,
+)
+from onnx_kernelviz.method.optimize import OptimizeConfig, optimize
+from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
+from onnx_kernelviz.method.references import REFERENCES
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.files import write_baselines, write_explanation
+from onnx_kernelviz.report.pictures import write_json
+from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ class ExplainConfig:
 
     def objective(self) -> Objective:
         if self.method == "pixel":
-            terms = [(1.0, PaperPreserve()), (1.0, PaperSuppress()), (1.0, ImageL1())]
+            terms: list[tuple[float, Term]] = [(1.0, PaperPreserve()), (1.0, PaperSuppress()), (1.0, ImageL1())]
         else:
             terms = [(self.preserve, Preserve(self.preserve_margin)), (self.suppress, Suppress()),
                      (self.area, MaskArea(self.area_target)), (self.tv, MaskTV())]
@@ -303,7 +315,7 @@ def _explain_bounded(model: Model, tensor: str, prep: Prepared, chunk: list[tupl
                 + _explain_bounded(model, tensor, prep, chunk[half:], config, pp, out))
 
 
-def _chunks(seq: list, size: int):
+def _chunks(seq: list[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
     for i in range(0, len(seq), size):
         yield seq[i:i + size]
 
@@ -337,13 +349,14 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
     # per-band masks: mask.png is their mean, which reads as blobs; the bands side by side say what is kept where
     grids = None if res.grid is None or res.grid.shape[1] < 2 else res.grid.detach().cpu().numpy()
     names = getattr(PARAMETERIZATIONS.get(config.parameterization), "NAMES", ())
-    extra = _baselines(model, tensor, prep, idx, x, b, k, masks, x_mod, forward, config, lo, hi)
+    extra = _baselines(model, tensor, prep, idx, x, b, k, masks, x_mod, tg, config, lo, hi)
 
     def result(row: int) -> dict:
         i, kk = chunk[row]
         base = {"image": str(prep.paths[i]), "kernel": kk}
-        if res.failed[row]:
-            return _unmeasured(base["image"], kk, "failed", prep.notes[i], res.failed[row], res.steps[row], seconds)
+        failure = res.failed[row]
+        if failure:
+            return _unmeasured(str(prep.paths[i]), kk, "failed", prep.notes[i], failure, res.steps[row], seconds)
         m = kernel_metrics(prep.t_ort[i], t_ort[row], kk)
         p_abs, p_rel = parity(t_torch[row], t_ort[row])
         mask = None if masks is None else masks[row]
@@ -378,8 +391,8 @@ def unchanged_fraction(x_mod: torch.Tensor, x: torch.Tensor, lo: torch.Tensor, h
 
 
 def _baselines(model: Model, tensor: str, prep: Prepared, idx: np.ndarray, x: torch.Tensor, b: torch.Tensor,
-               k: torch.Tensor, masks: np.ndarray | None, x_mod: torch.Tensor, forward, config: ExplainConfig, lo,
-               hi) -> list | None:
+               k: torch.Tensor, masks: np.ndarray | None, x_mod: torch.Tensor, tg: TorchGraph, config: ExplainConfig,
+               lo: torch.Tensor, hi: torch.Tensor) -> list[dict[str, BaselineOutcome]] | None:
     """Baselines at the same area as ours (the mask's, or for the pixel method the unchanged pixels'), measured on
     onnxruntime like ours (METHOD.md)."""
     if not config.baselines:
@@ -388,5 +401,5 @@ def _baselines(model: Model, tensor: str, prep: Prepared, idx: np.ndarray, x: to
     # the pixel method has no mask: its "kept area" is where x' left the photo (nearly) as it was
     areas = [float(m.mean()) for m in masks] if masks is not None else unchanged_fraction(x_mod, x, lo, hi).tolist()
     return evaluate_baselines(
-        list(config.baselines), forward=forward, x=x, b=b, k=k, areas=areas,
+        list(config.baselines), forward=lambda inp: tg(inp)[0], module=tg.module, x=x, b=b, k=k, areas=areas,
         ort_activations=lambda xb: model.run_ort(xb, (tensor,))[0], t_x=prep.t_ort[idx], lo=lo, hi=hi)

@@ -4,20 +4,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from onnx_kernelviz.report.pictures import activation_picture, components_picture, others_picture, overlay, write_image, write_npy
 from onnx_kernelviz.io.images import from_model_input
-from onnx_kernelviz.measure.metrics import kernel_energy
 from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.measure.metrics import kernel_energy
+from onnx_kernelviz.report.pictures import (
+    activation_picture,
+    components_picture,
+    others_picture,
+    overlay,
+    write_image,
+    write_npy,
+)
 
 __all__ = ["write_explanation", "write_baselines"]
 
 
 def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_mod: np.ndarray,
                       mask: np.ndarray | None, t_before: np.ndarray, t_after: np.ndarray, k: int, pp: Preprocess,
-                      bands: tuple[tuple[str, ...], np.ndarray] | None = None) -> dict:
+                      bands: tuple[tuple[str, ...], np.ndarray] | None = None) -> dict[str, str | None]:
     """Pictures of kernel k's explanation on one image, in ``out/stem/kNNNN/``; returns their paths relative to
     ``out``.
 
@@ -34,8 +42,9 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
         write_image(original, photo)
     before, after = t_before[k], t_after[k]
     vmax = float(max(np.maximum(before, 0).max(), np.maximum(after, 0).max(), 1e-12))
-    files = {"original": original, "modified": d / "modified.png", "modified_npy": d / "modified.npy",
-             "act_before": d / "act_before.png", "act_after": d / "act_after.png", "others": d / "others.png"}
+    files: dict[str, Path] = {"original": original, "modified": d / "modified.png",
+                              "modified_npy": d / "modified.npy", "act_before": d / "act_before.png",
+                              "act_after": d / "act_after.png", "others": d / "others.png"}
     write_image(files["modified"], from_model_input(x_mod, pp))
     # x' exactly as measured (model input space, [C, H, W] float32): the PNG is rounded to 8 bits
     write_npy(files["modified_npy"], x_mod.astype(np.float32))
@@ -53,15 +62,16 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
             files["mask_components"] = d / "mask_components.png"
             write_image(files["mask_components"], components_picture(photo, bands[1], bands[0]))
     else:
-        files["mask"] = None
         # pixel method: the change |x' - x| is the closest thing to a mask
         diff = np.abs(x_mod - x).mean(0)
-        files["overlay"] = d / "overlay.png"
-        write_image(files["overlay"], overlay(photo, diff / (diff.max() + 1e-12)))
-    return {name: (None if p is None else str(Path(p).relative_to(out))) for name, p in files.items()}
+        write_image(d / "overlay.png", overlay(photo, diff / (diff.max() + 1e-12)))
+    rel: dict[str, str | None] = {name: str(p.relative_to(out)) for name, p in files.items()}
+    if mask is None:
+        rel.update(mask=None, overlay=str((d / "overlay.png").relative_to(out)))
+    return rel
 
 
-def write_baselines(out: Path, files: dict, outcomes: dict, pp: Preprocess) -> dict:
+def write_baselines(out: Path, files: dict[str, Any], outcomes: dict[str, Any], pp: Preprocess) -> dict[str, Any]:
     """Save each baseline's mask and x' next to ours; returns {name: metrics} and adds their files."""
     metrics = {}
     d = (out / files["modified"]).parent

@@ -15,11 +15,13 @@ import re
 import statistics
 import struct
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote
 
 from onnx_kernelviz.errors import KernelvizError
+from onnx_kernelviz.measure.metrics import SEPARATION, separation
 
 __all__ = ["write_report"]
 
@@ -178,10 +180,10 @@ class _Page:
     def img(self, rel: Any, alt: str, pixel: bool = False) -> str:
         path = self._local(rel)
         try:
-            size = path and _image_size(path)
+            size = _image_size(path) if path is not None else None
         except (OSError, struct.error):
             size = None
-        if not size:
+        if path is None or not size:
             return ""
         cls = ' class="px"' if pixel else ""
         return (f'<img src="{self._href(path)}" alt="{_e(alt)}" width="{size[0]}" height="{size[1]}" '
@@ -248,7 +250,7 @@ class _Page:
             ok = [r for r in rs if r.get("status", "ok") == "ok"]
             med = {m: _median(r.get(m) for r in ok) for m in
                    ("kept", "fidelity", "others_kept", "specificity_before", "specificity_after")}
-            parity = [r.get("parity_ok") for r in ok if isinstance(r.get("parity_ok"), bool)]
+            parity = [bool(r["parity_ok"]) for r in ok if isinstance(r.get("parity_ok"), bool)]
             cells = [f'<a href="#{_anchor(k)}">kernel {_e(k)}</a>', f"{len(ok)} / {len(rs)}",
                      _fmt(med["kept"]), _fmt(med["fidelity"]), _fmt(med["others_kept"]),
                      f"{_fmt(med['specificity_before'])} → {_fmt(med['specificity_after'])}",
@@ -340,22 +342,23 @@ class _Page:
                 f"specificity after)</summary>{table}{grid}</details>")
 
     def compare(self, c: dict) -> str:
-        kernels = c.get("kernels") if isinstance(c.get("kernels"), list) else []
+        given = c.get("kernels")
+        kernels: list[Any] = given if isinstance(given, list) else []
         a, b = (kernels[:2] + ["a", "b"][len(kernels[:2]):])
         entries = [("ours", _dict(c.get("ours")))] + [(str(n), _dict(v))
                                                       for n, v in _dict(c.get("baselines")).items()]
-        rows = []
+        table_rows: list[tuple[list[str], float | None]] = []
         for n, e in entries:
             raw = [_dict(e.get(s)).get(f"kept_{t}") for s in "ab" for t in "ab"]  # aa, ab, ba, bb
-            vals = [_num(v) for v in raw]
-            sep = None if None in vals else ((vals[0] - vals[1]) + (vals[3] - vals[2])) / 2
-            rows.append(([_e(n)] + [_fmt(v) for v in raw] + [_fmt(sep)], sep))
-        best = _best(sep for _, sep in rows)
+            sep = None if None in map(_num, raw) else separation(e)
+            told = "" if sep is None else " (told apart)" if sep >= SEPARATION else " (not told apart)"
+            table_rows.append(([_e(n)] + [_fmt(v) for v in raw] + [_fmt(sep) + told], sep))
+        best = _best(sep for _, sep in table_rows)
         ka, kb = _e(a), _e(b)
         table = _table(["method", f"on x′<sub>{ka}</sub>: kept {ka}", f"on x′<sub>{ka}</sub>: kept {kb}",
                         f"on x′<sub>{kb}</sub>: kept {ka}", f"on x′<sub>{kb}</sub>: kept {kb}", "separation"],
-                       [(cells, sep is not None and sep == best) for cells, sep in rows])
-        files, grids = _dict(c.get("files")), []
+                       [(cells, sep is not None and sep == best) for cells, sep in table_rows])
+        files = _dict(c.get("files"))
         rows = [("The photo and the two activation maps",
                  [self.figure(files.get("original"), "Original photo", "original photo")]
                  + [self.figure(files.get(f"act_{s}"), f"Activation of {k}", f"activation of kernel {k}", True)
@@ -383,5 +386,7 @@ class _Page:
                 f'<b>{_fmt(c.get("correlation"))}</b>{extra}{contrast}</p><p>A good explanation separates them: on '
                 f'x′<sub>{ka}</sub>'
                 f" kernel {ka} stays (kept near 1) while {kb} drops, and the reverse on x′<sub>{kb}</sub>; "
-                "maps that only say where a kernel fires keep or drop both. <i>Separation</i> is the mean of the "
-                f"two gaps; highlighted: the largest.</p>{table}{grids}</section>")
+                "maps that only say where a kernel fires keep or drop both. <i>Separation</i> is the smaller of "
+                f"the two self/other ratios (kept {ka} / kept {kb} on x′<sub>{ka}</sub>, kept {kb} / kept {ka} on "
+                f"x′<sub>{kb}</sub>); a pair is told apart at {SEPARATION:g} or more; highlighted: the largest."
+                f"</p>{table}{grids}</section>")
