@@ -15,7 +15,9 @@ _EXPORTS = {
     "KernelvizError": "errors", "UsageError": "errors", "ModelError": "errors", "ConversionError": "errors",
     "ImageError": "errors", "Model": "model", "Layer": "frontend.layers", "Preprocess": "io.preprocess",
     "resolve_preprocess": "io.preprocess", "verify_model": "measure.verify", "VerifyReport": "measure.verify",
-    "ExplainConfig": "pipeline.explain", "ExplainRun": "pipeline.explain", "explain": "pipeline.explain",
+    "ExplainConfig": "method.config", "ExplainRun": "pipeline.explain", "explain": "pipeline.explain",
+    "compare": "pipeline.compare", "METHODS": "method.methods", "KernelResult": "results", "RunHeader": "results",
+    "CompareResult": "results", "FocusMetrics": "results", "BaselineMetrics": "results", "Metrics": "results",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

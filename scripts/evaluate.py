@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
 from onnx_kernelviz.io.images import list_images  # noqa: E402
+from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
 from onnx_kernelviz.method.kernels import select_items  # noqa: E402
 from onnx_kernelviz.pipeline.compare import (  # noqa: E402
     CONTRAST,
@@ -40,7 +41,7 @@ from onnx_kernelviz.pipeline.compare import (  # noqa: E402
     most_correlated_pair,
     separation,
 )
-from onnx_kernelviz.pipeline.explain import ExplainConfig, prepare  # noqa: E402
+from onnx_kernelviz.pipeline.prepare import prepare  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     cases, pairs = [], []
     for layer in [s.strip() for s in args.layers.split(",") if s.strip()]:
         la = model.layer(int(layer) if layer.isdigit() else layer)
-        prep = prepare(model, photos, la.tensor, pp, cfg)
+        prep = prepare(model, photos, la, pp, cfg)
         top = select_items(args.kernels, prep.energy)
         for i, photo in enumerate(photos):
             ks = [k for j, k in top if j == i and prep.energy[i, k] > 0]
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             d = out / f"L{la.index}" / photo.stem
             run = explain(model, [photo], la.index, ",".join(map(str, ks_all)), d, preprocess=pp, config=cfg,
                           force=True)
-            res = {r["kernel"]: r for r in run.results}
+            res = {r.kernel: r.to_json() for r in run.results}
             for k in ks:
                 r = res[k]
                 if r.get("status") == "ok":
@@ -97,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
                                                        "specificity_after", "mask_area")},
                                   "baselines": r.get("baselines", {})})
             if pair and all(res[k].get("status") == "ok" for k in pair):
-                ours, theirs = measure_pair(model, la.tensor, prep.t_ort[i], d, res[a]["files"], res[b]["files"],
-                                            a, b)
+                ours_kept, theirs_kept = measure_pair(model, la.tensor, prep.t_ort[i], d, res[a]["files"],
+                                                      res[b]["files"], a, b)
+                ours, theirs = ours_kept.to_json(), {n: t.to_json() for n, t in theirs_kept.items()}
                 # what `kernelviz compare` does: each kernel explained against the other in particular
                 cmp = compare(model, photo, la.index, pair, d / "compare", preprocess=pp, config=cfg, force=True,
-                              contrast=args.contrast)
+                              contrast=args.contrast).to_json()
                 # ... and with the paper's pixel method, which can reach inputs a mask over the photo cannot
                 px = (compare(model, photo, la.index, pair, d / "compare_pixel", preprocess=pp,
-                              config=replace(cfg, method="pixel"), force=True, contrast=args.contrast)
+                              config=replace(cfg, method="pixel"), force=True, contrast=args.contrast).to_json()
                       if args.pixel_pairs else None)
                 pairs.append({"photo": photo.name, "layer": la.index, "kernels": [a, b], "correlation": corr,
                               "filter_cosine": filter_cosine(model, la, a, b),

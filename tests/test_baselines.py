@@ -137,9 +137,10 @@ def test_evaluate_baselines_measures_on_onnxruntime(tiny):
     assert len(out) == 2 and set(out[0]) == set(BASELINES.names())
     for row, area in enumerate([0.5, 0.55]):
         for o in out[row].values():
-            assert {"kept", "others_kept", "specificity_after", "mask_area", "fidelity"} <= set(o.metrics)
-            assert abs(o.metrics["mask_area"] - area) <= 1 / SIDE ** 2 + 1e-9
+            assert {"kept", "others_kept", "specificity_after", "mask_area", "fidelity"} \
+                <= set(o.metrics.to_json())
+            assert abs(o.metrics.mask_area - area) <= 1 / SIDE ** 2 + 1e-9
             assert o.mask.shape == (SIDE, SIDE) and o.x_mod.shape == (3, SIDE, SIDE)
     # keeping the left half keeps kernel 0 almost whole and removes kernel 1 (the right half)
-    act = out[0]["activation"].metrics
+    act = out[0]["activation"].metrics.to_json()
     assert act["kept"] > 0.8 and act["specificity_after"] > act["specificity_before"]

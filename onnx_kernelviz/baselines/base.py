@@ -22,6 +22,7 @@ from torch import nn
 from onnx_kernelviz.measure.metrics import kernel_metrics
 from onnx_kernelviz.method.references import gaussian_blur
 from onnx_kernelviz.registry import Registry
+from onnx_kernelviz.results import Metrics
 
 #: The truncated network: ``x [B, C, H, W] -> activation [B, C', h, w]`` (not rectified).
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -82,7 +83,7 @@ class BaselineOutcome:
     """One baseline on one row: contract metrics (kept, fidelity, others_kept, specificity_before/after,
     mask_area), the equal-area mask ``[H, W]`` in {0, 1}, x' ``[C, H, W]`` and the raw saliency ``[H, W]``."""
 
-    metrics: dict
+    metrics: Metrics
     mask: np.ndarray
     x_mod: np.ndarray
     saliency: np.ndarray
@@ -144,7 +145,7 @@ def evaluate_baselines(names: Sequence[str], *, forward: Forward, module: nn.Mod
         t_mod = ort_activations(x_np)
         for row in range(len(k)):
             kk = int(k[row])
-            metrics = {**kernel_metrics(t_x[row], t_mod[row], kk).to_dict(), "mask_area": float(m[row].mean())}
+            metrics = Metrics.of(kernel_metrics(t_x[row], t_mod[row], kk), float(m[row].mean()))
             out[row][name] = BaselineOutcome(metrics, m[row, 0].cpu().numpy(), x_np[row], sal[row].cpu().numpy())
     return out
 

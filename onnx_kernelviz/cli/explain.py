@@ -13,6 +13,7 @@ from onnx_kernelviz.errors import UsageError
 
 if TYPE_CHECKING:
     from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn
+    from onnx_kernelviz.results import KernelResult
 
 
 def explain_options(fn: F) -> F:
@@ -59,30 +60,16 @@ def _config(method: str, steps: int | None, early_stop: bool, batch_size: int | 
 
 
 def _parse_settings(settings: tuple[str, ...], config: ExplainConfig) -> dict[str, Any]:
-    """``--set KEY=VALUE`` pairs as typed ExplainConfig changes (the type of each field's default)."""
-    from dataclasses import fields
+    """``--set KEY=VALUE`` pairs as typed ExplainConfig changes (by each field's annotation)."""
+    from onnx_kernelviz.method.config import parse_setting
 
-    known = {f.name: f for f in fields(config)}
     out: dict[str, Any] = {}
     for item in settings:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in known:
-            raise UsageError(f"--set {item!r}: use KEY=VALUE with KEY one of: {', '.join(sorted(known))}")
-        current = getattr(config, key)
-        try:
-            if isinstance(current, bool):
-                if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                out[key] = value.strip().lower() in ("true", "1", "yes")
-            elif isinstance(current, (int, float)):
-                out[key] = type(current)(value)
-            elif current is None:  # optional numbers (lr, batch_size, top_images)
-                out[key] = float(value) if key == "lr" else int(value)
-            else:
-                out[key] = value
-        except ValueError:
-            raise UsageError(f"--set {item!r}: {value!r} is not a valid {type(current).__name__}") from None
+        if not sep:
+            raise UsageError(f"--set {item!r}: use KEY=VALUE")
+        out[key] = parse_setting(key, value)
     return out
 
 
@@ -100,7 +87,7 @@ def _progress_bar(total_hint: str) -> ProgressFn:
 
     bar: list[Any] = []
 
-    def progress(done: int, total: int, result: dict[str, Any] | None) -> None:
+    def progress(done: int, total: int, result: KernelResult | None) -> None:
         if not bar:
             bar.append(tqdm(total=total, initial=done, desc=total_hint, unit="expl", file=sys.stderr,
                             disable=None, leave=True))
@@ -113,13 +100,16 @@ def _progress_bar(total_hint: str) -> ProgressFn:
 
 
 def _summary(run: ExplainRun) -> None:
-    ok = [r for r in run.results if r.get("status") == "ok"]
+    ok = [r.metrics for r in run.results if r.status == "ok"]
     import statistics as st
 
-    counts = {s: sum(1 for r in run.results if r.get("status") == s) for s in ("ok", "inactive", "failed")}
+    counts = {s: sum(1 for r in run.results if r.status == s) for s in ("ok", "inactive", "failed")}
     click.echo(f"{counts['ok']} explained, {counts['inactive']} inactive, {counts['failed']} failed")
     if ok:
-        med = lambda key: st.median(r[key] for r in ok if r.get(key) is not None)  # noqa: E731
+        def med(key: str) -> float:
+            values = [v for v in (getattr(m, key) for m in ok) if v is not None]
+            return st.median(values) if values else float("nan")
+
         click.echo(f"median kept {med('kept'):.3f}  fidelity {med('fidelity'):.3f}  others_kept "
                    f"{med('others_kept'):.3f}  specificity {med('specificity_before'):.3f} -> "
                    f"{med('specificity_after'):.3f}")
@@ -180,7 +170,7 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
     \b
     Example:  kernelviz compare net.onnx cat.jpg --layer 20 --out cmp/
     """
-    from onnx_kernelviz.pipeline.compare import CONTRAST, SEPARATION, separation
+    from onnx_kernelviz.pipeline.compare import CONTRAST, SEPARATION
     from onnx_kernelviz.pipeline.compare import compare as run_compare
 
     if kernels and len(kernels) != 2:
@@ -190,19 +180,18 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
     doc = run_compare(m, image, layer, (kernels[0], kernels[1]) if kernels else None, out, preprocess=pp, config=cfg,
                       force=force, contrast=CONTRAST if contrast is None else contrast,
                       progress=_progress_bar("comparing"))
-    a, b = doc["kernels"]
-    click.echo(f"kernels {a} and {b} (correlation {doc['correlation']:.2f})")
-    o = doc["ours"]
-    click.echo(f"ours (contrast {doc['contrast']:g}): under x'_a kept_a {o['a']['kept_a']:.2f} "
-               f"kept_b {o['a']['kept_b']:.2f}; "
-               f"under x'_b kept_a {o['b']['kept_a']:.2f} kept_b {o['b']['kept_b']:.2f}")
-    sep, cos = separation(o), doc.get("filter_cosine")
-    if sep < SEPARATION:
+    a, b = doc.kernels
+    click.echo(f"kernels {a} and {b} (correlation {doc.correlation:.2f})")
+    o = doc.ours
+    click.echo(f"ours (contrast {doc.contrast:g}): under x'_a kept_a {o.aa:.2f} kept_b {o.ab:.2f}; "
+               f"under x'_b kept_a {o.ba:.2f} kept_b {o.bb:.2f}")
+    sep, cos = o.separation, doc.filter_cosine
+    if not o.told_apart:
         hint = ""
-        if cos is not None and cos >= 0.9 and doc["method"] == "mask":
+        if cos is not None and cos >= 0.9 and doc.method == "mask":
             hint = (f" Their filters are near-copies (cosine {cos:.2f}): a mask over the photo cannot keep one "
                     "without the other; --method pixel can reach inputs that do, at the cost of a lower kept.")
-        elif doc["contrast"] == 0:
+        elif doc.contrast == 0:
             hint = f" Try --contrast {CONTRAST:g} to explain each kernel against the other in particular."
         click.echo(f"not told apart: the smaller self/other ratio is {sep:.2f} (< {SEPARATION}).{hint}")
     click.echo(f"report: {Path(out) / 'report.html'}")

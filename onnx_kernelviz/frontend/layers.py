@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.frontend.graph import GraphView, NodeView
 
@@ -77,6 +79,17 @@ def find_layers(graph: GraphView) -> list[Layer]:
         layers.append(Layer(len(layers), node.name, tensor, node.outputs[0], int(channels or 0),
                             shape, int(node.attrs.get("group", 1)), chain, node.op_type))
     return layers
+
+
+def conv_weights(graph: GraphView, layer: Layer) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The layer's conv weights ``[C', C/group, kh, kw]`` and bias ``[C']``, each None when it is absent or computed
+    rather than a constant."""
+    node = graph.producer.get(layer.conv_output)
+    if node is None or not _is_conv(node):
+        return None, None
+    w = graph.constant(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+    b = graph.constant(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    return w, b
 
 
 def _activation(graph: GraphView, start: str) -> tuple[str, tuple[str, ...]]:

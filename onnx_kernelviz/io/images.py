@@ -27,17 +27,16 @@ MAX_PIXELS = 100_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 import contextlib  # noqa: E402
-import tempfile  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import BinaryIO  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from onnx_kernelviz.errors import ImageError, UsageError  # noqa: E402
+from onnx_kernelviz.io.files import atomic_file  # noqa: E402
 from onnx_kernelviz.io.imageheader import Header, apply_orientation, exif_orientation, peek_header  # noqa: E402
 from onnx_kernelviz.io.preprocess import Preprocess, channel_stats  # noqa: E402
 
@@ -369,40 +368,9 @@ def from_model_input(x: np.ndarray, pp: Preprocess) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Writing, atomically: a crash or Ctrl-C never leaves a half-written file under the final name.
+# Writing, atomically (io/files.py): a crash or Ctrl-C never leaves a half-written file under the final name.
 
 _WRITE_EXTENSIONS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
-    """Yield a temp file in ``path``'s folder (same file system, so ``os.replace`` is atomic), then rename it.
-
-    The rename alone means a reader never sees a half-written file, even if the process dies; ``durable`` also
-    flushes it to disk first (fsync), which survives a power cut but cost ~5 ms a file where thousands of
-    pictures are written: pictures, which a rerun rebuilds, are written with ``durable=False``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file 0600 and the mode survives the rename: give it the usual umask-based mode
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_image(path: str | Path, rgb_uint8: np.ndarray, *, jpeg_quality: int = 95) -> Path:

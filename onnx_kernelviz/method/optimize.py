@@ -23,18 +23,20 @@ from onnx_kernelviz.method.perturb import Parameterization
 
 @dataclass(frozen=True)
 class OptimizeConfig:
-    """Loop settings. ``steps`` is the most steps per explanation; exactly that many with ``early_stop=False``."""
+    """Loop settings. ``steps`` is the most steps per explanation; exactly that many with ``early_stop=False``.
 
-    steps: int = 300
-    lr: float = 0.1
+    No defaults for what a method decides: ``Method.loop`` builds this from ``ExplainConfig`` (method/config.py,
+    the one source of every default).
+    """
+
+    steps: int
+    lr: float
+    min_steps: int
+    patience: int
+    tol: float
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = 0.9
     early_stop: bool = True
-    min_steps: int = 40
-    patience: int = 20
-    tol: float = 2e-3
-    #: options for the parameterization's ``configure`` (e.g. ``(("resolution", 56), ("levels", 3))``)
-    param_options: tuple[tuple[str, object], ...] = ()
     #: flush denormal floats to zero while optimizing (CPU): masked-out regions of deep activations are full of
     #: them, and they make convolutions (forward and backward) ~1.5x slower
     flush_denormal: bool = True
@@ -71,8 +73,6 @@ def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameteriz
         partner: per row, a kernel to single out for suppression or -1, ``[B]`` (see ``Step.partner``).
         callbacks: called after each step with (step, loss of the running rows, number running).
     """
-    if cfg.param_options:
-        param.configure(**dict(cfg.param_options))
     flush = cfg.flush_denormal and ref.device.type == "cpu"
     if flush:
         torch.set_flush_denormal(True)

@@ -11,8 +11,8 @@ scaled down), so the result reads as regions, not pixel noise. docs/TRADEOFF.md 
 measured.
 ``pixel``: x' itself is optimized, initialised at x (Zhuang et al., arXiv 2108.11054, first author's setup).
 
-A parameterization may take options through ``configure(**options)`` (called by the optimizer loop with
-``OptimizeConfig.param_options`` before the optimizer is built), and may build x' for a subset of its rows
+A parameterization takes its options as keywords (``Method.build`` passes them from ``ExplainConfig``, whose
+defaults the keywords here repeat by reference, never by value), and may build x' for a subset of its rows
 (``param(rows)``) so finished rows cost nothing.
 """
 
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.registry import Registry
 
 
@@ -53,12 +54,10 @@ class Parameterization(Protocol):
         """x' (and mask) of the given batch rows, detached, for keeping the best result so far."""
         ...
 
-    def configure(self, **options: Any) -> None:
-        """(Re)build the optimized tensors with these options."""
-        ...
-
 
 PARAMETERIZATIONS: Registry[type] = Registry("mask parameterization")
+
+_DEFAULTS = ExplainConfig()
 
 
 def smooth_mask(m: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -102,12 +101,15 @@ class MaskParameterization:
         fine_lr: learning-rate factor of each finer level relative to the one above it (1 = all equal).
         smooth: sigma of a Gaussian blur of the mask after the sigmoid, as a fraction of the input side
             (0 = none); it rounds the grid's corners off and keeps the mask in [0, 1].
-        init: initial logit of the coarsest level (3 ≈ mask of 0.95: x' starts close to x, where k's
-            activation is right); the finer levels start at 0.
+        init: initial logit of the coarsest level (the default 1 ≈ a mask of 0.73: x' starts near x, where k's
+            activation is right, with room to move both ways); the finer levels start at 0.
+
+    The defaults are ``ExplainConfig``'s.
     """
 
-    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, resolution: int = 56, levels: int = 3,
-                 fine_lr: float = 0.5, smooth: float = 0.01, init: float = 3.0) -> None:
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, resolution: int = _DEFAULTS.resolution,
+                 levels: int = _DEFAULTS.levels, fine_lr: float = _DEFAULTS.fine_lr,
+                 smooth: float = _DEFAULTS.smooth, init: float = _DEFAULTS.init) -> None:
         self.x, self.b = x, b
         self.d = x - b
         self.configure(resolution=resolution, levels=levels, fine_lr=fine_lr, smooth=smooth, init=init)

@@ -10,17 +10,16 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import re
 import statistics
 import struct
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from onnx_kernelviz.errors import KernelvizError
+from onnx_kernelviz.io.files import write_text
 from onnx_kernelviz.measure.metrics import SEPARATION, separation
 
 __all__ = ["write_report"]
@@ -72,7 +71,8 @@ def write_report(out_dir: Path) -> Path:
             f"{out_dir} has no results.json or compare.json; run `kernelviz explain MODEL IMAGE --layer L "
             f"--kernel K --out {out_dir}` (or `kernelviz compare ... --out {out_dir}`) first")
     page = _Page(out_dir).render(results, compare)
-    return _write_atomic(out_dir / "report.html", page)
+    # A crash or a concurrent reader never sees half a report (io/files.py writes beside it, then renames).
+    return write_text(out_dir / "report.html", page, durable=False)
 
 
 def _load(path: Path) -> dict | None:
@@ -85,20 +85,6 @@ def _load(path: Path) -> dict | None:
     if not isinstance(data, dict):
         raise KernelvizError(f"{path} is not a JSON object; re-run the command that wrote it")
     return data
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    # A crash or a concurrent reader never sees half a report: write beside it, then rename over it.
-    # (Not mkstemp: its 0600 mode would survive the rename.)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _e(value: Any) -> str:
