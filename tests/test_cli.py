@@ -181,15 +181,14 @@ def test_python_dash_m_help():
 
 
 def test_set_passes_typed_explain_settings_and_rejects_unknown_keys(tmp_path):
-    from onnx_kernelviz.cli.explain import _parse_settings
+    from onnx_kernelviz.cli.options import parse_settings
     from onnx_kernelviz.errors import UsageError
-    from onnx_kernelviz.pipeline.explain import ExplainConfig
 
-    got = _parse_settings(("resolution=112", "tv=0.05", "early_stop=false", "lr=0.3"), ExplainConfig())
+    got = parse_settings(("resolution=112", "tv=0.05", "early_stop=false", "lr=0.3"))
     assert got == {"resolution": 112, "tv": 0.05, "early_stop": False, "lr": 0.3}
     for bad in ("bogus=1", "resolution", "resolution=1.5", "early_stop=maybe"):
         with pytest.raises(UsageError):
-            _parse_settings((bad,), ExplainConfig())
+            parse_settings((bad,))
 
 
 def test_compare_help_states_the_contrast_default_and_refuses_a_negative_one(tmp_path):

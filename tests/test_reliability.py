@@ -327,9 +327,9 @@ def _interrupt_after_first(monkeypatch):
         def progress(done, total, result):
             if result is not None:
                 raise KeyboardInterrupt
-        return progress
+        return progress, None
 
-    monkeypatch.setattr(cli_module, "_progress_bar", bar)
+    monkeypatch.setattr(cli_module, "progress_bar", bar)
 
 
 def _count_optimize(monkeypatch) -> list:

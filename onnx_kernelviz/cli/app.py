@@ -1,15 +1,20 @@
 """The ``kernelviz`` group and what every command shares: one-line errors, --debug, preprocessing options.
 
 Each command parses options, calls the API and prints. Domain errors become one ``Error: ...`` line with exit
-status 1 (2 for usage errors); ``--debug`` shows the traceback instead.
+status 1 (2 for usage errors); ``--debug`` shows the traceback instead. Ctrl-C (exit 130) and SIGTERM (exit 143)
+keep every finished result. Names from files (paths, node names) are printed through :func:`shown`, so a name
+cannot forge a second line or send escape sequences to the terminal.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+import unicodedata
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -43,6 +48,26 @@ def _fail(message: str, exit_code: int) -> _Fail:
     return _UsageFail(message) if exit_code == 2 else _Fail(message)
 
 
+def shown(text: str) -> str:
+    """``text`` safe for one terminal line: control and format characters (newlines, ESC, bidi overrides), line
+    separators and lone surrogates (file names that are not valid UTF-8) become backslash escapes, as in repr."""
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that every ``finally`` saves the finished work the same way."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def _debug_enabled() -> bool:
     ctx = click.get_current_context(silent=True)
     if ctx is not None and ctx.find_root().meta.get("kernelviz.debug"):
@@ -66,13 +91,16 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
         try:
             return fn(*args, **kwargs)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if _debug_enabled():
                 raise
-            click.echo("\nInterrupted: finished results were kept (resume with --resume).", err=True)
-            sys.exit(130)
+            what, code = ("Terminated", 143) if isinstance(e, Terminated) else ("Interrupted", 130)
+            click.echo(f"\n{what}: finished results were kept (resume with --resume).", err=True)
+            sys.exit(code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BrokenPipeError:
@@ -82,7 +110,7 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
         except KernelvizError as e:
             if _debug_enabled():
                 raise
-            raise _fail(str(e), e.exit_code) from None
+            raise _fail(shown(str(e)), e.exit_code) from None
         except MemoryError:
             if _debug_enabled():
                 raise
@@ -90,8 +118,11 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
         except Exception as e:  # noqa: BLE001 - the contract: never a traceback without --debug
             if _debug_enabled():
                 raise
-            raise _Fail(f"unexpected {type(e).__name__}: {str(e)[:300]}; rerun with --debug for the traceback "
-                        "and please report it") from None
+            raise _Fail(shown(f"unexpected {type(e).__name__}: {str(e)[:300]}; rerun with --debug for the "
+                              "traceback and please report it")) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
@@ -138,7 +169,26 @@ def _with_convs(m: Model) -> Model:
     return m
 
 
-@click.group(context_settings=CONTEXT)
+class _Group(click.Group):
+    """click's own usage errors (a bad option value, a missing file) quote what was typed: shown() keeps a name
+    with a newline from forging a second ``Error:`` line there too."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as e:
+            setattr(e, "message", shown(e.message))  # noqa: B010 - click declares it Final
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="kernelviz")
 @debug_option
 def cli() -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, _with_convs, cli, debug_option, preprocess_options
+from onnx_kernelviz.cli.app import _friendly, _open, _with_convs, cli, debug_option, preprocess_options, shown
 from onnx_kernelviz.errors import UsageError
 
 
@@ -35,14 +34,15 @@ def inspect(model: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=1))
         return
-    shape = "x".join(str(d) for d in dims)
-    click.echo(f"{m.path}  opset {m.loaded.opset}  producer {m.loaded.producer or '?'}")
-    click.echo(f"input {info.name} [{shape}] {info.layout}  {len(m.layers)} conv layers\n")
+    # names come from the file: shown() keeps them on their line and away from the terminal's escape sequences
+    shape = shown("x".join(str(d) for d in dims))
+    click.echo(f"{shown(str(m.path))}  opset {m.loaded.opset}  producer {shown(m.loaded.producer or '?')}")
+    click.echo(f"input {shown(info.name)} [{shape}] {info.layout}  {len(m.layers)} conv layers\n")
     click.echo(f"{'idx':>4}  {'channels':>8}  {'group':>5}  {'shape':<16}  {'chain':<22}  tensor")
     for la in m.layers:
-        sh = "?" if la.shape is None else "x".join(str(d) for d in la.shape[1:])
-        chain = "+".join(la.chain) or "-"
-        click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {la.tensor}")
+        sh = shown("?" if la.shape is None else "x".join(str(d) for d in la.shape[1:]))
+        chain = shown("+".join(la.chain) or "-")
+        click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {shown(la.tensor)}")
 
 
 @cli.command()
@@ -58,9 +58,7 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
     \b
     Example:  kernelviz expose net.onnx --layer 3 --layer 7 --output net_exposed.onnx
     """
-    import onnx
-
-    from onnx_kernelviz.frontend.expose import expose as expose_tensors
+    from onnx_kernelviz.frontend.expose import save_exposed
     from onnx_kernelviz.model import Model
 
     m = _with_convs(Model(model, device="cpu"))
@@ -70,15 +68,8 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
     if out.resolve() == Path(model).resolve():
         raise UsageError("--output is the input model; write the exposed model to another file")
     tensors = [m.layer(spec).tensor for spec in layers]
-    proto = expose_tensors(m.loaded.proto, tensors)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    click.echo(f"wrote {out} with extra outputs: {', '.join(tensors)}")
+    save_exposed(m.loaded, tensors, out)
+    click.echo(shown(f"wrote {out} with extra outputs: {', '.join(tensors)}"))
 
 
 @cli.command()
@@ -121,6 +112,6 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
         click.echo(f"{'idx':>4}  {'parity_max_abs':>14}  {'parity_rel':>10}  ok  tensor")
         for la in report.layers:
             click.echo(f"{la.index:>4}  {la.parity_max_abs:>14.3e}  {la.parity_rel:>10.3e}  "
-                       f"{'ok' if la.ok else 'NO'}  {la.tensor}")
+                       f"{'ok' if la.ok else 'NO'}  {shown(la.tensor)}")
         click.echo(f"\n{'all layers agree' if report.ok else 'MISMATCH'} (tolerance {report.tolerance:g})")
     require_parity(report)
