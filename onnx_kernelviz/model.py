@@ -21,8 +21,9 @@ from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_to
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView
 from onnx_kernelviz.frontend.layers import Layer, find_layers, resolve_layer
-from onnx_kernelviz.frontend.load import Layout, LoadedModel, load_model
+from onnx_kernelviz.frontend.load import LoadedModel, load_model
 from onnx_kernelviz.frontend.normalize import NormalizedModel, normalize
+from onnx_kernelviz.options import Layout
 from onnx_kernelviz.runtime import Devices, OrtRunner, resolve_devices
 
 DEFAULT_SIZE = (224, 224)

@@ -18,6 +18,6 @@ LAYOUTS: tuple[str, ...] = get_args(Layout)
 DeviceName = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = get_args(DeviceName)
 
-#: a result's status (CONTRACT.md): explained, nothing to explain (‖r_k(x)‖ = 0), or failed with a reason
+#: a result's status (docs/CONTRACT.md): explained, nothing to explain (‖r_k(x)‖ = 0), or failed with a reason
 Status = Literal["ok", "inactive", "failed"]
 STATUSES: tuple[str, ...] = get_args(Status)

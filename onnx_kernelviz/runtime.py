@@ -11,15 +11,14 @@ import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 
 from onnx_kernelviz.errors import KernelvizError, UsageError
-
-DeviceName = Literal["auto", "cpu", "cuda"]
+from onnx_kernelviz.options import DEVICES, DeviceName
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ def ort_packages() -> tuple[str, ...]:
 
 def resolve_devices(device: DeviceName | str = "auto") -> Devices:
     """Pick torch's device and onnxruntime's providers for ``auto``, ``cpu`` or ``cuda``."""
-    if device not in ("auto", "cpu", "cuda"):
+    if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
     gpu = torch.cuda.is_available()
     if device == "cuda" and not gpu:

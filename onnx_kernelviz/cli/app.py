@@ -22,6 +22,7 @@ import click
 
 from onnx_kernelviz import __version__
 from onnx_kernelviz.errors import KernelvizError, ModelError
+from onnx_kernelviz.options import DEVICES
 
 if TYPE_CHECKING:  # imported lazily at run time: `kernelviz --help` must not wait for torch
     from onnx_kernelviz.io.preprocess import Preprocess
@@ -81,6 +82,9 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
         ctx.find_root().meta["kernelviz.debug"] = True
 
+
+device_option = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                             help="Where to optimize: auto is CUDA when torch sees a GPU.")
 
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
                             help="Show Python tracebacks instead of one-line errors.")

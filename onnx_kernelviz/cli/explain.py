@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, preprocess_options, shown
+from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, device_option, preprocess_options, shown
 from onnx_kernelviz.cli.options import config_from, explain_options, progress_bar
 from onnx_kernelviz.errors import UsageError
 
@@ -125,7 +125,7 @@ def report(directory: str) -> None:
 @cli.command()
 @click.option("--out", default="kernelviz-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--steps", type=int, default=None, help="Most optimizer steps per explanation.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @debug_option
 @_friendly
 def demo(out: str, steps: int | None, device: str) -> None:

@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, _with_convs, cli, debug_option, preprocess_options, shown
+from onnx_kernelviz.cli.app import (
+    _friendly,
+    _open,
+    _with_convs,
+    cli,
+    debug_option,
+    device_option,
+    preprocess_options,
+    shown,
+)
 from onnx_kernelviz.errors import UsageError
 
 
@@ -78,7 +87,7 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
 @click.option("--layer", "layers", multiple=True, help="Layers to check (default: all).")
 @click.option("--tolerance", type=float, default=None,
               help="Largest allowed parity_rel (default 1e-3; 1e-2 for models that compute in fp16).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON.")
 @preprocess_options
 @debug_option

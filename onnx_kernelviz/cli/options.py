@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from onnx_kernelviz.cli.app import device_option
 from onnx_kernelviz.errors import UsageError
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def explain_options(fn: F) -> F:
         click.option("--early-stop/--no-early-stop", default=None,
                      help="Stop each explanation when it converges (default); --no-early-stop runs exactly --steps."),
         click.option("--batch-size", type=int, default=None, help="Explanations optimized together (default: auto)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        device_option,
         click.option("--seed", type=int, default=None, help="Random seed [default: 0]."),
         click.option("--reference", default=None,
                      help="Mask method's reference image: blur, mean (default), zeros, noise."),

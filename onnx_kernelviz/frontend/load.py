@@ -12,7 +12,6 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnx
@@ -20,9 +19,9 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from onnx_kernelviz.errors import ModelError, UsageError
-from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.graph import GraphView, all_tensors
+from onnx_kernelviz.options import Layout
 
-Layout = Literal["nchw", "nhwc"]
 _FLOAT_TYPES = {np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)}
 
 
@@ -107,8 +106,7 @@ def _parse(p: Path, data: bytes) -> onnx.ModelProto:
 
 def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
     """Load external tensor data, but only from regular files inside the model's own folder."""
-    tensors = [t for t in external_data_helper._get_all_tensors(proto)
-               if external_data_helper.uses_external_data(t)]
+    tensors = [t for t in all_tensors(proto) if external_data_helper.uses_external_data(t)]
     if not tensors:
         return
     base = p.parent.resolve()

@@ -19,6 +19,7 @@ import onnx_ir.passes.common as ir_passes
 from onnx import numpy_helper, version_converter
 
 from onnx_kernelviz.errors import ModelError
+from onnx_kernelviz.frontend.graph import opset_version
 from onnx_kernelviz.frontend.load import LoadedModel
 from onnx_kernelviz.frontend.names import NameMap, rename_nodes, rename_tensors
 
@@ -68,7 +69,7 @@ def normalize(model: LoadedModel, keep: Sequence[str] = ()) -> NormalizedModel:
     except ModelError as e:
         raise type(e)(names.restore(str(e))) from e
     rename_nodes(proto, names)
-    return NormalizedModel(proto, input_name, _opset(proto), tuple(names.restore(n) for n in notes),
+    return NormalizedModel(proto, input_name, opset_version(proto), tuple(names.restore(n) for n in notes),
                            fp16_compute, names)
 
 
@@ -101,12 +102,8 @@ def _rewrite(proto: onnx.ModelProto, input_name: str, layout: str, keep: list[st
     return proto, input_name, fp16_compute
 
 
-def _opset(proto: onnx.ModelProto) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
-
-
 def _upgrade_opset(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
-    old = _opset(proto)
+    old = opset_version(proto)
     if old >= MIN_OPSET:
         return proto
     try:

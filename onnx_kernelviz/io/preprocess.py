@@ -17,14 +17,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
 from onnx_kernelviz.errors import UsageError
-
-Layout = Literal["nchw", "nhwc"]
-LAYOUTS: tuple[str, ...] = get_args(Layout)
+from onnx_kernelviz.options import LAYOUTS, Layout
 
 #: The biggest side a ``--size`` may ask for; larger is almost surely a typo (and would not fit in memory).
 MAX_SIDE = 16384

@@ -1,4 +1,4 @@
-"""The contract's metrics (CONTRACT.md, "Metrics"), computed from onnxruntime activations.
+"""The contract's metrics (docs/CONTRACT.md, "Metrics"), computed from onnxruntime activations.
 
 All functions take activation tensors ``T`` of one image, shape ``[C, H, W]`` (float32), as onnxruntime
 returned them for the ORIGINAL model, never the torch copy.
@@ -14,7 +14,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class KernelMetrics:
-    """``kept``, ``fidelity``, ``others_kept``, ``specificity_before/after`` as defined in CONTRACT.md.
+    """``kept``, ``fidelity``, ``others_kept``, ``specificity_before/after`` as defined in docs/CONTRACT.md.
 
     ``others_kept`` is None when no other kernel fires on x (nothing to suppress) but some fires on x'.
     """
@@ -77,7 +77,7 @@ def parity(t_torch: np.ndarray, t_ort: np.ndarray) -> tuple[float, float]:
 
 
 #: a pair of kernels is told apart when each kernel keeps this many times more of itself than of the other
-#: (METHOD.md, "Similar kernels")
+#: (docs/METHOD.md, "Similar kernels")
 SEPARATION = 1.5
 
 

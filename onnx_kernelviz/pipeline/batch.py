@@ -153,7 +153,7 @@ def unchanged_fraction(x_mod: torch.Tensor, x: torch.Tensor, lo: torch.Tensor, h
 def baselines_batch(model: Model, prep: Prepared, opt: Optimized, config: ExplainConfig,
                     pp: Preprocess) -> list[dict[str, BaselineOutcome]] | None:
     """Each of ``config.baselines`` at the same area as ours (the mask's, or for the pixel method the unchanged
-    pixels'), measured on onnxruntime like ours (METHOD.md); None without baselines."""
+    pixels'), measured on onnxruntime like ours (docs/METHOD.md); None without baselines."""
     if not config.baselines:
         return None
     idx, k, x, b = _tensors(model, prep, opt.items)

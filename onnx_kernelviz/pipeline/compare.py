@@ -2,7 +2,7 @@
 
 For two kernels a, b of one layer whose activation maps on an image overlap (by default the most correlated
 pair of active kernels), explain both, then measure on onnxruntime how much of each kernel survives under each
-explanation: a good explanation of a keeps a and drops b, and the reverse (METHOD.md, "Similar kernels"). The
+explanation: a good explanation of a keeps a and drops b, and the reverse (docs/METHOD.md, "Similar kernels"). The
 same is measured for every baseline at the same mask area, which can only say where a kernel fires.
 
 The explanations are made by the steps of ``explain`` (:func:`~onnx_kernelviz.pipeline.explain.explain_items`, on
@@ -106,7 +106,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
         progress, on_step: as for :func:`~onnx_kernelviz.pipeline.explain.explain`.
 
     Returns:
-        compare.json's content (CONTRACT.md, "compare"), also written to ``out_dir`` with report.html.
+        compare.json's content (docs/CONTRACT.md, "compare"), also written to ``out_dir`` with report.html.
 
     Raises:
         UsageError: bad layer or kernels, a kernel silent on the image, a negative ``contrast``, or a non-empty

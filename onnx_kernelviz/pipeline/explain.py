@@ -60,7 +60,7 @@ class ExplainRun:
         return self.out_dir / "results.json"
 
     def results_json(self) -> list[dict[str, Any]]:
-        """``results`` as results.json holds them (CONTRACT.md)."""
+        """``results`` as results.json holds them (docs/CONTRACT.md)."""
         return [r.to_json() for r in self.results]
 
 

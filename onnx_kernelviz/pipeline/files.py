@@ -1,5 +1,6 @@
 """Step 4 of an explanation: its files (pictures, x' and its mask as .npy, and each baseline's, named as
-CONTRACT.md's ``files``, paths relative to the output folder) and its :class:`~onnx_kernelviz.results.KernelResult`.
+docs/CONTRACT.md's ``files``, paths relative to the output folder) and its
+:class:`~onnx_kernelviz.results.KernelResult`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
 import statistics
 import struct
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from onnx_kernelviz.errors import KernelvizError
-from onnx_kernelviz.io.files import write_text
+from onnx_kernelviz.io.files import read_json_object, write_text
 from onnx_kernelviz.measure.metrics import SEPARATION, separation
 
 __all__ = ["write_report"]
@@ -75,20 +76,18 @@ def write_report(out_dir: Path) -> Path:
     return write_text(out_dir / "report.html", page, durable=False)
 
 
-def _load(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KernelvizError(f"cannot read {path}: {exc}; re-run the command that wrote it") from None
-    if not isinstance(data, dict):
-        raise KernelvizError(f"{path} is not a JSON object; re-run the command that wrote it")
-    return data
+def _load(path: Path) -> dict[str, Any] | None:
+    # io/files.py turns every way a JSON file can be damaged (syntax, encoding, a 5,000-digit number, deep
+    # nesting, not an object) into one message naming the file
+    return read_json_object(path) if path.exists() else None
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped text; a file name that is not valid UTF-8 shows its bytes as backslash escapes (``\\xe9``)."""
+    text = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return html.escape(text, quote=True)
 
 
 def _num(value: Any) -> float | None:
@@ -161,7 +160,8 @@ class _Page:
         return path if path and path.is_file() and path.is_relative_to(self.root) else None
 
     def _href(self, path: Path) -> str:
-        return _e(quote(path.relative_to(self.root).as_posix()))
+        # the file name's own bytes, percent-encoded: also names that are not valid UTF-8 resolve
+        return _e(quote(os.fsencode(path.relative_to(self.root).as_posix())))
 
     def img(self, rel: Any, alt: str, pixel: bool = False) -> str:
         path = self._local(rel)
