@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "KernelvizError": "errors", "UsageError": "errors", "ModelError": "errors", "ConversionError": "errors",
     "ImageError": "errors", "Model": "model", "Layer": "frontend.layers", "Preprocess": "io.preprocess",
-    "resolve_preprocess": "io.preprocess", "verify_model": "measure.verify", "VerifyReport": "measure.verify",
+    "resolve_preprocess": "io.sidecar", "verify_model": "measure.verify", "VerifyReport": "measure.verify",
     "ExplainConfig": "method.config", "ExplainRun": "pipeline.explain", "explain": "pipeline.explain",
     "compare": "pipeline.compare", "METHODS": "method.methods", "KernelResult": "results", "RunHeader": "results",
     "CompareResult": "results", "FocusMetrics": "results", "BaselineMetrics": "results", "Metrics": "results",

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["Layout", "LAYOUTS", "DeviceName", "DEVICES", "Status", "STATUSES"]
+__all__ = ["Layout", "LAYOUTS", "Fit", "FITS", "DeviceName", "DEVICES", "Status", "STATUSES"]
 
 #: the model input's memory layout
 Layout = Literal["nchw", "nhwc"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
+
+#: how a picture of other proportions fits the input (``--fit``; io/modelinput.py says how each works)
+Fit = Literal["crop", "squash", "pad"]
+FITS: tuple[str, ...] = get_args(Fit)
 
 #: where to optimize: ``auto`` is CUDA when torch sees a GPU
 DeviceName = Literal["auto", "cpu", "cuda"]

@@ -22,7 +22,7 @@ import click
 
 from onnx_kernelviz import __version__
 from onnx_kernelviz.errors import KernelvizError, ModelError
-from onnx_kernelviz.options import DEVICES
+from onnx_kernelviz.options import DEVICES, FITS, LAYOUTS
 
 if TYPE_CHECKING:  # imported lazily at run time: `kernelviz --help` must not wait for torch
     from onnx_kernelviz.io.preprocess import Preprocess
@@ -118,7 +118,7 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
         except MemoryError:
             if _debug_enabled():
                 raise
-            raise _Fail("out of memory; use a smaller --batch-size or --size") from None
+            raise _Fail(f"out of memory; {_memory_advice()}") from None
         except Exception as e:  # noqa: BLE001 - the contract: never a traceback without --debug
             if _debug_enabled():
                 raise
@@ -131,17 +131,31 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _memory_advice() -> str:
+    """What the running command lets a user do about memory (``inspect`` has no --batch-size)."""
+    ctx = click.get_current_context(silent=True)
+    names = {p.name for p in ctx.command.params} if ctx is not None else set()
+    options = [o for o, n in (("--batch-size", "batch_size"), ("--size", "size")) if n in names]
+    if options:
+        return f"use a smaller {' or '.join(options)}, or close other programs"
+    return "close other programs or use a machine with more memory"
+
+
 def preprocess_options(fn: F) -> F:
-    """--size/--mean/--std/--scale/--bgr/--layout/--preset/--input, shared by every command that reads images."""
+    """--size/--mean/--std/--scale/--bgr/--layout/--preset/--fit/--input, shared by every command that reads
+    images."""
     opts = [
         click.option("--size", help="Model input size HxW (e.g. 224x224) for models with dynamic H/W."),
         click.option("--mean", help="Per-channel mean, e.g. 0.485,0.456,0.406 (after --scale)."),
         click.option("--std", help="Per-channel std, e.g. 0.229,0.224,0.225."),
         click.option("--scale/--no-scale", default=None, help="Divide pixels by 255 before mean/std (default on)."),
         click.option("--bgr/--rgb", "bgr", default=None, help="Channel order the model expects (default RGB)."),
-        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
+        click.option("--layout", type=click.Choice(LAYOUTS), default=None,
                      help="Model input layout (auto-detected)."),
         click.option("--preset", help="Preprocessing preset: imagenet, raw, unit, tf, caffe, ..."),
+        click.option("--fit", type=click.Choice(FITS), default=None,
+                     help="Photos of other proportions: crop = resize the shorter side and take the centre "
+                          "(default), squash = stretch to the input size, pad = whole photo with mean-colour bands."),
         click.option("--input", "input_name", help="The image input, for models with several inputs."),
     ]
     for o in reversed(opts):
@@ -151,13 +165,13 @@ def preprocess_options(fn: F) -> F:
 
 def _open(model: str, device: str, kw: dict[str, Any]) -> tuple[Model, Preprocess]:
     """Resolve preprocessing (CLI > preset > sidecar > imagenet) and open the model."""
-    from onnx_kernelviz.io.preprocess import resolve_preprocess
+    from onnx_kernelviz.io.sidecar import resolve_preprocess
     from onnx_kernelviz.model import Model
 
     if not Path(model).exists():
         raise KernelvizError(f"model file {model} does not exist; check the path")
     pp = resolve_preprocess(model, preset=kw.pop("preset"),
-                            overrides={k: kw.pop(k) for k in ("size", "mean", "std", "scale", "bgr", "layout")})
+                            overrides={k: kw.pop(k) for k in ("size", "mean", "std", "scale", "bgr", "layout", "fit")})
     return _with_convs(Model(model, device=device, input_name=kw.pop("input_name"), layout=pp.layout)), pp
 
 

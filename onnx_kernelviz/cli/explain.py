@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 
 def _summary(run: ExplainRun) -> None:
+    from onnx_kernelviz.io.modelinput import fit_summary
+
+    fitted = fit_summary(run.fits)
+    if fitted:
+        click.echo(shown(fitted))
     counts = {s: sum(1 for r in run.results if r.status == s) for s in ("ok", "inactive", "failed")}
     click.echo(f"{counts['ok']} explained, {counts['inactive']} inactive, {counts['failed']} failed")
     ok = [r.metrics for r in run.results if r.status == "ok"]
@@ -96,6 +101,8 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
                       on_step=on_step)
     a, b = doc.kernels
     o = doc.ours
+    if doc.image_notes:
+        click.echo(shown(f"image: {'; '.join(doc.image_notes)}"))
     click.echo(f"kernels {a} and {b} (correlation {doc.correlation:.2f})")
     click.echo(f"ours (contrast {doc.contrast:g}): under x'_a kept_a {o.aa:.2f} kept_b {o.ab:.2f}; "
                f"under x'_b kept_a {o.ba:.2f} kept_b {o.bb:.2f}")

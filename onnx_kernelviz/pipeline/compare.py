@@ -145,8 +145,8 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             for s, f in (("a", fa), ("b", fb)):
                 if f"baseline_modified:{name}" in f:
                     files[f"baseline_modified_{s}:{name}"] = f[f"baseline_modified:{name}"]
-        result = CompareResult(str(model.path), la.name, la.tensor, la.index, str(paths[0]), (a, b), corr,
-                               "given" if kernels is not None else "most correlated", cfg.contrast, cfg.method,
+        result = CompareResult(str(model.path), la.name, la.tensor, la.index, str(paths[0]), prep.notes[0], (a, b),
+                               corr, "given" if kernels is not None else "most correlated", cfg.contrast, cfg.method,
                                filter_cosine(model, la, a, b), ours, theirs, files)
         write_json(od.path / "compare.json", result.to_json())
         from onnx_kernelviz.report.html import write_report

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.io.preprocess import resolve_preprocess
+from onnx_kernelviz.io.sidecar import resolve_preprocess
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn, StepProgressFn, explain
 

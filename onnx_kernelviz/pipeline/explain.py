@@ -13,7 +13,7 @@ atlas, ``scripts/bench_explain.py``):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from onnx_kernelviz import __version__
 from onnx_kernelviz.errors import ConversionError, KernelvizError
 from onnx_kernelviz.frontend.layers import Layer, conv_weights
 from onnx_kernelviz.io.images import list_images
+from onnx_kernelviz.io.modelinput import FitPlan
 from onnx_kernelviz.io.outdir import OutDir
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.measure.metrics import parity
@@ -54,6 +55,8 @@ class ExplainRun:
     out_dir: Path
     header: RunHeader
     results: list[KernelResult]
+    #: how each picture was fitted to the model input (io/modelinput.py)
+    fits: list[FitPlan] = field(default_factory=list)
 
     @property
     def results_path(self) -> Path:
@@ -144,7 +147,7 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
     if report:
         from onnx_kernelviz.report.html import write_report
         write_report(out.path)
-    return ExplainRun(out.path, journal.header, journal.results)
+    return ExplainRun(out.path, journal.header, journal.results, prep.fits)
 
 
 def _nonfinite_reason(model: Model, layer: Layer, k: int) -> str:

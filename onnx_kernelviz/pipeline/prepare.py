@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from onnx_kernelviz.frontend.layers import Layer
-from onnx_kernelviz.io.images import from_model_input, read_image, to_model_input
+from onnx_kernelviz.io.decode import read_image
+from onnx_kernelviz.io.modelinput import FitPlan, from_model_input, mean_colour, plan_fit, to_model_input
 from onnx_kernelviz.io.preprocess import Preprocess, valid_range
 from onnx_kernelviz.measure.metrics import kernel_energy
 from onnx_kernelviz.method.config import ExplainConfig
@@ -34,7 +35,7 @@ class Prepared:
             shape; t_ort: onnxruntime activations of the layer ``[N, C', h, w]``; energy: ‖r_k(x)‖ ``[N, C']``;
             finite: whether kernel k's own activation on image i is free of NaN/Inf ``[N, C']``.
         photos: each input as the model saw it ``[H, W, 3]`` uint8; notes: how each image was converted.
-        folders: each image's output folder name (:func:`image_folder`).
+        folders: each image's output folder name (:func:`image_folder`); fits: how each picture was fitted.
     """
 
     layer: Layer
@@ -47,6 +48,8 @@ class Prepared:
     energy: np.ndarray
     finite: np.ndarray
     folders: list[str]
+    #: how each picture was fitted to the input (io/modelinput.py)
+    fits: list[FitPlan]
 
     def image(self, i: int) -> str:
         """Image i's name as results.json records it."""
@@ -56,18 +59,19 @@ class Prepared:
 def prepare(model: Model, paths: list[Path], layer: Layer, pp: Preprocess, config: ExplainConfig) -> Prepared:
     """Read and preprocess the images, build their references, and run them once through onnxruntime."""
     size = model.input_size(pp.size)
-    loaded = [read_image(p) for p in paths]
+    # each picture is fitted to the input as it is read, so only input-sized arrays are kept (io/decode.py)
+    loaded = [read_image(p, size=size, fit=pp.fit, fill=mean_colour(pp)) for p in paths]
     x = np.stack([to_model_input(im, pp, size, model.channels) for im in loaded])
     photos = [from_model_input(xi, pp) for xi in x]
     lo, hi = (torch.from_numpy(v) for v in valid_range(pp, model.channels))
     gen = torch.Generator().manual_seed(config.seed)
     b = REFERENCES.get(config.reference)(torch.from_numpy(x), lo, hi, gen).numpy()
     t = model.run_ort(x, (layer.tensor,))[0]
-    notes = [im.notes + ((f"resized {im.original_size[0]}x{im.original_size[1]} -> {size[0]}x{size[1]} (HxW)",)
-                         if im.original_size != size else ()) for im in loaded]
+    notes = [im.notes for im in loaded]
     finite = np.isfinite(t.reshape(*t.shape[:2], -1)).all(axis=2)
     energy = np.stack([kernel_energy(ti) for ti in t])
-    return Prepared(layer, paths, photos, notes, x, b, t, energy, finite, [image_folder(p) for p in paths])
+    return Prepared(layer, paths, photos, notes, x, b, t, energy, finite, [image_folder(p) for p in paths],
+                    [plan_fit(im.original_size, size, pp.fit) for im in loaded])
 
 
 #: the most bytes of an image's stem in its output folder's name (file systems allow 255 per name)

@@ -46,6 +46,8 @@ class CompareResult:
     tensor: str
     layer_index: int
     image: str
+    #: how the image was read and fitted to the input (io/decode.py, io/modelinput.py)
+    image_notes: tuple[str, ...]
     kernels: tuple[int, int]
     correlation: float
     picked: str
@@ -58,7 +60,8 @@ class CompareResult:
 
     def to_json(self) -> JSON:
         return {"model": self.model, "layer": self.layer, "tensor": self.tensor, "layer_index": self.layer_index,
-                "image": self.image, "kernels": list(self.kernels), "correlation": self.correlation,
+                "image": self.image, "image_notes": list(self.image_notes), "kernels": list(self.kernels),
+                "correlation": self.correlation,
                 "picked": self.picked, "contrast": self.contrast, "method": self.method,
                 "filter_cosine": self.filter_cosine, "ours": self.ours.to_json(),
                 "baselines": {n: b.to_json() for n, b in self.baselines.items()}, "files": dict(self.files)}
