@@ -22,6 +22,7 @@ import pytest
 import tiny_models
 from click.testing import CliRunner
 from onnx import numpy_helper
+from test_reliability import error_line as one_error_line
 
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.io.outdir import LOCK_NAME
@@ -68,13 +69,11 @@ def _arg(a: object) -> str | bytes:
 
 
 def error_line(result, code: int, *needles: str) -> str:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output and "unexpected" not in result.output, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
+    """test_reliability's check (exit code, one ``Error:`` line holding ``needles``, no traceback), and never the
+    generic "unexpected ... please report it" fallback."""
+    line = one_error_line(result, code, *needles)
+    assert "unexpected" not in result.output, result.output
+    return line
 
 
 def tree(root: Path) -> dict[str, bytes]:

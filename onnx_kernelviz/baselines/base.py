@@ -55,8 +55,9 @@ class Baseline(ABC):
         return s
 
 
-def kernel_energy(act: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """‖r_k‖² per row for a (not rectified) activation ``[B, C', h, w]`` -> ``[B]``."""
+def squared_energy(act: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """‖r_k‖² per row for a (not rectified) activation ``[B, C', h, w]`` -> ``[B]``: the square of
+    ``measure.metrics.kernel_energy`` (the one "energy"), differentiable, for the gradient baselines."""
     return torch.relu(act[torch.arange(len(k), device=act.device), k]).pow(2).flatten(1).sum(1)
 
 
@@ -74,7 +75,7 @@ class GradientBaseline(Baseline):
     def saliency(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad(), self.context():
-            (grad,) = torch.autograd.grad(kernel_energy(self.forward(xg), k).sum(), xg)
+            (grad,) = torch.autograd.grad(squared_energy(self.forward(xg), k).sum(), xg)
         return self.combine(x.detach(), grad)
 
 
