@@ -72,7 +72,8 @@ def explain(model: str, images: tuple[str, ...], layer: str, kernel: str, out: s
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("image", type=click.Path())
 @click.option("--layer", required=True, help="Layer index, Conv name or tensor name.")
-@click.option("--kernel", "kernels", multiple=True, type=int, help="Two kernels (default: the most correlated pair).")
+@click.option("--kernel", "kernels", multiple=True, type=int,
+              help="Two kernels (default: a pair that both fire strongly and alike).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--contrast", type=click.FloatRange(min=0), default=None,
               help="Weight of suppressing the other kernel of the pair in particular, so that x'_a shows what a "
@@ -92,7 +93,7 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
     from onnx_kernelviz.pipeline.compare import compare as run_compare
 
     if kernels and len(kernels) != 2:
-        raise UsageError("give exactly two --kernel values, or none to pick the most correlated pair")
+        raise UsageError("give exactly two --kernel values, or none to let compare pick a pair")
     cfg = config_from(opts, settings)
     m, pp = _open(model, device, opts)
     progress, on_step = progress_bar("comparing")
@@ -103,18 +104,15 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
     o = doc.ours
     if doc.image_notes:
         click.echo(shown(f"image: {'; '.join(doc.image_notes)}"))
-    click.echo(f"kernels {a} and {b} (correlation {doc.correlation:.2f})")
+    why = doc.picked
+    because = (f"; picked: both fire strongly (shares {why['share_a']:.2f}, {why['share_b']:.2f} of the strongest "
+               "kernel) and alike" if why.get("by") == "score" else "")
+    click.echo(f"kernels {a} and {b} (correlation {doc.correlation:.2f}{because})")
     click.echo(f"ours (contrast {doc.contrast:g}): under x'_a kept_a {o.aa:.2f} kept_b {o.ab:.2f}; "
                f"under x'_b kept_a {o.ba:.2f} kept_b {o.bb:.2f}")
-    cos = doc.filter_cosine
     if not o.told_apart:
-        hint = ""
-        if cos is not None and cos >= 0.9 and doc.method == "mask":
-            hint = (f" Their filters are near-copies (cosine {cos:.2f}): a mask over the photo cannot keep one "
-                    "without the other; --method pixel can reach inputs that do, at the cost of a lower kept.")
-        elif doc.contrast == 0:
-            hint = f" Try --contrast {CONTRAST:g} to explain each kernel against the other in particular."
-        click.echo(f"not told apart: the smaller self/other ratio is {o.separation:.2f} (< {SEPARATION}).{hint}")
+        click.echo(f"not told apart: the smaller self/other ratio is {o.separation:.2f} (< {SEPARATION}). "
+                   f"{doc.advice}")
     click.echo(f"report: {shown(str(Path(out) / 'report.html'))}")
 
 

@@ -6,7 +6,6 @@ returned them for the ORIGINAL model, never the torch copy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -74,20 +73,6 @@ def parity(t_torch: np.ndarray, t_ort: np.ndarray) -> tuple[float, float]:
     diff = float(np.max(np.nan_to_num(d, nan=np.inf)))
     scale = float(np.max(np.abs(t_ort[ok])))
     return diff, (diff / scale if scale > 0 else diff)
-
-
-#: a pair of kernels is told apart when each kernel keeps this many times more of itself than of the other
-#: (docs/METHOD.md, "Similar kernels")
-SEPARATION = 1.5
-
-
-def separation(entry: Mapping[str, Mapping[str, float]]) -> float:
-    """How well a pair of explanations tells kernels a and b apart: the smaller of kept_a / kept_b under x'_a and
-    kept_b / kept_a under x'_b, from ``{"a": {"kept_a", "kept_b"}, "b": {...}}`` (compare.json's ``ours`` and
-    each baseline). The pair is told apart when this is at least :data:`SEPARATION`; the CLI and the report both
-    judge by it."""
-    return min(entry["a"]["kept_a"] / max(entry["a"]["kept_b"], 1e-6),
-               entry["b"]["kept_b"] / max(entry["b"]["kept_a"], 1e-6))
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -13,7 +13,7 @@ atlas, ``scripts/bench_explain.py``):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,8 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
     Kernels silent on an image are ``inactive`` and kernels whose own activation is NaN/Inf ``failed`` (the other
     kernels of that image are still explained); the rest are optimized in batches, measured, written and saved.
     """
+    # [C, h, w]: the report's sentences say "row r, col c of the h×w map" and "the other C-1"
+    journal.header = replace(journal.header, activation_shape=tuple(int(d) for d in prep.t_ort.shape[1:]))
     journal.ask((prep.image(i), k) for i, k in items)
     todo = []
     for i, k in items:

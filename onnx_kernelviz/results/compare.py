@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from onnx_kernelviz.measure.metrics import SEPARATION, separation
+from onnx_kernelviz.measure.pairs import SEPARATION, separation
 from onnx_kernelviz.results.fields import JSON
 
 __all__ = ["PairKept", "CompareResult"]
@@ -27,7 +28,7 @@ class PairKept:
 
     @property
     def separation(self) -> float:
-        """The smaller self/other kept ratio (``measure.metrics.separation``)."""
+        """The smaller self/other kept ratio (``measure.pairs.separation``)."""
         return separation(self.to_json())
 
     @property
@@ -50,18 +51,21 @@ class CompareResult:
     image_notes: tuple[str, ...]
     kernels: tuple[int, int]
     correlation: float
-    picked: str
+    #: how the pair was chosen: ``{"by": "given"}``, or the automatic pick's rule and scores (compare.pick_pair)
+    picked: Mapping[str, Any]
     contrast: float
     method: str
     filter_cosine: float | None
     ours: PairKept
     baselines: Mapping[str, PairKept]
     files: Mapping[str, str | None]
+    #: what to try when ours does not tell the pair apart (measure.pairs.advice), else None
+    advice: str | None = None
 
     def to_json(self) -> JSON:
         return {"model": self.model, "layer": self.layer, "tensor": self.tensor, "layer_index": self.layer_index,
                 "image": self.image, "image_notes": list(self.image_notes), "kernels": list(self.kernels),
-                "correlation": self.correlation,
-                "picked": self.picked, "contrast": self.contrast, "method": self.method,
-                "filter_cosine": self.filter_cosine, "ours": self.ours.to_json(),
+                "correlation": self.correlation, "picked": dict(self.picked), "contrast": self.contrast,
+                "method": self.method, "filter_cosine": self.filter_cosine, "separation": self.ours.separation,
+                "told_apart": self.ours.told_apart, "advice": self.advice, "ours": self.ours.to_json(),
                 "baselines": {n: b.to_json() for n, b in self.baselines.items()}, "files": dict(self.files)}

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from onnx_kernelviz.results.fields import JSON, integer, mapping, string, unknown_keys
+from onnx_kernelviz.results.fields import JSON, integer, ints, mapping, string, unknown_keys
 
 __all__ = ["RunHeader"]
 
@@ -28,18 +28,22 @@ class RunHeader:
     version: str
     settings: Mapping[str, Any]
     fingerprint: str | None = None
+    #: the layer's activation ``[C, h, w]`` (the report's sentences name the map's size and the other C-1 kernels)
+    activation_shape: tuple[int, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> JSON:
+        shape = None if self.activation_shape is None else list(self.activation_shape)
         return {"model": self.model, "model_sha256": self.model_sha256, "layer": self.layer, "tensor": self.tensor,
-                "layer_index": self.layer_index, "method": self.method, "device": self.device,
+                "layer_index": self.layer_index, "activation_shape": shape, "method": self.method,
+                "device": self.device,
                 "ort_providers": list(self.ort_providers), "version": self.version, "settings": dict(self.settings),
                 "fingerprint": self.fingerprint, **self.extra}
 
     @classmethod
     def from_json(cls, v: Any, where: str = "results.json") -> RunHeader:
         d = mapping(v, where)
-        index, fp = d.get("layer_index"), d.get("fingerprint")
+        index, fp, shape = d.get("layer_index"), d.get("fingerprint"), d.get("activation_shape")
         providers = d.get("ort_providers", [])
         if not isinstance(providers, list):
             raise ValueError(f"{where}.ort_providers is not a list")
@@ -52,5 +56,8 @@ class RunHeader:
             ort_providers=tuple(str(p) for p in providers), version=str(d.get("version", "")),
             settings=dict(mapping(d.get("settings", {}), f"{where}.settings")),
             fingerprint=None if fp is None else string(fp, f"{where}.fingerprint"),
-            extra=unknown_keys(d, {"model", "model_sha256", "layer", "tensor", "layer_index", "method", "device",
-                             "ort_providers", "version", "settings", "fingerprint", "results"}))
+            activation_shape=None if shape is None else ints(shape, len(shape) if isinstance(shape, list) else 3,
+                                                             f"{where}.activation_shape"),
+            extra=unknown_keys(d, {"model", "model_sha256", "layer", "tensor", "layer_index", "activation_shape",
+                                   "method", "device", "ort_providers", "version", "settings", "fingerprint",
+                                   "results"}))
