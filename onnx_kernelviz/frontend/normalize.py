@@ -4,6 +4,9 @@ The user's model is never modified; every rewrite here works on a copy. The copy
 identifiers (``names.py``: no string from the file may reach the Python source torch.fx writes); ``names`` maps
 the tensors that matter (conv outputs and their activations) back and forth, so results can be checked against
 the original graph and users only see the file's names.
+
+(A little over 300 lines: one short rewrite per function, each naming the exporter that needs it, read in the
+order :func:`normalize` runs them; spread over modules they would lose that order.)
 """
 
 from __future__ import annotations
