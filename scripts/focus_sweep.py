@@ -34,7 +34,8 @@ from onnx_kernelviz import Model, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.io.images import list_images  # noqa: E402
 from onnx_kernelviz.io.preprocess import valid_range  # noqa: E402
 from onnx_kernelviz.measure.focus import kept_iou, readability  # noqa: E402
-from onnx_kernelviz.pipeline.explain import ExplainConfig, prepare  # noqa: E402
+from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
+from onnx_kernelviz.pipeline.prepare import prepare  # noqa: E402
 from onnx_kernelviz.pipeline.focus import (FocusConfig, baselines_batch, bound_batch, explain_batch,  # noqa: E402
                                            locate, measure)
 
@@ -70,7 +71,7 @@ def med(values) -> float:
 def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settings: list[str], chunk: int,
               oracle: bool, pictures: Path | None, tag: str, baselines: list[str] = ()) -> list[dict]:
     la = model.layer(int(layer) if layer.lstrip("-").isdigit() else layer)
-    prep = prepare(model, photos, la.tensor, pp, ExplainConfig())
+    prep = prepare(model, photos, la, pp, ExplainConfig())
     lo, hi = valid_range(pp, model.channels)
     size = tuple(prep.x.shape[-2:])
     items = [(i, int(k)) for i in range(len(photos)) for k in np.argsort(-prep.energy[i])[:top]
