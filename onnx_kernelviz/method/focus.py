@@ -133,6 +133,20 @@ class GridTV:
             (g[..., :, 1:] - g[..., :, :-1]).abs().flatten(1).mean(1)
 
 
+@dataclass
+class OutsideRegions:
+    """Mean of the mask outside its ``keep`` largest regions (of {m > ½} on the grid, found afresh each step
+    without gradient): mass that would make a 4th, 5th ... island is pushed off, the largest regions stay free.
+    TV only shortens boundaries; this counts islands."""
+
+    keep: int = 3
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        g = _grid(s)
+        support = top_regions(g, self.keep, dilate=0)
+        return (g * (1 - support)).flatten(1).mean(1)
+
+
 def box_placement(boxes: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """For boxes ``[B, 4]`` (top, left, bottom, right) in pixels of an image ``size`` (H, W): the affine grids
     ``[B, H, W, 2]`` that place a ``[B, M, g, g]`` grid over each box (``grid_sample``), and the box indicators
@@ -234,6 +248,51 @@ class BoxMask:
             x_mod, m = self._blend(grid, place.to(x.device, x.dtype), inside.to(x.device, x.dtype), self.b,
                                    self._components(x, self.b))
         return x_mod, m.mean(1, keepdim=True)
+
+
+def top_regions(grid: torch.Tensor, keep: int = 3, threshold: float = 0.5, dilate: int = 1) -> torch.Tensor:
+    """The support of a mask's ``keep`` largest regions: for masks ``[B, M, g, g]`` (their mean over M), the
+    8-connected regions of {m > threshold} (or, when none is, of {m ≥ ½·max m}), the ``keep`` largest by area,
+    dilated by ``dilate`` cells; ``[B, 1, g, g]`` in {0, 1}."""
+    out = []
+    kernel = np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8)
+    for m in grid.detach().mean(1).cpu().numpy():
+        above = m > threshold if (m > threshold).any() else m >= 0.5 * m.max()
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(above.astype(np.uint8), connectivity=8)
+        biggest = 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:keep]
+        s = np.isin(labels, biggest).astype(np.uint8)
+        out.append(cv2.dilate(s, kernel) if dilate > 0 else s)
+    return torch.from_numpy(np.stack(out)).unsqueeze(1).to(grid.device, grid.dtype)
+
+
+@PARAMETERIZATIONS.register("box_fine")
+class SupportBoxMask(BoxMask):
+    """The second stage of a coarse-to-fine box mask: a finer logit grid over the same rf_box whose mask is 0
+    outside a fixed ``support`` (a coarse mask's largest regions, :func:`top_regions`): fine structure and holes
+    inside the support, no new islands outside it.
+
+    Args:
+        support: ``[B, 1, s, s]`` in {0, 1} on the coarse grid (bilinearly resized to ``grid``).
+        start: the coarse masks ``[B, M, s, s]`` the fine logits start from (their logit, resized).
+        (the rest as :class:`BoxMask`)
+    """
+
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, support: torch.Tensor,
+                 start: torch.Tensor, grid: int = 48, **options: object) -> None:
+        super().__init__(x, b, boxes=boxes, grid=grid, **options)
+        g = int(grid)
+        self.support = F.interpolate(support.to(x.device, x.dtype), size=(g, g), mode="bilinear",
+                                     align_corners=False)
+        m0 = F.interpolate(start.detach().to(x.device, x.dtype), size=(g, g), mode="bilinear", align_corners=False)
+        m0 = m0.expand(-1, self.logits.shape[1], -1, -1).clamp(0.02, 0.98)
+        with torch.no_grad():
+            self.logits.copy_(torch.log(m0 / (1 - m0)))
+
+    def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
+        sel = (lambda t: t) if rows is None else (lambda t: t[rows])
+        g = smooth_mask(torch.sigmoid(sel(self.logits)), self.sigma) * sel(self.support)
+        x_mod, m = self._blend(g, sel(self.place), sel(self.inside), sel(self.cb), sel(self.comps))
+        return Perturbed(x_mod, m.mean(1, keepdim=True), g)
 
 
 @PARAMETERIZATIONS.register("free")

@@ -11,7 +11,7 @@ Each step takes and returns arrays, so a caller can batch any (image, kernel) pa
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
 from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
 from onnx_kernelviz.method.focus import (AreaProfile, BoxArea, BoxMask, FocusCells, FocusKeep, FocusSuppress,
-                                        FreePixels, GridTV, focus_cells)
+                                        FreePixels, GridTV, OutsideRegions, SupportBoxMask, focus_cells, top_regions)
 from onnx_kernelviz.method.objectives import Objective
 from onnx_kernelviz.method.optimize import OptimizeConfig, optimize
 from onnx_kernelviz.model import Model
@@ -54,6 +54,16 @@ class FocusConfig:
     min_steps: int = 30
     patience: int = 15
     tol: float = 2e-3
+    #: coarse-to-fine: after ``steps`` on the coarse grid, keep its ``regions`` largest regions (dilated by
+    #: ``dilate`` cells) and refine for ``fine_steps`` on a ``fine_grid`` grid inside them (0 = one stage)
+    #: weight of OutsideRegions (mass outside the ``regions`` largest regions)
+    islands: float = 0.0
+    fine_grid: int = 0
+    fine_smooth: float = 0.5
+    fine_steps: int = 60
+    fine_tv: float | None = None
+    regions: int = 3
+    dilate: int = 1
     oracle: bool = True
     oracle_steps: int = 80
     oracle_lr: float = 0.1
@@ -62,10 +72,12 @@ class FocusConfig:
     #: run the network on a window around the rf_boxes when that computes F exactly (much cheaper early on)
     crop: bool = True
 
-    def objective(self) -> Objective:
+    def objective(self, fine: bool = False) -> Objective:
         area = AreaProfile(self.area_target) if self.area_kind == "profile" else BoxArea(self.area_target)
-        return Objective([(self.keep, FocusKeep(self.keep_margin)), (self.suppress, FocusSuppress()),
-                          (self.area, area), (self.tv, GridTV())])
+        tv = self.fine_tv if fine and self.fine_tv is not None else self.tv
+        terms = [(self.keep, FocusKeep(self.keep_margin)), (self.suppress, FocusSuppress()), (self.area, area),
+                 (tv, GridTV())]
+        return Objective(terms + ([(self.islands, OutsideRegions(self.regions))] if self.islands > 0 else []))
 
     def oracle_objective(self) -> Objective:
         return Objective([(self.oracle_keep, FocusKeep(self.keep_margin)), (self.oracle_suppress, FocusSuppress())])
@@ -128,7 +140,8 @@ def plan_crops(boxes: list[tuple[int, int, int, int]], size: tuple[int, int], gr
 
 def _run(model: Model, tensor: str, param, objective: Objective, x: torch.Tensor, k: np.ndarray,
          sites: list[Site], cfg: OptimizeConfig, lo: torch.Tensor, hi: torch.Tensor,
-         crops: tuple[list[tuple[int, int]], tuple[int, int]] | None = None, window: bool = False) -> Batch:
+         crops: tuple[list[tuple[int, int]], tuple[int, int]] | None = None, window: bool = False,
+         refine=None) -> Batch:
     dev = model.devices.torch
     tg = model.torch_graph((tensor,))
     forward = lambda inp: tg(inp)[0]  # noqa: E731
@@ -146,6 +159,11 @@ def _run(model: Model, tensor: str, param, objective: Objective, x: torch.Tensor
     kt = torch.as_tensor(k, device=dev)
     t0 = time.perf_counter()
     res = optimize(forward, param, objective, ref, kt, cfg, focus=focus)
+    if refine is not None:  # the second stage, from the first one's result (coarse-to-fine)
+        param, objective, cfg2 = refine(res)
+        res2 = optimize(forward, param, objective, ref, kt, cfg2, focus=focus)
+        res2.steps = [a + b for a, b in zip(res.steps, res2.steps)]
+        res = res2
     seconds = (time.perf_counter() - t0) / len(k)
     x_mod, mask = res.x_mod, res.mask
     if crops is not None and not window:  # a window's x' (window=True) stays a window: the caller pastes it
@@ -187,8 +205,18 @@ def explain_batch(model: Model, tensor: str, x: np.ndarray, b: np.ndarray, k: np
     param = BoxMask(xt, bt, boxes=boxes, grid=cfg.grid, smooth=cfg.smooth, init=cfg.init, bands=cfg.bands,
                     crops=None if crops is None else crops[0], crop_size=None if crops is None else crops[1])
     oc = OptimizeConfig(steps=cfg.steps, lr=cfg.lr, min_steps=cfg.min_steps, patience=cfg.patience, tol=cfg.tol)
+    refine = None
+    if cfg.fine_grid > 0:
+        def refine(res):
+            support = top_regions(res.grid, cfg.regions, dilate=cfg.dilate)
+            fine = SupportBoxMask(xt, bt, boxes=boxes, support=support, start=res.grid, grid=cfg.fine_grid,
+                                  smooth=cfg.fine_smooth, bands=cfg.bands,
+                                  crops=None if crops is None else crops[0],
+                                  crop_size=None if crops is None else crops[1])
+            return fine, cfg.objective(fine=True), replace(oc, steps=cfg.fine_steps,
+                                                           min_steps=min(cfg.min_steps, cfg.fine_steps))
     return _run(model, tensor, param, cfg.objective(), xt, k, sites, oc, torch.from_numpy(lo).to(dev),
-                torch.from_numpy(hi).to(dev), crops)
+                torch.from_numpy(hi).to(dev), crops, refine=refine)
 
 
 def bound_batch(model: Model, tensor: str, x: np.ndarray, k: np.ndarray, sites: list[Site], cfg: FocusConfig,
