@@ -35,9 +35,8 @@ from onnx_kernelviz.io.images import list_images  # noqa: E402
 from onnx_kernelviz.io.preprocess import valid_range  # noqa: E402
 from onnx_kernelviz.measure.focus import kept_iou, readability  # noqa: E402
 from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
+from onnx_kernelviz.pipeline.focus import FocusConfig, baselines_batch, bound_batch, explain_batch, locate, measure  # noqa: E402
 from onnx_kernelviz.pipeline.prepare import prepare  # noqa: E402
-from onnx_kernelviz.pipeline.focus import (FocusConfig, baselines_batch, bound_batch, explain_batch,  # noqa: E402
-                                           locate, measure)
 
 PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
 
@@ -86,7 +85,7 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
             sl = slice(a, a + chunk)
             ob = bound_batch(model, la.tensor, prep.x[idx[sl]], ks[sl], sites[sl], FocusConfig(), lo, hi)
             nums, _ = measure(model, la.tensor, prep.t_ort[idx[sl]], ob.x_mod, ks[sl], sites[sl])
-            for c, n, st in zip(cases[sl], nums, ob.steps):
+            for c, n in zip(cases[sl], nums):
                 c.update(oracle_gain=n.gain, oracle_kept=n.kept, oracle_others=n.others_kept,
                          oracle_seconds=ob.seconds)
     bare = bare_pass(model, la.tensor, prep.x[idx[:chunk]])
@@ -156,19 +155,21 @@ def fmt(r: dict) -> str:
     return (f"| {r['setting']} | {r['model']} | {r['layer']} | {r['n']} | {r['cells']:.0f} | {r['kept']:.2f} | "
             f"{r['others_kept']:.2f} | ×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | "
             f"{r['top3']:.2f} | {r['inside']:.2f} | {r['box_area']:.2f} | {r['image_area']:.3f} | {r['iou']:.2f} | "
-            f"{r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |" + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
+            f"{r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |"
+            + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
 
 
 def draw(path: Path, prep, res: list[dict], pp) -> None:
     """One row per explanation: the rf_box crop of x and of x' (mask contour in yellow), enlarged."""
     import cv2
+
     from onnx_kernelviz.io.images import from_model_input
     tiles = []
     for r in res:
-        t, l, b, rr = r["rf_box"]
-        x = prep.photos[r["i"]][t:b, l:rr]
-        xm = from_model_input(r["x_mod"], pp)[t:b, l:rr].copy()
-        m = (r["mask"][t:b, l:rr] > 0.5).astype(np.uint8)
+        t, left, b, rr = r["rf_box"]
+        x = prep.photos[r["i"]][t:b, left:rr]
+        xm = from_model_input(r["x_mod"], pp)[t:b, left:rr].copy()
+        m = (r["mask"][t:b, left:rr] > 0.5).astype(np.uint8)
         s = 192 / max(x.shape[:2])
         size = (max(1, round(x.shape[1] * s)), max(1, round(x.shape[0] * s)))
         x, xm = cv2.resize(x, size, interpolation=cv2.INTER_NEAREST), cv2.resize(xm, size,
@@ -223,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+        args.json.write_text(json.dumps(rows, indent=1,
+                                        default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     return 0
 
 

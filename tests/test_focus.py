@@ -14,8 +14,15 @@ from onnx_kernelviz.measure.focus import focus_metrics, kept_iou, readability
 from onnx_kernelviz.method.focus import AreaProfile, BoxMask, FocusKeep, FocusSuppress, focus_cells
 from onnx_kernelviz.method.objectives import Step
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.focus import (FocusConfig, _exact_crops, bound_batch, explain_batch, locate, measure,
-                                           plan_crops)
+from onnx_kernelviz.pipeline.focus import (
+    FocusConfig,
+    _exact_crops,
+    bound_batch,
+    explain_batch,
+    locate,
+    measure,
+    plan_crops,
+)
 
 
 def test_focus_cells_component_of_half_max_with_diagonal_neighbours():
@@ -100,11 +107,11 @@ def test_box_mask_is_the_reference_outside_the_box_and_the_window_renders_the_sa
     with torch.no_grad():
         p.logits.normal_()
     out = p()
-    for i, (t, l, bo, r) in enumerate(boxes.tolist()):
+    for i, (t, left, bo, r) in enumerate(boxes.tolist()):
         outside = torch.ones(32, 32, dtype=torch.bool)
-        outside[t:bo, l:r] = False
+        outside[t:bo, left:r] = False
         assert torch.all(out.mask[i, 0][outside] == 0) and torch.all(out.x_mod[i][:, outside] == 0)
-        assert out.mask[i, 0][t:bo, l:r].min() > 0
+        assert out.mask[i, 0][t:bo, left:r].min() > 0
     crops = plan_crops(boxes.tolist(), (32, 32), (8, 8), most=1.0)
     q = BoxMask(x, b, boxes=boxes, grid=6, crops=crops[0], crop_size=crops[1])
     with torch.no_grad():
@@ -119,8 +126,8 @@ def test_box_mask_is_the_reference_outside_the_box_and_the_window_renders_the_sa
 def test_plan_crops_aligned_to_the_stride_and_holding_every_box():
     corners, (h, w) = plan_crops([(20, 30, 60, 50), (100, 0, 130, 40)], (224, 224), (14, 14))
     assert h == 48 and w == 48 and all(y % 16 == 0 and x % 16 == 0 for y, x in corners)
-    for (y, x), (t, l, b, r) in zip(corners, [(20, 30, 60, 50), (100, 0, 130, 40)]):
-        assert y <= t and x <= l and y + h >= b and x + w >= r
+    for (y, x), (t, left, b, r) in zip(corners, [(20, 30, 60, 50), (100, 0, 130, 40)]):
+        assert y <= t and x <= left and y + h >= b and x + w >= r
     assert plan_crops([(0, 0, 224, 224)], (224, 224), (14, 14)) is None
     assert plan_crops([(0, 0, 10, 10)], (224, 224), (15, 15)) is None  # no whole stride
 
@@ -147,7 +154,8 @@ def _tiny(path, w2):
     return Model(path, device="cpu")
 
 
-def _bound(model, cfg=FocusConfig(oracle_steps=80)):
+def _bound(model, cfg=None):
+    cfg = cfg or FocusConfig(oracle_steps=80)
     x = np.random.default_rng(1).uniform(0.2, 0.8, (1, 3, 32, 32)).astype(np.float32)
     x[0, 0, 8:20, 4:16] += 1.0  # k (channel 0) peaks here; the other channels are the same everywhere
     la = model.layer(1)

@@ -13,14 +13,24 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
 
 from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
 from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
-from onnx_kernelviz.method.focus import (AreaProfile, BoxArea, BoxMask, FocusCells, FocusKeep, FocusSuppress,
-                                        FreePixels, GridTV, focus_cells)
+from onnx_kernelviz.method.focus import (
+    AreaProfile,
+    BoxArea,
+    BoxMask,
+    FocusCells,
+    FocusKeep,
+    FocusSuppress,
+    FreePixels,
+    GridTV,
+    focus_cells,
+)
 from onnx_kernelviz.method.objectives import Objective
 from onnx_kernelviz.method.optimize import OptimizeConfig, optimize
 from onnx_kernelviz.model import Model
@@ -91,8 +101,9 @@ def locate(model: Model, tensor: str, t: np.ndarray, k: int, size: tuple[int, in
     """F for kernel ``k`` on activations ``t`` ``[C, h, w]`` (onnxruntime, original input) and its rf_box for an
     input of ``size`` (H, W)."""
     cells = focus_cells(t[k], at)
-    rf = receptive_field(model.graph, _shapes(model, tuple(size)), tensor, cells.bbox, model.loaded.input.name,
-                         model.loaded.input.layout, tuple(size))
+    hw = (int(size[0]), int(size[1]))
+    rf = receptive_field(model.graph, _shapes(model, hw), tensor, cells.bbox, model.loaded.input.name,
+                         model.loaded.input.layout, hw)
     return Site(cells, rf.box)
 
 
@@ -118,17 +129,21 @@ def plan_crops(boxes: list[tuple[int, int, int, int]], size: tuple[int, int], gr
         return None
     sy, sx = H // h, W // w
     need_h = max(b - (t // sy) * sy for t, _, b, _ in boxes)
-    need_w = max(r - (l // sx) * sx for _, l, _, r in boxes)
+    need_w = max(r - (left // sx) * sx for _, left, _, r in boxes)
     ch, cw = min(-(-need_h // sy) * sy, H), min(-(-need_w // sx) * sx, W)
     if ch * cw > most * H * W:
         return None
-    corners = [(min((t // sy) * sy, H - ch), min((l // sx) * sx, W - cw)) for t, l, _, _ in boxes]
+    corners = [(min((t // sy) * sy, H - ch), min((left // sx) * sx, W - cw)) for t, left, _, _ in boxes]
     return corners, (ch, cw)
 
 
-def _run(model: Model, tensor: str, param, objective: Objective, x: torch.Tensor, k: np.ndarray,
+#: per row the top-left corner of a window, and the windows' size (h, w) (:func:`plan_crops`)
+Crops = tuple[list[tuple[int, int]], tuple[int, int]]
+
+
+def _run(model: Model, tensor: str, param: Any, objective: Objective, x: torch.Tensor, k: np.ndarray,
          sites: list[Site], cfg: OptimizeConfig, lo: torch.Tensor, hi: torch.Tensor,
-         crops: tuple[list[tuple[int, int]], tuple[int, int]] | None = None, window: bool = False) -> Batch:
+         crops: Crops | None = None, window: bool = False) -> Batch:
     dev = model.devices.torch
     tg = model.torch_graph((tensor,))
     forward = lambda inp: tg(inp)[0]  # noqa: E731
@@ -151,11 +166,12 @@ def _run(model: Model, tensor: str, param, objective: Objective, x: torch.Tensor
     if crops is not None and not window:  # a window's x' (window=True) stays a window: the caller pastes it
         x_mod, mask = param.render(res.grid)
     x_mod = torch.maximum(torch.minimum(x_mod, hi.view(1, -1, 1, 1)), lo.view(1, -1, 1, 1)).detach()
-    mask = None if mask is None else mask[:, 0].detach().cpu().numpy()
-    return Batch(x_mod.cpu().numpy(), mask, res.steps, seconds, res.failed)
+    masks = None if mask is None else mask[:, 0].detach().cpu().numpy()
+    return Batch(x_mod.cpu().numpy(), masks, res.steps, seconds, res.failed)
 
 
-def _exact_crops(model: Model, tensor: str, x: torch.Tensor, sites: list[Site], crops, tol: float = 1e-4) -> bool:
+def _exact_crops(model: Model, tensor: str, x: torch.Tensor, sites: list[Site], crops: Crops,
+                 tol: float = 1e-4) -> bool:
     """True when the network on the windows gives F's cells as on the whole inputs (TF-style SAME pads or ops
     that see the image size would not)."""
     tg = model.torch_graph((tensor,))
