@@ -13,15 +13,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.objectives import EPS, Step
 from onnx_kernelviz.method.perturb import PARAMETERIZATIONS, Perturbed, smooth_mask
+
+_DEFAULTS = ExplainConfig()  # the box mask's defaults are ExplainConfig's focus_* settings (one home)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,20 @@ class FocusKeep:
         a, _ = _focus_norms(s, s.act)
         r, _ = _focus_norms(s, s.ref)
         return torch.relu(1.0 - self.margin - torch.sqrt(a + EPS) / (torch.sqrt(r) + EPS))
+
+
+@dataclass
+class OnFocus:
+    """Any whole-map term restricted to the focus cells: it sees the activations zeroed outside F (the paper's
+    terms for ``--method pixel`` in focus scope, compare's partner term)."""
+
+    term: Callable[[Step], torch.Tensor]
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        if s.focus is None:
+            raise ValueError("OnFocus needs the focus cells (optimize(..., focus=...))")
+        f = s.focus.unsqueeze(1)  # [B, 1, h, w]
+        return self.term(replace(s, act=s.act * f, ref=s.ref * f))
 
 
 @dataclass
@@ -171,8 +189,9 @@ class BoxMask:
             network run) on that window only; :meth:`render` gives the full-size x' and mask of a grid.
     """
 
-    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, grid: int = 12,
-                 smooth: float = 0.7, init: float = 0.0, bands: int = 1, crops: list[tuple[int, int]] | None = None,
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, grid: int = _DEFAULTS.focus_grid,
+                 smooth: float = _DEFAULTS.focus_smooth, init: float = _DEFAULTS.focus_init,
+                 bands: int = _DEFAULTS.focus_bands, crops: list[tuple[int, int]] | None = None,
                  crop_size: tuple[int, int] | None = None, **_: object) -> None:
         self.x, self.b, self.boxes = x, b, boxes.cpu()
         self.bands = int(bands)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from onnx_kernelviz import __version__
-from onnx_kernelviz.errors import ConversionError, KernelvizError
+from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
 from onnx_kernelviz.frontend.layers import Layer, conv_weights
 from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.modelinput import FitPlan
@@ -40,7 +40,7 @@ from onnx_kernelviz.results import KernelResult, RunHeader
 from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
 
 __all__ = ["ExplainConfig", "ExplainRun", "ProgressFn", "StepProgressFn", "explain", "explain_items", "run_header",
-           "prepare", "Prepared", "cuda_batch_size", "SAVE_EVERY"]
+           "check_at", "prepare", "Prepared", "cuda_batch_size", "SAVE_EVERY"]
 
 #: called as explanations finish: (done, total, the finished result or None for the first call)
 ProgressFn = Callable[[int, int, KernelResult | None], None]
@@ -85,6 +85,7 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
     with OutDir(out_dir, force=force, resume=resume) as od:
         journal = Journal.start(od.path, run_header(model, la, config, preprocess, kernels), resume=resume)
         prep = prepare(model, paths, la, preprocess, config)
+        check_at(config.at, prep)
         items = select_items(kernels, prep.energy, config.top_images)
         return explain_items(model, prep, items, od, journal, config, preprocess, progress=progress,
                              on_step=on_step)
@@ -122,6 +123,11 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
         elif prep.energy[i, k] <= 0:
             journal.add(KernelResult(key[0], k, "inactive", reason="the kernel does not fire on this image "
                                      "(‖r_k(x)‖ = 0)", image_notes=prep.notes[i]))
+        elif config.scope == "focus" and config.at is not None and prep.t_ort[i, k][config.at] <= 0:
+            (row, col), (h, w) = config.at, prep.t_ort.shape[-2:]
+            journal.add(KernelResult(key[0], k, "inactive", reason=f"the kernel does not fire at row {row}, col "
+                                     f"{col} of the {h}×{w} map (r_k = 0 there); it fires elsewhere on this image: "
+                                     "leave out --at to explain it at its peak", image_notes=prep.notes[i]))
         else:
             todo.append((i, k))
     if todo:
@@ -134,9 +140,9 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
         progress(done, total, None)
     try:
         for chunk in _chunks(todo, _batch_size(model, prep, config, len(todo))):
-            def step(s: int, running: int, rows: int, base: int = done) -> None:
+            def step(in_batch: float, rows: int, base: int = done) -> None:
                 if on_step:
-                    on_step(base + (rows - running) + running * min(s / config.steps, 1.0), total)
+                    on_step(base + in_batch, total)
 
             for result in _explain_bounded(model, prep, chunk, config, pp, out.path, step):
                 journal.add(result)
@@ -150,6 +156,20 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
         from onnx_kernelviz.report.html import write_report
         write_report(out.path)
     return ExplainRun(out.path, journal.header, journal.results, prep.fits)
+
+
+def check_at(at: tuple[int, int] | None, prep: Prepared) -> None:
+    """``--at ROW,COL`` must be a cell of the layer's activation map.
+
+    Raises:
+        UsageError: naming the map's size and the valid rows and cols.
+    """
+    if at is None:
+        return
+    h, w = prep.t_ort.shape[-2:]
+    if not (0 <= at[0] < h and 0 <= at[1] < w):
+        raise UsageError(f"--at {at[0]},{at[1]} is outside the {h}×{w} activation map of layer {prep.layer.index} "
+                         f"({prep.layer.tensor}): give a row in 0..{h - 1} and a col in 0..{w - 1}")
 
 
 def _nonfinite_reason(model: Model, layer: Layer, k: int) -> str:
@@ -193,7 +213,7 @@ def cuda_batch_size(model: Model, tensor: str, x1: np.ndarray, n: int) -> tuple[
 
 
 def _explain_bounded(model: Model, prep: Prepared, chunk: list[tuple[int, int]], config: ExplainConfig,
-                     pp: Preprocess, out: Path, on_step: Callable[[int, int, int], None]) -> list[KernelResult]:
+                     pp: Preprocess, out: Path, on_step: Callable[[float, int], None]) -> list[KernelResult]:
     """Optimize, measure and write one batch, halving it when the GPU runs out of memory instead of failing."""
     try:
         opt = optimize_batch(model, prep, chunk, config, pp, on_step=on_step)
