@@ -65,18 +65,39 @@ class Model:
 
     @cached_property
     def normalized(self) -> NormalizedModel:
-        keep = [t for la in self.layers for t in (la.conv_output, la.tensor)]
+        # A QDQ conv's float output disappears when its group is fused into a QLinearConv (as onnxruntime does)
+        keep = [t for la in self.layers for t in (la.conv_output, la.tensor)
+                if t == la.tensor or la.quant is None or la.quant.kind != "qdq"]
         return normalize(self.loaded, keep=keep)
 
+    @cached_property
+    def readouts(self) -> dict[str, tuple[float, int]]:
+        """``tensor -> (scale, zero_point)`` of the layers whose activation tensor holds integers (quantized graphs)."""
+        return {la.tensor: (la.quant.scale, la.quant.zero_point) for la in self.layers
+                if la.quant is not None and la.quant.static}
+
+    @cached_property
+    def dynamic_quantization(self) -> bool:
+        """The graph quantizes with ranges computed from each input (DynamicQuantizeLinear): a batch's images would
+        share one range, so onnxruntime runs them one at a time."""
+        return any(n.op_type == "DynamicQuantizeLinear" for n in self.graph.nodes)
+
     def ort(self, tensors: tuple[str, ...]) -> OrtRunner:
-        """onnxruntime over the ORIGINAL graph with ``tensors`` exposed as extra outputs (cached)."""
+        """onnxruntime over the ORIGINAL graph with ``tensors`` exposed as extra outputs (cached); integer tensors of
+        a quantized graph come back as real values."""
         key = tuple(dict.fromkeys(tensors))
         if key not in self._ort:
-            info = self.loaded.input
-            self._ort[key] = OrtRunner(expose(self.loaded.proto, list(key)), input_name=info.name,
-                                       layout=info.layout, dtype=info.dtype, fixed_batch=info.fixed_batch,
-                                       providers=self.devices.ort_providers)
+            self._ort[key] = self.ort_session(key)
         return self._ort[key]
+
+    def ort_session(self, tensors: tuple[str, ...]) -> OrtRunner:
+        """A new (uncached) onnxruntime session over the original graph with ``tensors`` exposed."""
+        info = self.loaded.input
+        return OrtRunner(expose(self.loaded.proto, list(tensors)), input_name=info.name,
+                         layout=info.layout, dtype=info.dtype, fixed_batch=info.fixed_batch,
+                         providers=self.devices.ort_providers,
+                         readouts={t: self.readouts[t] for t in tensors if t in self.readouts},
+                         per_sample=self.dynamic_quantization)
 
     def run_ort(self, x: np.ndarray, tensors: tuple[str, ...]) -> list[np.ndarray]:
         """Activations of ``tensors`` on the deployed graph for ``x`` ``[B, C, H, W]`` (normalized, NCHW)."""
@@ -88,7 +109,7 @@ class Model:
         if key not in self._torch:
             norm = self.normalized
             sub = truncate(norm.proto, norm.input_name, list(key))
-            tg = to_torch(sub, list(key))
+            tg = to_torch(sub, list(key), readouts={t: self.readouts[t] for t in key if t in self.readouts})
             tg.module.to(self.devices.torch)
             self._torch[key] = tg
         return self._torch[key]

@@ -23,7 +23,9 @@ def explain_options(fn):
         click.option("--reference", default=None, help="Mask method's reference image: blur, mean, zeros, noise."),
         click.option("--baselines", default=None,
                      help="Compare with baselines at equal area: 'all' or a comma list (activation,gradient,...)."),
-        click.option("--tolerance", type=float, default=1e-3, show_default=True, help="parity_ok threshold."),
+        click.option("--tolerance", type=float, default=None,
+                     help="parity_ok threshold in the unit of the model's rule: relative error for fp32 (default "
+                          "1e-3) and fp16 models (1e-2), quantization steps for int8 models (32)."),
         click.option("--force", is_flag=True, help="Write into a non-empty --out folder."),
         click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
                      help="Any other ExplainConfig setting, e.g. --set resolution=224 --set tv=0.05 "
@@ -72,7 +74,7 @@ def _parse_settings(settings: tuple[str, ...], config) -> dict:
             elif isinstance(current, (int, float)):
                 out[key] = type(current)(value)
             elif current is None:  # optional numbers (lr, batch_size, top_images)
-                out[key] = float(value) if key == "lr" else int(value)
+                out[key] = float(value) if key in ("lr", "tolerance") else int(value)
             else:
                 out[key] = value
         except ValueError:

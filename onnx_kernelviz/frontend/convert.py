@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import onnx
 import torch
@@ -26,6 +26,7 @@ from onnx2torch.utils.common import OnnxMapping, OnnxToTorchModule, OperationCon
 from torch import nn
 
 from onnx_kernelviz.errors import ConversionError
+from onnx_kernelviz.frontend import quantized  # noqa: F401  (registers the quantization converters)
 
 _REDUCE_OPS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
                "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")
@@ -33,17 +34,25 @@ _REDUCE_OPS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "Reduc
 
 @dataclass(frozen=True)
 class TorchGraph:
-    """A converted (truncated) graph: ``module(x)`` maps ``[B, C, H, W]`` to the tensors named in ``outputs``."""
+    """A converted (truncated) graph: ``module(x)`` maps ``[B, C, H, W]`` to the tensors named in ``outputs``.
+
+    ``readouts`` maps the outputs that hold integers (quantized graphs, fake-quantized in torch) to their
+    ``(scale, zero_point)``; those come back as real values ``(q − zero_point)·scale``, like onnxruntime's.
+    """
 
     module: nn.Module
     outputs: tuple[str, ...]
+    readouts: Mapping[str, tuple[float, int]] = field(default_factory=dict)
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.module(x)
-        return list(out) if isinstance(out, (tuple, list)) else [out]
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        return [(o - self.readouts[n][1]) * self.readouts[n][0] if n in self.readouts else o
+                for n, o in zip(self.outputs, outs)]
 
 
-def to_torch(proto: onnx.ModelProto, outputs: list[str]) -> TorchGraph:
+def to_torch(proto: onnx.ModelProto, outputs: list[str],
+             readouts: Mapping[str, tuple[float, int]] | None = None) -> TorchGraph:
     """Convert a (normalized, truncated) model whose outputs are ``outputs``; eval mode, no parameter grads.
 
     Raises:
@@ -64,7 +73,7 @@ def to_torch(proto: onnx.ModelProto, outputs: list[str]) -> TorchGraph:
                               f"{_REMEDY}") from e
     # convert() returns a module in training mode: BatchNorm would use batch statistics and Dropout would drop.
     module.eval().requires_grad_(False)
-    return TorchGraph(module, tuple(outputs))
+    return TorchGraph(module, tuple(outputs), dict(readouts or {}))
 
 
 _REMEDY = CONVERSION_REMEDY = ("re-export the model at opset 13-17, or register a converter with "

@@ -3,6 +3,9 @@
 A layer's activation tensor is the end of the elementwise chain that directly follows its Conv along a single
 consumer path (BatchNormalization, Relu, Clip, SiLU as Sigmoid·Mul, ...), or the Conv output itself
 (CONTRACT.md, "Terms").
+
+Quantized graphs have layers too: QLinearConv, ConvInteger and a Conv between DequantizeLinear and QuantizeLinear
+(QDQ); their chains start and pass through quantization as ``quantlayers`` describes.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.quantlayers import Quantization, start, next_link, through_qdq
 
 #: Ops that act channel-wise/elementwise on one tensor and keep its shape: they extend an activation chain.
 UNARY_CHAIN_OPS = frozenset({
@@ -29,7 +33,9 @@ class Layer:
     """One Conv node and its activation tensor.
 
     ``shape`` is the activation shape ``[N, C, H, W]`` (ints, symbolic strings or None) when known.
-    ``chain`` lists the op types between the Conv output and ``tensor``.
+    ``chain`` lists the op types between the Conv output and ``tensor``. ``quant`` says how a quantized graph
+    stores ``tensor`` (None for float layers): a static ``quant`` means ``tensor`` holds integers, read as
+    ``(q − zero_point)·scale``.
     """
 
     index: int
@@ -41,32 +47,38 @@ class Layer:
     group: int
     chain: tuple[str, ...]
     op: str = "Conv"
+    quant: Quantization | None = None
 
     def to_dict(self) -> dict:
-        """The contract's ``inspect --json`` layer entry."""
+        """The contract's ``inspect --json`` layer entry (``quantization``: null for float layers)."""
         return {"index": self.index, "name": self.name, "op": self.op, "tensor": self.tensor,
                 "conv_output": self.conv_output, "channels": self.channels,
-                "shape": None if self.shape is None else list(self.shape), "group": self.group}
+                "shape": None if self.shape is None else list(self.shape), "group": self.group,
+                "quantization": None if self.quant is None else self.quant.to_dict()}
 
 
-def _is_conv(node) -> bool:
-    """A standard Conv, or onnxruntime's FusedConv (Conv + its activation in one node, left in models saved after
-    onnxruntime's graph optimizations; its output is already activated)."""
-    return (node.op_type == "Conv" and node.domain in ("", "ai.onnx")) or \
-        (node.op_type == "FusedConv" and node.domain == "com.microsoft")
+#: conv ops (op, domain) and the input index of their weight
+_WEIGHT_INPUT = {("Conv", ""): 1, ("QLinearConv", ""): 3, ("ConvInteger", ""): 1, ("FusedConv", "com.microsoft"): 1}
+
+
+def _weight_input(node) -> int | None:
+    """The weight's input index for a conv node: a standard Conv, QLinearConv or ConvInteger, or onnxruntime's
+    FusedConv (Conv + its activation in one node, left in models saved after onnxruntime's graph optimizations;
+    its output is already activated); None for any other node."""
+    return _WEIGHT_INPUT.get((node.op_type, "" if node.domain == "ai.onnx" else node.domain))
 
 
 def find_layers(graph: GraphView) -> list[Layer]:
-    """Every Conv (and FusedConv) of the graph in topological (file) order, with its activation tensor."""
+    """Every conv (Conv, FusedConv, QLinearConv, ConvInteger) of the graph in topological (file) order, with its
+    activation tensor."""
     layers: list[Layer] = []
     for node in graph.nodes:
-        if not _is_conv(node):
+        wi = _weight_input(node)
+        if wi is None:
             continue
-        w_shape = graph.constant_shape(node.inputs[1]) if len(node.inputs) > 1 else None
-        if w_shape is None:
-            w_shape = graph.tensor_type(node.inputs[1]).shape
+        w_shape = _weight_shape(graph, node.inputs[wi]) if len(node.inputs) > wi else None
         channels = w_shape[0] if w_shape and isinstance(w_shape[0], int) else None
-        tensor, chain = _activation(graph, node.outputs[0])
+        tensor, chain, quant = _activation(graph, node)
         shape = graph.tensor_type(tensor).shape or graph.tensor_type(node.outputs[0]).shape
         if channels is None and shape and isinstance(shape[1], int):
             channels = shape[1]
@@ -74,20 +86,31 @@ def find_layers(graph: GraphView) -> list[Layer]:
             act = node.attrs.get("activation", "")
             chain = ((act.decode() if isinstance(act, bytes) else str(act)) + " (fused)",) * bool(act) + chain
         layers.append(Layer(len(layers), node.name, tensor, node.outputs[0], int(channels or 0),
-                            shape, int(node.attrs.get("group", 1)), chain, node.op_type))
+                            shape, int(node.attrs.get("group", 1)), chain, node.op_type, quant))
     return layers
 
 
-def _activation(graph: GraphView, start: str) -> tuple[str, tuple[str, ...]]:
-    tensor, chain = start, []
+def _weight_shape(graph: GraphView, name: str) -> tuple | None:
+    """The weight's shape; a QDQ conv reads its integer weight through a DequantizeLinear."""
+    shape = graph.constant_shape(name)
+    p = graph.producer.get(name)
+    if shape is None and p is not None and p.op_type == "DequantizeLinear":
+        shape = graph.constant_shape(p.inputs[0])
+    return shape if shape is not None else graph.tensor_type(name).shape
+
+
+def _activation(graph: GraphView, node) -> tuple[str, tuple[str, ...], Quantization | None]:
+    """The end of the chain after conv ``node``, the op labels on the way, and how the graph stores that end."""
+    first = start(graph, node)
+    tensor, chain, quant = first.tensor, list(first.chain), first.quant
     outputs = set(graph.output_names)
     while tensor not in outputs:
-        nxt = _next_link(graph, tensor)
+        nxt = next_link(graph, tensor, quant, first.kind, _next_link)
         if nxt is None:
             break
-        label, tensor = nxt
+        label, tensor, quant = nxt
         chain.append(label)
-    return tensor, tuple(chain)
+    return tensor, tuple(chain), quant
 
 
 def _next_link(graph: GraphView, tensor: str) -> tuple[str, str] | None:
@@ -113,8 +136,9 @@ def _next_link(graph: GraphView, tensor: str) -> tuple[str, str] | None:
     if len(users) == 2:
         gate = next((u for u in users if u.op_type in GATE_OPS and u.inputs[0] == tensor), None)
         mul = next((u for u in users if u.op_type == "Mul"), None)
-        if gate is not None and mul is not None and set(mul.inputs) == {tensor, gate.outputs[0]} \
-                and len(graph.consumers.get(gate.outputs[0], [])) == 1:
+        gated = gate and through_qdq(graph, gate.outputs[0])  # QDQ graphs quantize the gate before the Mul
+        if gate is not None and mul is not None and set(mul.inputs) == {tensor, gated} \
+                and len(graph.consumers.get(gated, [])) == 1:
             return f"{gate.op_type}*Mul", mul.outputs[0]
     return None
 

@@ -16,6 +16,7 @@ from onnx import numpy_helper, version_converter
 
 from onnx_kernelviz.errors import ModelError
 from onnx_kernelviz.frontend.load import LoadedModel
+from onnx_kernelviz.frontend.normalize_quant import quantized_for_torch
 
 #: onnx2torch's converters cover opset 9..17 best; older graphs are upgraded (version_converter knows the
 #: BatchNormalization-7 / Dropout-7 / Gemm-7 adapters that onnx2torch lacks).
@@ -53,6 +54,7 @@ def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
     notes: list[str] = []
     proto = _upgrade_opset(proto, notes)
     _unfuse_ort_convs(proto, notes)
+    quantized_for_torch(proto, notes)
     input_name = model.input.name
     # Before folding: with a fixed batch of 1 on the input (and in the exporter's value_info), the folder
     # would turn Shape(x) into the constant [1, C, H, W] and bake batch 1 into every shape computed from it.

@@ -33,7 +33,8 @@ from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
 from onnx_kernelviz.io.preprocess import Preprocess, valid_range
 from onnx_kernelviz.method.references import REFERENCES
 from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
-from onnx_kernelviz.measure.verify import DEFAULT_TOLERANCE
+from onnx_kernelviz.measure.tolerance import ToleranceRule, layer_step, tolerance_rule
+from onnx_kernelviz.measure.verify import parity_error
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class ExplainConfig:
     partners: tuple[tuple[int, int], ...] = ()
     contrast: float = 0.0
     top_images: int | None = None
-    tolerance: float = DEFAULT_TOLERANCE
+    #: parity tolerance in the unit of the model's rule (measure/tolerance.py); None: the rule's default
+    tolerance: float | None = None
 
     @property
     def parameterization(self) -> str:
@@ -162,10 +164,12 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
             out.rmdir()
         raise
     run = ExplainRun(out)
+    rule = tolerance_rule(model, config.tolerance)
     header = {"model": str(model.path), "model_sha256": model.loaded.sha256, "layer": la.name, "tensor": la.tensor,
               "layer_index": la.index, "method": config.method, "device": str(model.devices.torch),
               "ort_providers": list(model.ort((la.tensor,)).providers), "version": __version__,
-              "settings": {**asdict(config), "kernels": kernels, "preprocess": preprocess.to_dict(),
+              "settings": {**asdict(config), "tolerance": rule.value, "precision": rule.precision,
+                           "tolerance_unit": rule.unit, "kernels": kernels, "preprocess": preprocess.to_dict(),
                            "input_size": list(prep.x.shape[-2:])}}
     done = {(r["image"], r["kernel"]): r for r in previous.get("results", [])
             if r.get("status") in ("ok", "inactive")} if resume else {}
@@ -214,10 +218,10 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
         progress(len(run.results), total, None)
     if todo:
         keep_freed_memory()
-        _check_parity(model, la.tensor, prep, config.tolerance)
+        _check_parity(model, la, prep, rule)
         try:
             for chunk in _chunks(todo, _batch_size(model, la.tensor, prep, config, len(todo))):
-                for result in _explain_bounded(model, la.tensor, prep, chunk, config, preprocess, out):
+                for result in _explain_bounded(model, la.tensor, prep, chunk, config, preprocess, out, rule):
                     run.results.append(result)
                     if progress:
                         progress(len(run.results), total, result)
@@ -258,13 +262,13 @@ def prepare(model: Model, paths: list[Path], tensor: str, pp: Preprocess, config
     return Prepared(paths, photos, notes, x, b, t, np.stack([kernel_energy(ti) for ti in t]))
 
 
-def _check_parity(model: Model, tensor: str, prep: Prepared, tol: float) -> None:
-    t_torch = model.run_torch(prep.x[:4], (tensor,))[0]
-    _, rel = parity(t_torch, prep.t_ort[:4])
-    if rel > tol:
-        raise ConversionError(f"the torch copy disagrees with onnxruntime at {tensor} on these images (relative "
-                              f"error {rel:.2e} > {tol:.0e}); results would not hold for the deployed model. "
-                              "Run `kernelviz verify MODEL IMAGE` to see which layer diverges first")
+def _check_parity(model: Model, la, prep: Prepared, rule: ToleranceRule) -> None:
+    """The torch copy must agree with onnxruntime on the original images, by the model's rule."""
+    t_torch = model.run_torch(prep.x[:4], (la.tensor,))[0]
+    p_abs, rel = parity(t_torch, prep.t_ort[:4])
+    ok, steps = rule.judge(p_abs, rel, layer_step(la, prep.t_ort[:4]))
+    if not ok:
+        raise ConversionError(parity_error(f"{la.tensor} on these images", rule, rel, steps))
 
 
 def _batch_size(model: Model, tensor: str, prep: Prepared, config: ExplainConfig, n: int) -> int:
@@ -289,18 +293,18 @@ def cuda_batch_size(model: Model, tensor: str, x1: np.ndarray, n: int) -> tuple[
 
 
 def _explain_bounded(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[int, int]],
-                     config: ExplainConfig, pp: Preprocess, out: Path) -> list[dict]:
+                     config: ExplainConfig, pp: Preprocess, out: Path, rule: ToleranceRule) -> list[dict]:
     """``_explain_chunk``, halving the chunk when the GPU runs out of memory instead of failing the run."""
     try:
-        return _explain_chunk(model, tensor, prep, chunk, config, pp, out)
+        return _explain_chunk(model, tensor, prep, chunk, config, pp, out, rule)
     except torch.cuda.OutOfMemoryError:
         if len(chunk) == 1:
             raise KernelvizError("out of GPU memory with a single explanation; use --device cpu or a smaller "
                                  "--size") from None
         torch.cuda.empty_cache()
         half = len(chunk) // 2
-        return (_explain_bounded(model, tensor, prep, chunk[:half], config, pp, out)
-                + _explain_bounded(model, tensor, prep, chunk[half:], config, pp, out))
+        return (_explain_bounded(model, tensor, prep, chunk[:half], config, pp, out, rule)
+                + _explain_bounded(model, tensor, prep, chunk[half:], config, pp, out, rule))
 
 
 def _chunks(seq: list, size: int):
@@ -309,7 +313,7 @@ def _chunks(seq: list, size: int):
 
 
 def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[int, int]], config: ExplainConfig,
-                   pp: Preprocess, out: Path) -> list[dict]:
+                   pp: Preprocess, out: Path, rule: ToleranceRule) -> list[dict]:
     dev = model.devices.torch
     torch.manual_seed(config.seed)
     idx = np.array([i for i, _ in chunk])
@@ -346,13 +350,15 @@ def _explain_chunk(model: Model, tensor: str, prep: Prepared, chunk: list[tuple[
             return _unmeasured(base["image"], kk, "failed", prep.notes[i], res.failed[row], res.steps[row], seconds)
         m = kernel_metrics(prep.t_ort[i], t_ort[row], kk)
         p_abs, p_rel = parity(t_torch[row], t_ort[row])
+        p_ok, p_steps = rule.judge(p_abs, p_rel, layer_step(model.layer(tensor), prep.t_ort[i]))
         mask = None if masks is None else masks[row]
         files = write_explanation(out, f"{i:03d}_{prep.paths[i].stem}", prep.photos[i], prep.x[i], x_np[row], mask,
                                   prep.t_ort[i], t_ort[row], kk, pp, None if grids is None else (names, grids[row]))
         if extra is not None:
             base["baselines"] = write_baselines(out, files, extra[row], pp)
         return {**base, "status": "ok", **m.to_dict(), "mask_area": None if mask is None else float(mask.mean()),
-                "parity_max_abs": p_abs, "parity_rel": p_rel, "parity_ok": bool(p_rel <= config.tolerance),
+                "parity_max_abs": p_abs, "parity_rel": p_rel, "parity_ok": p_ok,
+                **({"parity_steps": p_steps} if p_steps is not None else {}),
                 "steps": res.steps[row], "seconds": seconds, "loss": float(res.loss[row]),
                 "image_notes": list(prep.notes[i]), "files": files}
 
