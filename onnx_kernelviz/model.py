@@ -17,12 +17,13 @@ from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_to
 from onnx_kernelviz.errors import ConversionError
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.inputsize import DEFAULT_SIZE, input_size, size_multiple  # noqa: F401 (re-exported)
 from onnx_kernelviz.frontend.layers import Layer, find_layers, resolve_layer
+from onnx_kernelviz.io.images import to_model_input
 from onnx_kernelviz.frontend.load import Layout, LoadedModel, load_model
 from onnx_kernelviz.frontend.normalize import NormalizedModel, normalize
 from onnx_kernelviz.runtime import Devices, OrtRunner, resolve_devices
 
-DEFAULT_SIZE = (224, 224)
 
 
 class Model:
@@ -56,12 +57,16 @@ class Model:
     def channels(self) -> int:
         return self.loaded.input.channels or 3
 
-    def input_size(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
-        """The (H, W) to feed: fixed by the model, else ``size``, else 224×224."""
-        info = self.loaded.input
-        if info.height and info.width:
-            return info.height, info.width
-        return size or DEFAULT_SIZE
+    def input_size(self, size: tuple[int, int] | None = None, aspect: float | None = None) -> tuple[int, int]:
+        """The (H, W) to feed: the model's fixed sides; free sides from ``size``, else from the image's ``aspect``
+        (width / height) next to a fixed side, rounded to a multiple of the network's stride, else 224
+        (``frontend/inputsize.py``)."""
+        return input_size(self.loaded.input, self.size_multiple, size, aspect)
+
+    @cached_property
+    def size_multiple(self) -> tuple[int, int]:
+        """(H, W) multiples that every downsampling of the network divides evenly."""
+        return size_multiple(self.graph)
 
     @cached_property
     def normalized(self) -> NormalizedModel:
@@ -130,11 +135,13 @@ class Model:
                                   f"{self.normalized.names.restore(str(e))[:300]}); {CONVERSION_REMEDY}") from e
         return [o.float().cpu().numpy() for o in outs]
 
-    def synthetic_input(self, batch: int = 2, size: tuple[int, int] | None = None, seed: int = 0) -> np.ndarray:
-        """A deterministic input ``[batch, C, H, W]``: smooth random images, roughly unit-normalized."""
-        h, w = self.input_size(size)
-        rng = np.random.default_rng(seed)
-        coarse = rng.standard_normal((batch, self.channels, max(h // 8, 1), max(w // 8, 1))).astype(np.float32)
-        x = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(h, w), mode="bilinear",
-                                            align_corners=False)
-        return (x + 0.25 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))).numpy()
+    def synthetic_input(self, batch: int = 2, size: tuple[int, int] | None = None, seed: int = 0,
+                        preprocess=None) -> np.ndarray:
+        """A deterministic input ``[batch, C, H, W]``: smooth synthetic pictures through ``preprocess`` (default: the
+        model's own, from its sidecar file or ImageNet's), so it has the range a real image has."""
+        from onnx_kernelviz.io.preprocess import resolve_preprocess
+        from onnx_kernelviz.io.synthetic import smooth_pictures
+
+        pp = preprocess or resolve_preprocess(self.path, preset=None, overrides={})
+        h, w = self.input_size(size or pp.size)
+        return np.stack([to_model_input(p, pp, (h, w), self.channels) for p in smooth_pictures(batch, (h, w), seed)])

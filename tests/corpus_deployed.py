@@ -54,22 +54,11 @@ TINY_CONVS = 5
 
 
 def smooth_images(n: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """``n`` smooth RGB pictures ``[n, H, W, 3]`` in [0, 1]: colour gradients and blobs, like photos at low
-    resolution (calibration data must look like what the model sees, not noise)."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    out = np.empty((n, h, w, 3), np.float32)
-    for i in range(n):
-        a = rng.uniform(0.1, 0.9, 3)
-        grad = rng.uniform(-0.5, 0.5, (3, 2)) / max(h, w)
-        img = a[None, None] + yy[..., None] * grad[:, 0] + xx[..., None] * grad[:, 1]
-        for _ in range(3):
-            cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0.1, 0.4) * max(h, w)
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-            img = img + blob[..., None] * rng.uniform(-0.5, 0.5, 3)
-        out[i] = np.clip(img, 0, 1)
-    return out
+    """``n`` smooth RGB pictures ``[n, H, W, 3]`` in [0, 1] (the package's own, which verify uses without an image):
+    calibration data must look like what the model sees, not noise."""
+    from onnx_kernelviz.io.synthetic import smooth_pictures
+
+    return smooth_pictures(n, size, seed)
 
 
 def imagenet_inputs(n: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:

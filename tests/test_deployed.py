@@ -54,18 +54,7 @@ def inspect_verify_explain(model: Path, photo: Path, out: Path, layer: int = 1) 
     return inspected, verified, results
 
 
-#: entries that still fail, and why (removed as each is fixed; strict: a fixed entry must leave this list)
-XFAIL = {"text_recognizer": "fed 224x224 whatever the fixed height", "same_padding": "auto_pad SAME not converted",
-         "same_padding_dynamic": "auto_pad SAME not converted", "caffe2_ir3": "KeyError on the ConstantOfShape weight",
-         "unknown_rank_bn": "BatchNormalization spatial rank -2"}
-
-
-def _marks(names):
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=XFAIL[n])) if n in XFAIL else n
-            for n in names]
-
-
-@pytest.mark.parametrize("kind", _marks(cd.KINDS))
+@pytest.mark.parametrize("kind", cd.KINDS)
 def test_build(kind, deployed_build, photo, tmp_path):
     build = cd.BUILDS[kind]
     inspected, verified, _ = inspect_verify_explain(deployed_build(kind), photo, tmp_path / "out")
@@ -74,7 +63,7 @@ def test_build(kind, deployed_build, photo, tmp_path):
     assert verified["ok"] and len(verified["layers"]) == cd.TINY_CONVS
 
 
-@pytest.mark.parametrize("name", _marks(cd.SHAPES))
+@pytest.mark.parametrize("name", list(cd.SHAPES))
 def test_shapes_and_old_graphs(name, photo, tmp_path):
     entry = cd.SHAPES[name]
     model = cd.save(entry.build(), tmp_path / f"{name}.onnx")
@@ -102,3 +91,82 @@ def test_default_model_int8_builds(kind, op, default_build, tmp_path):
     assert report.ok, report.first_failure
     # the first layers agree exactly; rounding flips compound with depth (measure/tolerance.py)
     assert all(la.parity_steps == 0 for la in report.layers[:6])
+
+
+# Shapes and graphs, one property each ---------------------------------------------------------------------------
+
+def test_free_width_follows_the_photo_and_the_fixed_height_stays(photo, tmp_path):
+    from onnx_kernelviz.model import Model
+
+    m = Model(cd.save(cd.text_recognizer(), tmp_path / "rec.onnx"))
+    assert m.size_multiple[1] == 4  # two 2x2 poolings along the width; the (2, 1) and (6, 1) ones keep it
+    assert m.input_size(aspect=150 / 60) == (48, 120) and m.input_size(aspect=0.1) == (48, 4)
+    assert m.input_size() == (48, 48) and m.input_size((32, 200)) == (48, 200)  # fixed sides win over --size
+    code, text = cli_run("explain", m.path, photo, "--layer", "3", "--kernel", "0", "--steps", 2, "--device", "cpu",
+                         "--out", tmp_path / "out")
+    assert code == 0, text
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["settings"]["input_size"] == [48, 120]
+
+
+def test_onnxruntime_failing_on_an_input_size_is_one_error_line(tmp_path):
+    """A graph that only runs at the size it was exported for (a constant Reshape), fed another: one Error line
+    naming the shape and --size, not "unexpected ... please report it"."""
+    from corpus import GraphBuilder, head, image
+
+    g = GraphBuilder()
+    x = g.op("Relu", [g.conv("input", 3, 8)])
+    x = g.op("Reshape", [x, g.const(np.array([-1, 8, 32, 32], np.int64), "shape")])
+    model = cd.save(g.model([image(shape=("N", 3, "H", "W"))], [head(g, g.conv(x, 8, 8), 8)], opset=13),
+                    tmp_path / "m.onnx")
+    code, text = cli_run("verify", model, "--size", "16x16")
+    assert code == 1 and text.startswith("Error: onnxruntime cannot run this model on an input of shape [2, 3, 16, 16]")
+    assert "--size" in text and "report" not in text
+
+
+def test_same_pads_are_explicit_and_match_at_odd_sizes(tmp_path):
+    from onnx_kernelviz.measure.verify import verify_model
+    from onnx_kernelviz.model import Model
+
+    fixed = Model(cd.save(cd.same_padding(), tmp_path / "fixed.onnx"))
+    assert fixed.normalized.notes[-1] == "made auto_pad SAME explicit on 4 ops"
+    free = Model(cd.save(cd.same_padding(fixed=False), tmp_path / "free.onnx"))
+    assert "2 computed from the input size at run time" in free.normalized.notes[-1]
+    for size in ((33, 31), (32, 32), (17, 40)):
+        report = verify_model(free, free.synthetic_input(batch=2, size=size))
+        assert report.ok and max(la.parity_rel for la in report.layers) < 1e-5, size
+
+
+def test_ir3_initializers_listed_as_inputs_are_constants(tmp_path):
+    from onnx_kernelviz.model import Model
+
+    m = Model(cd.save(cd.caffe2_era(), tmp_path / "c2.onnx"))
+    assert m.loaded.proto.ir_version == 3 and len(m.loaded.proto.graph.input) > 1
+    graph = m.normalized.proto.graph
+    assert [i.name for i in graph.input] == [m.normalized.input_name]
+    assert not any(n.op_type == "ConstantOfShape" for n in graph.node)
+
+
+def test_batchnorm_of_unknown_rank_gets_it_from_the_tensor_it_normalizes(tmp_path):
+    from onnx_kernelviz.model import Model
+
+    m = Model(cd.save(cd.unknown_rank_batchnorm(), tmp_path / "bn.onnx"))
+    assert m.layers[1].shape is None  # inference does not know it
+    tg = m.torch_graph((m.layers[1].tensor,))
+    assert any(type(mod).__name__ == "BatchNorm2d" for mod in tg.module.modules())
+
+
+def test_synthetic_verify_input_follows_the_preprocessing(tmp_path):
+    """A model that takes sqrt of its 0-255 input: N(0, 1) gave NaN and "results would not hold"; smooth pictures
+    through the raw preprocessing verify, and so does a real image."""
+    import tiny_models
+
+    from onnx_kernelviz.io.preprocess import get_preset
+    from onnx_kernelviz.model import Model
+
+    model = tiny_models.save(tiny_models.two_conv(pre=("Sqrt",)), tmp_path / "sqrt.onnx")
+    raw = Model(model).synthetic_input(batch=2, preprocess=get_preset("raw"))
+    assert raw.min() >= 0 and raw.max() > 100 and np.isfinite(raw).all()
+    imagenet = Model(model).synthetic_input(batch=2, preprocess=get_preset("imagenet"))
+    assert imagenet.min() < 0 < imagenet.max() and np.abs(imagenet).max() < 2.7
+    code, text = cli_run("verify", model, "--preset", "raw")
+    assert code == 0, text

@@ -122,17 +122,17 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
     """
     import numpy as np
 
-    from onnx_kernelviz.io.images import list_images, read_image, to_model_input
+    from onnx_kernelviz.io.images import list_images, median_aspect, read_image, to_model_input
     from onnx_kernelviz.measure.verify import require_parity, verify_model
 
     m, pp = _open(model, device, kw)
     chosen = [m.layer(s) for s in layers] if layers else None
-    x = None
     if images:
-        size = m.input_size(pp.size)
-        x = np.stack([to_model_input(read_image(p), pp, size, m.channels) for p in list_images(images)])
-    elif pp.size:
-        x = m.synthetic_input(batch=2, size=pp.size)
+        loaded = [read_image(p) for p in list_images(images)]
+        size = m.input_size(pp.size, aspect=median_aspect(loaded))
+        x = np.stack([to_model_input(im, pp, size, m.channels) for im in loaded])
+    else:  # smooth synthetic pictures through the model's preprocessing (not noise)
+        x = m.synthetic_input(batch=2, size=pp.size, preprocess=pp)
     report = verify_model(m, x, chosen, tolerance)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))

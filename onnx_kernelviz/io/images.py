@@ -282,6 +282,12 @@ def _to_unit_float(path: Path, a: np.ndarray, header: Header | None, notes: list
 # ---------------------------------------------------------------------------------------------------------
 # Model input and back.
 
+def median_aspect(images: Sequence[LoadedImage]) -> float | None:
+    """The median width / height of ``images`` (as read, before any resize), or None for no images."""
+    ratios = sorted(im.original_size[1] / im.original_size[0] for im in images if im.original_size[0] > 0)
+    return ratios[len(ratios) // 2] if ratios else None
+
+
 def _check_target_size(size: tuple[int, int]) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in size)

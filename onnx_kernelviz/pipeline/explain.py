@@ -21,7 +21,7 @@ from onnx_kernelviz import __version__
 from onnx_kernelviz.report.pictures import write_json
 from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
 from onnx_kernelviz.pipeline.files import write_baselines, write_explanation
-from onnx_kernelviz.io.images import from_model_input, list_images, read_image, to_model_input
+from onnx_kernelviz.io.images import from_model_input, list_images, median_aspect, read_image, to_model_input
 from onnx_kernelviz.method.kernels import select_items
 from onnx_kernelviz.measure.metrics import kernel_energy, kernel_metrics, parity
 from onnx_kernelviz.model import Model
@@ -249,8 +249,9 @@ def _unmeasured(image: str, k: int, status: str, notes: tuple[str, ...], reason:
 
 def prepare(model: Model, paths: list[Path], tensor: str, pp: Preprocess, config: ExplainConfig) -> Prepared:
     """Read and preprocess the images, build their references, and run them once through onnxruntime."""
-    size = model.input_size(pp.size)
     loaded = [read_image(p) for p in paths]
+    # a free side next to a fixed one (text recognizers) follows the images' aspect ratio
+    size = model.input_size(pp.size, aspect=median_aspect(loaded))
     x = np.stack([to_model_input(im, pp, size, model.channels) for im in loaded])
     photos = [from_model_input(xi, pp) for xi in x]
     lo, hi = (torch.from_numpy(v) for v in valid_range(pp, model.channels))
