@@ -108,6 +108,21 @@ class Model:
         """Activations of ``tensors`` on the deployed graph for ``x`` ``[B, C, H, W]`` (normalized, NCHW)."""
         return self.ort(tensors).run(x, list(tensors))
 
+    def run_ort_each(self, x: np.ndarray, tensors: tuple[str, ...], *, cache: bool = True) -> list[np.ndarray]:
+        """Each of ``tensors`` as onnxruntime computes it in the graph that exposes it alone (as ``explain`` runs).
+
+        Exposing a tensor can change what onnxruntime computes in an fp16 graph: it runs on the CPU through Casts to
+        fp32 and drops the Cast pairs between nodes, except around a graph output, which is rounded to fp16 and read
+        rounded by the layers after it (with every layer of the default model's fp16 build exposed at once, layer 3
+        moved by 5e-2 relative). So fp16 graphs get one session per tensor (``cache``: kept for the run); fp32 and
+        int8 tensors are exposed exactly as computed, all in one session.
+        """
+        if not self.normalized.fp16_compute:
+            return self.run_ort(x, tensors)
+        if cache:
+            return [self.run_ort(x, (t,))[0] for t in tensors]
+        return [self.ort_session((t,)).run(x, [t])[0] for t in tensors]
+
     def torch_graph(self, tensors: tuple[str, ...]) -> TorchGraph:
         """The normalized graph truncated at ``tensors``, as a frozen torch module on the run's device (cached)."""
         key = tuple(dict.fromkeys(tensors))

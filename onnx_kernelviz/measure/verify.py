@@ -71,7 +71,7 @@ def verify_model(model: Model, x: np.ndarray | None = None, layers: list[Layer] 
 
     The torch copy runs the whole batch at once and the first sample alone, so graphs that assumed batch 1
     are caught; onnxruntime runs the original graph as deployed, with the layers exposed as ``explain`` exposes
-    them (:func:`_ort_activations`). ``tolerance`` replaces the default of the model's rule.
+    them (``Model.run_ort_each``). ``tolerance`` replaces the default of the model's rule.
     """
     layers = model.layers if layers is None else layers
     rule = tolerance_rule(model, tolerance)
@@ -83,7 +83,8 @@ def verify_model(model: Model, x: np.ndarray | None = None, layers: list[Layer] 
     # Convert before running onnxruntime: for a custom op before a conv, the ConversionError naming the op
     # says more than onnxruntime's "not a registered function/op".
     model.torch_graph(tensors)
-    ort_out = _ort_activations(model, x, tensors, rule)
+    # each layer as explain runs it (for fp16 graphs one session per layer; Model.run_ort_each), uncached
+    ort_out = dict(zip(tensors, model.run_ort_each(x, tensors, cache=False)))
     torch_batch = dict(zip(tensors, model.run_torch(x, tensors)))
     torch_one = dict(zip(tensors, model.run_torch(x[:1], tensors)))
     results = []
@@ -102,20 +103,6 @@ def verify_model(model: Model, x: np.ndarray | None = None, layers: list[Layer] 
         ok, steps = rule.judge(abs_, rel, step)
         results.append(LayerParity(la.index, la.tensor, abs_, rel, ok, step, steps))
     return VerifyReport(str(model.path), rule, all(r.ok for r in results), results)
-
-
-def _ort_activations(model: Model, x: np.ndarray, tensors: tuple[str, ...], rule: ToleranceRule) -> dict:
-    """The layers' activations from onnxruntime, each computed as in the graph ``explain`` runs for that layer.
-
-    Exposing a tensor can change what onnxruntime computes: an fp16 graph runs on the CPU through Casts to fp32,
-    and onnxruntime drops the Cast pairs between nodes, except around a graph output, which must be rounded to fp16
-    and is then read rounded by the layers after it. With every layer exposed at once, layer 3 of the default model's
-    fp16 build moved by 5e-2 relative, against 3e-4 with it alone. So fp16 models get one session per layer (slower:
-    ~0.6 s per layer of the default model on 2 cores); fp32 and int8 tensors are exposed exactly as computed.
-    """
-    if rule.precision != "fp16":
-        return dict(zip(tensors, model.run_ort(x, tensors)))
-    return {t: model.ort_session((t,)).run(x, [t])[0] for t in tensors}
 
 
 def parity_error(where: str, rule: ToleranceRule, parity_rel: float, parity_steps: float | None) -> str:

@@ -1,0 +1,104 @@
+"""The kernels that changed most, shown: both activation maps, and whether A's explanation still isolates the kernel
+in B.
+
+For each kernel: the image where A's kernel fires most (B's, if it is silent in A), the photo and the kernel's
+rectified activation in A and in B on one colour scale. Then ``explain`` on model A (the method as everywhere: x′_A
+optimized on A's torch copy, measured on A with onnxruntime) and the same x′_A fed to B on onnxruntime: kept,
+others_kept and specificity in B. It **still isolates** the kernel in B when B's specificity gain on x′_A
+(specificity_after / specificity_before) is at least half of A's gain above 1 and B keeps at least half of the
+kernel's activation: 1 + ½·(gain_A − 1) ≤ gain_B and kept_B ≥ 0.5.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from onnx_kernelviz.io.images import from_model_input, read_image, to_model_input
+from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.measure.metrics import kernel_metrics
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.report.pictures import activation_picture, write_image
+
+#: the rule's constants (module docstring)
+GAIN_SHARE, MIN_KEPT = 0.5, 0.5
+
+
+def show_most_changed(model_a: Model, model_b: Model, pairs, stats, ranked: list[tuple[int, int, float]],
+                      paths: list[Path], size: tuple[int, int], pp: Preprocess, config, out: Path) -> list[dict]:
+    """One entry per (layer, kernel, drift) of ``ranked``: pictures under ``out/kernels/``, and A's explanation
+    under ``out/explanations/`` measured on B."""
+    examples = []
+    for layer, k, drift in ranked:
+        la, lb = pairs[layer]
+        sites = stats[layer].sites(0, k) or stats[layer].sites(1, k)
+        if not sites:
+            examples.append({"layer": layer, "kernel": k, "drift": drift, "image": None,
+                             "reason": "the kernel fires on no image in either model"})
+            continue
+        image = paths[sites[0][0]]
+        loaded = read_image(image)
+        x = to_model_input(loaded, pp, size, model_a.channels)[None]
+        t_a = model_a.run_ort_each(x, (la.tensor,))[0][0]
+        t_b = model_b.run_ort_each(x, (lb.tensor,))[0][0]
+        files = _pictures(out, layer, k, from_model_input(x[0], pp), t_a[k], t_b[k])
+        examples.append({"layer": layer, "kernel": k, "drift": drift, "image": str(image), "files": files,
+                         "sites_a": stats[layer].sites(0, k)[:5], "sites_b": stats[layer].sites(1, k)[:5]})
+    if config.explain and config.steps > 0:
+        _explain_on_a_measure_on_b(model_a, model_b, pairs, examples, pp, config, out)
+    return examples
+
+
+def _pictures(out: Path, layer: int, k: int, photo: np.ndarray, act_a: np.ndarray, act_b: np.ndarray) -> dict:
+    d = out / "kernels" / f"layer{layer:03d}_k{k:04d}"
+    d.mkdir(parents=True, exist_ok=True)
+    vmax = float(max(np.maximum(act_a, 0).max(), np.maximum(act_b, 0).max(), 1e-12))
+    files = {"original": d / "original.png", "act_a": d / "act_a.png", "act_b": d / "act_b.png"}
+    write_image(files["original"], photo)
+    write_image(files["act_a"], activation_picture(act_a, photo.shape[:2], vmax))
+    write_image(files["act_b"], activation_picture(act_b, photo.shape[:2], vmax))
+    return {name: str(p.relative_to(out)) for name, p in files.items()}
+
+
+def _explain_on_a_measure_on_b(model_a: Model, model_b: Model, pairs, examples: list[dict], pp: Preprocess, config,
+                               out: Path) -> None:
+    """Explain each example's kernel on A (grouped by layer and image), then measure x′_A on B."""
+    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
+
+    groups: dict[tuple[int, str], list[dict]] = {}
+    for ex in examples:
+        if ex.get("image"):
+            groups.setdefault((ex["layer"], ex["image"]), []).append(ex)
+    cfg = replace(ExplainConfig(), steps=config.steps, seed=config.seed)
+    for n, ((layer, image), group) in enumerate(sorted(groups.items())):
+        la, lb = pairs[layer]
+        where = out / "explanations" / f"{n:02d}_layer{layer:03d}_{Path(image).stem}"
+        kernels = ",".join(str(ex["kernel"]) for ex in group)
+        run = explain(model_a, [image], la.index, kernels, where, preprocess=pp, config=cfg, force=True)
+        by_kernel = {r["kernel"]: r for r in run.results}
+        for ex in group:
+            ex["explanation"] = _measure_on_b(model_b, lb.tensor, by_kernel.get(ex["kernel"]), where, out, pp)
+
+
+def _measure_on_b(model_b: Model, tensor: str, result: dict | None, where: Path, out: Path,
+                  pp: Preprocess) -> dict:
+    """A's metrics of its explanation next to B's on the same x′_A and x (onnxruntime), and the verdict."""
+    if result is None or result.get("status") != "ok":
+        return {"status": (result or {}).get("status", "failed"), "reason": (result or {}).get("reason", "")}
+    x_mod = np.load(where / result["files"]["modified_npy"])[None]
+    # x at the size explain fed (a free side follows that image's aspect ratio), as explain prepared it
+    size = tuple(json.loads((where / "results.json").read_text(encoding="utf-8"))["settings"]["input_size"])
+    x = to_model_input(read_image(Path(result["image"])), pp, size, model_b.channels)[None]
+    t = model_b.run_ort_each(np.concatenate([x, x_mod]), (tensor,))[0]
+    mb = kernel_metrics(t[0], t[1], result["kernel"]).to_dict()
+    keys = ("kept", "others_kept", "specificity_before", "specificity_after")
+    a, b = {key: result[key] for key in keys}, {key: mb[key] for key in keys}
+    gain = lambda m: m["specificity_after"] / max(m["specificity_before"], 1e-12)  # noqa: E731
+    isolates = gain(b) >= 1 + GAIN_SHARE * (gain(a) - 1) and b["kept"] >= MIN_KEPT
+    files = {key: str((where / v).relative_to(out)) for key, v in result["files"].items()
+             if v and key in ("modified", "overlay")}
+    return {"status": "ok", "a": a, "b": b, "gain_a": gain(a), "gain_b": gain(b), "isolates_in_b": bool(isolates),
+            "files": files}
