@@ -68,10 +68,11 @@ def imagenet_inputs(n: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 
 def quantize_model(src: str | os.PathLike[str], dst: str | os.PathLike[str], kind: str,
-                   size: tuple[int, int] = (32, 32), calibration: int = 4) -> Path:
+                   size: tuple[int, int] = (32, 32), calibration: int | np.ndarray = 4) -> Path:
     """``src`` -> ``dst`` with onnxruntime's own tools: ``qdq``/``qoperator`` (static, calibrated on
-    :func:`imagenet_inputs`), ``dynamic`` (ConvInteger) or ``fp16`` (onnxruntime's float16 converter,
-    keep_io_types: fp32 input and output). Reuses ``dst`` when it exists."""
+    ``calibration``: model inputs ``[N, 3, H, W]``, or that many :func:`imagenet_inputs`), ``dynamic`` (ConvInteger)
+    or ``fp16`` (onnxruntime's float16 converter, keep_io_types: fp32 input and output). Reuses ``dst`` when it
+    exists."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
 
@@ -83,7 +84,8 @@ def quantize_model(src: str | os.PathLike[str], dst: str | os.PathLike[str], kin
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.data = iter([{name: x[None]} for x in imagenet_inputs(calibration, size)])
+            data = imagenet_inputs(calibration, size) if isinstance(calibration, int) else calibration
+            self.data = iter([{name: x[None]} for x in data])
 
         def get_next(self):
             return next(self.data, None)

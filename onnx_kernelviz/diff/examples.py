@@ -4,9 +4,11 @@ in B.
 For each kernel: the image where A's kernel fires most (B's, if it is silent in A), the photo and the kernel's
 rectified activation in A and in B on one colour scale. Then ``explain`` on model A (the method as everywhere: x′_A
 optimized on A's torch copy, measured on A with onnxruntime) and the same x′_A fed to B on onnxruntime: kept,
-others_kept and specificity in B. It **still isolates** the kernel in B when B's specificity gain on x′_A
-(specificity_after / specificity_before) is at least half of A's gain above 1 and B keeps at least half of the
-kernel's activation: 1 + ½·(gain_A − 1) ≤ gain_B and kept_B ≥ 0.5.
+others_kept and specificity in B. x′_A **still isolates** the kernel in B when B keeps at least half of the kernel's
+activation (kept_B ≥ 0.5), its share of the layer rises in B (specificity_after_B > specificity_before_B) and reaches
+at least half of what it reaches in A (specificity_after_B ≥ ½·specificity_after_A). Shares, not gains: a kernel
+that barely fires in B on the photo would turn a tiny rise into a huge ratio. When x′_A does not raise the kernel's
+share in A itself, there is nothing to carry over and the verdict is null.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from onnx_kernelviz.model import Model
 from onnx_kernelviz.report.pictures import activation_picture, write_image
 
 #: the rule's constants (module docstring)
-GAIN_SHARE, MIN_KEPT = 0.5, 0.5
+SHARE, MIN_KEPT = 0.5, 0.5
 
 
 def show_most_changed(model_a: Model, model_b: Model, pairs, stats, ranked: list[tuple[int, int, float]],
@@ -96,9 +98,10 @@ def _measure_on_b(model_b: Model, tensor: str, result: dict | None, where: Path,
     mb = kernel_metrics(t[0], t[1], result["kernel"]).to_dict()
     keys = ("kept", "others_kept", "specificity_before", "specificity_after")
     a, b = {key: result[key] for key in keys}, {key: mb[key] for key in keys}
-    gain = lambda m: m["specificity_after"] / max(m["specificity_before"], 1e-12)  # noqa: E731
-    isolates = gain(b) >= 1 + GAIN_SHARE * (gain(a) - 1) and b["kept"] >= MIN_KEPT
+    isolates = None
+    if a["specificity_after"] > a["specificity_before"]:
+        isolates = bool((b["kept"] or 0) >= MIN_KEPT and b["specificity_after"] > b["specificity_before"]
+                        and b["specificity_after"] >= SHARE * a["specificity_after"])
     files = {key: str((where / v).relative_to(out)) for key, v in result["files"].items()
              if v and key in ("modified", "overlay")}
-    return {"status": "ok", "a": a, "b": b, "gain_a": gain(a), "gain_b": gain(b), "isolates_in_b": bool(isolates),
-            "files": files}
+    return {"status": "ok", "a": a, "b": b, "isolates_in_b": isolates, "files": files}

@@ -92,9 +92,17 @@ def _page(out: Path, doc: dict) -> str:
              "</li><li><b>still isolates in B</b>: A's explanation x′_A (optimized on A) raises the kernel's share "
              "of the layer in B at least half as much as in A, and B keeps at least half of the kernel's "
              "activation.</li></ul>",
-             "<h2>Kernels that changed most</h2>"]
+             "<h2>Kernels that changed most</h2><p>Among the kernels that carry signal in A (their activation "
+             "energy is at least a tenth of their layer's median) and still fire in B. "
+             f"{len(doc.get('silenced', []))} kernels fire in A and never in B "
+             f"({len(doc.get('silenced_with_signal', []))} of them carry signal in A, listed below the examples), "
+             f"{len(doc.get('awakened', []))} fire in B and never in A.</p>"]
     examples = doc.get("examples", [])
     parts += [_example(out, ex) for ex in examples] or ["<p>No kernel was shown (--explain 0).</p>"]
+    silenced = doc.get("silenced_with_signal", [])
+    if silenced:
+        parts.append("<h3>Kernels that carry signal in A and never fire in B</h3>"
+                     + _table(["layer", "kernel", "energy in A"], [[_f(i), _f(k), _f(e)] for i, k, e in silenced]))
     parts.append("<h2>Drift by layer</h2>" + _figure(out, "drift_by_layer.png",
                                                       "median (dark) and largest (light) drift of each layer"))
     parts.append(_layers_table(doc.get("layers", [])))
@@ -127,8 +135,9 @@ def _example(out: Path, ex: dict) -> str:
         figs += [_figure(out, expl.get("files", {}).get("modified"), "x′_A: A's explanation"),
                  _figure(out, expl.get("files", {}).get("overlay"), "its mask over the image")]
         good = expl.get("isolates_in_b")
-        verdict = (f'<span class="badge {"ok" if good else "failed"}">'
-                   f'{"still isolates it in B" if good else "no longer isolates it in B"}</span>')
+        label = {True: ("ok", "still isolates it in B"), False: ("failed", "no longer isolates it in B"),
+                 None: ("inactive", "does not isolate it in A either")}[good]
+        verdict = f'<span class="badge {label[0]}">{label[1]}</span>'
         keys = ("kept", "others_kept", "specificity_before", "specificity_after")
         rows = [[name] + [_f(expl.get(m, {}).get(k)) for k in keys] for name, m in (("A", "a"), ("B", "b"))]
         verdict += _table(["on x′_A", "kept", "others kept", "specificity before", "specificity after"], rows)

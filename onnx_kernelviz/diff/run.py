@@ -87,19 +87,51 @@ def diff_models(model_a: Model, model_b: Model, images: Sequence[str | Path], ou
     ranked.sort(key=lambda r: (-r[2], r[0], r[1]))
     from onnx_kernelviz.diff.examples import show_most_changed
 
-    examples = show_most_changed(model_a, model_b, pairs, stats, ranked[:config.explain], paths, size, preprocess,
-                                 config, out)
+    strong = _carrying_signal(layers)
+    energy_b = {(la["index"], k["kernel"]): k["energy_b"] for la in layers for k in la["kernels"]}
+    # shown with pictures: the most changed kernels that still fire in B (one silent in B has an empty map there;
+    # those are listed apart, see `silenced`)
+    shown = [r for r in ranked if (r[0], r[1]) in strong and energy_b[r[0], r[1]] > 0][:config.explain]
+    examples = show_most_changed(model_a, model_b, pairs, stats, shown, paths, size, preprocess, config, out)
     doc = {"model_a": str(model_a.path), "model_b": str(model_b.path), "model_a_sha256": model_a.loaded.sha256,
            "model_b_sha256": model_b.loaded.sha256, "images": len(paths), "version": __version__,
            "seconds": time.perf_counter() - t0,
            "settings": {**asdict(config), "preprocess": preprocess.to_dict(), "input_size": list(size),
                         "drift": "(1 - corr) + |‖r_B‖ - ‖r_A‖| / (‖r_A‖ + ‖r_B‖)"},
-           "layers": layers, "most_changed": [[i, k, d] for i, k, d in ranked], "examples": examples}
+           "layers": layers, "most_changed": [[i, k, d] for i, k, d in ranked], "examples": examples,
+           "silenced": _silent(layers, "energy_a", "energy_b"), "awakened": _silent(layers, "energy_b", "energy_a"),
+           "silenced_with_signal": [r for r in _silent(layers, "energy_a", "energy_b") if (r[0], r[1]) in strong]}
     write_json(out / "diff.json", doc)
     from onnx_kernelviz.diff.html import write_diff_report
 
     write_diff_report(out)
     return DiffRun(out, doc)
+
+
+#: a kernel carries signal when its energy in A is at least this share of its layer's median
+SIGNAL = 0.1
+
+
+def _carrying_signal(layers: list[dict]) -> set[tuple[int, int]]:
+    """(layer, kernel) pairs whose activation energy in A is at least :data:`SIGNAL` × the layer's median in A.
+
+    A kernel that barely fires in A and not at all in B has drift 2 (corr 0, all of its energy gone); quantization
+    does that to hundreds of near-silent kernels, which would crowd out the kernels whose real work changed. And a
+    kernel silent in A has no explanation on A to test in B. ``most_changed`` keeps every kernel; the page shows
+    these first and counts the kernels that fire in one model only apart.
+    """
+    keep = set()
+    for la in layers:
+        energy = [k["energy_a"] for k in la["kernels"]]
+        floor = SIGNAL * float(np.median(energy)) if energy else 0.0
+        keep |= {(la["index"], k["kernel"]) for k, e in zip(la["kernels"], energy) if e > 0 and e >= floor}
+    return keep
+
+
+def _silent(layers: list[dict], fires: str, silent: str) -> list[list]:
+    """[layer, kernel, energy] of kernels that fire in one model (``fires``) and never in the other."""
+    return [[la["index"], k["kernel"], k[fires]] for la in layers for k in la["kernels"]
+            if k[fires] > 0 and k[silent] == 0]
 
 
 def _stream(model_a: Model, model_b: Model, pairs, chosen: list[int], paths: list[Path], pp: Preprocess,

@@ -3,8 +3,8 @@
 For each kernel k, with r = max(T, 0) the rectified activation of model A and model B at every image and position:
 
 * ``corr``: the Pearson correlation of r_A and r_B over all images and positions (as the atlas correlates two
-  kernels), from running sums; 1 when both are constant and equal (a kernel silent in both), 0 when only one is
-  constant.
+  kernels), from running sums; 1 when both are constant (silent, or saturated everywhere: the same non-pattern;
+  the energy term of ``drift`` still sees a change of level), 0 when only one is constant.
 * ``exemplar_overlap``: the Jaccard index |S_A ∩ S_B| / |S_A ∪ S_B| of the two models' top-N exemplar sites (image,
   row, col), positive values only; ties in one model (an int8 model saturates many sites at the same value) are
   broken by the other model's value, so sites the int8 model cannot tell apart count as agreeing where the float
@@ -80,11 +80,12 @@ class LayerPairStats:
         sa, sb, saa, sbb, sab = self.sums
         cov = sab / n - (sa / n) * (sb / n)
         va, vb = np.maximum(saa / n - (sa / n) ** 2, 0), np.maximum(sbb / n - (sb / n) ** 2, 0)
-        flat_a, flat_b = va <= 1e-24, vb <= 1e-24
+        # constant over all images and positions (silent, or saturated everywhere), up to float64 rounding of the sums
+        flat_a = va <= 1e-10 * (sa / n) ** 2 + 1e-30
+        flat_b = vb <= 1e-10 * (sb / n) ** 2 + 1e-30
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.where(flat_a | flat_b, 0.0, cov / np.sqrt(va * vb))
-        same_flat = flat_a & flat_b & np.isclose(sa, sb, rtol=1e-6, atol=1e-12)
-        corr = np.clip(np.where(same_flat, 1.0, corr), -1.0, 1.0)
+        corr = np.clip(np.where(flat_a & flat_b, 1.0, corr), -1.0, 1.0)
         ea, eb = np.sqrt(saa), np.sqrt(sbb)
         with np.errstate(invalid="ignore", divide="ignore"):
             energy = np.where(ea + eb > 0, np.abs(eb - ea) / (ea + eb), 0.0)
