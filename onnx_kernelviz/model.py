@@ -8,22 +8,59 @@ of the graph truncated at a layer.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from onnx_kernelviz.errors import ConversionError, ModelError
 from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
-from onnx_kernelviz.errors import ConversionError
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView
 from onnx_kernelviz.frontend.inputsize import DEFAULT_SIZE, input_size, size_multiple  # noqa: F401 (re-exported)
 from onnx_kernelviz.frontend.layers import Layer, find_layers, resolve_layer
-from onnx_kernelviz.io.images import to_model_input
-from onnx_kernelviz.frontend.load import Layout, LoadedModel, load_model
+from onnx_kernelviz.frontend.load import LoadedModel, load_model
 from onnx_kernelviz.frontend.normalize import NormalizedModel, normalize
+from onnx_kernelviz.io.preprocess import MAX_SIDE, Preprocess
+from onnx_kernelviz.options import Layout
 from onnx_kernelviz.runtime import Devices, OrtRunner, resolve_devices
 
+
+@dataclass(frozen=True)
+class LayerForward:
+    """The torch copy truncated at one tensor: ``x [B, C, H, W] -> activation [B, C', h, w]`` (not rectified),
+    and the ``nn.Module`` it runs (baselines that hook its layers get it from here, explicitly)."""
+
+    graph: TorchGraph
+
+    @property
+    def module(self) -> nn.Module:
+        return self.graph.module
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph(x)[0]
+
+
+def zero_nonfinite_weights(module: nn.Module) -> int:
+    """Replace NaN/Inf in the parameters of convs and BatchNorms by 0; returns how many tensors had them.
+
+    Such a value makes its channel NaN on onnxruntime on every image (that kernel is reported failed), but in the
+    torch copy it also makes the gradient through that layer NaN for every input pixel, which would fail every
+    other kernel too: the copy, used only for gradients and checked against onnxruntime where onnxruntime is
+    finite, gets zeros there instead.
+    """
+    fixed = 0
+    for m in module.modules():
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)):
+            for t in (*m.parameters(recurse=False), *m.buffers(recurse=False)):
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    with torch.no_grad():
+                        t.nan_to_num_(0.0, 0.0, 0.0)
+                    fixed += 1
+    return fixed
 
 
 class Model:
@@ -46,7 +83,7 @@ class Model:
         self._torch: dict[tuple[str, ...], TorchGraph] = {}
 
     @property
-    def path(self):
+    def path(self) -> Path:
         return self.loaded.path
 
     def layer(self, spec: str | int) -> Layer:
@@ -61,7 +98,18 @@ class Model:
         """The (H, W) to feed: the model's fixed sides; free sides from ``size``, else from the image's ``aspect``
         (width / height) next to a fixed side, rounded to a multiple of the network's stride, else 224
         (``frontend/inputsize.py``)."""
-        return input_size(self.loaded.input, self.size_multiple, size, aspect)
+        info = self.loaded.input
+        if info.height and info.width and max(info.height, info.width) > MAX_SIDE:
+            # before anything is allocated at that size
+            raise ModelError(f"{self.path} takes a fixed {info.height}x{info.width} (HxW) input, more than the "
+                             f"{MAX_SIDE} pixels per side kernelviz handles; re-export the model with a smaller "
+                             "or dynamic input size (then choose one with --size)")
+        return input_size(info, self.size_multiple, size, aspect)
+
+    def aspect_matters(self, size: tuple[int, int] | None = None) -> bool:
+        """Whether :meth:`input_size` follows the images' aspect ratio: one side fixed, the other free, no ``size``."""
+        info = self.loaded.input
+        return size is None and bool(info.height) != bool(info.width)
 
     @cached_property
     def size_multiple(self) -> tuple[int, int]:
@@ -78,8 +126,8 @@ class Model:
     @cached_property
     def readouts(self) -> dict[str, tuple[float, int]]:
         """``tensor -> (scale, zero_point)`` of the layers whose activation tensor holds integers (quantized graphs)."""
-        return {la.tensor: (la.quant.scale, la.quant.zero_point) for la in self.layers
-                if la.quant is not None and la.quant.static}
+        return {la.tensor: (float(la.quant.scale), int(la.quant.zero_point or 0)) for la in self.layers
+                if la.quant is not None and la.quant.scale is not None}
 
     @cached_property
     def dynamic_quantization(self) -> bool:
@@ -134,9 +182,14 @@ class Model:
                 tg = to_torch(sub, list(key), readouts={t: self.readouts[t] for t in key if t in self.readouts})
             except ConversionError as e:
                 raise ConversionError(norm.names.restore(str(e))) from e
+            zero_nonfinite_weights(tg.module)
             tg.module.to(self.devices.torch)
             self._torch[key] = tg
         return self._torch[key]
+
+    def layer_forward(self, tensor: str) -> LayerForward:
+        """The torch copy truncated at ``tensor``, as one callable (cached with :meth:`torch_graph`)."""
+        return LayerForward(self.torch_graph((tensor,)))
 
     def run_torch(self, x: np.ndarray, tensors: tuple[str, ...]) -> list[np.ndarray]:
         """Activations from the torch copy (no grad), as float32 numpy arrays."""
@@ -151,9 +204,10 @@ class Model:
         return [o.float().cpu().numpy() for o in outs]
 
     def synthetic_input(self, batch: int = 2, size: tuple[int, int] | None = None, seed: int = 0,
-                        preprocess=None) -> np.ndarray:
+                        preprocess: Preprocess | None = None) -> np.ndarray:
         """A deterministic input ``[batch, C, H, W]``: smooth synthetic pictures through ``preprocess`` (default: the
         model's own, from its sidecar file or ImageNet's), so it has the range a real image has."""
+        from onnx_kernelviz.io.modelinput import to_model_input
         from onnx_kernelviz.io.preprocess import resolve_preprocess
         from onnx_kernelviz.io.synthetic import smooth_pictures
 

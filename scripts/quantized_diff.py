@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import corpus_deployed  # noqa: E402
+
 from onnx_kernelviz.io.images import list_images, read_image, to_model_input  # noqa: E402
 from onnx_kernelviz.io.preprocess import resolve_preprocess  # noqa: E402
 
@@ -45,9 +46,9 @@ def layer_table(doc: dict) -> str:
         silenced[i] = silenced.get(i, 0) + 1
     for la in doc["layers"]:
         ks = la["kernels"]
-        med = lambda key: statistics.median(k[key] for k in ks)  # noqa: E731
-        rows.append(f"| {la['index']} | {la['channels']} | {med('corr'):.3f} | {med('exemplar_overlap'):.2f} | "
-                    f"{med('drift'):.3f} | {max(k['drift'] for k in ks):.2f} | {silenced.get(la['index'], 0)} |")
+        med = {key: statistics.median(k[key] for k in ks) for key in ("corr", "exemplar_overlap", "drift")}
+        rows.append(f"| {la['index']} | {la['channels']} | {med['corr']:.3f} | {med['exemplar_overlap']:.2f} | "
+                    f"{med['drift']:.3f} | {max(k['drift'] for k in ks):.2f} | {silenced.get(la['index'], 0)} |")
     return "\n".join(rows)
 
 
@@ -59,9 +60,13 @@ def examples_table(doc: dict) -> str:
         k = kernels[ex["layer"], ex["kernel"]]
         e = ex.get("explanation") or {}
         verdict = {True: "yes", False: "no", None: "not isolated in fp32 either"}
-        gains = (f"{e['a']['specificity_before']:.2f} → {e['a']['specificity_after']:.2f} | "
-                 f"{e['b']['specificity_before']:.2f} → {e['b']['specificity_after']:.2f} | {e['b']['kept']:.2f} | "
-                 f"{verdict[e['isolates_in_b']]}" if e.get("status") == "ok" else f"— | — | — | {e.get('status', '—')}")
+        if e.get("status") == "ok":
+            a, b = e["a"], e["b"]
+            gains = (f"{a['specificity_before']:.3g} → {a['specificity_after']:.3g} | "
+                     f"{b['specificity_before']:.3g} → {b['specificity_after']:.3g} | {b['kept']:.2f} | "
+                     f"{verdict[e['isolates_in_b']]}")
+        else:
+            gains = f"— | — | — | {e.get('status', '—')}"
         rows.append(f"| {ex['layer']} | {ex['kernel']} | {ex['drift']:.2f} | {k['corr']:.3f} | "
                     f"{k['exemplar_overlap']:.2f} | {k['energy_b'] / max(k['energy_a'], 1e-12):.2f} | {gains} |")
     return "\n".join(rows)
@@ -94,7 +99,8 @@ def compose(out: Path, doc: dict, rows: int = 3) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "quantized")
-    parser.add_argument("--kinds", nargs="+", default=["qdq", "qoperator", "dynamic"], choices=["qdq", "qoperator", "dynamic"])
+    kinds = ["qdq", "qoperator", "dynamic"]
+    parser.add_argument("--kinds", nargs="+", default=kinds, choices=kinds)
     parser.add_argument("--calibration", type=Path, default=PHOTOS, help="images to calibrate static builds on")
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps per explanation")
     args = parser.parse_args(argv)

@@ -21,15 +21,14 @@ import contextlib
 import io
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
-
 from corpus import F32, GraphBuilder, head, image
+from onnx import helper, numpy_helper
 
 #: The kinds of build :func:`build` makes from a float model.
 KINDS = ("qdq", "qoperator", "dynamic", "fp16")
@@ -73,8 +72,13 @@ def quantize_model(src: str | os.PathLike[str], dst: str | os.PathLike[str], kin
     ``calibration``: model inputs ``[N, 3, H, W]``, or that many :func:`imagenet_inputs`), ``dynamic`` (ConvInteger)
     or ``fp16`` (onnxruntime's float16 converter, keep_io_types: fp32 input and output). Reuses ``dst`` when it
     exists."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     dst = Path(dst)
     if dst.exists():

@@ -8,15 +8,14 @@ import json
 import cv2
 import numpy as np
 import pytest
+from test_baselines import SIDE, halves_model
 
 from onnx_kernelviz.baselines import BASELINES
-from onnx_kernelviz.pipeline.compare import compare, most_correlated_pair
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.pipeline.explain import ExplainConfig
-from onnx_kernelviz.model import Model
 from onnx_kernelviz.io.preprocess import Preprocess
-
-from test_baselines import SIDE, halves_model
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.compare import compare, most_correlated_pair, pick_pair
+from onnx_kernelviz.pipeline.explain import ExplainConfig
 
 PP = Preprocess(size=(SIDE, SIDE), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 FAST = ExplainConfig(steps=8, early_stop=False, resolution=8)
@@ -45,11 +44,35 @@ def test_most_correlated_pair():
         most_correlated_pair(np.full((3, 4, 4), -1.0, np.float32))
 
 
+def test_pick_pair_wants_both_strong_firing_and_correlation():
+    rng = np.random.default_rng(1)
+    blob = np.zeros((8, 8))
+    blob[2:5, 2:5] = 1
+    t = np.full((6, 8, 8), -1.0)
+    t[0] = 10 * blob + 1.5 * rng.uniform(size=(8, 8))          # strong
+    t[1] = 9 * blob + 1.5 * rng.uniform(size=(8, 8))           # strong, much like 0: the pair to pick
+    t[2] = 0.6 * blob                                          # weak (6 % of the strongest) ...
+    t[3] = 0.6 * blob                                          # ... and a perfect copy of 2: most correlated
+    t[4] = 5 * rng.uniform(size=(8, 8))                        # strong, fires everywhere: unlike the others
+    t = t.astype(np.float32)
+    assert most_correlated_pair(t)[:2] == (2, 3)
+    a, b, corr, why = pick_pair(t)
+    assert (a, b) == (0, 1) and corr > 0.9
+    assert why["by"] == "score" and why["share_a"] == 1.0 and 0.8 < why["share_b"] < 1
+    assert why["score"] == pytest.approx(min(corr, why["share_b"]), rel=1e-6)
+    assert why["most_correlated"][:2] == [2, 3] and why["candidates"] == 5
+    with pytest.raises(UsageError, match="fewer than two"):
+        pick_pair(np.full((3, 4, 4), -1.0, np.float32))
+
+
 def test_compare_picks_the_correlated_pair_and_writes_the_contract(setup, tmp_path):
     model, img = setup
     out = tmp_path / "cmp"
-    doc = compare(model, img, "conv2", None, out, preprocess=PP, config=FAST)
+    doc = compare(model, img, "conv2", None, out, preprocess=PP, config=FAST).to_json()
     assert doc["kernels"] == [0, 2] and doc["correlation"] > 0.5
+    assert doc["picked"]["by"] == "score" and doc["picked"]["correlation"] == doc["correlation"]
+    assert isinstance(doc["told_apart"], bool) and doc["separation"] > 0
+    assert (doc["advice"] is None) == doc["told_apart"]
     on_disk = json.loads((out / "compare.json").read_text())
     assert {"model", "layer", "image", "kernels", "correlation", "ours", "baselines"} <= set(on_disk)
     assert set(on_disk["baselines"]) == set(BASELINES.names())
@@ -70,8 +93,9 @@ def test_compare_picks_the_correlated_pair_and_writes_the_contract(setup, tmp_pa
 def test_compare_given_kernels_and_refusals(setup, tmp_path):
     model, img = setup
     cfg = ExplainConfig(steps=4, early_stop=False, resolution=8, baselines=("activation",))
-    doc = compare(model, img, "conv2", (0, 1), tmp_path / "given", preprocess=PP, config=cfg)
+    doc = compare(model, img, "conv2", (0, 1), tmp_path / "given", preprocess=PP, config=cfg).to_json()
     assert doc["kernels"] == [0, 1] and list(doc["baselines"]) == ["activation"]
+    assert doc["picked"] == {"by": "given"}
     with pytest.raises(UsageError, match="not empty"):
         compare(model, img, "conv2", (0, 1), tmp_path / "given", preprocess=PP, config=cfg)
     with pytest.raises(UsageError, match="two different"):
@@ -115,8 +139,10 @@ def test_contrast_drops_the_partner_more_than_the_plain_explanation(tmp_path):
     model = Model(colour_model(tmp_path / "colour.onnx"), device="cpu")
     # reference black: the default (the photo's mean colour) would put red back where the red third is dropped
     cfg = ExplainConfig(steps=60, early_stop=False, resolution=8, baselines=("activation",), reference="zeros")
-    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg, contrast=0)
-    contrast = compare(model, img, "conv", (0, 1), tmp_path / "contrast", preprocess=PP, config=cfg, contrast=6)
+    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg,
+                    contrast=0).to_json()
+    contrast = compare(model, img, "conv", (0, 1), tmp_path / "contrast", preprocess=PP, config=cfg,
+                       contrast=6).to_json()
     assert plain["contrast"] == 0 and contrast["contrast"] == 6
     # x'_0 drops the red third (most of kernel 1) and keeps the green one (most of kernel 0)
     assert contrast["ours"]["a"]["kept_b"] < plain["ours"]["a"]["kept_b"] - 0.05
@@ -133,8 +159,9 @@ def test_compare_with_the_pixel_method_and_baselines_at_the_unchanged_area(tmp_p
     img = thirds_image(tmp_path)
     model = Model(colour_model(tmp_path / "colour.onnx"), device="cpu")
     cfg = ExplainConfig(method="pixel", steps=60, early_stop=False, baselines=("activation",))
-    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg, contrast=0)
-    doc = compare(model, img, "conv", (0, 1), tmp_path / "px", preprocess=PP, config=cfg, contrast=12)
+    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg,
+                    contrast=0).to_json()
+    doc = compare(model, img, "conv", (0, 1), tmp_path / "px", preprocess=PP, config=cfg, contrast=12).to_json()
     assert doc["ours"]["a"]["kept_b"] < plain["ours"]["a"]["kept_b"] - 0.05  # red drops, as with the mask
     assert "activation" in doc["baselines"] and doc["files"]["mask_a"] is None
     results = json.loads((tmp_path / "px" / "results.json").read_text())["results"]
@@ -144,7 +171,7 @@ def test_compare_with_the_pixel_method_and_baselines_at_the_unchanged_area(tmp_p
 def test_unchanged_fraction():
     import torch
 
-    from onnx_kernelviz.pipeline.explain import unchanged_fraction
+    from onnx_kernelviz.pipeline.batch import unchanged_fraction
 
     x = torch.zeros(2, 3, 4, 4)
     lo, hi = torch.full((1, 3, 1, 1), -1.0), torch.full((1, 3, 1, 1), 1.0)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import corpus_deployed as cd
 import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import corpus_deployed as cd
 from onnx_kernelviz.cli import cli
 
 QUANTIZED = {"qdq": "qdq", "qoperator": "qoperator", "dynamic": "dynamic"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import json
 
+import corpus_deployed as cd
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -14,7 +15,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import corpus_deployed as cd
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.errors import ConversionError
 from onnx_kernelviz.frontend.expose import expose

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,7 +29,8 @@ from onnx_kernelviz.errors import KernelvizError
 @preprocess_options
 @debug_option
 @_friendly
-def diff(model_a, model_b, images, out, layers, force, batch_size, top, explain_n, steps, device, **kw) -> None:
+def diff(model_a: str, model_b: str, images: tuple[str, ...], out: str, layers: str, force: bool, batch_size: int,
+         top: int, explain_n: int, steps: int, device: str, **kw: Any) -> None:
     """Compare MODEL_A and MODEL_B (e.g. fp32 and its int8 build) kernel by kernel over images.
 
     Per kernel: the correlation of its activation in A and B, the overlap of their top exemplar sites, and a
@@ -53,16 +56,16 @@ def diff(model_a, model_b, images, out, layers, force, batch_size, top, explain_
     click.echo(f"report: {run.out_dir / 'diff.html'}")
 
 
-def _bar():
+def _bar() -> Callable[[int, int], None]:
     from tqdm import tqdm
 
-    bar = {"t": None}
+    bars: list[Any] = []
 
     def progress(done: int, total: int) -> None:
-        if bar["t"] is None:
-            bar["t"] = tqdm(total=total, desc="diff", unit="img", file=sys.stderr, disable=None, leave=True)
-        bar["t"].update(done - bar["t"].n)
+        if not bars:
+            bars.append(tqdm(total=total, desc="diff", unit="img", file=sys.stderr, disable=None, leave=True))
+        bars[0].update(done - bars[0].n)
         if done >= total:
-            bar["t"].close()
+            bars[0].close()
 
     return progress

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, _with_convs, cli, debug_option, preprocess_options
+from onnx_kernelviz.cli.app import (
+    _friendly,
+    _open,
+    _with_convs,
+    cli,
+    debug_option,
+    device_option,
+    preprocess_options,
+    shown,
+)
 from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.frontend.layers import Layer
+
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -26,25 +37,26 @@ def inspect(model: str, as_json: bool) -> None:
 
     m = _with_convs(Model(model, device="cpu"))
     info = m.loaded.input
+    dims = [d if d is not None else "?" for d in info.shape]
     doc = {"model": str(m.path), "opset": m.loaded.opset, "producer": m.loaded.producer,
-           "inputs": [{"name": info.name, "shape": [d if d is not None else "?" for d in info.shape],
-                       "layout": info.layout}],
+           "inputs": [{"name": info.name, "shape": dims, "layout": info.layout}],
            "layers": [la.to_dict() for la in m.layers]}
     if as_json:
         click.echo(json.dumps(doc, indent=1))
         return
-    shape = "x".join(str(d) for d in doc["inputs"][0]["shape"])
-    click.echo(f"{m.path}  opset {m.loaded.opset}  producer {m.loaded.producer or '?'}")
-    click.echo(f"input {info.name} [{shape}] {info.layout}  {len(m.layers)} conv layers\n")
+    # names come from the file: shown() keeps them on their line and away from the terminal's escape sequences
+    shape = shown("x".join(str(d) for d in dims))
+    click.echo(f"{shown(str(m.path))}  opset {m.loaded.opset}  producer {shown(m.loaded.producer or '?')}")
+    click.echo(f"input {shown(info.name)} [{shape}] {info.layout}  {len(m.layers)} conv layers\n")
     quantized = any(la.quant is not None for la in m.layers)
     click.echo(f"{'idx':>4}  {'channels':>8}  {'group':>5}  {'shape':<16}  {'chain':<22}  "
                + (f"{'op':<11}  {'stored as':<17}  " if quantized else "") + "tensor")
     for la in m.layers:
-        sh = "?" if la.shape is None else "x".join(str(d) for d in la.shape[1:])
-        chain = "+".join(_SHORT.get(c, c) for c in la.chain) or "-"
+        sh = shown("?" if la.shape is None else "x".join(str(d) for d in la.shape[1:]))
+        chain = shown("+".join(_SHORT.get(c, c) for c in la.chain) or "-")
         op = f"{la.op} QDQ" if la.quant is not None and la.quant.kind == "qdq" else la.op
         quant = f"{op:<11}  {_stored(la):<17}  " if quantized else ""
-        click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {quant}{la.tensor}")
+        click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {quant}{shown(la.tensor)}")
     if quantized:
         click.echo("\nquantized model: each layer's tensor is read as real values ((q - zero point) x scale); "
                    "verify judges parity in quantization steps")
@@ -53,7 +65,7 @@ def inspect(model: str, as_json: bool) -> None:
 _SHORT = {"QuantizeLinear": "Q", "DequantizeLinear": "DQ"}
 
 
-def _stored(la) -> str:
+def _stored(la: Layer) -> str:
     """How a quantized graph stores a layer's tensor: e.g. ``uint8 x0.0235 z0`` or ``float (dynamic)``."""
     q = la.quant
     if q is None:
@@ -76,9 +88,7 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
     \b
     Example:  kernelviz expose net.onnx --layer 3 --layer 7 --output net_exposed.onnx
     """
-    import onnx
-
-    from onnx_kernelviz.frontend.expose import expose as expose_tensors
+    from onnx_kernelviz.frontend.expose import save_exposed
     from onnx_kernelviz.model import Model
 
     m = _with_convs(Model(model, device="cpu"))
@@ -88,15 +98,8 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
     if out.resolve() == Path(model).resolve():
         raise UsageError("--output is the input model; write the exposed model to another file")
     tensors = [m.layer(spec).tensor for spec in layers]
-    proto = expose_tensors(m.loaded.proto, tensors)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    click.echo(f"wrote {out} with extra outputs: {', '.join(tensors)}")
+    save_exposed(m.loaded, tensors, out)
+    click.echo(shown(f"wrote {out} with extra outputs: {', '.join(tensors)}"))
 
 
 @cli.command()
@@ -106,13 +109,13 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
 @click.option("--tolerance", type=float, default=None,
               help="Largest allowed difference, in the unit of the model's rule: parity_rel for fp32 (default 1e-3) "
                    "and fp16 models (1e-2), quantization steps for int8 models (32).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON.")
 @preprocess_options
 @debug_option
 @_friendly
-def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], tolerance: float, device: str,
-           as_json: bool, **kw) -> None:
+def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], tolerance: float | None, device: str,
+           as_json: bool, **kw: Any) -> None:
     """Check that the torch copy matches onnxruntime on every layer (batch 1 and 2).
 
     Without IMAGE a deterministic synthetic input is used. Exit status 1 names the first layer that disagrees.
@@ -122,15 +125,19 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
     """
     import numpy as np
 
-    from onnx_kernelviz.io.images import list_images, median_aspect, read_image, to_model_input
+    from onnx_kernelviz.io.decode import median_aspect, read_image
+    from onnx_kernelviz.io.images import list_images
+    from onnx_kernelviz.io.modelinput import mean_colour, to_model_input
     from onnx_kernelviz.measure.verify import require_parity, verify_model
 
     m, pp = _open(model, device, kw)
     chosen = [m.layer(s) for s in layers] if layers else None
     if images:
-        loaded = [read_image(p) for p in list_images(images)]
-        size = m.input_size(pp.size, aspect=median_aspect(loaded))
-        x = np.stack([to_model_input(im, pp, size, m.channels) for im in loaded])
+        paths = list_images(images)
+        # a free side next to a fixed one (text recognizers) follows the images' aspect ratio
+        size = m.input_size(pp.size, median_aspect(paths) if m.aspect_matters(pp.size) else None)
+        x = np.stack([to_model_input(read_image(p, size=size, fit=pp.fit, fill=mean_colour(pp)), pp, size,
+                                     m.channels) for p in paths])
     else:  # smooth synthetic pictures through the model's preprocessing (not noise)
         x = m.synthetic_input(batch=2, size=pp.size, preprocess=pp)
     report = verify_model(m, x, chosen, tolerance)
@@ -142,6 +149,6 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
         for la in report.layers:
             st = f"{la.parity_steps:6.1f}" if la.parity_steps is not None else " " * 6
             click.echo(f"{la.index:>4}  {la.parity_max_abs:>14.3e}  {la.parity_rel:>10.3e}  {st}  "
-                       f"{'ok' if la.ok else 'NO'}  {la.tensor}")
+                       f"{'ok' if la.ok else 'NO'}  {shown(la.tensor)}")
         click.echo(f"\n{'all layers agree' if report.ok else 'MISMATCH'} (tolerance {report.rule.describe()})")
     require_parity(report)

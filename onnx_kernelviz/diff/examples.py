@@ -14,26 +14,39 @@ share in A itself, there is nothing to carry over and the verdict is null.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from onnx_kernelviz.io.images import from_model_input, read_image, to_model_input
+from onnx_kernelviz.diff.stats import LayerPairStats
+from onnx_kernelviz.frontend.layers import Layer
+from onnx_kernelviz.io.decode import read_image
+from onnx_kernelviz.io.images import write_image
+from onnx_kernelviz.io.modelinput import from_model_input, mean_colour, to_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.measure.metrics import kernel_metrics
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.report.pictures import activation_picture, write_image
+from onnx_kernelviz.report.charts import activation_map
+
+if TYPE_CHECKING:
+    from onnx_kernelviz.diff.run import DiffConfig
+
+#: matched layers of A and B, by position (diff/match.py)
+Pairs = list[tuple[Layer, Layer]]
 
 #: the rule's constants (module docstring)
 SHARE, MIN_KEPT = 0.5, 0.5
 
 
-def show_most_changed(model_a: Model, model_b: Model, pairs, stats, ranked: list[tuple[int, int, float]],
-                      paths: list[Path], size: tuple[int, int], pp: Preprocess, config, out: Path) -> list[dict]:
+def show_most_changed(model_a: Model, model_b: Model, pairs: Pairs, stats: Mapping[int, LayerPairStats],
+                      ranked: list[tuple[int, int, float]], paths: list[Path], size: tuple[int, int], pp: Preprocess,
+                      config: DiffConfig, out: Path) -> list[dict[str, Any]]:
     """One entry per (layer, kernel, drift) of ``ranked``: pictures under ``out/kernels/``, and A's explanation
     under ``out/explanations/`` measured on B."""
-    examples = []
+    examples: list[dict[str, Any]] = []
     for layer, k, drift in ranked:
         la, lb = pairs[layer]
         sites = stats[layer].sites(0, k) or stats[layer].sites(1, k)
@@ -42,7 +55,7 @@ def show_most_changed(model_a: Model, model_b: Model, pairs, stats, ranked: list
                              "reason": "the kernel fires on no image in either model"})
             continue
         image = paths[sites[0][0]]
-        loaded = read_image(image)
+        loaded = read_image(image, size=size, fit=pp.fit, fill=mean_colour(pp))
         x = to_model_input(loaded, pp, size, model_a.channels)[None]
         t_a = model_a.run_ort_each(x, (la.tensor,))[0][0]
         t_b = model_b.run_ort_each(x, (lb.tensor,))[0][0]
@@ -60,13 +73,13 @@ def _pictures(out: Path, layer: int, k: int, photo: np.ndarray, act_a: np.ndarra
     vmax = float(max(np.maximum(act_a, 0).max(), np.maximum(act_b, 0).max(), 1e-12))
     files = {"original": d / "original.png", "act_a": d / "act_a.png", "act_b": d / "act_b.png"}
     write_image(files["original"], photo)
-    write_image(files["act_a"], activation_picture(act_a, photo.shape[:2], vmax))
-    write_image(files["act_b"], activation_picture(act_b, photo.shape[:2], vmax))
+    write_image(files["act_a"], activation_map(act_a, vmax))
+    write_image(files["act_b"], activation_map(act_b, vmax))
     return {name: str(p.relative_to(out)) for name, p in files.items()}
 
 
-def _explain_on_a_measure_on_b(model_a: Model, model_b: Model, pairs, examples: list[dict], pp: Preprocess, config,
-                               out: Path) -> None:
+def _explain_on_a_measure_on_b(model_a: Model, model_b: Model, pairs: Pairs, examples: list[dict[str, Any]],
+                               pp: Preprocess, config: DiffConfig, out: Path) -> None:
     """Explain each example's kernel on A (grouped by layer and image), then measure x′_A on B."""
     from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
 
@@ -80,7 +93,7 @@ def _explain_on_a_measure_on_b(model_a: Model, model_b: Model, pairs, examples: 
         where = out / "explanations" / f"{n:02d}_layer{layer:03d}_{Path(image).stem}"
         kernels = ",".join(str(ex["kernel"]) for ex in group)
         run = explain(model_a, [image], la.index, kernels, where, preprocess=pp, config=cfg, force=True)
-        by_kernel = {r["kernel"]: r for r in run.results}
+        by_kernel = {r["kernel"]: r for r in run.results_json()}
         for ex in group:
             ex["explanation"] = _measure_on_b(model_b, lb.tensor, by_kernel.get(ex["kernel"]), where, out, pp)
 
@@ -93,7 +106,8 @@ def _measure_on_b(model_b: Model, tensor: str, result: dict | None, where: Path,
     x_mod = np.load(where / result["files"]["modified_npy"])[None]
     # x at the size explain fed (a free side follows that image's aspect ratio), as explain prepared it
     size = tuple(json.loads((where / "results.json").read_text(encoding="utf-8"))["settings"]["input_size"])
-    x = to_model_input(read_image(Path(result["image"])), pp, size, model_b.channels)[None]
+    photo = read_image(Path(result["image"]), size=size, fit=pp.fit, fill=mean_colour(pp))
+    x = to_model_input(photo, pp, size, model_b.channels)[None]
     t = model_b.run_ort_each(np.concatenate([x, x_mod]), (tensor,))[0]
     mb = kernel_metrics(t[0], t[1], result["kernel"]).to_dict()
     keys = ("kept", "others_kept", "specificity_before", "specificity_after")

@@ -42,11 +42,11 @@ def write_diff_report(out: Path) -> Path:
     return out / "diff.html"
 
 
-def _e(v) -> str:
+def _e(v: object) -> str:
     return html.escape(str(v), quote=True)
 
 
-def _f(v, digits: int = 3) -> str:
+def _f(v: object, digits: int = 3) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
@@ -54,7 +54,7 @@ def _f(v, digits: int = 3) -> str:
     return "—" if v is None else _e(v)
 
 
-def _img(out: Path, rel, alt: str, pixel: bool = False) -> str:
+def _img(out: Path, rel: object, alt: str, pixel: bool = False) -> str:
     """An <img> of a file inside the folder (nothing for a missing one or one outside it)."""
     if not isinstance(rel, str):
         return ""
@@ -65,7 +65,7 @@ def _img(out: Path, rel, alt: str, pixel: bool = False) -> str:
     return f'<img src="{_e(quote(path.relative_to(out.resolve()).as_posix()))}" alt="{_e(alt)}" loading="lazy"{cls}>'
 
 
-def _figure(out: Path, rel, caption: str, pixel: bool = False) -> str:
+def _figure(out: Path, rel: object, caption: str, pixel: bool = False) -> str:
     tag = _img(out, rel, caption, pixel)
     return f"<figure>{tag}<figcaption>{_e(caption)}</figcaption></figure>" if tag else ""
 

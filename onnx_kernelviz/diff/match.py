@@ -49,6 +49,7 @@ def match_layers(a: list[Layer], b: list[Layer], name_a: str, name_b: str) -> li
 
 
 def _spatial(la: Layer) -> tuple[int, ...] | None:
-    if la.shape is None or len(la.shape) < 3 or not all(isinstance(d, int) for d in la.shape[2:]):
+    if la.shape is None or len(la.shape) < 3:
         return None
-    return tuple(la.shape[2:])
+    dims = [d for d in la.shape[2:] if isinstance(d, int)]
+    return tuple(dims) if len(dims) == len(la.shape) - 2 else None

@@ -9,18 +9,22 @@ of the kernel (x′_A, optimized on A) still isolates it in B, measured on B wit
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from onnx_kernelviz import __version__
+from onnx_kernelviz.diff.examples import Pairs
 from onnx_kernelviz.diff.match import match_layers, parse_layers
 from onnx_kernelviz.diff.stats import TOP_SITES, LayerPairStats
 from onnx_kernelviz.errors import ModelError, UsageError
-from onnx_kernelviz.io.images import list_images, median_aspect, read_image, to_model_input
-from onnx_kernelviz.io.outdir import prepare_out_dir
+from onnx_kernelviz.io.decode import median_aspect, read_image
+from onnx_kernelviz.io.images import list_images
+from onnx_kernelviz.io.modelinput import mean_colour, to_model_input
+from onnx_kernelviz.io.outdir import OutDir
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.report.pictures import write_json
@@ -48,7 +52,7 @@ class DiffConfig:
 @dataclass
 class DiffRun:
     out_dir: Path
-    doc: dict
+    doc: dict[str, Any]
 
     @property
     def diff_path(self) -> Path:
@@ -70,49 +74,27 @@ def diff_models(model_a: Model, model_b: Model, images: Sequence[str | Path], ou
     pairs = match_layers(model_a.layers, model_b.layers, str(model_a.path), str(model_b.path))
     chosen = parse_layers(config.layers, len(pairs))
     paths = list_images([Path(p) for p in images])
-    out = Path(out_dir)
-    prepare_out_dir(out, force=force, resume=False)
-    t0 = time.perf_counter()
-    stats, size = _stream(model_a, model_b, pairs, chosen, paths, preprocess, config, progress)
-    layers, ranked = [], []
-    for i in chosen:
-        la, lb = pairs[i]
-        fin = stats[i].finish()
-        kernels = [{"kernel": k, "corr": float(fin["corr"][k]), "exemplar_overlap": float(fin["exemplar_overlap"][k]),
-                    "drift": float(fin["drift"][k]), "energy_a": float(fin["energy_a"][k]),
-                    "energy_b": float(fin["energy_b"][k])} for k in range(la.channels)]
-        layers.append({"index": la.index, "tensor_a": la.tensor, "tensor_b": lb.tensor, "channels": la.channels,
-                       "kernels": kernels})
-        ranked += [(la.index, e["kernel"], e["drift"]) for e in kernels]
-    ranked.sort(key=lambda r: (-r[2], r[0], r[1]))
-    from onnx_kernelviz.diff.examples import show_most_changed
+    size = _common_size(model_a, model_b, preprocess,
+                        median_aspect(paths) if model_a.aspect_matters(preprocess.size) else None)
+    with OutDir(out_dir, force=force, resume=False) as od:
+        out = od.path
+        t0 = time.perf_counter()
+        stats = _stream(model_a, model_b, pairs, chosen, paths, size, preprocess, config, progress)
+        od.commit()  # the statistics are in: from here on, what is written stays
+        doc = _finish(model_a, model_b, pairs, chosen, stats, paths, size, preprocess, config, out)
+        doc["seconds"] = time.perf_counter() - t0
+        write_json(out / "diff.json", doc)
+        from onnx_kernelviz.diff.html import write_diff_report
 
-    strong = _carrying_signal(layers)
-    energy_b = {(la["index"], k["kernel"]): k["energy_b"] for la in layers for k in la["kernels"]}
-    # shown with pictures: the most changed kernels that still fire in B (one silent in B has an empty map there;
-    # those are listed apart, see `silenced`)
-    shown = [r for r in ranked if (r[0], r[1]) in strong and energy_b[r[0], r[1]] > 0][:config.explain]
-    examples = show_most_changed(model_a, model_b, pairs, stats, shown, paths, size, preprocess, config, out)
-    doc = {"model_a": str(model_a.path), "model_b": str(model_b.path), "model_a_sha256": model_a.loaded.sha256,
-           "model_b_sha256": model_b.loaded.sha256, "images": len(paths), "version": __version__,
-           "seconds": time.perf_counter() - t0,
-           "settings": {**asdict(config), "preprocess": preprocess.to_dict(), "input_size": list(size),
-                        "drift": "(1 - corr) + |‖r_B‖ - ‖r_A‖| / (‖r_A‖ + ‖r_B‖)"},
-           "layers": layers, "most_changed": [[i, k, d] for i, k, d in ranked], "examples": examples,
-           "silenced": _silent(layers, "energy_a", "energy_b"), "awakened": _silent(layers, "energy_b", "energy_a"),
-           "silenced_with_signal": [r for r in _silent(layers, "energy_a", "energy_b") if (r[0], r[1]) in strong]}
-    write_json(out / "diff.json", doc)
-    from onnx_kernelviz.diff.html import write_diff_report
-
-    write_diff_report(out)
-    return DiffRun(out, doc)
+        write_diff_report(out)
+    return DiffRun(Path(out_dir), doc)
 
 
 #: a kernel carries signal when its energy in A is at least this share of its layer's median
 SIGNAL = 0.1
 
 
-def _carrying_signal(layers: list[dict]) -> set[tuple[int, int]]:
+def _carrying_signal(layers: list[dict[str, Any]]) -> set[tuple[int, int]]:
     """(layer, kernel) pairs whose activation energy in A is at least :data:`SIGNAL` × the layer's median in A.
 
     A kernel that barely fires in A and not at all in B has drift 2 (corr 0, all of its energy gone); quantization
@@ -128,25 +110,58 @@ def _carrying_signal(layers: list[dict]) -> set[tuple[int, int]]:
     return keep
 
 
-def _silent(layers: list[dict], fires: str, silent: str) -> list[list]:
+def _silent(layers: list[dict[str, Any]], fires: str, silent: str) -> list[list[float]]:
     """[layer, kernel, energy] of kernels that fire in one model (``fires``) and never in the other."""
     return [[la["index"], k["kernel"], k[fires]] for la in layers for k in la["kernels"]
             if k[fires] > 0 and k[silent] == 0]
 
 
-def _stream(model_a: Model, model_b: Model, pairs, chosen: list[int], paths: list[Path], pp: Preprocess,
-            config: DiffConfig, progress: ProgressFn | None) -> tuple[dict[int, LayerPairStats], tuple[int, int]]:
-    """One pass over the images, ``config.batch_size`` at a time; returns each layer's statistics and the size fed."""
+def _finish(model_a: Model, model_b: Model, pairs: Pairs, chosen: list[int], stats: dict[int, LayerPairStats],
+            paths: list[Path], size: tuple[int, int], preprocess: Preprocess, config: DiffConfig,
+            out: Path) -> dict[str, Any]:
+    """diff.json's content: every kernel's statistics, the ranking, and the most changed kernels shown."""
+    layers: list[dict[str, Any]] = []
+    ranked: list[tuple[int, int, float]] = []
+    for i in chosen:
+        la, lb = pairs[i]
+        fin = stats[i].finish()
+        kernels = [{"kernel": k, "corr": float(fin["corr"][k]), "exemplar_overlap": float(fin["exemplar_overlap"][k]),
+                    "drift": float(fin["drift"][k]), "energy_a": float(fin["energy_a"][k]),
+                    "energy_b": float(fin["energy_b"][k])} for k in range(la.channels)]
+        layers.append({"index": la.index, "tensor_a": la.tensor, "tensor_b": lb.tensor, "channels": la.channels,
+                       "kernels": kernels})
+        ranked += [(la.index, k, float(fin["drift"][k])) for k in range(la.channels)]
+    ranked.sort(key=lambda r: (-r[2], r[0], r[1]))
+    from onnx_kernelviz.diff.examples import show_most_changed
+
+    strong = _carrying_signal(layers)
+    energy_b = {(la["index"], k["kernel"]): k["energy_b"] for la in layers for k in la["kernels"]}
+    # shown with pictures: the most changed kernels that still fire in B (one silent in B has an empty map there;
+    # those are listed apart, see `silenced`)
+    shown = [r for r in ranked if (r[0], r[1]) in strong and energy_b[r[0], r[1]] > 0][:config.explain]
+    examples = show_most_changed(model_a, model_b, pairs, stats, shown, paths, size, preprocess, config, out)
+    silenced = _silent(layers, "energy_a", "energy_b")
+    return {"model_a": str(model_a.path), "model_b": str(model_b.path), "model_a_sha256": model_a.loaded.sha256,
+            "model_b_sha256": model_b.loaded.sha256, "images": len(paths), "version": __version__,
+            "settings": {**asdict(config), "preprocess": preprocess.to_dict(), "input_size": list(size),
+                         "drift": "(1 - corr) + |‖r_B‖ - ‖r_A‖| / (‖r_A‖ + ‖r_B‖)"},
+            "layers": layers, "most_changed": [[i, k, d] for i, k, d in ranked], "examples": examples,
+            "silenced": silenced, "awakened": _silent(layers, "energy_b", "energy_a"),
+            "silenced_with_signal": [r for r in silenced if (r[0], r[1]) in strong]}
+
+
+def _stream(model_a: Model, model_b: Model, pairs: Pairs, chosen: list[int], paths: list[Path], size: tuple[int, int],
+            pp: Preprocess, config: DiffConfig, progress: ProgressFn | None) -> dict[int, LayerPairStats]:
+    """One pass over the images, ``config.batch_size`` at a time; returns each layer's statistics."""
     tensors_a = tuple(pairs[i][0].tensor for i in chosen)
     tensors_b = tuple(pairs[i][1].tensor for i in chosen)
     stats = {i: LayerPairStats(pairs[i][0].channels, config.top) for i in chosen}
-    size = None
     if progress:
         progress(0, len(paths))
     for start in range(0, len(paths), config.batch_size):
-        loaded = [read_image(p) for p in paths[start:start + config.batch_size]]
-        if size is None:  # from the first batch: a free side follows its median aspect ratio (frontend/inputsize)
-            size = _common_size(model_a, model_b, pp, median_aspect(loaded))
+        # each picture is fitted to the input as it is read (io/decode.py), as explain reads it
+        loaded = [read_image(p, size=size, fit=pp.fit, fill=mean_colour(pp))
+                  for p in paths[start:start + config.batch_size]]
         x = np.stack([to_model_input(im, pp, size, model_a.channels) for im in loaded])
         out_a = model_a.run_ort_each(x, tensors_a)
         out_b = model_b.run_ort_each(x, tensors_b)
@@ -158,7 +173,7 @@ def _stream(model_a: Model, model_b: Model, pairs, chosen: list[int], paths: lis
             stats[i].update(ta, tb, start)
         if progress:
             progress(min(start + config.batch_size, len(paths)), len(paths))
-    return stats, size
+    return stats
 
 
 def _common_size(model_a: Model, model_b: Model, pp: Preprocess, aspect: float | None) -> tuple[int, int]:

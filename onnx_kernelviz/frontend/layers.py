@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.frontend.graph import GraphView
-from onnx_kernelviz.frontend.quantlayers import Quantization, start, next_link, through_qdq
+from onnx_kernelviz.frontend.graph import GraphView, NodeView
+from onnx_kernelviz.frontend.quantlayers import Quantization, next_link, start, through_qdq
 
 #: Ops that act channel-wise/elementwise on one tensor and keep its shape: they extend an activation chain.
 UNARY_CHAIN_OPS = frozenset({
@@ -61,7 +63,7 @@ class Layer:
 _WEIGHT_INPUT = {("Conv", ""): 1, ("QLinearConv", ""): 3, ("ConvInteger", ""): 1, ("FusedConv", "com.microsoft"): 1}
 
 
-def _weight_input(node) -> int | None:
+def _weight_input(node: NodeView) -> int | None:
     """The weight's input index for a conv node: a standard Conv, QLinearConv or ConvInteger, or onnxruntime's
     FusedConv (Conv + its activation in one node, left in models saved after onnxruntime's graph optimizations;
     its output is already activated); None for any other node."""
@@ -90,7 +92,7 @@ def find_layers(graph: GraphView) -> list[Layer]:
     return layers
 
 
-def _weight_shape(graph: GraphView, name: str) -> tuple | None:
+def _weight_shape(graph: GraphView, name: str) -> tuple[int | str | None, ...] | None:
     """The weight's shape; a QDQ conv reads its integer weight through a DequantizeLinear."""
     shape = graph.constant_shape(name)
     p = graph.producer.get(name)
@@ -99,7 +101,49 @@ def _weight_shape(graph: GraphView, name: str) -> tuple | None:
     return shape if shape is not None else graph.tensor_type(name).shape
 
 
-def _activation(graph: GraphView, node) -> tuple[str, tuple[str, ...], Quantization | None]:
+def conv_weights(graph: GraphView, layer: Layer) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The layer's conv weights ``[C', C/group, kh, kw]`` and bias ``[C']``, each None when it is absent or computed
+    rather than a constant. Integer weights come back as their real values (``(q − zero point)·scale``; for
+    QLinearConv and ConvInteger, whose weight scale is separate, the zero-point-shifted integers times the scale)."""
+    node = graph.producer.get(layer.conv_output)
+    wi = None if node is None else _weight_input(node)
+    if node is None or wi is None:
+        return None, None
+    if node.op_type == "QLinearConv":
+        w = _dequantized(graph, node.inputs[3], node.inputs[4], node.inputs[5])
+        return w, None
+    if node.op_type == "ConvInteger":
+        zero = node.inputs[3] if len(node.inputs) > 3 else ""
+        return _dequantized(graph, node.inputs[1], "", zero), None
+    w = _constant_or_dequantized(graph, node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+    b = _constant_or_dequantized(graph, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    return w, b
+
+
+def _constant_or_dequantized(graph: GraphView, name: str) -> np.ndarray | None:
+    value = graph.constant(name)
+    p = graph.producer.get(name)
+    if value is None and p is not None and p.op_type == "DequantizeLinear":
+        value = _dequantized(graph, p.inputs[0], p.inputs[1], p.inputs[2] if len(p.inputs) > 2 else "")
+    return value
+
+
+def _dequantized(graph: GraphView, q_name: str, scale_name: str, zero_name: str) -> np.ndarray | None:
+    """``(q − zero)·scale`` of constant integer weights, per output channel (axis 0) where scale or zero are 1-D."""
+    q = graph.constant(q_name)
+    if q is None:
+        return None
+    scale = graph.constant(scale_name) if scale_name else np.ones((), np.float32)
+    zero = graph.constant(zero_name) if zero_name else np.zeros((), np.int64)
+    if scale is None or zero is None:
+        return None
+    shape = (-1,) + (1,) * (q.ndim - 1)
+    scale = scale.astype(np.float32).reshape(shape) if scale.size > 1 else scale.astype(np.float32).reshape(())
+    zero = zero.astype(np.int64).reshape(shape) if zero.size > 1 else zero.astype(np.int64).reshape(())
+    return ((q.astype(np.int64) - zero).astype(np.float32) * scale).astype(np.float32)
+
+
+def _activation(graph: GraphView, node: NodeView) -> tuple[str, tuple[str, ...], Quantization | None]:
     """The end of the chain after conv ``node``, the op labels on the way, and how the graph stores that end."""
     first = start(graph, node)
     tensor, chain, quant = first.tensor, list(first.chain), first.quant
@@ -136,7 +180,8 @@ def _next_link(graph: GraphView, tensor: str) -> tuple[str, str] | None:
     if len(users) == 2:
         gate = next((u for u in users if u.op_type in GATE_OPS and u.inputs[0] == tensor), None)
         mul = next((u for u in users if u.op_type == "Mul"), None)
-        gated = gate and through_qdq(graph, gate.outputs[0])  # QDQ graphs quantize the gate before the Mul
+        # QDQ graphs quantize the gate before the Mul reads it
+        gated = through_qdq(graph, gate.outputs[0]) if gate is not None else ""
         if gate is not None and mul is not None and set(mul.inputs) == {tensor, gated} \
                 and len(graph.consumers.get(gated, [])) == 1:
             return f"{gate.op_type}*Mul", mul.outputs[0]

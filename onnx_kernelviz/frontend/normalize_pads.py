@@ -40,9 +40,10 @@ def explicit_same_pads(proto: onnx.ModelProto, notes: list[str]) -> None:
         sizes = dims.get(node.input[0], [None] * rank)
         totals = [_total(n, k, s, d) for n, k, s, d in zip(sizes, kernel, strides, dilations)]
         _set_attr(node, "auto_pad", None)
-        if all(t is not None for t in totals):
-            begin = [t - t // 2 if not upper else t // 2 for t in totals]
-            _set_attr(node, "pads", begin + [t - b for t, b in zip(totals, begin)])
+        static = [t for t in totals if t is not None]
+        if len(static) == len(totals):
+            begin = [t - t // 2 if not upper else t // 2 for t in static]
+            _set_attr(node, "pads", begin + [t - b for t, b in zip(static, begin)])
             fixed += 1
             continue
         if node.op_type not in ("Conv", "MaxPool"):
@@ -66,7 +67,7 @@ def _auto_pad(node: onnx.NodeProto) -> str:
     return "NOTSET"
 
 
-def _set_attr(node: onnx.NodeProto, name: str, value) -> None:
+def _set_attr(node: onnx.NodeProto, name: str, value: list[int] | None) -> None:
     for a in list(node.attribute):
         if a.name == name:
             node.attribute.remove(a)
@@ -114,12 +115,14 @@ def _runtime_pads(g: onnx.GraphProto, node: onnx.NodeProto, kernel: list[int], s
     x, base = node.input[0], f"{node.output[0]}_samepad"
     rank = len(kernel)
 
-    def const(name: str, value) -> str:
+    def const(name: str, value: np.ndarray) -> str:
         g.initializer.append(numpy_helper.from_array(np.asarray(value), f"{base}_{name}"))
         return f"{base}_{name}"
 
-    def op(kind: str, inputs: list[str], name: str, **attrs) -> onnx.NodeProto:
-        return helper.make_node(kind, inputs, [f"{base}_{name}"], name=f"{base}_{name}_node", **attrs)
+    def op(kind: str, inputs: list[str], name: str, **attrs: int | str) -> onnx.NodeProto:
+        node = helper.make_node(kind, inputs, [f"{base}_{name}"], name=f"{base}_{name}_node")
+        node.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+        return node
 
     s = const("s", np.array(strides, np.int64))
     nodes = [op("Shape", [x], "shape"),

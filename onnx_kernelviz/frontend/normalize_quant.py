@@ -53,7 +53,7 @@ def _fuse_qdq_convs(proto: onnx.ModelProto, notes: list[str]) -> None:
         if len(q) != 1 or q[0].op_type != "QuantizeLinear" or any(d is None or d.op_type != "DequantizeLinear"
                                                                  for d in dq):
             continue
-        params = _qlinear_inputs(dq, q[0], consts)
+        params = _qlinear_inputs([d for d in dq if d is not None], q[0], consts)
         if params is None:
             continue
         attrs = [a for a in conv.attribute]

@@ -18,6 +18,8 @@ at a time (``Model``) and the torch copy takes the range per sample, so each ima
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from onnx2torch.node_converters.registry import add_converter, get_converter
@@ -63,6 +65,9 @@ def _per_axis(v: torch.Tensor, axis: int, rank: int) -> torch.Tensor:
 class QuantizeLinear(nn.Module, OnnxToTorchModule):
     """ONNX QuantizeLinear as fake quantization: ``[*] float -> [*] float holding integers``."""
 
+    scale: torch.Tensor
+    zero: torch.Tensor
+
     def __init__(self, scale: torch.Tensor, zero: torch.Tensor, qrange: tuple[int, int], axis: int = 1) -> None:
         super().__init__()
         self.register_buffer("scale", scale.float())
@@ -77,6 +82,9 @@ class QuantizeLinear(nn.Module, OnnxToTorchModule):
 
 class DequantizeLinear(nn.Module, OnnxToTorchModule):
     """ONNX DequantizeLinear: ``(q − z)·s``."""
+
+    scale: torch.Tensor
+    zero: torch.Tensor
 
     def __init__(self, scale: torch.Tensor, zero: torch.Tensor, axis: int = 1) -> None:
         super().__init__()
@@ -106,6 +114,8 @@ class DynamicQuantizeLinear(nn.Module, OnnxToTorchModule):
 class ConvInteger(nn.Module, OnnxToTorchModule):
     """ONNX ConvInteger with a constant weight: ``conv(x − x_zero, w − w_zero)`` in float (its int32 sums)."""
 
+    weight: torch.Tensor
+
     def __init__(self, weight: torch.Tensor, w_zero: torch.Tensor, attrs: dict) -> None:
         super().__init__()
         w = weight.float() - _per_axis(w_zero, 0, weight.ndim)
@@ -127,6 +137,12 @@ class QLinearConv(nn.Module, OnnxToTorchModule):
     dequantize → float conv → quantize instead rounds differently near ties, and in a 49-layer network the flips
     compound layer after layer (measured on the default model: 5 % of layer 16's values one step off).
     """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    mult: torch.Tensor
+    xz: torch.Tensor
+    yz: torch.Tensor
 
     def __init__(self, x_q: tuple, w: torch.Tensor, w_q: tuple, y_q: tuple, bias: torch.Tensor | None,
                  attrs: dict) -> None:
@@ -169,6 +185,13 @@ def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, kw: dict) ->
 class QLinearBinary(nn.Module, OnnxToTorchModule):
     """onnxruntime's QLinearAdd / QLinearMul: dequantize both, add or multiply, fake-quantize."""
 
+    as_: torch.Tensor
+    az: torch.Tensor
+    bs: torch.Tensor
+    bz: torch.Tensor
+    cs: torch.Tensor
+    cz: torch.Tensor
+
     def __init__(self, op: str, a: tuple, b: tuple, c: tuple) -> None:
         super().__init__()
         self.op = op
@@ -184,7 +207,12 @@ class QLinearBinary(nn.Module, OnnxToTorchModule):
 class QLinearUnary(nn.Module, OnnxToTorchModule):
     """onnxruntime's QLinearSigmoid / QLinearLeakyRelu / QLinearGlobalAveragePool: dequantize, op, fake-quantize."""
 
-    def __init__(self, fn, x: tuple, y: tuple) -> None:
+    xs: torch.Tensor
+    xz: torch.Tensor
+    ys: torch.Tensor
+    yz: torch.Tensor
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], x: tuple, y: tuple) -> None:
         super().__init__()
         self.fn = fn
         for name, v in zip(("xs", "xz", "ys", "yz"), (*x, *y[:2])):
@@ -197,6 +225,11 @@ class QLinearUnary(nn.Module, OnnxToTorchModule):
 
 class QLinearConcat(nn.Module, OnnxToTorchModule):
     """onnxruntime's QLinearConcat: each input dequantized with its own scale, concatenated, fake-quantized."""
+
+    scales: torch.Tensor
+    zeros: torch.Tensor
+    ys: torch.Tensor
+    yz: torch.Tensor
 
     def __init__(self, axis: int, inputs: list[tuple], y: tuple) -> None:
         super().__init__()
@@ -237,10 +270,13 @@ def _result(module: nn.Module, node: OnnxNode, inputs: tuple[str, ...]) -> Opera
     return OperationConverterResult(module, OnnxMapping(inputs=inputs, outputs=node.output_values))
 
 
-def _register(op: str, versions: tuple[int, ...], domain: str = ""):
+Converter = Callable[[OnnxNode, OnnxGraph], OperationConverterResult]
+
+
+def _register(op: str, versions: tuple[int, ...], domain: str = "") -> Callable[[Converter], Converter]:
     """add_converter for each version, tolerating an onnx2torch that already has one."""
 
-    def deco(fn):
+    def deco(fn: Converter) -> Converter:
         for v in versions:
             try:
                 get_converter(op, v, domain)

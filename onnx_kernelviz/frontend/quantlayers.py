@@ -16,8 +16,8 @@ the QDQ groups, and exposing it would make onnxruntime keep the float path (and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -22,11 +22,14 @@ rule's unit:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from onnx_kernelviz.frontend.layers import Layer
+
+if TYPE_CHECKING:  # model.py imports verify, which imports this module
+    from onnx_kernelviz.model import Model
 
 Precision = Literal["fp32", "fp16", "int8"]
 
@@ -61,14 +64,14 @@ class ToleranceRule:
         return bool(steps <= self.value), float(steps)
 
 
-def model_precision(model) -> Precision:
+def model_precision(model: Model) -> Precision:
     """int8 when any layer is quantized, fp16 when the graph computes in fp16, else fp32."""
     if any(la.quant is not None for la in model.layers):
         return "int8"
     return "fp16" if model.normalized.fp16_compute else "fp32"
 
 
-def tolerance_rule(model, value: float | None = None) -> ToleranceRule:
+def tolerance_rule(model: Model, value: float | None = None) -> ToleranceRule:
     """The model's rule, with ``value`` (``--tolerance``) in place of the default when given."""
     precision = model_precision(model)
     return ToleranceRule(precision, DEFAULTS[precision] if value is None else float(value))
@@ -77,6 +80,6 @@ def tolerance_rule(model, value: float | None = None) -> ToleranceRule:
 def layer_step(layer: Layer, t_ort: np.ndarray) -> float:
     """The quantization step of ``layer``'s activation tensor: its scale when the graph stores it as integers,
     else the step of its own range, (max(T, 0) − min(T, 0)) / 255, from ``t_ort`` (its onnxruntime value)."""
-    if layer.quant is not None and layer.quant.static:
+    if layer.quant is not None and layer.quant.scale is not None:
         return float(layer.quant.scale)
     return float(max(float(t_ort.max()), 0.0) - min(float(t_ort.min()), 0.0)) / 255.0

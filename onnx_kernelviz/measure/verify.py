@@ -14,8 +14,13 @@ import numpy as np
 from onnx_kernelviz.errors import ConversionError
 from onnx_kernelviz.frontend.layers import Layer
 from onnx_kernelviz.measure.metrics import parity
-from onnx_kernelviz.measure.tolerance import (DEFAULT_TOLERANCE, FP16_TOLERANCE, ToleranceRule, layer_step,
-                                              tolerance_rule)
+from onnx_kernelviz.measure.tolerance import (
+    DEFAULT_TOLERANCE,
+    FP16_TOLERANCE,
+    ToleranceRule,
+    layer_step,
+    tolerance_rule,
+)
 from onnx_kernelviz.model import Model
 
 __all__ = ["DEFAULT_TOLERANCE", "FP16_TOLERANCE", "LayerParity", "VerifyReport", "default_tolerance",
