@@ -93,7 +93,7 @@ def _page(out: Path, doc: dict) -> str:
              "of the layer in B at least half as much as in A, and B keeps at least half of the kernel's "
              "activation.</li></ul>",
              "<h2>Kernels that changed most</h2><p>Among the kernels that carry signal in A (their activation "
-             "energy is at least a tenth of their layer's median) and still fire in B. "
+             "energy is at least their layer's median) and still fire in B. "
              f"{len(doc.get('silenced', []))} kernels fire in A and never in B "
              f"({len(doc.get('silenced_with_signal', []))} of them carry signal in A, listed below the examples), "
              f"{len(doc.get('awakened', []))} fire in B and never in A.</p>"]
