@@ -72,27 +72,35 @@ def examples_table(doc: dict) -> str:
     return "\n".join(rows)
 
 
-def compose(out: Path, doc: dict, rows: int = 3) -> Path:
-    """``out/examples.png``: for the first ``rows`` examples, the photo, the kernel's activation in fp32 and int8,
-    and x′ (A's explanation); labels on top."""
+def compose(out: Path, doc: dict, rows: int = 3, side: int = 160) -> Path:
+    """``out/examples.png``: for the first ``rows`` examples, the photo, the kernel's activation in fp32 and int8
+    (one colour scale), and x′ (A's explanation); labels on top."""
     import cv2
 
-    tiles = []
+    def tile(name: str | None) -> np.ndarray:
+        if not name:
+            return np.full((side, side, 3), 255, np.uint8)
+        img = cv2.imread(str(out / name))
+        return cv2.resize(img, (round(img.shape[1] * side / img.shape[0]), side), interpolation=cv2.INTER_AREA)
+
+    lines, widths = [], []
     for ex in [e for e in doc["examples"] if e.get("files")][:rows]:
         expl = (ex.get("explanation") or {}).get("files", {})
-        names = [ex["files"]["original"], ex["files"]["act_a"], ex["files"]["act_b"], expl.get("modified")]
-        pics = [cv2.resize(cv2.imread(str(out / n)), (160, 160)) if n else np.full((160, 160, 3), 255, np.uint8)
-                for n in names]
-        label = np.full((22, 162 * 4, 3), 255, np.uint8)
-        cv2.putText(label, f"layer {ex['layer']}, kernel {ex['kernel']}: drift {ex['drift']:.2f}", (4, 16),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
-        row = np.concatenate([np.concatenate([p, np.full((160, 2, 3), 255, np.uint8)], 1) for p in pics], 1)
-        tiles += [label, row]
-    head = np.full((22, 162 * 4, 3), 255, np.uint8)
-    for i, text in enumerate(("photo", "fp32 activation", "int8 activation", "x' (explained on fp32)")):
-        cv2.putText(head, text, (4 + 162 * i, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (90, 90, 90), 1, cv2.LINE_AA)
+        pics = [tile(n) for n in (ex["files"]["original"], ex["files"]["act_a"], ex["files"]["act_b"],
+                                  expl.get("modified"))]
+        widths = [p.shape[1] for p in pics]
+        row = np.concatenate([np.pad(p, ((0, 0), (0, 6), (0, 0)), constant_values=255) for p in pics], 1)
+        label = np.full((24, row.shape[1], 3), 255, np.uint8)
+        cv2.putText(label, f"layer {ex['layer']}, kernel {ex['kernel']}: drift {ex['drift']:.2f}", (4, 17),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (30, 30, 30), 1, cv2.LINE_AA)
+        lines += [label, row]
+    head = np.full((24, lines[-1].shape[1], 3), 255, np.uint8)
+    x = 4
+    for text, w in zip(("photo", "fp32 activation", "int8 activation", "x' (explained on fp32)"), widths):
+        cv2.putText(head, text, (x, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
+        x += w + 6
     path = out / "examples.png"
-    cv2.imwrite(str(path), np.concatenate([head, *tiles], 0))
+    cv2.imwrite(str(path), np.concatenate([head, *lines], 0))
     return path
 
 

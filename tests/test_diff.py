@@ -86,11 +86,13 @@ def test_a_kernel_saturated_everywhere_in_both_models_keeps_its_pattern():
     """Constant maps (a ReLU6 saturated at every site; the int8 build saturates at its top step, 5.9 here) have no
     pattern to lose: corr 1, and drift only sees the change of level."""
     a = np.full((2, 1, 3, 3), 6.0, np.float32)
+    a[0, 0, 0, 0] = 5.98  # the float ReLU6 just under its cap at one site; the int8 one saturates exactly
     b = np.full((2, 1, 3, 3), 5.9, np.float32)
     s = LayerPairStats(1)
     s.update(a, b, 0)
     fin = s.finish()
-    assert fin["corr"][0] == 1.0 and fin["drift"][0] == pytest.approx(0.1 / 11.9, rel=1e-4)
+    ea, eb = np.linalg.norm(a.astype(np.float64)), np.linalg.norm(b.astype(np.float64))
+    assert fin["corr"][0] == 1.0 and fin["drift"][0] == pytest.approx(abs(eb - ea) / (ea + eb), rel=1e-6)
 
 
 def test_ties_in_one_model_are_broken_by_the_other():

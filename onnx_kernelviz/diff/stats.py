@@ -3,8 +3,8 @@
 For each kernel k, with r = max(T, 0) the rectified activation of model A and model B at every image and position:
 
 * ``corr``: the Pearson correlation of r_A and r_B over all images and positions (as the atlas correlates two
-  kernels), from running sums; 1 when both are constant (silent, or saturated everywhere: the same non-pattern;
-  the energy term of ``drift`` still sees a change of level), 0 when only one is constant.
+  kernels), from running sums; 1 when both are constant (standard deviation under 1 % of the mean: silent, or
+  saturated nearly everywhere; the energy term of ``drift`` still sees a change of level), 0 when only one is.
 * ``exemplar_overlap``: the Jaccard index |S_A ∩ S_B| / |S_A ∪ S_B| of the two models' top-N exemplar sites (image,
   row, col), positive values only; ties in one model (an int8 model saturates many sites at the same value) are
   broken by the other model's value, so sites the int8 model cannot tell apart count as agreeing where the float
@@ -23,6 +23,8 @@ import numpy as np
 
 #: exemplar sites per kernel and model
 TOP_SITES = 16
+#: a map is constant when its standard deviation is at most this share of its mean
+FLAT = 0.01
 
 
 @dataclass
@@ -80,9 +82,11 @@ class LayerPairStats:
         sa, sb, saa, sbb, sab = self.sums
         cov = sab / n - (sa / n) * (sb / n)
         va, vb = np.maximum(saa / n - (sa / n) ** 2, 0), np.maximum(sbb / n - (sb / n) ** 2, 0)
-        # constant over all images and positions (silent, or saturated everywhere), up to float64 rounding of the sums
-        flat_a = va <= 1e-10 * (sa / n) ** 2 + 1e-30
-        flat_b = vb <= 1e-10 * (sb / n) ** 2 + 1e-30
+        # constant over all images and positions (silent, or saturated nearly everywhere): the spread is under 1 % of
+        # the mean. An int8 ReLU6 saturates exactly where the float one is 5.98..6.0: with an exact test the float
+        # map "varies" and the pair got corr 0, drift 1, for maps that agree to 1 %.
+        flat_a = np.sqrt(va) <= FLAT * np.abs(sa / n) + 1e-12
+        flat_b = np.sqrt(vb) <= FLAT * np.abs(sb / n) + 1e-12
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.where(flat_a | flat_b, 0.0, cov / np.sqrt(va * vb))
         corr = np.clip(np.where(flat_a & flat_b, 1.0, corr), -1.0, 1.0)
