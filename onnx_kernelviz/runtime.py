@@ -100,10 +100,12 @@ class OrtRunner:
     """
 
     def __init__(self, proto: onnx.ModelProto, *, input_name: str, layout: str, dtype: np.dtype,
-                 fixed_batch: int | None, providers: tuple[str, ...]) -> None:
+                 fixed_batch: int | None, providers: tuple[str, ...], threads: int | None = None) -> None:
         ort = _ort()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # errors only: shape-hint warnings are noise for users
+        if threads:
+            opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(proto.SerializeToString(), sess_options=opts,
                                                 providers=list(providers))

@@ -1,0 +1,43 @@
+"""Small pictures for the atlas: receptive-field crops as JPEG bytes (bytes, so a Ray worker can return them).
+
+Sized for an atlas of 10,000 kernels: a crop is at most ``THUMB`` pixels on its longer side and a few KB as JPEG,
+so a layer page of ``PAGE`` tiles loads quickly and the whole atlas stays a few hundred MB at most.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: longest side of a crop, in pixels (tiles show them at 96 CSS px, kernel pages at full size)
+THUMB = 128
+JPEG_QUALITY = 85
+
+
+def crop(photo: np.ndarray, box: tuple[int, int, int, int], side: int = THUMB) -> np.ndarray:
+    """``photo [H, W, 3]`` uint8 cut to ``box`` ``[top, left, bottom, right)`` and scaled so its longer side is
+    ``side`` (nearest-neighbour when enlarging, so the pixels a kernel saw stay visible as pixels)."""
+    t, lft, b, r = box
+    c = photo[t:b, lft:r]
+    h, w = c.shape[:2]
+    if not h or not w:
+        c, h, w = photo, photo.shape[0], photo.shape[1]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(c, size, interpolation=cv2.INTER_NEAREST if scale > 1 else cv2.INTER_AREA)
+
+
+def jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """RGB ``[H, W, 3]`` uint8 as JPEG bytes."""
+    ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 RGB array
+        raise ValueError("cannot encode a JPEG")
+    return enc.tobytes()
+
+
+def mark_cell(photo: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A copy of ``photo`` with a thin yellow frame around ``box`` (the cell's own stride-sized patch)."""
+    out = photo.copy()
+    t, lft, b, r = box
+    cv2.rectangle(out, (lft, t), (max(lft, r - 1), max(t, b - 1)), (255, 214, 0), 1)
+    return out

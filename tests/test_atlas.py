@@ -1,0 +1,207 @@
+"""``kernelviz atlas`` end to end on a tiny model with planted answers (dead kernels, exact duplicates), its files
+(kernels.parquet read by pyarrow, DuckDB, pandas and polars; atlas.json), resume, bad images and the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import tiny_models
+from onnx_kernelviz.atlas import AtlasSettings, run_atlas
+from onnx_kernelviz.cli import cli
+from onnx_kernelviz.io.preprocess import resolve_preprocess
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.explain import ExplainConfig
+
+#: the planted answers of tiny_models.planted()
+DEAD = [[0, 2], [1, 5]]
+DUPLICATES = {(0, 1, 4), (1, 3, 6)}
+FAST = ExplainConfig(steps=8, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[Path, Path]:
+    """The planted model and a folder of 6 smooth random 16x16 photos."""
+    d = tmp_path_factory.mktemp("atlas")
+    model = tiny_models.save(tiny_models.planted(), d / "planted.onnx")
+    images = d / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        cv2.imwrite(str(images / f"p{i}.png"), cv2.resize(small, (16, 16), interpolation=cv2.INTER_LINEAR))
+    return model, images
+
+
+def run(model: Path, images, out: Path, **kw):
+    settings = kw.pop("settings", AtlasSettings(top=3, explain=1, shard_size=2, batch_size=2))
+    return run_atlas(Model(model, device="cpu"), [images] if isinstance(images, Path) else images, out,
+                     preprocess=resolve_preprocess(model), settings=settings, config=kw.pop("config", FAST),
+                     device="cpu", **kw)
+
+
+def check_consistent(out: Path) -> dict:
+    """atlas.json and kernels.parquet say the same, in every reader; returns atlas.json."""
+    import duckdb
+    import pandas as pd
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    head = json.loads((out / "atlas.json").read_text())
+    table = pq.read_table(out / "kernels.parquet")
+    rows = table.to_pylist()
+    assert len(rows) == sum(la["channels"] for la in head["layers"])
+    assert sorted([r["layer"], r["kernel"]] for r in rows if r["dead"]) == sorted(head["dead"])
+    dups = {(d[0], d[1], d[2]) for d in head["duplicates"]}
+    for r in rows:
+        if r["duplicate_of"] >= 0:
+            assert (r["layer"], r["duplicate_of"], r["kernel"]) in dups
+        if r["dead"]:
+            assert r["firing_rate"] == 0 and r["max"] == 0 and r["exemplars"] == [] and r["explanations"] == []
+    assert all(any(r["layer"] == a[0] and r["kernel"] == a[2] and r["duplicate_of"] <= a[1] for r in rows)
+               for a in head["duplicates"])
+    # the same table through DuckDB, pandas and polars
+    con = duckdb.connect()
+    dead_db = con.execute(f"select layer, kernel from '{out / 'kernels.parquet'}' where dead order by 1, 2").fetchall()
+    assert [list(t) for t in dead_db] == sorted(head["dead"])
+    assert len(pd.read_parquet(out / "kernels.parquet")) == len(rows)
+    assert pl.read_parquet(out / "kernels.parquet").filter(pl.col("dead")).height == len(head["dead"])
+    return head
+
+
+def test_atlas_reports_exactly_the_planted_answers(planted, tmp_path):
+    model, images = planted
+    result = run(model, images, tmp_path / "a")
+    head = check_consistent(tmp_path / "a")
+    assert head["dead"] == DEAD
+    assert {(a, b, c) for a, b, c, _ in head["duplicates"]} == DUPLICATES
+    assert all(d[3] == pytest.approx(1.0, abs=1e-5) for d in head["duplicates"])
+    # the contract's keys
+    assert {"model", "model_sha256", "images", "engine", "seconds", "layers", "dead", "duplicates"} <= set(head)
+    assert head["images"] == 6 and head["engine"] == "local"
+    assert [{k: la[k] for k in ("index", "tensor", "channels")} for la in head["layers"]] == \
+        [{"index": 0, "tensor": "r1", "channels": 6}, {"index": 1, "tensor": "y", "channels": 8}]
+    rows = {(r["layer"], r["kernel"]): r for r in result.kernels}
+    live = rows[(0, 0)]
+    assert {"layer", "tensor", "kernel", "firing_rate", "mean", "max", "dead", "duplicate_of", "exemplars"} <= set(live)
+    assert len(live["exemplars"]) == 3 and set(live["exemplars"][0]) >= {"image", "row", "col", "value"}
+    assert live["explanations"][0]["status"] == "ok" and live["explanations"][0]["kept"] is not None
+    # the duplicate's exemplars are the original's (same activations everywhere)
+    assert [e["value"] for e in rows[(0, 4)]["exemplars"]] == [e["value"] for e in rows[(0, 1)]["exemplars"]]
+    # tiles exist for every exemplar and explanation; the html links pages that exist
+    for r in result.kernels:
+        for e in r["exemplars"]:
+            assert (tmp_path / "a" / e["tile"]).is_file()
+        for e in r["explanations"]:
+            assert all((tmp_path / "a" / e[k]).is_file() for k in ("photo", "modified", "mask"))
+    assert (tmp_path / "a" / "atlas.html").is_file() and (tmp_path / "a" / "pages" / "L001" / "k0005.html").is_file()
+
+
+def test_statistics_only_and_a_changed_threshold_on_resume(planted, tmp_path):
+    model, images = planted
+    settings = AtlasSettings(top=2, explain=0, shard_size=4)
+    run(model, images, tmp_path / "s", settings=settings)
+    assert not (tmp_path / "s" / "checkpoint" / "explained").exists()
+    # --dup-corr is applied at the end: a resume may change it without redoing the statistics
+    low = run(model, images, tmp_path / "s", settings=replace(settings, dup_corr=0.2), resume=True)
+    assert len(low.header["duplicates"]) > len(DUPLICATES)
+
+
+def test_bad_images_are_skipped_and_counted(planted, tmp_path):
+    model, images = planted
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    head = run(model, [images, bad], tmp_path / "b",
+               settings=AtlasSettings(top=2, explain=0, shard_size=3)).header
+    assert head["images"] == 6 and head["images_skipped"] == 1
+    assert head["skipped"][0]["image"].endswith("broken.png") and "cannot read image" in head["skipped"][0]["reason"]
+    assert head["dead"] == DEAD
+
+
+def test_resume_after_ctrl_c_in_each_pass_gives_the_same_atlas(planted, tmp_path):
+    model, images = planted
+    whole = run(model, images, tmp_path / "whole")
+    calls = {"statistics": 0, "explanations": 0}
+
+    def stop_in(name: str, after: int):
+        def progress(which: str, advance: int, total: int) -> None:
+            if which == name and advance:
+                calls[name] += 1
+                if calls[name] > after:
+                    raise KeyboardInterrupt
+
+        return progress
+
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        run(model, images, out, progress=stop_in("statistics", 1))
+    assert (out / "checkpoint" / "stats.npz").is_file() and not (out / "atlas.json").exists()
+    with pytest.raises(KeyboardInterrupt):
+        run(model, images, out, resume=True, progress=stop_in("explanations", 1))
+    saved = sorted((out / "checkpoint" / "explained").rglob("*.json"))
+    assert 0 < len(saved) < 12  # some kernels explained before the cut, not all
+    first = {p: p.stat().st_mtime_ns for p in saved}
+    resumed = run(model, images, out, resume=True)
+    assert all(p.stat().st_mtime_ns == t for p, t in first.items())  # finished kernels were not redone
+    assert resumed.header["dead"] == whole.header["dead"]
+    assert resumed.header["duplicates"] == whole.header["duplicates"]
+    a, b = whole.kernels, resumed.kernels
+    assert [r["exemplars"] for r in a] == [r["exemplars"] for r in b]
+    assert [r["firing_rate"] for r in a] == [r["firing_rate"] for r in b]
+    assert np.allclose([r["mean"] for r in a], [r["mean"] for r in b])
+    kept = lambda rows: [e["kept"] for r in rows for e in r["explanations"]]  # noqa: E731
+    assert np.allclose(kept(a), kept(b), atol=1e-5)
+
+
+def test_refusals(planted, tmp_path):
+    model, images = planted
+    out = tmp_path / "r"
+    run(model, images, out, settings=AtlasSettings(top=2, explain=0))
+    with pytest.raises(Exception, match="not empty"):
+        run(model, images, out, settings=AtlasSettings(top=2, explain=0))
+    with pytest.raises(Exception, match="other layers"):
+        run(model, images, out, settings=AtlasSettings(layers="1", top=2, explain=0), resume=True)
+    run(model, images, out, settings=AtlasSettings(layers="1", top=2, explain=0), force=True)
+    assert json.loads((out / "atlas.json").read_text())["layers"][0]["index"] == 1
+    assert not (out / "tiles" / "L000").exists()  # --force removed the earlier atlas's files
+
+
+def test_cli_atlas_and_its_errors(planted, tmp_path):
+    model, images = planted
+    runner = CliRunner()
+    res = runner.invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "c"), "--explain", "0",
+                              "--top", "2"])
+    assert res.exit_code == 0, res.output
+    assert "14 kernels in 2 layers over 6 images (0 skipped): 2 dead, 2 duplicate pairs" in res.output
+    for args, code, text in [
+        (["--explain", "3", "--top", "2"], 2, "--explain between 0 and --top"),
+        (["--address", "auto"], 2, "use it with --engine ray"),
+        (["--layers", "7"], 2, "out of range"),
+        ([], 2, "not empty"),
+    ]:
+        res = runner.invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "c"), *args])
+        assert res.exit_code == code and f"Error: " in res.output and text in res.output, (args, res.output)
+        assert "Traceback" not in res.output
+
+
+def test_missing_extras_are_named(planted, tmp_path, monkeypatch):
+    import sys
+
+    model, images = planted
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    monkeypatch.delitem(sys.modules, "onnx_kernelviz.atlas.ray_engine", raising=False)
+    from onnx_kernelviz.atlas import engines
+
+    monkeypatch.setattr(engines.ENGINES, "_items", {k: v for k, v in engines.ENGINES._items.items() if k != "ray"})
+    res = CliRunner().invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "x"), "--engine", "ray"])
+    assert res.exit_code == 1 and "pip install 'onnx-kernelviz[ray]'" in res.output, res.output
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    res = CliRunner().invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "y")])
+    assert res.exit_code == 1 and "pip install 'onnx-kernelviz[atlas]'" in res.output, res.output
+    assert not (tmp_path / "y").exists()  # refused before any file was written
