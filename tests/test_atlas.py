@@ -205,3 +205,37 @@ def test_missing_extras_are_named(planted, tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "y")])
     assert res.exit_code == 1 and "pip install 'onnx-kernelviz[atlas]'" in res.output, res.output
     assert not (tmp_path / "y").exists()  # refused before any file was written
+
+
+@pytest.mark.slow
+def test_default_model_with_planted_answers(tmp_path):
+    """A copy of the bundled EfficientNet-Lite0 with a dead kernel (zero filter, bias -1) and an exact duplicate
+    planted in layers 5 and 20 (where the four photos show neither): the atlas reports exactly those."""
+    import onnx
+    from onnx import numpy_helper
+
+    root = Path(__file__).resolve().parent.parent
+    proto = onnx.load(str(root / "models" / "efficientnet_lite0.onnx"))
+    plant = {5: (7, 3, 11), 20: (5, 3, 40)}  # layer: (dead kernel, a, b = copy of a)
+    names = {la.index: la.name for la in Model(root / "models" / "efficientnet_lite0.onnx").layers}
+    inits = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        for layer, (dead, a, b) in plant.items():
+            if node.name == names[layer]:
+                w, bias = (numpy_helper.to_array(inits[n]).copy() for n in node.input[1:3])
+                w[dead], bias[dead] = 0.0, -1.0
+                w[b], bias[b] = w[a], bias[a]
+                inits[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
+                inits[node.input[2]].CopyFrom(numpy_helper.from_array(bias, node.input[2]))
+    model = tmp_path / "planted.onnx"
+    onnx.save(proto, str(model))
+    (tmp_path / "planted.kernelviz.json").write_text((root / "models" / "efficientnet_lite0.kernelviz.json")
+                                                    .read_text())
+    photos = root / "onnx_kernelviz" / "data" / "photos"
+    run(model, photos, tmp_path / "a", settings=AtlasSettings(layers="5,20", top=3, explain=0))
+    head = check_consistent(tmp_path / "a")
+    assert head["images"] == 4
+    assert head["dead"] == [[layer, dead] for layer, (dead, _, _) in plant.items()]
+    assert [d[:3] for d in head["duplicates"]] == [[layer, a, b] for layer, (_, a, b) in plant.items()]
+    assert all(d[3] == pytest.approx(1.0, abs=1e-5) for d in head["duplicates"])
+    assert all(d["filter_cosine"] == pytest.approx(1.0) for d in head["duplicate_details"])

@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover - depends on the install
     raise KernelvizError("--engine ray needs Ray: pip install 'onnx-kernelviz[ray]' (or use --engine local)") \
         from None
 
-#: a worker or task that dies is restarted / retried this many times before the run fails
+#: an explanation actor that dies is restarted, and its chunk retried, this many times before the run fails
+#: (Ray Data restarts its statistics actors and retries their shards by default, without limit)
 RETRIES = 3
 
 
@@ -96,7 +97,7 @@ class RayEngine:
                                      "ray://HOST:10001)") from None
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the atlas shows its own bar per pass
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         res = ray.cluster_resources()
         cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
         if gpus:
@@ -116,8 +117,8 @@ class RayEngine:
         ds = ray.data.from_items([{"shard": s.index, "ids": list(s.ids)} for s in shards],
                                  override_num_blocks=len(shards))
         ds = ds.map_batches(StatsWorker, fn_constructor_kwargs={"work": self._work(work)}, batch_size=1,
-                            concurrency=min(self.workers, len(shards)), num_cpus=self.cpus, num_gpus=self.gpus,
-                            max_restarts=RETRIES, max_task_retries=RETRIES)
+                            compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(shards))),
+                            num_cpus=self.cpus, num_gpus=self.gpus)
         for row in ds.iter_rows():
             shard = by_index[int(row["shard"])]
             progress(len(shard.ids))
