@@ -90,8 +90,12 @@ class Model:
         key = tuple(dict.fromkeys(tensors))
         if key not in self._torch:
             norm = self.normalized
-            sub = truncate(norm.proto, norm.input_name, list(key))
-            tg = to_torch(sub, list(key))
+            # The copy's names are generated (frontend/names.py); messages about it get the file's names back.
+            sub = truncate(norm.proto, norm.input_name, norm.names.safe(key))
+            try:
+                tg = to_torch(sub, list(key))
+            except ConversionError as e:
+                raise ConversionError(norm.names.restore(str(e))) from e
             tg.module.to(self.devices.torch)
             self._torch[key] = tg
         return self._torch[key]
@@ -104,8 +108,8 @@ class Model:
                 outs = tg(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.devices.torch))
         except (RuntimeError, NotImplementedError, ValueError) as e:
             # onnx2torch checks some attributes only when the module runs (Resize of the channel dim, ...).
-            raise ConversionError(f"the torch copy of the model fails at batch {len(x)} "
-                                  f"({type(e).__name__}: {str(e)[:300]}); {CONVERSION_REMEDY}") from e
+            raise ConversionError(f"the torch copy of the model fails at batch {len(x)} ({type(e).__name__}: "
+                                  f"{self.normalized.names.restore(str(e))[:300]}); {CONVERSION_REMEDY}") from e
         return [o.float().cpu().numpy() for o in outs]
 
     def synthetic_input(self, batch: int = 2, size: tuple[int, int] | None = None, seed: int = 0) -> np.ndarray:

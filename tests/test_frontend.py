@@ -182,14 +182,16 @@ def test_truncate_keeps_only_the_needed_nodes(model_path):
     m = Model(model_path)
     first = m.layers[0]
     norm = m.normalized
-    sub = truncate(norm.proto, norm.input_name, [first.tensor])
+    (t0,) = norm.names.safe([first.tensor])  # the copy's names are generated
+    sub = truncate(norm.proto, norm.input_name, [t0])
     assert [n.op_type for n in sub.graph.node] == ["Conv", "Relu"]
     conv = sub.graph.node[0]
     assert {t.name for t in sub.graph.initializer} == set(conv.input[1:])
-    assert [o.name for o in sub.graph.output] == [first.tensor]
+    assert [o.name for o in sub.graph.output] == [t0]
     assert [i.name for i in sub.graph.input] == [norm.input_name]
-    two = truncate(norm.proto, norm.input_name, [m.layers[1].tensor, first.tensor])
-    assert [o.name for o in two.graph.output] == [m.layers[1].tensor, first.tensor]
+    t1 = norm.names.safe([m.layers[1].tensor])[0]
+    two = truncate(norm.proto, norm.input_name, [t1, t0])
+    assert [o.name for o in two.graph.output] == [t1, t0]
     assert [n.op_type for n in two.graph.node] == ["Conv", "Relu", "Conv", "Relu"]
 
 

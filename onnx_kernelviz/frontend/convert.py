@@ -26,6 +26,7 @@ from onnx2torch.utils.common import OnnxMapping, OnnxToTorchModule, OperationCon
 from torch import nn
 
 from onnx_kernelviz.errors import ConversionError
+from onnx_kernelviz.frontend.names import check_codegen_safe
 
 _REDUCE_OPS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
                "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")
@@ -49,6 +50,7 @@ def to_torch(proto: onnx.ModelProto, outputs: list[str]) -> TorchGraph:
     Raises:
         ConversionError: an op has no converter; the message names it, its opset and what to do.
     """
+    check_codegen_safe(proto)  # the last gate: a name that is not an identifier would become Python source
     ensure_converters(proto)
     try:
         with warnings.catch_warnings():

@@ -1,12 +1,14 @@
 """Stage 2: a private copy of the graph that onnx2torch can convert and that runs at any batch size.
 
-The user's model is never modified; every rewrite here works on a copy and keeps the names of the tensors
-that matter (conv outputs and their activations), so results can be checked against the original graph.
+The user's model is never modified; every rewrite here works on a copy. The copy's names are generated
+identifiers (``names.py``: no string from the file may reach the Python source torch.fx writes); ``names`` maps
+the tensors that matter (conv outputs and their activations) back and forth, so results can be checked against
+the original graph and users only see the file's names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -16,6 +18,7 @@ from onnx import numpy_helper, version_converter
 
 from onnx_kernelviz.errors import ModelError
 from onnx_kernelviz.frontend.load import LoadedModel
+from onnx_kernelviz.frontend.names import NameMap, rename_nodes, rename_tensors
 
 #: onnx2torch's converters cover opset 9..17 best; older graphs are upgraded (version_converter knows the
 #: BatchNormalization-7 / Dropout-7 / Gemm-7 adapters that onnx2torch lacks).
@@ -29,6 +32,8 @@ BATCH_DIM = "batch"
 class NormalizedModel:
     """The conversion-ready copy: NCHW float32 input named ``input_name``, symbolic batch, weights as initializers.
 
+    Every name in ``proto`` is generated; ``names.safe([...])`` gives the copy's names of original tensors and
+    ``names.restore(message)`` puts the file's names back into a message about the copy.
     ``notes`` lists each rewrite that was applied, in plain words, for ``inspect`` and results.json.
     """
 
@@ -39,6 +44,7 @@ class NormalizedModel:
     #: the original graph computes in fp16 (fp16 input or a Cast to fp16), so onnxruntime's numbers carry fp16
     #: rounding that the fp32 torch copy does not have.
     fp16_compute: bool = False
+    names: NameMap = field(default_factory=NameMap)
 
 
 def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
@@ -50,10 +56,25 @@ def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
     """
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
+    # First, before any library reads the copy: the file's names never reach the rewrites below either.
+    names = rename_tensors(proto)
+    keep = names.safe(list(keep))
     notes: list[str] = []
+    try:
+        proto, input_name, fp16_compute = _rewrite(proto, names.tensors[model.input.name], model.input.layout,
+                                                   keep, notes)
+    except ModelError as e:
+        raise type(e)(names.restore(str(e))) from e
+    rename_nodes(proto, names)
+    return NormalizedModel(proto, input_name, _opset(proto), tuple(names.restore(n) for n in notes),
+                           fp16_compute, names)
+
+
+def _rewrite(proto: onnx.ModelProto, input_name: str, layout: str, keep: list[str],
+             notes: list[str]) -> tuple[onnx.ModelProto, str, bool]:
+    """Every rewrite, in order; returns the new proto, its input name and whether the graph computes in fp16."""
     proto = _upgrade_opset(proto, notes)
     _unfuse_ort_convs(proto, notes)
-    input_name = model.input.name
     # Before folding: with a fixed batch of 1 on the input (and in the exporter's value_info), the folder
     # would turn Shape(x) into the constant [1, C, H, W] and bake batch 1 into every shape computed from it.
     _symbolic_input_batch(proto, input_name, notes)
@@ -67,7 +88,7 @@ def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
     del proto.graph.output[n_outputs:]
     fp16_compute = _fp16_to_fp32(proto, notes)
     del proto.graph.value_info[:]  # the folder's inferred types (fp16) contradict the conversion to fp32
-    if model.input.layout == "nhwc":
+    if layout == "nhwc":
         input_name = _wrap_nhwc(proto, input_name, notes)
     _free_reshape_batch(proto, notes)
     _free_resize_batch(proto, notes)
@@ -75,7 +96,7 @@ def normalize(model: LoadedModel, keep: list[str] = ()) -> NormalizedModel:
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception as e:  # noqa: BLE001 - conversion can still work without inferred shapes
         notes.append(f"shape inference failed ({str(e)[:120]})")
-    return NormalizedModel(proto, input_name, _opset(proto), tuple(notes), fp16_compute)
+    return proto, input_name, fp16_compute
 
 
 def _opset(proto: onnx.ModelProto) -> int:

@@ -1,0 +1,46 @@
+"""Hostile inputs built in code: models whose names are code, and files that are not what they claim.
+
+``payload(env)`` is a node name that, written unescaped into torch.fx's generated ``forward``, creates the file
+named by the environment variable ``env`` (no dots: onnx2torch turns them into ``/``; no shell).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+MARKER_ENV = "KV_TEST_MARKER"
+
+
+def payload(env: str = MARKER_ENV) -> str:
+    """Breaks out of fx's ``getattr(self, "NAME")``: the third argument of getattr is evaluated first."""
+    path = f'getattr(__import__("os"), "environ")["{env}"]'
+    return f'", getattr(getattr(__import__("pathlib"), "Path")({path}), "touch")()) or ("'
+
+
+TENSORS = ("x", "w1", "b1", "c1", "r1", "w2", "b2", "c2", "y")
+NODES = ("conv1", "relu1", "conv2", "relu2")
+
+
+def named_two_conv(tensors: tuple[str, ...] = TENSORS, nodes: tuple[str, ...] = NODES,
+                   dim: str = "N") -> onnx.ModelProto:
+    """tiny_models.two_conv with every tensor name, node name and the batch dim's name given.
+
+    ``tensors`` (9, distinct): input, w1, b1, conv1 out, relu1 out, w2, b2, conv2 out, output.
+    """
+    x, w1, b1, c1, r1, w2, b2, c2, y = tensors
+    rng = np.random.default_rng(0)
+    ns = [helper.make_node("Conv", [x, w1, b1], [c1], name=nodes[0], pads=[1, 1, 1, 1]),
+          helper.make_node("Relu", [c1], [r1], name=nodes[1]),
+          helper.make_node("Conv", [r1, w2, b2], [c2], name=nodes[2], pads=[1, 1, 1, 1]),
+          helper.make_node("Relu", [c2], [y], name=nodes[3])]
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in (
+        (rng.normal(0, 0.5, (4, 3, 3, 3)), w1), (np.full(4, 0.1), b1),
+        (rng.normal(0, 0.5, (6, 4, 3, 3)), w2), (np.full(6, 0.1), b2))]
+    graph = helper.make_graph(ns, "tiny", [helper.make_tensor_value_info(x, TensorProto.FLOAT, [dim, 3, 16, 16])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, [dim, 6, 16, 16])], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="hostile")
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
