@@ -94,12 +94,14 @@ def test_atlas_reports_exactly_the_planted_answers(planted, tmp_path):
     assert live["explanations"][0]["status"] == "ok" and live["explanations"][0]["kept"] is not None
     # the duplicate's exemplars are the original's (same activations everywhere)
     assert [e["value"] for e in rows[(0, 4)]["exemplars"]] == [e["value"] for e in rows[(0, 1)]["exemplars"]]
-    # tiles exist for every exemplar and explanation; the html links pages that exist
+    # a strip of crops for every kernel that fires and every explanation; the html links pages that exist
     for r in result.kernels:
-        for e in r["exemplars"]:
-            assert (tmp_path / "a" / e["tile"]).is_file()
+        assert (r["exemplar_strip"] is None) == r["dead"]
+        if r["exemplar_strip"]:
+            strip = cv2.imread(str(tmp_path / "a" / r["exemplar_strip"]))
+            assert strip.shape[1] == strip.shape[0] * len(r["exemplars"])  # one square per exemplar
         for e in r["explanations"]:
-            assert all((tmp_path / "a" / e[k]).is_file() for k in ("photo", "modified", "mask"))
+            assert cv2.imread(str(tmp_path / "a" / e["strip"])).shape[1] == 3 * 80
     assert (tmp_path / "a" / "atlas.html").is_file() and (tmp_path / "a" / "pages" / "L001" / "k0005.html").is_file()
 
 

@@ -15,13 +15,13 @@ exemplar image), and the crop shows the exemplar cell's receptive field.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from onnx_kernelviz.atlas.rf import ReceptiveField
-from onnx_kernelviz.atlas.tiles import crop, jpeg
+from onnx_kernelviz.atlas.tiles import crop, jpeg, strip
 from onnx_kernelviz.errors import KernelvizError
 from onnx_kernelviz.frontend.layers import Layer
 from onnx_kernelviz.io.images import from_model_input
@@ -33,6 +33,7 @@ from onnx_kernelviz.method.references import REFERENCES
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.explain import ExplainConfig, cuda_batch_size
 from onnx_kernelviz.report.pictures import overlay
+from onnx_kernelviz.runtime import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class Site:
 @dataclass
 class SiteExplanation:
     """One explanation: status (``ok``/``failed``), the contract's metrics, and crops of the receptive field
-    ``rf_box`` ``[top, left, bottom, right)`` as JPEG bytes (``photo``, ``modified``, ``mask``)."""
+    ``rf_box`` ``[top, left, bottom, right)``: the photo, x' and the mask over the photo side by side, as JPEG
+    bytes (``picture``; None when failed)."""
 
     site: Site
     status: str
@@ -58,13 +60,14 @@ class SiteExplanation:
     steps: int
     seconds: float
     rf_box: tuple[int, int, int, int]
-    pictures: dict[str, bytes] = field(default_factory=dict)
+    picture: bytes | None = None
     reason: str | None = None
 
 
 def explain_sites(model: Model, layer: Layer, sites: list[Site], x: np.ndarray, rf: ReceptiveField,
                   config: ExplainConfig, pp: Preprocess) -> list[SiteExplanation]:
     """Explain ``sites`` (all of ``layer``) whose model inputs are ``x`` ``[n, C, H, W]`` (row i for site i)."""
+    keep_freed_memory()  # as explain: glibc's unmapping of freed buffers otherwise doubles a CPU step's time
     size = _batch(model, layer, x, config, len(sites))
     out: list[SiteExplanation] = []
     for s in range(0, len(sites), size):
@@ -132,7 +135,6 @@ def _explain(model: Model, layer: Layer, sites: list[Site], x_np: np.ndarray, rf
         if mask is None:  # pixel method: where x' changed is the closest thing to a mask
             diff = np.abs(xm[i] - x_np[i]).mean(0)
             mask = diff / (diff.max() + 1e-12)
-        pics = {"photo": jpeg(crop(photo, box)), "modified": jpeg(crop(from_model_input(xm[i], pp), box)),
-                "mask": jpeg(crop(overlay(photo, mask), box))}
-        results.append(SiteExplanation(site, "ok", m, res.steps[i], seconds, box, pics))
+        pic = jpeg(strip([crop(photo, box), crop(from_model_input(xm[i], pp), box), crop(overlay(photo, mask), box)]))
+        results.append(SiteExplanation(site, "ok", m, res.steps[i], seconds, box, pic))
     return results

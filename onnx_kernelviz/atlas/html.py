@@ -8,9 +8,10 @@
   kernels with the ``kernelviz compare`` command for each pair.
 - ``pages/dead.html``, ``pages/duplicates.html``, ``pages/rare.html``: the filters across layers.
 
-The same Content-Security-Policy as the explanation report (nothing but local images and inline CSS); every
-string from the model or the file system is escaped. Thumbnails are small JPEGs loaded lazily, so a layer page of
-``PAGE`` tiles stays light in an atlas of 10,000 kernels.
+A Content-Security-Policy stricter than the explanation report's: local images and one local stylesheet
+(``pages/atlas.css``, shared by the pages rather than inlined in 10^4 of them), no inline style, no script. Every
+string from the model or the file system is escaped. Thumbnails are strips of small JPEG squares loaded lazily,
+so a layer page of ``PAGE`` tiles stays light in an atlas of 10,000 kernels.
 """
 
 from __future__ import annotations
@@ -21,29 +22,38 @@ from pathlib import Path
 from urllib.parse import quote
 
 from onnx_kernelviz.atlas.outputs import Atlas
-from onnx_kernelviz.report.html import CSP, CSS_FILE, _write_atomic
+from onnx_kernelviz.report.html import CSS_FILE, _write_atomic
 
 #: kernel tiles per layer page
 PAGE = 256
+#: the browser refuses anything but local images and the local stylesheet: the pages stay offline and inert
+CSP = "default-src 'none'; img-src 'self'; style-src 'self'"
+CSS = "pages/atlas.css"
+#: displayed size of one square of a strip on the kernel pages (CSS px)
+SHOW = 128
 
-_CSS = """
-.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(104px,1fr));gap:8px;margin:8px 0}
-.tile{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:4px;text-decoration:none;
-color:var(--fg);font-size:.8em;line-height:1.25}
-.tile .pics{display:flex;gap:2px}.tile img{width:48px;height:48px;object-fit:cover;border:0;border-radius:2px}
-.tile.one .pics img{width:96px;height:96px}
-.tile.dead{opacity:.55}.tile .none{height:48px;display:flex;align-items:center;color:var(--muted)}
-.b-dead{background:var(--bad);color:var(--badfg)}.b-dup{background:var(--warn);color:var(--warnfg)}
-.b-rare{background:#e6ecfb;color:#2c4a9a}
-.idx a{display:inline-block;min-width:3.2em;font-variant-numeric:tabular-nums}
-.hist{display:flex;align-items:flex-end;gap:1px;height:80px;border-bottom:1px solid var(--line)}
-.hist div{flex:1;background:var(--accent);min-height:1px}
-.shots{display:grid;grid-template-columns:repeat(auto-fill,minmax(140px,1fr));gap:10px}
-.shots img{width:128px;max-width:100%;height:auto}
-pre.cmd{background:#eef0f4;padding:6px 8px;border-radius:4px;white-space:pre-wrap;word-break:break-all;margin:2px 0;
-text-align:left}
-.histlabels{display:flex;justify-content:space-between;color:var(--muted);font-size:.8em}
-nav.pager a,nav.pager b{margin-right:8px}
+_CSS = f"""
+.tiles{{display:grid;grid-template-columns:repeat(auto-fill,minmax(112px,1fr));gap:8px;margin:8px 0}}
+.tile{{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:4px;text-decoration:none;
+color:var(--fg);font-size:.8em;line-height:1.25}}
+.tile .pics{{display:flex;gap:2px}}
+.tile img{{width:50px;height:50px;object-fit:cover;object-position:0 0;border:0;border-radius:2px;background:#444}}
+.tile img.mid{{object-position:50% 0}}
+.tile.one .pics img{{width:102px;height:102px}}
+.tile.dead{{opacity:.55}}.tile .none{{height:50px;display:flex;align-items:center;color:var(--muted)}}
+.b-dead{{background:var(--bad);color:var(--badfg)}}.b-dup{{background:var(--warn);color:var(--warnfg)}}
+.b-rare{{background:#e6ecfb;color:#2c4a9a}}
+.idx a{{display:inline-block;min-width:3.2em;font-variant-numeric:tabular-nums}}
+.hist{{display:flex;align-items:flex-end;gap:1px;height:80px;border-bottom:1px solid var(--line);max-width:600px}}
+.hist div{{flex:1;background:var(--accent);min-height:1px}}
+{"".join(f".h{i}{{height:{i * 5}%}}" for i in range(21))}
+.histlabels{{display:flex;justify-content:space-between;color:var(--muted);font-size:.8em;max-width:600px}}
+.strip img{{height:{SHOW}px;width:auto;max-width:none;border-radius:2px}}
+.strip .caps{{display:flex}}.strip .caps span{{width:{SHOW}px;flex:none;font-size:.8em;color:var(--muted);
+padding-right:6px;overflow-wrap:anywhere}}
+pre.cmd{{background:#eef0f4;padding:6px 8px;border-radius:4px;white-space:pre-wrap;word-break:break-all;margin:2px 0;
+text-align:left}}
+nav.pager a,nav.pager b{{margin-right:8px}}
 """
 
 
@@ -75,13 +85,12 @@ def kernel_page(layer: int, kernel: int) -> str:
 
 
 def _page(title: str, body: str, depth: int) -> str:
-    css = CSS_FILE.read_text(encoding="utf-8") + _CSS
     home = _href("atlas.html", depth)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
-            f'<style>{css}</style></head><body><header><p><a href="{home}">Atlas overview</a></p>'
-            f"<h1>{_e(title)}</h1></header><main>{body}</main><footer>kernelviz atlas</footer></body></html>")
+            f'<link rel="stylesheet" href="{_href(CSS, depth)}"></head><body><header><p><a href="{home}">Atlas '
+            f"overview</a></p><h1>{_e(title)}</h1></header><main>{body}</main><footer>kernelviz atlas</footer></body></html>")
 
 
 class _Writer:
@@ -100,10 +109,17 @@ class _Writer:
     def exists(self, rel: str | None) -> bool:
         return bool(rel) and (self.out / rel).is_file()
 
-    def img(self, rel: str | None, alt: str, depth: int) -> str:
+    def img(self, rel: str | None, alt: str, depth: int, cls: str = "") -> str:
         if not self.exists(rel):
             return ""
-        return f'<img src="{_href(rel, depth)}" alt="{_e(alt)}" loading="lazy">'
+        c = f' class="{cls}"' if cls else ""
+        return f'<img src="{_href(rel, depth)}" alt="{_e(alt)}" loading="lazy"{c}>'
+
+    def strip(self, rel: str | None, captions: list[str], alt: str, depth: int) -> str:
+        """A strip of squares at ``SHOW`` px each, with one caption under each square."""
+        tag = self.img(rel, alt, depth)
+        caps = "".join(f"<span>{c}</span>" for c in captions)
+        return f'<div class="strip">{tag}<div class="caps">{caps}</div></div>' if tag else ""
 
     def badges(self, row: dict) -> str:
         out = ""
@@ -117,11 +133,11 @@ class _Writer:
 
     def tile(self, row: dict, depth: int) -> str:
         lay, k = row["layer"], row["kernel"]
-        ex = row["exemplars"][0]["tile"] if row["exemplars"] else None
         expl = next((e for e in row["explanations"] if e["status"] == "ok"), None)
-        pics = self.img(ex, f"layer {lay} kernel {k}: where it fires most", depth)
+        # the first square of the exemplar strip; the middle square (x') of the first explanation's strip
+        pics = self.img(row["exemplar_strip"], f"layer {lay} kernel {k}: where it fires most", depth)
         if expl:
-            pics += self.img(expl["modified"], f"kernel {k}: what the explanation keeps", depth)
+            pics += self.img(expl["strip"], f"kernel {k}: what the explanation keeps", depth, "mid")
         one = "" if expl else " one"
         if not pics:
             pics = '<span class="none">never fires</span>'
@@ -186,10 +202,9 @@ class _Writer:
             stats += (f'<tr><td>duplicate of</td><td><a href="{_href(kernel_page(lay, row["duplicate_of"]), d)}">'
                       f'kernel {row["duplicate_of"]}</a></td></tr>')
         bars, labels = self.histogram(row["histogram"])
-        exemplars = "".join(
-            f'<figure>{self.img(e["tile"], f"exemplar {j}", d)}<figcaption><code>{_e(Path(e["image"]).name)}'
-            f'</code> cell ({e["row"]}, {e["col"]}) = {_f(e["value"])}</figcaption></figure>'
-            for j, e in enumerate(row["exemplars"]))
+        exemplars = self.strip(row["exemplar_strip"], [
+            f'<code>{_e(Path(e["image"]).name)}</code> ({e["row"]}, {e["col"]}) = {_f(e["value"])}'
+            for e in row["exemplars"]], f"layer {lay} kernel {k}: its exemplars", d)
         expl = "".join(self.explanation(e, d) for e in row["explanations"])
         best = row["exemplars"][0]["image"] if row["exemplars"] else "IMAGE"
         corr = "".join(
@@ -199,7 +214,8 @@ class _Writer:
         body = (f'<p>{nav}{self.badges(row)}</p><h2>Statistics</h2><table><tbody>{stats}</tbody></table>'
                 "<h3>Its peak on each image (first bar: images where it stays 0)</h3>"
                 f'<div class="hist">{bars}</div>{labels}<h2>Where it fires most</h2>'
-                f'<div class="shots">{exemplars or "<p>It fires on none of the images.</p>"}</div>'
+                "<p>The receptive field of its peak cell on the images where it fires most.</p>"
+                f'{exemplars or "<p>It fires on none of the images.</p>"}'
                 + (f"<h2>Explanations</h2>{expl}" if expl else "")
                 + "<h2>Most correlated kernels</h2><p>Correlation of the activations over all images and "
                 "positions; the filters' cosine (— for depthwise or grouped convs); the command that explains "
@@ -215,8 +231,7 @@ class _Writer:
         lo, hi = (used[0], used[-1]) if used else (1, 1)
         top = max(hist) or 1
         bins = [0, *range(lo, hi + 1)]
-        bars = "".join(f'<div style="height:{100 * hist[i] / top:.0f}%" title="{hist[i]} images"></div>'
-                       for i in bins)
+        bars = "".join(f'<div class="h{round(20 * hist[i] / top)}" title="{hist[i]} images"></div>' for i in bins)
         low = edges[lo - 2] if lo >= 2 else 0.0
         high = edges[min(hi - 1, len(edges) - 1)]
         return bars, (f'<div class="histlabels"><span>0</span><span>{_f(low)}</span><span>{_f(high)}</span></div>')
@@ -224,14 +239,13 @@ class _Writer:
     def explanation(self, e: dict, d: int) -> str:
         if e["status"] != "ok":
             return f'<p class="reason failed">{_e(Path(e["image"]).name)}: {_e(e.get("reason") or e["status"])}</p>'
-        pics = "".join(f"<figure>{self.img(e[key], cap, d)}<figcaption>{cap}</figcaption></figure>" for key, cap in
-                       (("photo", "the photo (receptive field)"), ("modified", "x′: what is kept"),
-                        ("mask", "mask over the photo")))
+        pics = self.strip(e["strip"], ["the photo (receptive field)", "x′: what is kept", "the mask over the photo"],
+                          f"explanation on {Path(e['image']).name}", d)
         nums = (f"kept {_f(e['kept'])} · others kept {_f(e['others_kept'])} · specificity "
                 f"{_f(e['specificity_before'])} → {_f(e['specificity_after'])} · mask area {_f(e['mask_area'])} · "
                 f"parity {'ok' if e['parity_ok'] else 'NOT ok'}")
         return (f'<div class="card"><p><code>{_e(Path(e["image"]).name)}</code> at cell ({e["row"]}, {e["col"]})'
-                f'</p><div class="shots">{pics}</div><p class="nums">{nums}</p></div>')
+                f'</p>{pics}<p class="nums">{nums}</p></div>')
 
     def compare(self, image: str, layer: int, a: int, b: int) -> str:
         return (f"kernelviz compare {shlex.quote(self.model)} {shlex.quote(image)} --layer {layer} "
@@ -249,7 +263,7 @@ class _Writer:
         dups = "".join(
             f'<tr><td>{link(d["layer"], d["a"])}</td><td>{link(d["layer"], d["b"])}</td><td>{_f(d["corr"], 4)}</td>'
             f'<td>{_f(d["filter_cosine"])}</td><td><div class="tile one"><span class="pics">'
-            f'{self.img(rows[(d["layer"], d["a"])]["exemplars"][0]["tile"], "a", 1) if rows[(d["layer"], d["a"])]["exemplars"] else ""}'
+            f'{self.img(rows[(d["layer"], d["a"])]["exemplar_strip"], "where a fires most", 1)}'
             f"</span></div></td></tr>" for d in self.atlas.header["duplicate_details"])
         self.write("pages/duplicates.html", "Duplicate kernels",
                    f"<p>Pairs a &lt; b whose activations correlate ≥ {_f(self.atlas.header['settings']['dup_corr'])} "
@@ -265,6 +279,8 @@ class _Writer:
 
 def write_html(out: Path, atlas: Atlas) -> Path:
     """Write ``out/atlas.html`` and its pages; returns the overview's path."""
+    (out / "pages").mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / CSS, CSS_FILE.read_text(encoding="utf-8") + _CSS)
     w = _Writer(out, atlas)
     w.overview()
     w.filters()

@@ -83,8 +83,8 @@ def build_atlas(model: Model, layers: list[Layer], paths: list[Path], stats: Sha
                                 "filter_cosine": None if cos is None else float(cos[k, j])} for j in order],
                 "histogram": [int(v) for v in s.hist[k]],
                 "exemplars": [{"image": names[i], "row": r, "col": c, "value": v,
-                               "rf_box": list(fields[la.index].box(r, c)),
-                               "tile": tile_name(la.index, k, f"x{j}")} for j, (i, r, c, v) in enumerate(sites)],
+                               "rf_box": list(fields[la.index].box(r, c))} for i, r, c, v in sites],
+                "exemplar_strip": tile_name(la.index, k, "x") if sites else None,
                 "explanations": [_explanation(e) for e in explained.get((la.index, k), [])],
             })
         dead_all += [[la.index, int(k)] for k in np.nonzero(dead)[0]]
@@ -108,28 +108,26 @@ def _explanation(e: dict) -> dict:
     """A saved explanation record as the ``explanations`` column's struct (fixed keys, nulls where missing)."""
     return {"image": e["image"], "row": e["row"], "col": e["col"], "value": e["value"], "status": e["status"],
             "reason": e.get("reason"), **{m: e.get(m) for m in _METRICS}, "steps": e.get("steps"),
-            "seconds": e.get("seconds"), "rf_box": e.get("rf_box"),
-            "photo": e.get("files", {}).get("photo"), "modified": e.get("files", {}).get("modified"),
-            "mask": e.get("files", {}).get("mask")}
+            "seconds": e.get("seconds"), "rf_box": e.get("rf_box"), "strip": e.get("strip")}
 
 
 def _schema():
     import pyarrow as pa
 
     exemplar = pa.struct([("image", pa.string()), ("row", pa.int32()), ("col", pa.int32()), ("value", pa.float64()),
-                          ("rf_box", pa.list_(pa.int32())), ("tile", pa.string())])
+                          ("rf_box", pa.list_(pa.int32()))])
     correlated = pa.struct([("kernel", pa.int32()), ("corr", pa.float64()), ("filter_cosine", pa.float64())])
     explanation = pa.struct([("image", pa.string()), ("row", pa.int32()), ("col", pa.int32()),
                              ("value", pa.float64()), ("status", pa.string()), ("reason", pa.string()),
                              *[(m, pa.bool_() if m == "parity_ok" else pa.float64()) for m in _METRICS],
                              ("steps", pa.int32()), ("seconds", pa.float64()), ("rf_box", pa.list_(pa.int32())),
-                             ("photo", pa.string()), ("modified", pa.string()), ("mask", pa.string())])
+                             ("strip", pa.string())])
     return pa.schema([
         ("layer", pa.int32()), ("tensor", pa.string()), ("kernel", pa.int32()), ("firing_rate", pa.float64()),
         ("mean", pa.float64()), ("std", pa.float64()), ("max", pa.float64()), ("dead", pa.bool_()),
         ("duplicate_of", pa.int32()), ("rarely_firing", pa.bool_()), ("max_corr", pa.float64()),
         ("correlated", pa.list_(correlated)), ("histogram", pa.list_(pa.int64())),
-        ("exemplars", pa.list_(exemplar)), ("explanations", pa.list_(explanation))])
+        ("exemplars", pa.list_(exemplar)), ("exemplar_strip", pa.string()), ("explanations", pa.list_(explanation))])
 
 
 def pyarrow_or_fail():

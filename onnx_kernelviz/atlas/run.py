@@ -7,10 +7,13 @@ goes, so ``resume`` redoes only what is missing; ``dup_corr`` is applied at the 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from onnx_kernelviz import __version__
 from onnx_kernelviz.atlas.engines import Chunk, Engine, Shard, Work, check_engine, image_paths, open_engine
@@ -19,10 +22,10 @@ from onnx_kernelviz.atlas.journal import Journal
 from onnx_kernelviz.atlas.outputs import Atlas, build_atlas, pyarrow_or_fail, write_outputs
 from onnx_kernelviz.atlas.rf import ReceptiveField, Span, fallback_fields, receptive_fields
 from onnx_kernelviz.atlas.stream import ShardStats
-from onnx_kernelviz.atlas.tiles import crop, jpeg
+from onnx_kernelviz.atlas.tiles import THUMB, crop, jpeg, strip
 from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
 from onnx_kernelviz.frontend.layers import Layer
-from onnx_kernelviz.io.images import atomic_file, from_model_input, list_images, read_image, to_model_input
+from onnx_kernelviz.io.images import from_model_input, list_images, read_image, to_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.explain import ExplainConfig
@@ -178,34 +181,53 @@ def _fields(run: _Run, stats: ShardStats) -> dict[int, ReceptiveField]:
 
 
 def tile_name(layer: int, kernel: int, what: str) -> str:
-    """Path of a tile relative to DIR: ``tiles/L012/k0007_x0.jpg`` (exemplar 0), ``..._e0_mask.jpg``."""
+    """Path of a strip relative to DIR: ``tiles/L012/k0007_x.jpg`` (exemplars), ``..._e0.jpg`` (explanation 0)."""
     return f"tiles/L{layer:03d}/k{kernel:04d}_{what}.jpg"
 
 
 def _exemplar_tiles(run: _Run, stats: ShardStats) -> None:
-    """Crop each kernel's exemplar sites from the images (each image read once), skipping crops already there."""
-    wanted: dict[int, list[tuple[str, tuple[int, int, int, int]]]] = {}
+    """Each kernel's exemplar crops side by side in one strip; images read once each; strips already there kept."""
+    wanted: dict[str, list[tuple[int, tuple[int, int, int, int]]]] = {}
     for la in run.layers:
         top, rf = stats.layers[la.index].top, run.fields[la.index]
         for k in range(la.channels):
-            for j, (img, row, col, _) in enumerate(top.sites(k)):
-                name = tile_name(la.index, k, f"x{j}")
-                if not (run.journal.out / name).exists():
-                    wanted.setdefault(img, []).append((name, rf.box(row, col)))
-    pp = run.work.preprocess
-    for img, crops in sorted(wanted.items()):
+            sites = top.sites(k)
+            name = tile_name(la.index, k, "x")
+            if sites and not (run.journal.out / name).exists():
+                wanted[name] = [(img, rf.box(row, col)) for img, row, col, _ in sites]
+    by_image: dict[int, list[tuple[str, int, tuple[int, int, int, int]]]] = {}
+    for name, sites in wanted.items():
+        for j, (img, box) in enumerate(sites):
+            by_image.setdefault(img, []).append((name, j, box))
+    crops: dict[str, list] = {name: [None] * len(sites) for name, sites in wanted.items()}
+    pp, grey = run.work.preprocess, np.full((THUMB, THUMB, 3), 64, np.uint8)
+    for img, uses in sorted(by_image.items()):
         try:
             x = to_model_input(read_image(run.work.images[img]), pp, run.size, run.model.channels)
+            photo = from_model_input(x, pp)
         except KernelvizError:
-            continue  # read during the statistics pass, unreadable now: the tile is left out
-        photo = from_model_input(x, pp)
-        for name, box in crops:
-            _write(run.journal.out / name, jpeg(crop(photo, box)))
+            photo = None  # read during the statistics pass, unreadable now: a grey square
+        cut: dict[tuple[int, int, int, int], np.ndarray] = {}  # deep layers: many kernels, one box (the image)
+        for name, j, box in uses:
+            if photo is None:
+                crops[name][j] = grey
+            else:
+                crops[name][j] = cut[box] if box in cut else cut.setdefault(box, crop(photo, box))
+        for name in {name for name, _, _ in uses}:
+            if all(c is not None for c in crops[name]):  # complete: write it and let the crops go
+                _write(run.journal.out / name, jpeg(strip(crops.pop(name))))
 
 
 def _write(path: Path, data: bytes) -> None:
-    with atomic_file(path, durable=False) as f:
-        f.write(data)
+    """Write a picture under a temporary name, then rename: never half a file under the final name.
+
+    (Not ``atomic_file``: its unique temporary names and fsync cost more than the picture for 10^5 small files,
+    and a picture lost in a crash is redrawn by ``--resume``.)
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _explanations(run: _Run, stats: ShardStats) -> dict[tuple[int, int], list[dict]]:
@@ -254,11 +276,10 @@ def _explanations(run: _Run, stats: ShardStats) -> dict[tuple[int, int], list[di
 
 def _record(run: _Run, e: SiteExplanation, j: int) -> dict:
     s = e.site
-    files = {}
-    for what, data in e.pictures.items():
-        name = tile_name(s.layer, s.kernel, f"e{j}_{what}")
-        _write(run.journal.out / name, data)
-        files[what] = name
+    name = None
+    if e.picture is not None:
+        name = tile_name(s.layer, s.kernel, f"e{j}")
+        _write(run.journal.out / name, e.picture)
     return {"image": run.work.images[s.image], "row": s.row, "col": s.col, "value": s.value,
             "status": e.status, "reason": e.reason, **e.metrics, "steps": e.steps, "seconds": e.seconds,
-            "rf_box": list(e.rf_box), "files": files}
+            "rf_box": list(e.rf_box), "strip": name}
