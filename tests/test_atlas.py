@@ -172,6 +172,19 @@ def test_refusals(planted, tmp_path):
     run(model, images, out, settings=AtlasSettings(layers="1", top=2, explain=0), force=True)
     assert json.loads((out / "atlas.json").read_text())["layers"][0]["index"] == 1
     assert not (out / "tiles" / "L000").exists()  # --force removed the earlier atlas's files
+    # a running atlas holds the folder: a second one (even with --force) is refused and removes nothing
+    from onnx_kernelviz.atlas.journal import Journal
+
+    with Journal(out).locked():
+        with pytest.raises(Exception, match="another kernelviz atlas is writing"):
+            run(model, images, out, settings=AtlasSettings(layers="1", top=2, explain=0), force=True)
+    assert (out / "atlas.json").is_file()
+    # no usable image at all: one clear error
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"broken")
+    with pytest.raises(Exception, match="none of the 1 images could be used"):
+        run(model, bad, tmp_path / "none", settings=AtlasSettings(top=2, explain=0))
 
 
 def test_cli_atlas_and_its_errors(planted, tmp_path):
@@ -188,7 +201,7 @@ def test_cli_atlas_and_its_errors(planted, tmp_path):
         ([], 2, "not empty"),
     ]:
         res = runner.invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "c"), *args])
-        assert res.exit_code == code and f"Error: " in res.output and text in res.output, (args, res.output)
+        assert res.exit_code == code and "Error: " in res.output and text in res.output, (args, res.output)
         assert "Traceback" not in res.output
 
 

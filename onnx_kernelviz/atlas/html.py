@@ -90,7 +90,8 @@ def _page(title: str, body: str, depth: int) -> str:
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
             f'<link rel="stylesheet" href="{_href(CSS, depth)}"></head><body><header><p><a href="{home}">Atlas '
-            f"overview</a></p><h1>{_e(title)}</h1></header><main>{body}</main><footer>kernelviz atlas</footer></body></html>")
+            f"overview</a></p><h1>{_e(title)}</h1></header><main>{body}</main>"
+            "<footer>kernelviz atlas</footer></body></html>")
 
 
 class _Writer:

@@ -4,7 +4,8 @@
 ``stats.npz`` (the merged statistics of the finished shards and which shards they are), ``rf.json`` (receptive
 fields) and ``explained/L<layer>/k<kernel>.json`` (one per explained kernel, written after its pictures). Every
 file is written atomically, so Ctrl-C or a lost worker leaves the last complete state. A second run on the same
-folder is refused while the first holds the lock. (Own helpers until ``core``'s results journal lands in main.)
+folder is refused while the first holds ``DIR/.kernelviz-atlas.lock``. (Own helpers until ``core``'s results
+journal lands in main.)
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from onnx_kernelviz.report.pictures import write_json
 
 #: what an atlas writes into DIR (``--force`` removes these and nothing else)
 OWN = ("atlas.json", "atlas.html", "kernels.parquet", "pages", "tiles", "checkpoint")
+#: held for the whole run, taken before the folder is judged or cleared (so ``--force`` never clears a running atlas)
+LOCK = ".kernelviz-atlas.lock"
 
 
 class Journal:
@@ -48,7 +51,7 @@ class Journal:
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} is a file; give a folder")
         previous = self._read("run.json")
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
             if resume and previous is not None:
                 if previous != identity:
                     what = [k for k in identity if identity.get(k) != previous.get(k)]
@@ -77,9 +80,14 @@ class Journal:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold ``checkpoint/lock`` for the run (released by the OS if the process dies)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "lock", "w") as f:
+        """Hold ``DIR/.kernelviz-atlas.lock`` for the run (released by the OS if the process dies)."""
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"--out {self.out} is a file; give a folder")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot create --out {self.out}: {e.strerror or e}") from e
+        with open(self.out / LOCK, "w") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

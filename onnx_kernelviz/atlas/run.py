@@ -86,7 +86,7 @@ class _Run:
 
 
 def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, preprocess: Preprocess,
-          settings: AtlasSettings = AtlasSettings(), config: ExplainConfig = ExplainConfig(),
+          settings: AtlasSettings = AtlasSettings(), config: ExplainConfig = ExplainConfig(),  # noqa: B008 frozen
           engine: str = "local", address: str | None = None, engine_options: dict | None = None,
           device: str = "auto", resume: bool = False, force: bool = False, progress: Progress | None = None) -> Atlas:
     """Audit every kernel of ``settings.layers`` over ``images``; write DIR/kernels.parquet, atlas.json, atlas.html.
@@ -100,19 +100,19 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
     if not 0 < settings.dup_corr <= 1:
         raise UsageError("--dup-corr must be in (0, 1]")
     if settings.batch_size < 1 or settings.shard_size < 1:
-        raise UsageError("--batch-size and the shard size must be at least 1")
+        raise UsageError("--stats-batch and the shard size must be at least 1")
     pyarrow_or_fail()  # before hours of work, not after
     check_engine(engine, address)
     layers = select_layers(model, settings.layers)
     paths = list_images([Path(p) for p in images])
-    work = Work(str(Path(model.path).resolve()), device, model.loaded.input.name, preprocess, image_paths(paths), tuple(la.index for la in layers),
-                settings.top, settings.batch_size, config)
+    work = Work(str(Path(model.path).resolve()), device, model.loaded.input.name, preprocess, image_paths(paths),
+                tuple(la.index for la in layers), settings.top, settings.batch_size, config)
     identity = {"model_sha256": model.loaded.sha256, "images": list(work.images), "layers": list(work.layers),
                 "top": settings.top, "explain": settings.explain, "shard_size": settings.shard_size,
                 "preprocess": preprocess.to_dict(), "method": asdict(config) if settings.explain else None}
     journal = Journal(Path(out_dir))
-    resumed = journal.prepare(identity, force=force, resume=resume)
     with journal.locked():
+        resumed = journal.prepare(identity, force=force, resume=resume)
         options = {**(engine_options or {}), **({"model": model} if engine == "local" else {})}
         eng = open_engine(engine, address, **options)
         try:
@@ -159,8 +159,8 @@ def _statistics(run: _Run, resumed: bool) -> ShardStats:
         if todo:
             run.journal.save_stats(total, done)  # also on Ctrl-C: --resume starts from here
     if not total.images:
-        raise KernelvizError(f"none of the {n} images could be used ({total.skipped[0].reason if total.skipped else ''}); "
-                             "check the files and the preprocessing")
+        why = total.skipped[0].reason if total.skipped else "no image"
+        raise KernelvizError(f"none of the {n} images could be used ({why}); check the files and the preprocessing")
     return total
 
 
@@ -251,7 +251,9 @@ def _explanations(run: _Run, stats: ShardStats) -> dict[tuple[int, int], list[di
     run.progress("explanations", len(out), total)
     if not todo:
         return out
-    rows = run.work.config.batch_size or (16 if run.model.devices.torch.type == "cpu" else 256)
+    gpu = getattr(run.engine, "gpus", 0) or run.model.devices.torch.type == "cuda"
+    # a chunk is one optimized batch on a CPU; on a GPU the worker splits it to what fits its memory
+    rows = run.work.config.batch_size or (256 if gpu else 16)
     chunks: list[Chunk] = []
     for layer, sites in todo:  # kernel-aligned chunks of one layer, about ``rows`` sites each
         if chunks and chunks[-1].layer == layer and len(chunks[-1].sites) + len(sites) <= rows:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from onnx_kernelviz.atlas.stats import LayerStats
-from onnx_kernelviz.errors import ImageError
+from onnx_kernelviz.errors import ImageError, KernelvizError
 from onnx_kernelviz.frontend.layers import Layer
 from onnx_kernelviz.io.images import read_image, to_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
@@ -85,6 +85,10 @@ def stream_activations(model: Model, paths: Sequence[str | Path], ids: Sequence[
             yield batch, [np.zeros((0, 0, 0, 0), np.float32) for _ in tensors]
             continue
         acts = runner.run(batch.x, list(tensors))
+        for t, a in zip(tensors, acts):
+            if a.ndim != 4:
+                raise KernelvizError(f"the activation {t} has shape {list(a.shape)}; the atlas reads 2-D "
+                                     "convolutions ([N, C, H, W]); choose other --layers")
         # a per-image sum is NaN/Inf when any value is (cheap next to the statistics themselves)
         finite = np.ones(len(batch.ids), bool)
         for t, a in zip(tensors, acts):
