@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "KernelvizError": "errors", "UsageError": "errors", "ModelError": "errors", "ConversionError": "errors",
     "ImageError": "errors", "Model": "model", "Layer": "frontend.layers", "Preprocess": "io.preprocess",
-    "resolve_preprocess": "io.preprocess", "verify_model": "measure.verify", "VerifyReport": "measure.verify",
+    "resolve_preprocess": "io.sidecar", "verify_model": "measure.verify", "VerifyReport": "measure.verify",
     "ExplainConfig": "pipeline.explain", "ExplainRun": "pipeline.explain", "explain": "pipeline.explain",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]

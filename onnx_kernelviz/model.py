@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
-from onnx_kernelviz.errors import ConversionError
+from onnx_kernelviz.errors import ConversionError, ModelError
+from onnx_kernelviz.io.preprocess import MAX_SIDE
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView
 from onnx_kernelviz.frontend.layers import Layer, find_layers, resolve_layer
@@ -63,6 +64,10 @@ class Model:
         """The (H, W) to feed: fixed by the model, else ``size``, else 224×224."""
         info = self.loaded.input
         if info.height and info.width:
+            if max(info.height, info.width) > MAX_SIDE:  # before anything is allocated at that size
+                raise ModelError(f"{self.path} takes a fixed {info.height}x{info.width} (HxW) input, more than the "
+                                 f"{MAX_SIDE} pixels per side kernelviz handles; re-export the model with a smaller "
+                                 "or dynamic input size (then choose one with --size)")
             return info.height, info.width
         return size or DEFAULT_SIZE
 

@@ -8,15 +8,14 @@ import json
 import cv2
 import numpy as np
 import pytest
+from test_baselines import SIDE, halves_model
 
 from onnx_kernelviz.baselines import BASELINES
-from onnx_kernelviz.pipeline.compare import compare, most_correlated_pair
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.pipeline.explain import ExplainConfig
-from onnx_kernelviz.model import Model
 from onnx_kernelviz.io.preprocess import Preprocess
-
-from test_baselines import SIDE, halves_model
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.compare import compare, most_correlated_pair, pick_pair
+from onnx_kernelviz.pipeline.explain import ExplainConfig
 
 PP = Preprocess(size=(SIDE, SIDE), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 FAST = ExplainConfig(steps=8, early_stop=False, resolution=8)
@@ -45,11 +44,35 @@ def test_most_correlated_pair():
         most_correlated_pair(np.full((3, 4, 4), -1.0, np.float32))
 
 
+def test_pick_pair_wants_both_strong_firing_and_correlation():
+    rng = np.random.default_rng(1)
+    blob = np.zeros((8, 8))
+    blob[2:5, 2:5] = 1
+    t = np.full((6, 8, 8), -1.0)
+    t[0] = 10 * blob + 1.5 * rng.uniform(size=(8, 8))          # strong
+    t[1] = 9 * blob + 1.5 * rng.uniform(size=(8, 8))           # strong, much like 0: the pair to pick
+    t[2] = 0.6 * blob                                          # weak (6 % of the strongest) ...
+    t[3] = 0.6 * blob                                          # ... and a perfect copy of 2: most correlated
+    t[4] = 5 * rng.uniform(size=(8, 8))                        # strong, fires everywhere: unlike the others
+    t = t.astype(np.float32)
+    assert most_correlated_pair(t)[:2] == (2, 3)
+    a, b, corr, why = pick_pair(t)
+    assert (a, b) == (0, 1) and corr > 0.9
+    assert why["by"] == "score" and why["share_a"] == 1.0 and 0.8 < why["share_b"] < 1
+    assert why["score"] == pytest.approx(min(corr, why["share_b"]), rel=1e-6)
+    assert why["most_correlated"][:2] == [2, 3] and why["candidates"] == 5
+    with pytest.raises(UsageError, match="fewer than two"):
+        pick_pair(np.full((3, 4, 4), -1.0, np.float32))
+
+
 def test_compare_picks_the_correlated_pair_and_writes_the_contract(setup, tmp_path):
     model, img = setup
     out = tmp_path / "cmp"
     doc = compare(model, img, "conv2", None, out, preprocess=PP, config=FAST)
     assert doc["kernels"] == [0, 2] and doc["correlation"] > 0.5
+    assert doc["picked"]["by"] == "score" and doc["picked"]["correlation"] == doc["correlation"]
+    assert isinstance(doc["told_apart"], bool) and doc["separation"] > 0
+    assert (doc["advice"] is None) == doc["told_apart"]
     on_disk = json.loads((out / "compare.json").read_text())
     assert {"model", "layer", "image", "kernels", "correlation", "ours", "baselines"} <= set(on_disk)
     assert set(on_disk["baselines"]) == set(BASELINES.names())
@@ -72,6 +95,7 @@ def test_compare_given_kernels_and_refusals(setup, tmp_path):
     cfg = ExplainConfig(steps=4, early_stop=False, resolution=8, baselines=("activation",))
     doc = compare(model, img, "conv2", (0, 1), tmp_path / "given", preprocess=PP, config=cfg)
     assert doc["kernels"] == [0, 1] and list(doc["baselines"]) == ["activation"]
+    assert doc["picked"] == {"by": "given"}
     with pytest.raises(UsageError, match="not empty"):
         compare(model, img, "conv2", (0, 1), tmp_path / "given", preprocess=PP, config=cfg)
     with pytest.raises(UsageError, match="two different"):

@@ -367,7 +367,9 @@ def test_large_image_resized_on_read(tmp_path: Path) -> None:
     img = read_image(put(tmp_path, "big.png", data), size=(224, 224))
     assert img.rgb.shape == (224, 224, 3) and np.allclose(img.rgb, 77 / 255, atol=1e-6)
     assert img.original_size == (4000, 5000)
-    assert img.notes == ("grayscale -> RGB", "resized 4000x5000 -> 224x224 (HxW)")
+    assert img.notes == ("grayscale -> RGB", "resized 4000x5000 -> 224x280 (HxW), centre-cropped to 224x224")
+    squashed = read_image(put(tmp_path, "big.png", data), size=(224, 224), fit="squash")
+    assert squashed.notes[-1] == "resized 4000x5000 -> 224x224 (HxW), proportions not kept (--fit squash)"
 
 
 def test_resize_on_read_matches_to_model_input(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_to_dict_is_json_and_round_trips() -> None:
     pp = Preprocess(size=(32, 48), mean=IMAGENET_MEAN, std=IMAGENET_STD, bgr=True, layout="nchw")
     d = json.loads(json.dumps(pp.to_dict()))
     assert d == {"size": [32, 48], "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                 "scale": True, "bgr": True, "layout": "nchw"}
+                 "scale": True, "bgr": True, "layout": "nchw", "fit": "crop"}
     assert Preprocess(**d) == pp
     assert Preprocess().to_dict()["size"] is None
 
@@ -108,9 +108,9 @@ def test_register_preset() -> None:
         register_preset("test-custom", get_preset("raw"), "replaced", replace_existing=True)
         assert get_preset("test-custom") == get_preset("raw")
     finally:
-        from onnx_kernelviz.io import preprocess
+        from onnx_kernelviz.io import presets
 
-        preprocess._PRESETS.pop("test-custom", None)
+        presets._PRESETS.pop("test-custom", None)
     with pytest.raises(ValueError, match="must be letters"):
         register_preset("bad name!", custom, "x")
 

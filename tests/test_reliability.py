@@ -240,10 +240,11 @@ def test_odd_images_all_work_and_are_noted(models, tmp_path):
     assert set(notes) == set(imgs)
     expected = {"gray.png": "grayscale -> RGB", "rgba.png": "RGBA composited on white",
                 "deep16.png": "16-bit", "palette.png": "palette -> RGB", "rotated.jpg": "EXIF orientation 6",
-                "huge.jpg": "2000x3000 -> 16x16", "tiny.png": "1x1 -> 16x16", "thin.bmp": "2x40 -> 16x16"}
+                "huge.jpg": "2000x3000 -> 16x24 (HxW), centre-cropped to 16x16", "tiny.png": "1x1 -> 16x16",
+                "thin.bmp": "2x40 -> 16x320 (HxW), centre-cropped to 16x16"}
     for name, needle in expected.items():
         assert needle in notes[name], (name, notes[name])
-    assert "40x30 -> 16x16" in notes["rotated.jpg"]  # rotated before resizing: 40 high, 30 wide
+    assert "40x30 -> 21x16" in notes["rotated.jpg"]  # rotated before resizing: 40 high, 30 wide
 
 
 @pytest.mark.parametrize("content, needle", [

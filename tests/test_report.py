@@ -230,4 +230,11 @@ def test_compare_section_shows_the_filter_cosine(tmp_path):
     doc.update(filter_cosine=0.97, method="mask")
     (out / "compare.json").write_text(json.dumps(doc))
     text = write_report(out).read_text()
-    assert "cosine of their filters <b>0.97</b>" in text and "try --method pixel" in text
+    assert "cosine of their filters <b>0.97</b>" in text
+    # the sample's pair is told apart (0.95 vs 0.2, 0.9 vs 0.3): nothing to try
+    assert "<b>Told apart.</b>" in text and "What to try" not in text
+    doc["ours"]["a"]["kept_b"] = 0.9  # x'_a keeps b as much as a: not told apart
+    (out / "compare.json").write_text(json.dumps(doc))
+    text = write_report(out).read_text()
+    # a folder without compare's recorded advice gets it from the cosine: near-copies need the pixel method
+    assert "<b>Not told apart.</b>" in text and "--method pixel" in text.split("What to try")[1]

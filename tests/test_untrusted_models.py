@@ -25,7 +25,7 @@ from onnx2torch import convert as o2t_convert
 import hostile
 import tiny_models
 from onnx_kernelviz.cli import cli
-from onnx_kernelviz.errors import ConversionError
+from onnx_kernelviz.errors import ConversionError, KernelvizError
 from onnx_kernelviz.frontend.convert import to_torch
 from onnx_kernelviz.frontend.names import is_safe
 from onnx_kernelviz.model import Model
@@ -48,6 +48,7 @@ def evil(tmp_path) -> Path:
                             tmp_path / "evil.onnx")
 
 
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")  # Python's comment on the injected source
 def test_the_payload_is_live_in_onnx2torch_and_fx(evil, marker):
     """The control: converted by onnx2torch directly, running the module runs the file's code."""
     module = o2t_convert(onnx.load(str(evil)))
@@ -152,3 +153,28 @@ def test_fuzz_names_run_nothing_and_parity_holds(tmp_path_factory, marker, tenso
     assert all(is_safe(s) or s == "batch" for s in _copy_strings(m.normalized.proto))
     assert not keyword.iskeyword(m.normalized.input_name)
     assert os.listdir(d) == ["m.onnx"]
+
+
+def test_onnxruntime_python_ops_are_refused(tmp_path):
+    """Standard onnxruntime builds have no ops that run Python (PythonOp is a training-build op, PyOp needs
+    onnxruntime-extensions): a model using one is refused in one line, before a conv is reached."""
+    proto = hostile.named_two_conv()
+    proto.graph.node.insert(0, onnx.helper.make_node("PythonOp", ["x"], ["x2"], domain="com.microsoft",
+                                                     name="py", func_name="os.system"))
+    proto.graph.node[1].input[0] = "x2"
+    proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    p = tiny_models.save(proto, tmp_path / "py.onnx")
+    r = CliRunner().invoke(cli, ["verify", str(p)])
+    assert r.exit_code == 1 and r.output.count("Error:") == 1 and "unexpected" not in r.output, r.output
+    assert "PythonOp" in r.output and "not a standard ONNX op" in r.output
+    m = Model(p, device="cpu")
+    with pytest.raises(KernelvizError, match="onnxruntime cannot run this model"):
+        m.run_ort(m.synthetic_input(1), (m.layers[0].tensor,))
+
+
+def test_restore_puts_back_file_names_in_one_pass():
+    """A file may itself name a tensor like a generated name; restoring must not substitute twice."""
+    from onnx_kernelviz.frontend.names import NameMap
+
+    n = NameMap(originals={"kv_t5": "kv_n1", "kv_n1": "conv 1", "kv_t7": "a\nb"})
+    assert n.restore("node 'kv_t5', kv_t7__conv, 'kv_n1', kv_t99") == "node 'kv_n1', 'a\\nb'__conv, 'conv 1', kv_t99"

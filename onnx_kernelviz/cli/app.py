@@ -68,7 +68,7 @@ def _friendly(fn):
         except MemoryError:
             if _debug_enabled():
                 raise
-            raise _Fail("out of memory; use a smaller --batch-size or --size", 1) from None
+            raise _Fail(f"out of memory; {_memory_advice()}", 1) from None
         except Exception as e:  # noqa: BLE001 - the contract: never a traceback without --debug
             if _debug_enabled():
                 raise
@@ -78,8 +78,19 @@ def _friendly(fn):
     return wrapper
 
 
+def _memory_advice() -> str:
+    """What the running command lets a user do about memory (``inspect`` has no --batch-size)."""
+    ctx = click.get_current_context(silent=True)
+    names = {p.name for p in ctx.command.params} if ctx is not None else set()
+    options = [o for o, n in (("--batch-size", "batch_size"), ("--size", "size")) if n in names]
+    if options:
+        return f"use a smaller {' or '.join(options)}, or close other programs"
+    return "close other programs or use a machine with more memory"
+
+
 def preprocess_options(fn):
-    """--size/--mean/--std/--scale/--bgr/--layout/--preset/--input, shared by every command that reads images."""
+    """--size/--mean/--std/--scale/--bgr/--layout/--preset/--fit/--input, shared by every command that reads
+    images."""
     opts = [
         click.option("--size", help="Model input size HxW (e.g. 224x224) for models with dynamic H/W."),
         click.option("--mean", help="Per-channel mean, e.g. 0.485,0.456,0.406 (after --scale)."),
@@ -89,6 +100,9 @@ def preprocess_options(fn):
         click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
                      help="Model input layout (auto-detected)."),
         click.option("--preset", help="Preprocessing preset: imagenet, raw, unit, tf, caffe, ..."),
+        click.option("--fit", type=click.Choice(["crop", "squash", "pad"]), default=None,
+                     help="Photos of other proportions: crop = resize the shorter side and take the centre "
+                          "(default), squash = stretch to the input size, pad = whole photo with mean-colour bands."),
         click.option("--input", "input_name", help="The image input, for models with several inputs."),
     ]
     for o in reversed(opts):
@@ -99,12 +113,12 @@ def preprocess_options(fn):
 def _open(model: str, device: str, kw: dict):
     """Resolve preprocessing (CLI > preset > sidecar > imagenet) and open the model."""
     from onnx_kernelviz.model import Model
-    from onnx_kernelviz.io.preprocess import resolve_preprocess
+    from onnx_kernelviz.io.sidecar import resolve_preprocess
 
     if not Path(model).exists():
         raise KernelvizError(f"model file {model} does not exist; check the path")
     pp = resolve_preprocess(model, preset=kw.pop("preset"),
-                            overrides={k: kw.pop(k) for k in ("size", "mean", "std", "scale", "bgr", "layout")})
+                            overrides={k: kw.pop(k) for k in ("size", "mean", "std", "scale", "bgr", "layout", "fit")})
     return _with_convs(Model(model, device=device, input_name=kw.pop("input_name"), layout=pp.layout)), pp
 
 

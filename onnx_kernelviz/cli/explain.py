@@ -110,6 +110,11 @@ def _summary(run) -> None:
     ok = [r for r in run.results if r.get("status") == "ok"]
     import statistics as st
 
+    from onnx_kernelviz.io.modelinput import fit_summary
+
+    fitted = fit_summary(run.fits)
+    if fitted:
+        click.echo(fitted)
     counts = {s: sum(1 for r in run.results if r.get("status") == s) for s in ("ok", "inactive", "failed")}
     click.echo(f"{counts['ok']} explained, {counts['inactive']} inactive, {counts['failed']} failed")
     if ok:
@@ -154,7 +159,7 @@ def explain(model, images, layer, kernel, out, top_images, resume, method, steps
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("image", type=click.Path())
 @click.option("--layer", required=True, help="Layer index, Conv name or tensor name.")
-@click.option("--kernel", "kernels", multiple=True, type=int, help="Two kernels (default: the most correlated pair).")
+@click.option("--kernel", "kernels", multiple=True, type=int, help="Two kernels (default: a pair that both fire strongly and alike).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--contrast", type=click.FloatRange(min=0), default=None,
               help="Weight of suppressing the other kernel of the pair in particular, so that x'_a shows what a "
@@ -170,31 +175,30 @@ def compare(model, image, layer, kernels, out, contrast, method, steps, early_st
     \b
     Example:  kernelviz compare net.onnx cat.jpg --layer 20 --out cmp/
     """
-    from onnx_kernelviz.pipeline.compare import CONTRAST, SEPARATION, separation
+    from onnx_kernelviz.pipeline.compare import CONTRAST, SEPARATION
     from onnx_kernelviz.pipeline.compare import compare as run_compare
 
     if kernels and len(kernels) != 2:
-        raise UsageError("give exactly two --kernel values, or none to pick the most correlated pair")
+        raise UsageError("give exactly two --kernel values, or none to let compare pick a pair")
     m, pp = _open(model, device, kw)
     cfg = _config(method, steps, early_stop, batch_size, seed, reference, baselines or "all", tolerance, settings)
     doc = run_compare(m, image, layer, tuple(kernels) if kernels else None, out, preprocess=pp, config=cfg,
                       force=force, contrast=CONTRAST if contrast is None else contrast,
                       progress=_progress_bar("comparing"))
     a, b = doc["kernels"]
-    click.echo(f"kernels {a} and {b} (correlation {doc['correlation']:.2f})")
+    if doc.get("image_notes"):
+        click.echo(f"image: {'; '.join(doc['image_notes'])}")
+    why = doc["picked"]
+    because = (f"; picked: both fire strongly (shares {why['share_a']:.2f}, {why['share_b']:.2f} of the strongest "
+               "kernel) and alike" if why.get("by") == "score" else "")
+    click.echo(f"kernels {a} and {b} (correlation {doc['correlation']:.2f}{because})")
     o = doc["ours"]
     click.echo(f"ours (contrast {doc['contrast']:g}): under x'_a kept_a {o['a']['kept_a']:.2f} "
                f"kept_b {o['a']['kept_b']:.2f}; "
                f"under x'_b kept_a {o['b']['kept_a']:.2f} kept_b {o['b']['kept_b']:.2f}")
-    sep, cos = separation(o), doc.get("filter_cosine")
-    if sep < SEPARATION:
-        hint = ""
-        if cos is not None and cos >= 0.9 and doc["method"] == "mask":
-            hint = (f" Their filters are near-copies (cosine {cos:.2f}): a mask over the photo cannot keep one "
-                    "without the other; --method pixel can reach inputs that do, at the cost of a lower kept.")
-        elif doc["contrast"] == 0:
-            hint = f" Try --contrast {CONTRAST:g} to explain each kernel against the other in particular."
-        click.echo(f"not told apart: the smaller self/other ratio is {sep:.2f} (< {SEPARATION}).{hint}")
+    if not doc["told_apart"]:
+        click.echo(f"not told apart: the smaller self/other ratio is {doc['separation']:.2f} (< {SEPARATION}). "
+                   f"{doc['advice']}")
     click.echo(f"report: {Path(out) / 'report.html'}")
 
 

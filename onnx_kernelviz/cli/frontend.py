@@ -101,7 +101,9 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
     """
     import numpy as np
 
-    from onnx_kernelviz.io.images import list_images, read_image, to_model_input
+    from onnx_kernelviz.io.decode import read_image
+    from onnx_kernelviz.io.images import list_images
+    from onnx_kernelviz.io.modelinput import mean_colour, to_model_input
     from onnx_kernelviz.measure.verify import require_parity, verify_model
 
     m, pp = _open(model, device, kw)
@@ -109,7 +111,8 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
     x = None
     if images:
         size = m.input_size(pp.size)
-        x = np.stack([to_model_input(read_image(p), pp, size, m.channels) for p in list_images(images)])
+        x = np.stack([to_model_input(read_image(p, size=size, fit=pp.fit, fill=mean_colour(pp)), pp, size,
+                                     m.channels) for p in list_images(images)])
     elif pp.size:
         x = m.synthetic_input(batch=2, size=pp.size)
     report = verify_model(m, x, chosen, tolerance)

@@ -1,13 +1,16 @@
 """Stage 1: read an ONNX file safely and find its image input.
 
-Models come from strangers. Nothing here executes the model; we parse the protobuf, refuse external-data
-references that leave the model's folder (``..``, absolute paths, symbolic or hard links), run the checker and
-pick the single 4-D float image input.
+Models come from strangers. Nothing here executes the model; we read only a regular file of at most 2 GB (a FIFO
+or device is refused before it is opened), parse the protobuf, refuse external-data references that leave the
+model's folder (``..``, absolute paths, symbolic or hard links, special files), check each external tensor's size
+against its shape and its file before onnx reads exactly that much, run the checker and pick the single 4-D
+float image input.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -17,12 +20,15 @@ from typing import Literal
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import external_data_helper
+from onnx import external_data_helper, helper
 
 from onnx_kernelviz.errors import ModelError, UsageError
 from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.safefile import FileTooLarge, NotRegularFile, read_capped, special_kind
 
 Layout = Literal["nchw", "nhwc"]
+#: protobuf cannot parse a message over 2 GB; larger models keep their weights in external data files.
+MAX_MODEL_BYTES = 2 << 30
 _FLOAT_TYPES = {np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)}
 
 
@@ -73,11 +79,7 @@ def load_model(path: str | os.PathLike[str], *, input_name: str | None = None,
         ModelError: not a readable ONNX model, unsafe external data, no usable image input.
     """
     p = Path(path)
-    if not p.exists():
-        raise ModelError(f"model file {p} does not exist; check the path")
-    if not p.is_file():
-        raise ModelError(f"{p} is not a file; give the path of an .onnx model file")
-    data = p.read_bytes()
+    data = _read_model_file(p)
     if not data:
         raise ModelError(f"{p} is empty; it is not an ONNX model (re-export or re-download it)")
     proto = _parse(p, data)
@@ -90,6 +92,23 @@ def load_model(path: str | os.PathLike[str], *, input_name: str | None = None,
     graph = GraphView(proto)
     info = _image_input(p, graph, input_name, layout)
     return LoadedModel(p, proto, hashlib.sha256(data).hexdigest(), info, graph.opset, proto.producer_name or "")
+
+
+def _read_model_file(p: Path) -> bytes:
+    """The model file's bytes: a regular file (a FIFO would block, /dev/zero never ends) of at most 2 GB."""
+    if not p.exists():
+        raise ModelError(f"model file {p} does not exist; check the path")
+    try:
+        return read_capped(p, MAX_MODEL_BYTES)
+    except NotRegularFile as e:
+        raise ModelError(f"{p} is {e.kind}, not a regular file; give the path of an .onnx model file") from None
+    except IsADirectoryError:
+        raise ModelError(f"{p} is not a file; give the path of an .onnx model file") from None
+    except FileTooLarge as e:
+        raise ModelError(f"{p} holds {e.size / 2**30:.1f} GB, more than the 2 GB an ONNX file can (protobuf's "
+                         "limit); it is not an ONNX model, or re-export it with the weights as external data") from None
+    except OSError as e:
+        raise ModelError(f"cannot read {p}: {e.strerror or e}; check the file and its permissions") from None
 
 
 def _parse(p: Path, data: bytes) -> onnx.ModelProto:
@@ -133,6 +152,9 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
         target = base / loc
         if target.is_symlink() or any((base / Path(*parts[:i])).is_symlink() for i in range(1, len(parts))):
             raise ModelError(f"{where}, a symbolic link; copy the data file next to the model instead")
+        kind = special_kind(target)  # before is_file: a FIFO is "not a file", but not a missing one
+        if kind:
+            raise ModelError(f"{where}, which is {kind}, not a regular file; refusing it")
         if not target.is_file():
             raise ModelError(f"{where}, which is missing; put the data file next to the model")
         if not target.resolve().is_relative_to(base):
@@ -140,14 +162,71 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
         if target.stat().st_nlink > 1:
             raise ModelError(f"{where}, a file with several hard links (it may be a file from elsewhere); "
                              "copy the data file next to the model instead")
+    sizes = {t.name: _cap_external_length(p, base, t) for t in tensors}
+    total, ram = sum(sizes.values()), _physical_memory()
+    if ram and total > ram:
+        largest = max(sizes, key=sizes.get)
+        raise ModelError(f"the weights of {p} take {total / 1e9:.1f} GB (tensor {largest!r} alone "
+                         f"{sizes[largest] / 1e9:.1f} GB), more than this machine's {ram / 1e9:.1f} GB of memory; "
+                         "use a machine with more memory")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same unknown-key warnings as above
             external_data_helper.load_external_data_for_model(proto, str(base))
+    except MemoryError:
+        raise ModelError(f"not enough free memory to load the {total / 1e9:.1f} GB of weights of {p}; close other "
+                         "programs or use a machine with more memory") from None
     except (OSError, ValueError, TypeError, onnx.checker.ValidationError) as e:
         # TypeError: onnx's C++ reader rejects a tensor name that protobuf handed back as bytes (bad UTF-8)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__  # one-line errors only
         raise ModelError(f"cannot read the external data of {p}: {first[:300]}; re-export the model") from e
+
+
+#: Bits per element of the tensor types whose numpy stand-in is wider than their storage (packed types).
+_PACKED_BITS = {getattr(onnx.TensorProto, n): b for n, b in (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4),
+                                                               ("INT2", 2), ("UINT2", 2)) if hasattr(onnx.TensorProto, n)}
+
+
+def _cap_external_length(p: Path, base: Path, t: onnx.TensorProto) -> int:
+    """Check one external tensor's data against its shape and its file, and make onnx read exactly that much.
+
+    Without a ``length`` entry onnx's loader reads everything from ``offset`` to the end of the file (a sparse
+    1 TB file in the model's folder would be read into memory); the declared length, the shape and the file's
+    real size must agree. Returns the tensor's size in bytes.
+    """
+    info = {e.key: e.value for e in t.external_data}
+    where = f"tensor {t.name!r} of {p}"
+    try:
+        bits = _PACKED_BITS.get(t.data_type) or 8 * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        offset = int(info.get("offset") or 0)
+        declared = int(info["length"]) if info.get("length") else None
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{where} has an element type or external data entry kernelviz cannot read ({e}); "
+                         "re-export the model") from None
+    if t.data_type == onnx.TensorProto.STRING:
+        raise ModelError(f"{where} keeps strings in external data, which ONNX does not allow; re-export the model")
+    needed = (math.prod(t.dims) * bits + 7) // 8
+    if declared is not None and declared != needed:
+        raise ModelError(f"{where} declares {declared} bytes of external data, but its shape "
+                         f"{list(t.dims)} needs {needed}; re-export the model")
+    size = (base / info["location"]).stat().st_size
+    if offset + needed > size:
+        raise ModelError(f"{where} needs {needed} bytes at offset {offset} of {info['location']!r}, which holds "
+                         f"{size}; the data file is truncated or belongs to another model (re-download it)")
+    for e in t.external_data:
+        if e.key == "length":
+            e.value = str(needed)
+            break
+    else:
+        t.external_data.add(key="length", value=str(needed))
+    return needed
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _image_input(p: Path, graph: GraphView, input_name: str | None, layout: Layout | None) -> InputInfo:

@@ -24,7 +24,7 @@ from onnx_kernelviz.errors import ConversionError, UsageError
 _SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}\Z")
 #: A domain that can only ever form ``getattr(self, "domain/name")`` without quotes or escapes.
 _SAFE_DOMAIN = re.compile(r"[A-Za-z0-9_.]{0,100}\Z")
-_GENERATED = re.compile(r"kv_([tnd])(\d+)")
+_GENERATED = re.compile(r"'(kv_[tnd]\d+)'|(kv_[tnd]\d+)")
 
 
 def is_safe(name: str) -> bool:
@@ -56,13 +56,12 @@ class NameMap:
 
         Quoted generated names (``'kv_n3'``, as messages write them with ``!r``) become the quoted original.
         """
-        def quoted(m: re.Match) -> str:
-            return repr(self.originals.get(m.group(1), m.group(1)))
+        def original(m: re.Match) -> str:
+            name = m.group(1) or m.group(2)
+            return repr(self.originals[name]) if name in self.originals else m.group(0)
 
-        def bare(m: re.Match) -> str:
-            return repr(self.originals[m.group(0)]) if m.group(0) in self.originals else m.group(0)
-
-        return _GENERATED.sub(bare, re.sub(r"'(kv_[tnd]\d+)'", quoted, text))
+        # one pass, so a restored name that looks generated (a file may name a tensor kv_t0) is left alone
+        return _GENERATED.sub(original, text)
 
     def _fresh(self, kind: str, original: str) -> str:
         new = f"kv_{kind}{len(self.originals)}"
@@ -154,7 +153,7 @@ def check_codegen_safe(proto: onnx.ModelProto) -> None:
     Raises:
         ConversionError: a node name or domain that could become code (the graph did not come from normalize).
     """
-    for node in proto.graph.node:
+    for node in (n for g in _graphs(proto.graph) for n in g.node):
         if not is_safe(node.name):
             raise ConversionError(f"node {node.name!r} has a name that is not a plain identifier; kernelviz only "
                                   "converts its own normalized copy of a model (Model.torch_graph)")

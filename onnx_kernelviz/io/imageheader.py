@@ -18,6 +18,8 @@ class Header:
     palette: bool = False
     gray_alpha: bool = False
     frames: int = 1            # 2 means "more than one"
+    channels: int | None = None  # colour components, where the header says (JPEG)
+    baseline: bool = False     # a baseline/progressive 8-bit JPEG (decodable at 1/2, 1/4, 1/8 scale)
     decoder_orients: bool = False  # the decoder applies the orientation tag itself (TIFF)
     exif: bytes = b""           # the EXIF TIFF structure, if the file has one
 
@@ -85,6 +87,8 @@ def _peek_jpeg(d: bytes) -> Header:
             h.exif = d[i + 10: i + 2 + length]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= len(d):
             h.height, h.width = _u16be(d, i + 5), _u16be(d, i + 7)
+            h.channels = d[i + 9] if i + 9 < len(d) else None
+            h.baseline = marker in (0xC0, 0xC1, 0xC2) and d[i + 4] == 8  # 8-bit Huffman: libjpeg scales it
             break
         i += 2 + length
     return h
@@ -215,8 +219,11 @@ def exif_orientation(blob: bytes) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
-    """Turn stored pixels ``[H, W, ...]`` upright for EXIF orientation 1..8 (same result as OpenCV's)."""
+def apply_orientation(a: np.ndarray, orientation: int, *, copy: bool = True) -> np.ndarray:
+    """Turn stored pixels ``[H, W, ...]`` upright for EXIF orientation 1..8 (same result as OpenCV's).
+
+    ``copy=False`` returns a view (no second copy of a large picture; the caller reads it in bands).
+    """
     ops: dict[int, Callable[[np.ndarray], np.ndarray]] = {
         2: lambda x: x[:, ::-1],                 # mirrored
         3: lambda x: x[::-1, ::-1],              # rotated 180
@@ -227,4 +234,6 @@ def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
         8: lambda x: np.rot90(x, 1),             # rotate 90 counter-clockwise to view
     }
     op = ops.get(orientation)
-    return a if op is None else np.ascontiguousarray(op(a))
+    if op is None:
+        return a
+    return np.ascontiguousarray(op(a)) if copy else op(a)

@@ -1,9 +1,9 @@
 """``kernelviz compare``: do the explanations of two similar kernels tell them apart?
 
-For two kernels a, b of one layer whose activation maps on an image overlap (by default the most correlated
-pair of active kernels), explain both, then measure on onnxruntime how much of each kernel survives under each
-explanation: a good explanation of a keeps a and drops b, and the reverse (METHOD.md, "Similar kernels"). The
-same is measured for every baseline at the same mask area, which can only say where a kernel fires.
+For two kernels a, b of one layer whose activation maps on an image overlap (by default a pair that both fire
+strongly and alike: :func:`pick_pair`), explain both, then measure on onnxruntime how much of each kernel survives
+under each explanation: a good explanation of a keeps a and drops b, and the reverse (METHOD.md, "Similar
+kernels"). The same is measured for every baseline at the same mask area, which can only say where a kernel fires.
 
 The explanations are made by :func:`onnx_kernelviz.pipeline.explain.explain` into the same folder, so DIR holds the
 usual results.json next to compare.json, and one report.html shows both.
@@ -16,22 +16,24 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_kernelviz.report.pictures import write_json
 from onnx_kernelviz.baselines import resolve_names
 from onnx_kernelviz.errors import KernelvizError, UsageError
-from onnx_kernelviz.pipeline.explain import ExplainConfig, ProgressFn, explain, prepare
-from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.frontend.layers import Layer
-from onnx_kernelviz.measure.metrics import correlation, kernel_energy, kernel_metrics, rectified
-from onnx_kernelviz.model import Model
+from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.outdir import prepare_out_dir
 from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.measure.metrics import correlation, kernel_energy, kernel_metrics, rectified
+from onnx_kernelviz.measure.pairs import DEFAULT_CONTRAST, SEPARATION, advice, separation, told_apart
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.explain import ExplainConfig, ProgressFn, explain, prepare
+from onnx_kernelviz.report.pictures import write_json
 
-__all__ = ["compare", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine", "separation"]
+__all__ = ["compare", "pick_pair", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine", "separation",
+           "SEPARATION"]
 
-#: weight of the partner-suppression term when explaining a against b (and b against a); chosen by
-#: measurement (docs/EVALUATION.md, scripts/evaluate.py); 0 gives the plain explanations of ``explain``
-CONTRAST = 12.0
+#: weight of the partner-suppression term when explaining a against b (and b against a); 0 gives the plain
+#: explanations of ``explain``
+CONTRAST = DEFAULT_CONTRAST
 
 #: a kernel takes part in the automatic pick when ‖r_k(x)‖ is at least this fraction of the layer's largest:
 #: kernels that fire on a handful of positions correlate by accident and have little to explain.
@@ -65,6 +67,56 @@ def most_correlated_pair(t: np.ndarray, min_share: float = MIN_SHARE) -> tuple[i
     return a, b, correlation(t[a], t[b])
 
 
+#: the automatic pick wants both kernels to fire strongly and their maps to agree: a pair scores the weaker of
+#: the two, min(correlation, the weaker kernel's ‖r‖ / the strongest kernel's ‖r‖), so it must do well on both
+PICK_RULE = "largest min(correlation, the weaker kernel's share of the strongest kernel's activation)"
+
+
+def pick_pair(t: np.ndarray, min_share: float = MIN_SHARE) -> tuple[int, int, float, dict]:
+    """The pair (a < b) of kernels that both fire strongly and fire alike on this image, its correlation, and
+    why it was picked (compare.json's ``picked``).
+
+    Each kernel's *share* is ‖r_k‖ / max_j ‖r_j‖ (1 for the strongest kernel of the layer on this image); the
+    score of a pair is the smaller of its correlation (Pearson, of r_a and r_b over positions) and its weaker
+    kernel's share. The most correlated pair alone is often two weak kernels that fire on a few cells (default
+    model, layer 20, coffee.jpg: correlation 0.54 at a share of 0.17); the strongest pair alone, or the product of
+    the two, often two kernels that fire in different places (correlation 0.34 at 0.92): neither is a pair worth
+    telling apart. The minimum balances them (0.43 at 0.50 there).
+
+    Args:
+        t: activations of one image ``[C, h, w]`` (onnxruntime).
+        min_share: kernels under this share take no part (falls back to every firing kernel when fewer than two
+            pass).
+
+    Raises:
+        UsageError: fewer than two kernels fire with a non-constant map.
+    """
+    r = rectified(t)
+    energy = kernel_energy(t)
+    share = energy / max(float(energy.max()), 1e-30)
+    varying = r.std(axis=1) > 0
+    idx = np.flatnonzero(varying & (share >= min_share))
+    if len(idx) < 2:
+        idx = np.flatnonzero(varying & (energy > 0))
+    if len(idx) < 2:
+        raise UsageError("fewer than two kernels of this layer fire (with a non-constant map) on this image; "
+                         "pick another image or layer, or give --kernel A --kernel B")
+    c = np.corrcoef(r[idx])
+    weaker = np.minimum(share[idx][:, None], share[idx][None, :])
+    score = np.minimum(np.clip(c, 0, None), weaker)
+    np.fill_diagonal(score, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+    a, b = sorted((int(idx[i]), int(idx[j])))
+    corr = correlation(t[a], t[b])
+    np.fill_diagonal(c, -np.inf)
+    mi, mj = np.unravel_index(int(np.argmax(c)), c.shape)
+    why = {"by": "score", "rule": PICK_RULE, "score": float(score[i, j]), "correlation": corr,
+           "share_a": float(share[a]), "share_b": float(share[b]), "candidates": int(len(idx)),
+           "min_share": float(min_share),
+           "most_correlated": [int(min(idx[mi], idx[mj])), int(max(idx[mi], idx[mj])), float(c[mi, mj])]}
+    return a, b, corr, why
+
+
 def filter_cosine(model: Model, layer: Layer, a: int, b: int) -> float | None:
     """Cosine of kernels a and b's conv weights, or None when they read different input channels (grouped and
     depthwise convs) or the weights are not constants. Near 1, both compute almost the same function of the same
@@ -77,16 +129,6 @@ def filter_cosine(model: Model, layer: Layer, a: int, b: int) -> float | None:
         return None
     wa, wb = w[a].ravel().astype(np.float64), w[b].ravel().astype(np.float64)
     return float(wa @ wb / (np.linalg.norm(wa) * np.linalg.norm(wb) + 1e-12))
-
-
-#: a pair is told apart when each kernel keeps this many times more of itself than of the other (METHOD.md)
-SEPARATION = 1.5
-
-
-def separation(entry: dict) -> float:
-    """The smaller of kept_a / kept_b under x'_a and kept_b / kept_a under x'_b (``{"a": {...}, "b": {...}}``)."""
-    return min(entry["a"]["kept_a"] / max(entry["a"]["kept_b"], 1e-6),
-               entry["b"]["kept_b"] / max(entry["b"]["kept_a"], 1e-6))
 
 
 def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int) -> dict:
@@ -102,7 +144,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
     """Explain kernels a and b of ``layer`` on ``image`` and measure how well each explanation separates them.
 
     Args:
-        kernels: ``(a, b)``, or None for the most correlated pair of active kernels on this image.
+        kernels: ``(a, b)``, or None for the pair :func:`pick_pair` picks (both firing strongly, and alike).
         config: the explanation settings; ``config.baselines`` empty means every baseline (at our mask's area, or
             for the pixel method at the fraction of pixels x' leaves unchanged).
         contrast: weight of suppressing the other kernel of the pair in particular (x'_a keeps a and drops b);
@@ -128,11 +170,11 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
     prep = prepare(model, paths, la.tensor, preprocess, cfg)
     t_x = prep.t_ort[0]
     if kernels is None:
-        a, b, corr = most_correlated_pair(t_x)
+        a, b, corr, picked = pick_pair(t_x)
     else:
         a, b = (int(k) for k in kernels)
         _check_kernels(a, b, t_x)
-        corr = correlation(t_x[a], t_x[b])
+        corr, picked = correlation(t_x[a], t_x[b]), {"by": "given"}
     cfg = replace(cfg, partners=((a, b), (b, a)), contrast=float(contrast))
     run = explain(model, paths, la.index, f"{a},{b}", out, preprocess=preprocess, config=cfg, force=True,
                   progress=progress)
@@ -143,18 +185,21 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
                                  f"{res.get(k, {}).get('reason', 'no result')}")
     fa, fb = res[a]["files"], res[b]["files"]
     ours, theirs = measure_pair(model, la.tensor, t_x, out, fa, fb, a, b)
+    cosine = filter_cosine(model, la, a, b)
     files = {"original": fa["original"], "modified_a": fa["modified"], "modified_b": fb["modified"],
              "mask_a": fa["mask"], "mask_b": fb["mask"], "act_a": fa["act_before"], "act_b": fb["act_before"]}
-    for name in theirs:
-        for s, f in (("a", fa), ("b", fb)):
+    for s, f in (("a", fa), ("b", fb)):  # the focus pictures, when explain drew them: the report leads with these
+        files.update({f"{key}_{s}": f[key] for key in ("focus_crop", "focus_crop_modified", "focus_photo")
+                      if f.get(key)})
+        for name in theirs:
             if f"baseline_modified:{name}" in f:
                 files[f"baseline_modified_{s}:{name}"] = f[f"baseline_modified:{name}"]
     doc = {"model": str(model.path), "layer": la.name, "tensor": la.tensor, "layer_index": la.index,
-           "image": str(paths[0]), "kernels": [a, b], "correlation": corr,
-           "picked": "given" if kernels is not None else "most correlated", "contrast": cfg.contrast,
-           "method": cfg.method, "filter_cosine": filter_cosine(model, la, a, b),
-           "ours": ours, "baselines": theirs,
-           "files": files}
+           "image": str(paths[0]), "image_notes": list(prep.notes[0]), "kernels": [a, b], "correlation": corr,
+           "picked": picked, "contrast": cfg.contrast, "method": cfg.method, "filter_cosine": cosine,
+           "separation": separation(ours), "told_apart": told_apart(ours),
+           "advice": None if told_apart(ours) else advice(cfg.method, cfg.contrast, cosine),
+           "ours": ours, "baselines": theirs, "files": files}
     write_json(out / "compare.json", doc)
     from onnx_kernelviz.report.html import write_report
     write_report(out)

@@ -8,7 +8,7 @@ from pathlib import Path
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn, explain
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.io.preprocess import resolve_preprocess
+from onnx_kernelviz.io.sidecar import resolve_preprocess
 
 PACKAGE = Path(__file__).resolve().parents[1]
 PHOTOS = PACKAGE / "data" / "photos"

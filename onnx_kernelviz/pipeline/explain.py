@@ -21,7 +21,9 @@ from onnx_kernelviz import __version__
 from onnx_kernelviz.report.pictures import write_json
 from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
 from onnx_kernelviz.pipeline.files import write_baselines, write_explanation
-from onnx_kernelviz.io.images import from_model_input, list_images, read_image, to_model_input
+from onnx_kernelviz.io.decode import read_image
+from onnx_kernelviz.io.images import list_images
+from onnx_kernelviz.io.modelinput import FitPlan, from_model_input, mean_colour, plan_fit, to_model_input
 from onnx_kernelviz.method.kernels import select_items
 from onnx_kernelviz.measure.metrics import kernel_energy, kernel_metrics, parity
 from onnx_kernelviz.model import Model
@@ -119,12 +121,14 @@ class Prepared:
     b: np.ndarray
     t_ort: np.ndarray
     energy: np.ndarray
+    fits: list[FitPlan] = field(default_factory=list)  # how each picture was fitted to the input
 
 
 @dataclass
 class ExplainRun:
     out_dir: Path
     results: list[dict] = field(default_factory=list)
+    fits: list[FitPlan] = field(default_factory=list)
 
     @property
     def results_path(self) -> Path:
@@ -161,9 +165,11 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
-    run = ExplainRun(out)
+    run = ExplainRun(out, fits=prep.fits)
+    # activation_shape [C, h, w]: the report's sentences say "row r, col c of the h×w map" and "the other C-1"
     header = {"model": str(model.path), "model_sha256": model.loaded.sha256, "layer": la.name, "tensor": la.tensor,
-              "layer_index": la.index, "method": config.method, "device": str(model.devices.torch),
+              "layer_index": la.index, "activation_shape": list(prep.t_ort.shape[1:]),
+              "method": config.method, "device": str(model.devices.torch),
               "ort_providers": list(model.ort((la.tensor,)).providers), "version": __version__,
               "settings": {**asdict(config), "kernels": kernels, "preprocess": preprocess.to_dict(),
                            "input_size": list(prep.x.shape[-2:])}}
@@ -246,16 +252,17 @@ def _unmeasured(image: str, k: int, status: str, notes: tuple[str, ...], reason:
 def prepare(model: Model, paths: list[Path], tensor: str, pp: Preprocess, config: ExplainConfig) -> Prepared:
     """Read and preprocess the images, build their references, and run them once through onnxruntime."""
     size = model.input_size(pp.size)
-    loaded = [read_image(p) for p in paths]
+    # each picture is fitted to the input as it is read, so only input-sized arrays are kept (io/decode.py)
+    loaded = [read_image(p, size=size, fit=pp.fit, fill=mean_colour(pp)) for p in paths]
     x = np.stack([to_model_input(im, pp, size, model.channels) for im in loaded])
     photos = [from_model_input(xi, pp) for xi in x]
     lo, hi = (torch.from_numpy(v) for v in valid_range(pp, model.channels))
     gen = torch.Generator().manual_seed(config.seed)
     b = REFERENCES.get(config.reference)(torch.from_numpy(x), lo, hi, gen).numpy()
     t = model.run_ort(x, (tensor,))[0]
-    notes = [im.notes + ((f"resized {im.original_size[0]}x{im.original_size[1]} -> {size[0]}x{size[1]} (HxW)",)
-                         if im.original_size != size else ()) for im in loaded]
-    return Prepared(paths, photos, notes, x, b, t, np.stack([kernel_energy(ti) for ti in t]))
+    notes = [im.notes for im in loaded]
+    return Prepared(paths, photos, notes, x, b, t, np.stack([kernel_energy(ti) for ti in t]),
+                    [plan_fit(im.original_size, size, pp.fit) for im in loaded])
 
 
 def _check_parity(model: Model, tensor: str, prep: Prepared, tol: float) -> None:

@@ -7,41 +7,60 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_kernelviz.report.pictures import activation_picture, components_picture, others_picture, overlay, write_image, write_npy
 from onnx_kernelviz.io.images import from_model_input
-from onnx_kernelviz.measure.metrics import kernel_energy
 from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.report.charts import activation_map, others_chart, region_energy
+from onnx_kernelviz.report.crops import cell_box, crop_pair, focus_cells, photo_with_box
+from onnx_kernelviz.report.pictures import components_picture, overlay, write_image, write_npy
 
 __all__ = ["write_explanation", "write_baselines"]
 
 
 def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_mod: np.ndarray,
                       mask: np.ndarray | None, t_before: np.ndarray, t_after: np.ndarray, k: int, pp: Preprocess,
-                      bands: tuple[tuple[str, ...], np.ndarray] | None = None) -> dict:
+                      bands: tuple[tuple[str, ...], np.ndarray] | None = None, focus: dict | None = None) -> dict:
     """Pictures of kernel k's explanation on one image, in ``out/stem/kNNNN/``; returns their paths relative to
     ``out``.
 
     Args:
         photo: the image as the model saw it ``[H, W, 3]`` uint8; x, x_mod: model inputs ``[C, H, W]`` before and
             after; mask: ``[H, W]`` or None (pixel method); t_before, t_after: onnxruntime activations
-            ``[C', h, w]``; bands: a component mask's names and grids ``[M, h, w]`` (mask_components.png).
+            ``[C', h, w]``; bands: a component mask's names and grids ``[M, h, w]`` (mask_components.png);
+            focus: the result's ``focus`` block (CONTRACT.md, "Local explanations": ``peak``, ``rf_box``), or None
+            for a whole-map explanation. With it, the photo with the box and the peak (focus_photo.png), the box
+            of the photo with the mask's contour and of x' (focus_crop.png, focus_crop_modified.png), and the
+            maps and the others chart on the focus cells.
     """
     d = out / stem / f"k{k:04d}"
     d.mkdir(parents=True, exist_ok=True)
-    size = photo.shape[:2]
     original = out / stem / "original.png"
     if not original.exists():
         write_image(original, photo)
     before, after = t_before[k], t_after[k]
     vmax = float(max(np.maximum(before, 0).max(), np.maximum(after, 0).max(), 1e-12))
-    files = {"original": original, "modified": d / "modified.png", "modified_npy": d / "modified.npy",
-             "act_before": d / "act_before.png", "act_after": d / "act_after.png", "others": d / "others.png"}
-    write_image(files["modified"], from_model_input(x_mod, pp))
+    files: dict[str, Path] = {"original": original, "modified": d / "modified.png",
+                              "modified_npy": d / "modified.npy", "act_before": d / "act_before.png",
+                              "act_after": d / "act_after.png", "others": d / "others.png"}
+    modified = from_model_input(x_mod, pp)
+    write_image(files["modified"], modified)
     # x' exactly as measured (model input space, [C, H, W] float32): the PNG is rounded to 8 bits
     write_npy(files["modified_npy"], x_mod.astype(np.float32))
-    write_image(files["act_before"], activation_picture(before, size, vmax))
-    write_image(files["act_after"], activation_picture(after, size, vmax))
-    write_image(files["others"], others_picture(kernel_energy(t_before), kernel_energy(t_after), k))
+    peak: tuple[int, int] | None = None
+    cells: np.ndarray | None = None
+    if focus is not None:
+        peak = (int(focus["peak"][0]), int(focus["peak"][1]))
+        cells = focus_cells(before, peak)
+        files.update(focus_photo=d / "focus_photo.png", focus_crop=d / "focus_crop.png",
+                     focus_crop_modified=d / "focus_crop_modified.png")
+        write_image(files["focus_photo"], photo_with_box(photo, focus["rf_box"],
+                                                         cell_box(peak, before.shape, photo.shape[:2])))
+        left, right = crop_pair(photo, modified, mask, focus["rf_box"])
+        write_image(files["focus_crop"], left)
+        write_image(files["focus_crop_modified"], right)
+    write_image(files["act_before"], activation_map(before, vmax, cells, peak))
+    write_image(files["act_after"], activation_map(after, vmax, cells, peak))
+    write_image(files["others"], others_chart(region_energy(t_before, cells), region_energy(t_after, cells), k,
+                                              "on the focus cells" if cells is not None else "on the map"))
     if mask is not None:
         files["mask"] = d / "mask.png"
         files["mask_npy"] = d / "mask.npy"
@@ -53,26 +72,38 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
             files["mask_components"] = d / "mask_components.png"
             write_image(files["mask_components"], components_picture(photo, bands[1], bands[0]))
     else:
-        files["mask"] = None
         # pixel method: the change |x' - x| is the closest thing to a mask
         diff = np.abs(x_mod - x).mean(0)
         files["overlay"] = d / "overlay.png"
         write_image(files["overlay"], overlay(photo, diff / (diff.max() + 1e-12)))
-    return {name: (None if p is None else str(Path(p).relative_to(out))) for name, p in files.items()}
+    rel: dict[str, str | None] = {name: str(p.relative_to(out)) for name, p in files.items()}
+    return rel if mask is not None else {**rel, "mask": None}
 
 
-def write_baselines(out: Path, files: dict, outcomes: dict, pp: Preprocess) -> dict:
-    """Save each baseline's mask and x' next to ours; returns {name: metrics} and adds their files."""
+def write_baselines(out: Path, files: dict, outcomes: dict, pp: Preprocess, photo: np.ndarray | None = None,
+                    focus: dict | None = None) -> dict:
+    """Save each baseline's mask and x' next to ours; returns {name: metrics} and adds their files.
+
+    With ``photo`` ``[H, W, 3]`` and the result's ``focus`` block, each baseline's box is cropped as ours is
+    (``baseline_crop:NAME`` with its mask's contour, ``baseline_crop_modified:NAME``), so they read side by side.
+    """
     metrics = {}
     d = (out / files["modified"]).parent
     for name, o in outcomes.items():
         mpath, xpath = d / f"baseline_{name}_mask.png", d / f"baseline_{name}_modified.png"
         npath = d / f"baseline_{name}_modified.npy"
+        modified = from_model_input(o.x_mod, pp)
         write_image(mpath, (np.clip(o.mask, 0, 1) * 255).astype(np.uint8))
-        write_image(xpath, from_model_input(o.x_mod, pp))
+        write_image(xpath, modified)
         write_npy(npath, o.x_mod.astype(np.float32))  # exact x', so compare can re-measure it without recomputing
         files[f"baseline_mask:{name}"] = str(mpath.relative_to(out))
         files[f"baseline_modified:{name}"] = str(xpath.relative_to(out))
         files[f"baseline_modified_npy:{name}"] = str(npath.relative_to(out))
+        if focus is not None and photo is not None:
+            left, right = crop_pair(photo, modified, o.mask, focus["rf_box"])
+            for key, pic in ((f"baseline_crop:{name}", left), (f"baseline_crop_modified:{name}", right)):
+                path = d / f"{key.replace(':', '_')}.png"
+                write_image(path, pic)
+                files[key] = str(path.relative_to(out))
         metrics[name] = o.metrics
     return metrics

@@ -1,0 +1,104 @@
+"""One plain sentence per explanation, built only from its numbers.
+
+It says where (row and column of the activation map, and "the boxed area of the photo": the tool knows
+positions, not what is there, so it never names an eye or a wheel), how much of kernel k survives, what happens
+to the other kernels there, and how large the kept region is. When the bound says no change of the input can
+isolate k (``oracle_gain`` low), it says that instead, and names the kernels that fire with k.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["LOW_GAIN", "COFIRING_KEY", "describe", "cannot_isolate", "cofiring_kernels"]
+
+#: below this ``oracle_gain`` (the best specificity gain any input change reached on the focus cells), no picture
+#: can show k apart from its neighbours: the report says so instead. The focus block's own ``separable`` decides
+#: when it is there; this is the same threshold for blocks without it (pipeline/focus.py, SEPARABLE_GAIN).
+LOW_GAIN = 1.5
+#: the focus block's list of kernels that fire with k on the focus cells (ints, or objects with a "kernel")
+COFIRING_KEY = "companions"
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def cannot_isolate(focus: dict) -> bool:
+    """True when the focus block says k is not ``separable``, or (without that field) when the bound was computed
+    and is under :data:`LOW_GAIN`."""
+    focus = _dict(focus)
+    if isinstance(focus.get("separable"), bool):
+        return not focus["separable"] and _num(focus.get("oracle_gain")) is not None
+    gain = _num(focus.get("oracle_gain"))
+    return gain is not None and gain < LOW_GAIN
+
+
+def cofiring_kernels(focus: dict, most: int = 5) -> list[int]:
+    """Up to ``most`` kernels recorded as firing with k on the focus cells, in the recorded order."""
+    raw = _dict(focus).get(COFIRING_KEY)
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        k = item.get("kernel") if isinstance(item, dict) else item
+        if isinstance(k, int) and not isinstance(k, bool):
+            out.append(k)
+    return out[:most]
+
+
+def _listing(kernels: list[int]) -> str:
+    names = [str(k) for k in kernels]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _others(value: float, count: int | None, where: str) -> str:
+    who = f"the other {count} kernels" if count else "the other kernels"
+    verb = "drop to" if value < 0.9 else ("stay at" if value <= 1.1 else "rise to")
+    return f"{who}{where} {verb} {value:.2f}"
+
+
+def _share(value: float | None, of: str) -> str:
+    return "" if value is None else f"; the kept region is {value * 100:.0f} % of {of}"
+
+
+def describe(r: dict, map_shape: tuple[int, int] | None = None, channels: int | None = None,
+             kept_share: float | None = None) -> str | None:
+    """The sentence for result ``r`` (a results.json entry), or None when it has nothing to say (not ok).
+
+    Args:
+        map_shape: ``(h, w)`` of the activation map, when known; channels: the layer's kernel count;
+        kept_share: the share of the rf_box (focus) or of the photo (whole map) that the mask keeps (mask ≥ ½).
+    """
+    if r.get("status", "ok") != "ok":
+        return None
+    k, focus = r.get("kernel", "?"), _dict(r.get("focus"))
+    others_count = channels - 1 if isinstance(channels, int) and channels > 1 else None
+    grid = f" of the {map_shape[0]}×{map_shape[1]} map" if map_shape else " of its map"
+    if focus:
+        if cannot_isolate(focus):
+            mates = cofiring_kernels(focus)
+            who = f"kernels {_listing(mates)}" if len(mates) > 1 else (
+                f"kernel {mates[0]}" if mates else "the kernels that fire with it there")
+            return (f"Kernel {k} cannot be told apart from {who} at this layer: no change of the input isolates "
+                    f"it (best possible gain ×{_num(focus.get('oracle_gain')):.1f}).")
+        peak, cells = focus.get("peak"), _num(focus.get("cells"))
+        kept, others = _num(focus.get("kept")), _num(focus.get("others_kept"))
+        if kept is None or others is None:
+            return None
+        at = (f"row {peak[0]}, col {peak[1]}" if isinstance(peak, list) and len(peak) == 2 else "its peak")
+        place = (f"on the {cells:.0f} cells around {at}" if cells and cells > 1 else f"at {at}") + grid
+        return (f"Kernel {k} keeps {kept:.2f} of its activation {place} (the boxed area of the photo) while "
+                f"{_others(others, others_count, ' there')}{_share(kept_share, 'the boxed area')}.")
+    kept, others = _num(r.get("kept")), _num(r.get("others_kept"))
+    if kept is None or others is None:
+        return None
+    share = kept_share if kept_share is not None else _num(r.get("mask_area"))
+    whole = f" over the whole {map_shape[0]}×{map_shape[1]} map" if map_shape else " over its whole map"
+    area = "" if share is None else f"; the mask keeps {share * 100:.0f} % of the photo"
+    return f"Kernel {k} keeps {kept:.2f} of its activation{whole} while {_others(others, others_count, '')}{area}."

@@ -1,0 +1,399 @@
+"""Hostile files lose nothing and exhaust nothing (issue 10, docs/RELIABILITY.md "Threat model").
+
+Memory is measured with tracemalloc (numpy's and OpenCV's arrays are traced), never with wall clock: huge
+images are fitted to the model input as they are read; special files (FIFO, devices, sockets) are refused
+before they are opened; external data is read only as far as the tensor's shape needs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tracemalloc
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+import tiny_models
+from onnx_kernelviz.cli import cli
+from onnx_kernelviz.errors import ImageError, ModelError
+from onnx_kernelviz.frontend.load import load_model
+from onnx_kernelviz.io.decode import read_image
+from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.explain import ExplainConfig, prepare
+
+FAST = ["--steps", "2", "--device", "cpu"]
+
+
+@contextmanager
+def deadline(seconds: int = 60):
+    """Fail instead of hanging (a FIFO opened for reading blocks until a writer comes)."""
+    def boom(*_):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def run(*args):
+    with deadline():
+        return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_error(result, code: int, *needles: str) -> str:
+    """Exit ``code``, exactly one ``Error:`` line holding ``needles``; never a traceback or the fallback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and "unexpected" not in result.output, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def peak_mib(fn) -> tuple[object, float]:
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return tiny_models.save(tiny_models.two_conv(), tmp_path_factory.mktemp("m") / "two.onnx")
+
+
+def _png(path: Path, h: int, w: int) -> Path:
+    cv2.imwrite(str(path), np.zeros((h, w, 3), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return path
+
+
+# --- images: memory bounded by the model input ------------------------------------------------------------
+
+def test_huge_pngs_cost_one_decoded_file_however_many(model_path, tmp_path):
+    """The attack in small: 3000x3000 zero PNGs (27 MB decoded, 108 MB as float each). Before, every image was
+    held at full size as float32 before resizing: 3 images peaked above 324 MB."""
+    paths = [_png(tmp_path / f"z{i}.png", 3000, 3000) for i in range(3)]
+    m, pp, cfg = Model(model_path, device="cpu"), Preprocess(), ExplainConfig()
+    _, one = peak_mib(lambda: prepare(m, paths[:1], m.layers[0].tensor, pp, cfg))
+    prep, three = peak_mib(lambda: prepare(m, paths, m.layers[0].tensor, pp, cfg))
+    assert prep.x.shape == (3, 3, 16, 16)
+    decoded = 3000 * 3000 * 3 / 2**20
+    assert three < 2 * decoded, three  # one decoded file and a band of float rows, not a float copy
+    assert three < one * 1.25 + 1  # does not grow with the number of images
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale(tmp_path):
+    """libjpeg decodes a 4000x6000 JPEG at 1/8 for a 224x224 input: under 1/8 of the full decode's memory."""
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    photo = cv2.resize(coarse, (6000, 4000), interpolation=cv2.INTER_LINEAR)
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    img, peak = peak_mib(lambda: read_image(path, size=(224, 224)))
+    full = 4000 * 6000 * 3 / 2**20
+    assert img.rgb.shape == (224, 224, 3) and img.original_size == (4000, 6000)
+    assert peak < full / 8, peak
+    # the same picture as a full decode fitted the same way (scaled IDCT vs area averaging: close, not equal)
+    ref = cv2.resize(photo, (336, 224), interpolation=cv2.INTER_AREA)[:, 56:280, ::-1] / 255.0
+    assert np.abs(img.rgb - ref).mean() < 2 / 255
+    assert img.notes[-1] == "resized 4000x6000 -> 224x336 (HxW), centre-cropped to 224x224"
+
+
+def test_a_long_strip_is_cropped_before_it_is_resized(tmp_path):
+    """A 1x10000 PNG for a 224x224 crop would be resized to 224x2240000 (6 GB as float) before cropping."""
+    path = tmp_path / "strip.png"
+    cv2.imwrite(str(path), np.full((1, 10000, 3), 90, np.uint8))
+    img, peak = peak_mib(lambda: read_image(path, size=(224, 224)))
+    assert img.rgb.shape == (224, 224, 3) and np.allclose(img.rgb, 90 / 255, atol=1e-6)
+    assert peak < 16, peak
+
+
+# --- special files: refused before they are opened ----------------------------------------------------------
+
+@pytest.fixture
+def fifo(tmp_path) -> Path:
+    p = tmp_path / "pipe.png"
+    os.mkfifo(p)
+    return p
+
+
+def _socket_file(folder: Path) -> tuple[Path, socket.socket]:
+    s = socket.socket(socket.AF_UNIX)
+    path = folder / "sock.png"
+    s.bind(str(path))
+    return path, s
+
+
+@pytest.mark.parametrize("special", ["fifo", "dev_zero", "socket"])
+@pytest.mark.parametrize("command", ["explain", "verify"])
+def test_special_file_as_image_is_one_line_and_no_out(model_path, tmp_path, fifo, special, command):
+    sock = None
+    if special == "fifo":
+        image, kind = fifo, "named pipe (FIFO)"
+    elif special == "dev_zero":
+        image, kind = Path("/dev/zero"), "character device"
+    else:
+        (image, sock) = _socket_file(tmp_path)
+        kind = "socket"
+    out = tmp_path / "out"
+    try:
+        args = (["explain", model_path, image, "--layer", "0", "--kernel", "0", "--out", out, *FAST]
+                if command == "explain" else ["verify", model_path, image])
+        one_error(run(*args), 1, str(image), kind, "not a regular file")
+    finally:
+        if sock is not None:
+            sock.close()
+    assert not out.exists()
+
+
+def test_special_files_inside_a_folder_are_skipped(model_path, tmp_path, fifo):
+    _png(tmp_path / "ok.png", 20, 20)
+    r = run("explain", model_path, tmp_path, "--layer", "0", "--kernel", "0", "--out", tmp_path / "out", *FAST)
+    assert r.exit_code == 0, r.output
+    assert fifo.exists()  # untouched
+
+
+def test_read_image_refuses_a_fifo_without_blocking(fifo):
+    with deadline(), pytest.raises(ImageError, match="named pipe"):
+        read_image(fifo)
+
+
+@pytest.mark.parametrize("special", ["fifo", "dev_zero"])
+def test_special_file_as_model(tmp_path, fifo, special):
+    model = fifo if special == "fifo" else Path("/dev/zero")
+    kind = "named pipe (FIFO)" if special == "fifo" else "character device"
+    one_error(run("inspect", model), 1, kind, "not a regular file", ".onnx model file")
+
+
+def test_fifo_as_external_data_file(tmp_path):
+    path = tiny_models.save_external(tiny_models.two_conv(), tmp_path / "m")
+    (tmp_path / "m" / "model.bin").unlink()
+    os.mkfifo(tmp_path / "m" / "model.bin")
+    with deadline(), pytest.raises(ModelError, match=r"named pipe \(FIFO\), not a regular file"):
+        load_model(path)
+
+
+def test_fifo_named_like_a_sidecar_is_ignored(model_path, tmp_path):
+    p = tiny_models.save(tiny_models.two_conv(), tmp_path / "net.onnx")
+    os.mkfifo(tmp_path / "net.kernelviz.json")
+    r = run("verify", p)
+    assert r.exit_code == 0, r.output
+
+
+def test_model_file_over_two_gb_is_refused_unread(tmp_path):
+    p = tmp_path / "huge.onnx"
+    with open(p, "wb") as f:
+        f.truncate(3 << 30)  # sparse: nothing is written
+    _, peak = peak_mib(lambda: one_error(run("inspect", p), 1, "3.0 GB", "2 GB"))
+    assert peak < 64, peak
+
+
+# --- external data: read only what the shapes need ----------------------------------------------------------
+
+def _strip_lengths(model_path: Path) -> None:
+    m = onnx.load(str(model_path), load_external_data=False)
+    for t in m.graph.initializer:
+        keep = [(e.key, e.value) for e in t.external_data if e.key != "length"]
+        del t.external_data[:]
+        for k, v in keep:
+            t.external_data.add(key=k, value=v)
+    model_path.write_bytes(m.SerializeToString())
+
+
+def test_sparse_terabyte_data_file_without_lengths_is_not_read(tmp_path):
+    """No length entry: onnx's loader reads from the offset to the end of the file (1 TB here)."""
+    path = tiny_models.save_external(tiny_models.two_conv(), tmp_path / "m")
+    _strip_lengths(path)
+    os.truncate(tmp_path / "m" / "model.bin", 1 << 40)
+    loaded, peak = peak_mib(lambda: load_model(path))
+    assert peak < 16, peak
+    m = Model(path, device="cpu")
+    x = m.synthetic_input(2)
+    t = (m.layers[1].tensor,)
+    np.testing.assert_allclose(m.run_torch(x, t)[0], m.run_ort(x, t)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_weights_larger_than_the_machine_are_refused_unread(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "w.bin").touch()
+    os.truncate(folder / "w.bin", 1 << 40)
+    big = TensorProto(name="w1", data_type=TensorProto.FLOAT, dims=[1 << 38])
+    big.data_location = TensorProto.EXTERNAL
+    big.external_data.add(key="location", value="w.bin")
+    proto = tiny_models.two_conv()
+    proto.graph.initializer.append(big)
+    path = folder / "model.onnx"
+    path.write_bytes(proto.SerializeToString())
+    r, peak = peak_mib(lambda: run("inspect", path))
+    one_error(r, 1, "'w1'", "1099.5 GB", "more than this machine's")
+    assert peak < 64, peak
+
+
+def test_declared_length_must_match_the_shape(tmp_path):
+    path = tiny_models.save_external(tiny_models.two_conv(), tmp_path / "m")
+    m = onnx.load(str(path), load_external_data=False)
+    for e in m.graph.initializer[0].external_data:
+        if e.key == "length":
+            e.value = str(int(e.value) * 1000)
+    path.write_bytes(m.SerializeToString())
+    one_error(run("inspect", path), 1, "declares", "needs", "re-export the model")
+
+
+def test_truncated_data_file_is_named(tmp_path):
+    path = tiny_models.save_external(tiny_models.two_conv(), tmp_path / "m")
+    os.truncate(tmp_path / "m" / "model.bin", 100)
+    one_error(run("inspect", path), 1, "'model.bin'", "truncated")
+
+
+# --- a model's own fixed input size ---------------------------------------------------------------------------
+
+def _huge_input_model(path: Path) -> Path:
+    w = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "huge",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 100000, 100000])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "h", "w"])], [w])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return tiny_models.save(m, path)
+
+
+@pytest.mark.parametrize("command", ["verify", "explain"])
+def test_huge_fixed_input_is_one_line_before_any_allocation(tmp_path, command):
+    model = _huge_input_model(tmp_path / "huge.onnx")
+    _png(tmp_path / "a.png", 20, 20)
+    out = tmp_path / "out"
+    args = (["verify", model] if command == "verify" else
+            ["explain", model, tmp_path / "a.png", "--layer", "0", "--kernel", "0", "--out", out, *FAST])
+    r, peak = peak_mib(lambda: run(*args))
+    one_error(r, 1, "100000x100000", "re-export the model with a smaller or dynamic input size")
+    assert peak < 64, peak
+    assert not out.exists()
+    assert run("inspect", model).exit_code == 0  # nothing is allocated to list the layers
+
+
+def test_out_of_memory_advice_fits_the_command(model_path, monkeypatch):
+    def no_memory(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr("onnx_kernelviz.model.load_model", no_memory)
+    line = one_error(run("inspect", model_path), 1, "out of memory")
+    assert "--batch-size" not in line and "--size" not in line
+    monkeypatch.setattr("onnx_kernelviz.model.load_model", no_memory)
+    one_error(run("verify", model_path), 1, "out of memory", "--size")
+
+
+# --- every case: one line, its own message, nothing written, never the fallback -----------------------------
+
+def _case(tmp: Path, name: str) -> tuple[Path, Path, int, tuple[str, ...]]:
+    """(model, image, exit status, needles) for one hostile input, built in ``tmp``."""
+    model = tiny_models.save(tiny_models.two_conv(), tmp / "net.onnx")
+    image = _png(tmp / "a.png", 20, 20)
+    if name == "fifo image":
+        os.mkfifo(tmp / "p.png")
+        return model, tmp / "p.png", 1, ("named pipe (FIFO), not a regular file; give an image file",)
+    if name == "device image":
+        return model, Path("/dev/zero"), 1, ("character device, not a regular file",)
+    if name == "fifo model":
+        os.mkfifo(tmp / "p.onnx")
+        return tmp / "p.onnx", image, 1, ("named pipe (FIFO), not a regular file; give the path of an .onnx",)
+    if name == "model over 2 GB":
+        with open(tmp / "big.onnx", "wb") as f:
+            f.truncate(3 << 30)
+        return tmp / "big.onnx", image, 1, ("more than the 2 GB an ONNX file can",)
+    if name in ("fifo data", "truncated data", "length mismatch", "sparse weights over memory"):
+        model = tiny_models.save_external(tiny_models.two_conv(), tmp / "m")
+        data = tmp / "m" / "model.bin"
+        if name == "fifo data":
+            data.unlink()
+            os.mkfifo(data)
+            return model, image, 1, ("named pipe (FIFO), not a regular file; refusing it",)
+        if name == "truncated data":
+            os.truncate(data, 100)
+            return model, image, 1, ("the data file is truncated or belongs to another model",)
+        m = onnx.load(str(model), load_external_data=False)
+        t = m.graph.initializer[0]
+        if name == "length mismatch":
+            next(e for e in t.external_data if e.key == "length").value = "7"
+            needles = ("declares 7 bytes of external data",)
+        else:
+            del t.dims[:]
+            t.dims.extend([1 << 38])
+            keep = [(e.key, e.value) for e in t.external_data if e.key != "length"]
+            del t.external_data[:]
+            for k, v in keep:
+                t.external_data.add(key=k, value=v)
+            os.truncate(data, (1 << 40) + 4096)
+            needles = ("more than this machine's", "use a machine with more memory")
+        model.write_bytes(m.SerializeToString())
+        return model, image, 1, needles
+    if name == "huge fixed input":
+        return _huge_input_model(tmp / "huge.onnx"), image, 1, ("100000x100000 (HxW) input",)
+    if name == "sidecar over 1 MB":
+        (tmp / "net.kernelviz.json").write_bytes(b" " * (2 << 20))
+        return model, image, 2, ("larger than 1 MB",)
+    if name == "sidecar bad fit":
+        (tmp / "net.kernelviz.json").write_text('{"fit": 3}')
+        return model, image, 2, ("invalid fit 3",)
+    raise AssertionError(name)
+
+
+def _listing(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.lstat().st_mtime for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("name", ["fifo image", "device image", "fifo model", "model over 2 GB", "fifo data",
+                                  "truncated data", "length mismatch", "sparse weights over memory",
+                                  "huge fixed input", "sidecar over 1 MB", "sidecar bad fit"])
+def test_every_case_is_its_own_line_writes_nothing_and_never_the_fallback(tmp_path, name):
+    model, image, code, needles = _case(tmp_path, name)
+    before = _listing(tmp_path)
+    out = tmp_path / "out"
+    r = run("explain", model, image, "--layer", "0", "--kernel", "0", "--out", out, *FAST)
+    one_error(r, code, *needles)
+    assert not out.exists()
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["progressive", "gray", "exif6"])
+def test_reduced_jpeg_decode_matches_the_full_decode(tmp_path, kind, monkeypatch):
+    """Scaled decoding keeps orientation, gray and progressive JPEGs right (within JPEG's own noise)."""
+    from test_images import jpeg_with_exif
+
+    from onnx_kernelviz.io import decode
+
+    rng = np.random.default_rng(0)
+    photo = cv2.resize(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), (1600, 1200))
+    if kind == "progressive":
+        data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    elif kind == "gray":
+        data = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))[1].tobytes()
+    else:
+        data = jpeg_with_exif(photo, 6)
+    path = tmp_path / "p.jpg"
+    path.write_bytes(data)
+    scales = []
+    real = decode._decode
+    monkeypatch.setattr(decode, "_decode", lambda p, d, h, s=1: scales.append(s) or real(p, d, h, s))
+    reduced = read_image(path, size=(100, 100))
+    monkeypatch.setattr(decode, "_jpeg_scale", lambda *a: 1)
+    full = read_image(path, size=(100, 100))
+    assert scales == [8, 1]
+    assert reduced.notes == full.notes and reduced.original_size == full.original_size
+    assert np.abs(reduced.rgb - full.rgb).mean() < 2 / 255

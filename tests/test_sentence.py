@@ -1,0 +1,66 @@
+"""The plain sentence on top of each result (report/sentence.py): built from the result's numbers only."""
+
+from __future__ import annotations
+
+from onnx_kernelviz.report.sentence import LOW_GAIN, cannot_isolate, cofiring_kernels, describe
+
+FOCUS = {"peak": [5, 8], "cells": 6, "rf_box": [40, 90, 150, 200], "kept": 0.953, "others_kept": 0.312,
+         "specificity_before": 0.05, "specificity_after": 0.4, "oracle_gain": 12.0}
+
+
+def _result(**focus) -> dict:
+    return {"kernel": 78, "status": "ok", "kept": 0.9, "others_kept": 0.5, "mask_area": 0.2,
+            "focus": {**FOCUS, **focus}}
+
+
+def test_focus_sentence_says_where_how_much_and_how_large_from_the_numbers():
+    text = describe(_result(), (14, 14), 80, kept_share=0.123)
+    assert text == ("Kernel 78 keeps 0.95 of its activation on the 6 cells around row 5, col 8 of the 14×14 map "
+                    "(the boxed area of the photo) while the other 79 kernels there drop to 0.31; the kept region "
+                    "is 12 % of the boxed area.")
+
+
+def test_focus_sentence_without_the_layer_facts_and_one_cell():
+    text = describe(_result(cells=1, others_kept=1.4), None, None)
+    assert text == ("Kernel 78 keeps 0.95 of its activation at row 5, col 8 of its map (the boxed area of the "
+                    "photo) while the other kernels there rise to 1.40.")
+
+
+def test_low_bound_says_the_kernel_cannot_be_told_apart_and_names_its_neighbours():
+    r = _result(oracle_gain=1.3, companions=[12, 40, 3])
+    assert cannot_isolate(r["focus"])
+    assert describe(r, (14, 14), 80, 0.1) == (
+        "Kernel 78 cannot be told apart from kernels 12, 40 and 3 at this layer: no change of the input isolates "
+        "it (best possible gain ×1.3).")
+    # objects with a "kernel" are read too; nothing else is
+    assert cofiring_kernels({"companions": [{"kernel": 4, "share": 0.3}, "x", True, 9]}) == [4, 9]
+    r = _result(oracle_gain=1.1)
+    assert "from the kernels that fire with it there" in describe(r)
+    r = _result(oracle_gain=1.4, companions=[{"kernel": 7}])
+    assert describe(r).startswith("Kernel 78 cannot be told apart from kernel 7 at this layer")
+
+
+def test_the_blocks_own_separable_decides():
+    assert cannot_isolate({**FOCUS, "oracle_gain": 1.8, "separable": False})
+    assert not cannot_isolate({**FOCUS, "oracle_gain": 1.2, "separable": True})
+    assert not cannot_isolate({**FOCUS, "oracle_gain": None, "separable": None})
+
+
+def test_high_or_missing_bound_gives_the_ordinary_sentence():
+    for gain in (LOW_GAIN, 9.0, None, float("nan")):
+        r = _result(oracle_gain=gain)
+        assert not cannot_isolate(r["focus"]) and describe(r).startswith("Kernel 78 keeps 0.95")
+
+
+def test_whole_map_sentence_for_results_without_focus():
+    r = {"kernel": 3, "status": "ok", "kept": 0.941, "others_kept": 0.52, "mask_area": 0.387}
+    assert describe(r, (14, 14), 80) == ("Kernel 3 keeps 0.94 of its activation over the whole 14×14 map while "
+                                         "the other 79 kernels drop to 0.52; the mask keeps 39 % of the photo.")
+    r["mask_area"] = None  # the pixel method
+    assert describe(r).endswith("over its whole map while the other kernels drop to 0.52.")
+
+
+def test_nothing_to_say():
+    assert describe({"kernel": 1, "status": "inactive"}) is None
+    assert describe({"kernel": 1, "status": "ok", "kept": None, "others_kept": 0.3}) is None
+    assert describe(_result(kept="0.9")) is None
