@@ -90,12 +90,12 @@ def explain_cost(m: Model, pp, paths: list[Path], layer: int, n: int, steps: int
     """Seconds per kernel: the atlas's explanation pass vs explain, on the same n (image, kernel) pairs."""
     from onnx_kernelviz.atlas.explainer import Site, explain_sites
     from onnx_kernelviz.atlas.rf import receptive_fields
-    from onnx_kernelviz.io.images import read_image, to_model_input
+    from onnx_kernelviz.atlas.stream import model_input
 
     cfg = ExplainConfig(steps=steps, batch_size=n)
     la = m.layer(layer)
     image = paths[0]
-    x1 = to_model_input(read_image(image), pp, m.input_size(pp.size), m.channels)
+    x1 = model_input(image, pp, m.input_size(pp.size), m.channels)
     t = m.run_ort(x1[None], (la.tensor,))[0][0]
     kernels = [int(k) for k in np.argsort(-np.maximum(t, 0).reshape(len(t), -1).max(1))[:n]]
     field = receptive_fields(m, [la], m.input_size(pp.size))[la.index]

@@ -101,7 +101,7 @@ def test_atlas_reports_exactly_the_planted_answers(planted, tmp_path):
             strip = cv2.imread(str(tmp_path / "a" / r["exemplar_strip"]))
             assert strip.shape[1] == strip.shape[0] * len(r["exemplars"])  # one square per exemplar
         for e in r["explanations"]:
-            assert cv2.imread(str(tmp_path / "a" / e["strip"])).shape[1] == 3 * 80
+            assert cv2.imread(str(tmp_path / "a" / e["strip"])).shape[1] == 2 * 80
     assert (tmp_path / "a" / "atlas.html").is_file() and (tmp_path / "a" / "pages" / "L001" / "k0005.html").is_file()
 
 

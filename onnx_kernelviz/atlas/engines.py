@@ -22,9 +22,8 @@ import numpy as np
 
 from onnx_kernelviz.atlas.explainer import Site, SiteExplanation, explain_sites
 from onnx_kernelviz.atlas.rf import ReceptiveField
-from onnx_kernelviz.atlas.stream import ShardStats, collect_stats
+from onnx_kernelviz.atlas.stream import ShardStats, collect_stats, model_input
 from onnx_kernelviz.errors import ImageError
-from onnx_kernelviz.io.images import read_image, to_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.explain import ExplainConfig
@@ -89,8 +88,8 @@ class Worker:
         for s in chunk.sites:
             if s.image not in inputs:
                 try:
-                    inputs[s.image] = to_model_input(read_image(self.work.images[s.image]), self.work.preprocess,
-                                                     size, self.model.channels)
+                    inputs[s.image] = model_input(self.work.images[s.image], self.work.preprocess, size,
+                                                  self.model.channels)
                 except ImageError:
                     inputs[s.image] = None  # read in the statistics pass; gone or changed since
         ok = [s for s in chunk.sites if inputs[s.image] is not None]

@@ -4,7 +4,7 @@ Each site is (layer, kernel, image, row, col): the image where the kernel fires 
 one layer are optimized together, across kernels and images, by the same loop as ``explain`` (``optimize`` with
 ``ExplainConfig``'s parameterization, objective and loop settings; rows are independent) and measured the same
 way: metrics from onnxruntime on the original graph, parity of the torch copy on x'. Nothing is written here:
-a result carries its metrics and JPEG crops of the receptive field (photo, x', mask over the photo), so a Ray
+a result carries its metrics and JPEG crops of the receptive field (photo with the mask's contour, x'), so a Ray
 worker can return it and the atlas stays small (no full-size pictures or .npy per explanation).
 
 To be switched to the ``focus`` scope (kernel k at its peak, ``--at`` the exemplar cell) and ``core``'s
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from onnx_kernelviz.atlas.rf import ReceptiveField
-from onnx_kernelviz.atlas.tiles import crop, jpeg, strip
+from onnx_kernelviz.atlas.tiles import THUMB, crop_pair, jpeg, strip
 from onnx_kernelviz.errors import KernelvizError
 from onnx_kernelviz.frontend.layers import Layer
-from onnx_kernelviz.io.images import from_model_input
+from onnx_kernelviz.io.modelinput import from_model_input
 from onnx_kernelviz.io.preprocess import Preprocess, valid_range
 from onnx_kernelviz.measure.metrics import kernel_metrics, parity
 from onnx_kernelviz.method.optimize import optimize
@@ -32,7 +32,6 @@ from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
 from onnx_kernelviz.method.references import REFERENCES
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.explain import ExplainConfig, cuda_batch_size
-from onnx_kernelviz.report.pictures import overlay
 from onnx_kernelviz.runtime import keep_freed_memory
 
 
@@ -51,8 +50,8 @@ class Site:
 @dataclass
 class SiteExplanation:
     """One explanation: status (``ok``/``failed``), the contract's metrics, and crops of the receptive field
-    ``rf_box`` ``[top, left, bottom, right)``: the photo, x' and the mask over the photo side by side, as JPEG
-    bytes (``picture``; None when failed)."""
+    ``rf_box`` ``[top, left, bottom, right)``: the photo with the kept region's contour and x' side by side, as
+    JPEG bytes (``picture``; None when failed)."""
 
     site: Site
     status: str
@@ -132,9 +131,7 @@ def _explain(model: Model, layer: Layer, sites: list[Site], x_np: np.ndarray, rf
         photo = from_model_input(x_np[i], pp)
         m.update(mask_area=None if mask is None else float(mask.mean()), parity_max_abs=p_abs, parity_rel=p_rel,
                  parity_ok=bool(p_rel <= config.tolerance))
-        if mask is None:  # pixel method: where x' changed is the closest thing to a mask
-            diff = np.abs(xm[i] - x_np[i]).mean(0)
-            mask = diff / (diff.max() + 1e-12)
-        pic = jpeg(strip([crop(photo, box), crop(from_model_input(xm[i], pp), box), crop(overlay(photo, mask), box)]))
+        # the report's pair: the photo's box with the kept region's contour (none for the pixel method), x's box
+        pic = jpeg(strip(list(crop_pair(photo, from_model_input(xm[i], pp), mask, box, THUMB))))
         results.append(SiteExplanation(site, "ok", m, res.steps[i], seconds, box, pic))
     return results

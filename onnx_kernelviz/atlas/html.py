@@ -38,7 +38,7 @@ _CSS = f"""
 color:var(--fg);font-size:.8em;line-height:1.25}}
 .tile .pics{{display:flex;gap:2px}}
 .tile img{{width:50px;height:50px;object-fit:cover;object-position:0 0;border:0;border-radius:2px;background:#444}}
-.tile img.mid{{object-position:50% 0}}
+.tile img.x{{object-position:100% 0}}
 .tile.one .pics img{{width:102px;height:102px}}
 .tile.dead{{opacity:.55}}.tile .none{{height:50px;display:flex;align-items:center;color:var(--muted)}}
 .b-dead{{background:var(--bad);color:var(--badfg)}}.b-dup{{background:var(--warn);color:var(--warnfg)}}
@@ -135,10 +135,10 @@ class _Writer:
     def tile(self, row: dict, depth: int) -> str:
         lay, k = row["layer"], row["kernel"]
         expl = next((e for e in row["explanations"] if e["status"] == "ok"), None)
-        # the first square of the exemplar strip; the middle square (x') of the first explanation's strip
+        # the first square of the exemplar strip; the second square (x') of the first explanation's strip
         pics = self.img(row["exemplar_strip"], f"layer {lay} kernel {k}: where it fires most", depth)
         if expl:
-            pics += self.img(expl["strip"], f"kernel {k}: what the explanation keeps", depth, "mid")
+            pics += self.img(expl["strip"], f"kernel {k}: what the explanation keeps", depth, "x")
         one = "" if expl else " one"
         if not pics:
             pics = '<span class="none">never fires</span>'
@@ -240,7 +240,7 @@ class _Writer:
     def explanation(self, e: dict, d: int) -> str:
         if e["status"] != "ok":
             return f'<p class="reason failed">{_e(Path(e["image"]).name)}: {_e(e.get("reason") or e["status"])}</p>'
-        pics = self.strip(e["strip"], ["the photo (receptive field)", "x′: what is kept", "the mask over the photo"],
+        pics = self.strip(e["strip"], ["the photo (receptive field), the kept region outlined", "x′: what is kept"],
                           f"explanation on {Path(e['image']).name}", d)
         nums = (f"kept {_f(e['kept'])} · others kept {_f(e['others_kept'])} · specificity "
                 f"{_f(e['specificity_before'])} → {_f(e['specificity_after'])} · mask area {_f(e['mask_area'])} · "

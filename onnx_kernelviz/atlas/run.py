@@ -21,11 +21,12 @@ from onnx_kernelviz.atlas.explainer import Site, SiteExplanation
 from onnx_kernelviz.atlas.journal import Journal
 from onnx_kernelviz.atlas.outputs import Atlas, build_atlas, pyarrow_or_fail, write_outputs
 from onnx_kernelviz.atlas.rf import ReceptiveField, Span, fallback_fields, receptive_fields
-from onnx_kernelviz.atlas.stream import ShardStats
+from onnx_kernelviz.atlas.stream import ShardStats, model_input
 from onnx_kernelviz.atlas.tiles import THUMB, crop, jpeg, strip
 from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
 from onnx_kernelviz.frontend.layers import Layer
-from onnx_kernelviz.io.images import from_model_input, list_images, read_image, to_model_input
+from onnx_kernelviz.io.images import list_images
+from onnx_kernelviz.io.modelinput import from_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.explain import ExplainConfig
@@ -203,7 +204,7 @@ def _exemplar_tiles(run: _Run, stats: ShardStats) -> None:
     pp, grey = run.work.preprocess, np.full((THUMB, THUMB, 3), 64, np.uint8)
     for img, uses in sorted(by_image.items()):
         try:
-            x = to_model_input(read_image(run.work.images[img]), pp, run.size, run.model.channels)
+            x = model_input(run.work.images[img], pp, run.size, run.model.channels)
             photo = from_model_input(x, pp)
         except KernelvizError:
             photo = None  # read during the statistics pass, unreadable now: a grey square
@@ -212,7 +213,7 @@ def _exemplar_tiles(run: _Run, stats: ShardStats) -> None:
             if photo is None:
                 crops[name][j] = grey
             else:
-                crops[name][j] = cut[box] if box in cut else cut.setdefault(box, crop(photo, box))
+                crops[name][j] = cut[box] if box in cut else cut.setdefault(box, crop(photo, box, THUMB))
         for name in {name for name, _, _ in uses}:
             if all(c is not None for c in crops[name]):  # complete: write it and let the crops go
                 _write(run.journal.out / name, jpeg(strip(crops.pop(name))))

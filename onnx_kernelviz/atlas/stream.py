@@ -21,7 +21,8 @@ import numpy as np
 from onnx_kernelviz.atlas.stats import LayerStats
 from onnx_kernelviz.errors import ImageError, KernelvizError
 from onnx_kernelviz.frontend.layers import Layer
-from onnx_kernelviz.io.images import read_image, to_model_input
+from onnx_kernelviz.io.decode import read_image
+from onnx_kernelviz.io.modelinput import mean_colour, to_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.model import Model
 
@@ -43,18 +44,27 @@ class Batch:
     skipped: list[Skipped] = field(default_factory=list)
 
 
+def model_input(path: str | Path, pp: Preprocess, size: tuple[int, int], channels: int) -> np.ndarray:
+    """One image as ``explain`` reads it: fitted to the input as it is read (``--fit``), normalized ``[C, H, W]``.
+
+    Raises:
+        ImageError: the file cannot be used (the message says why).
+    """
+    return to_model_input(read_image(path, size=size, fit=pp.fit, fill=mean_colour(pp)), pp, size, channels)
+
+
 def load_batches(paths: Sequence[str | Path], ids: Sequence[int], pp: Preprocess, size: tuple[int, int],
                  channels: int, batch_size: int) -> Iterator[Batch]:
     """Decode and preprocess images ``paths`` (global indices ``ids``) into batches, one batch ahead.
 
-    Each image is read as ``explain`` reads it (``read_image`` then ``to_model_input``), so exemplars found
-    here are the same pixels an explanation starts from.
+    Each image is read as ``explain`` reads it (:func:`model_input`), so exemplars found here are the same
+    pixels an explanation starts from.
     """
 
     def load(item: tuple[int, str | Path]) -> tuple[int, np.ndarray | None, str | None]:
         i, p = item
         try:
-            return i, to_model_input(read_image(p), pp, size, channels), None
+            return i, model_input(p, pp, size, channels), None
         except ImageError as e:
             return i, None, str(e)
 
