@@ -98,7 +98,7 @@ class Worker:
                 for s in chunk.sites if inputs[s.image] is None]
         if not ok:
             return lost
-        x = np.stack([inputs[s.image] for s in ok])
+        x = np.stack([a for s in ok if (a := inputs[s.image]) is not None])
         return lost + explain_sites(self.model, self.model.layers[chunk.layer], ok, x, self.fields[chunk.layer],
                                     self.work.config, self.work.preprocess)
 

@@ -107,11 +107,8 @@ class _Writer:
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, _page(title, body, rel.count("/")))
 
-    def exists(self, rel: str | None) -> bool:
-        return bool(rel) and (self.out / rel).is_file()
-
     def img(self, rel: str | None, alt: str, depth: int, cls: str = "") -> str:
-        if not self.exists(rel):
+        if not rel or not (self.out / rel).is_file():
             return ""
         c = f' class="{cls}"' if cls else ""
         return f'<img src="{_href(rel, depth)}" alt="{_e(alt)}" loading="lazy"{c}>'

@@ -113,7 +113,7 @@ class Journal:
 
     def save_stats(self, stats: ShardStats, shards: list[int]) -> None:
         with atomic_file(self.dir / "stats.npz") as f:
-            np.savez(f, shards=np.array(sorted(shards), np.int64), **stats.to_arrays())
+            np.savez(f, shards=np.array(sorted(shards), np.int64), **stats.to_arrays())  # type: ignore[arg-type]
 
     def load_stats(self) -> tuple[ShardStats, list[int]] | None:
         p = self.dir / "stats.npz"

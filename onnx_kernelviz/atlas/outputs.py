@@ -91,7 +91,7 @@ def build_atlas(model: Model, layers: list[Layer], paths: list[Path], stats: Sha
         dups_all += [[la.index, a, b, c] for a, b, c in dups]
         details += [{"layer": la.index, "a": a, "b": b, "corr": c,
                      "filter_cosine": None if cos is None else float(cos[a, b])} for a, b, c in dups]
-        rare = int(sum(r["rarely_firing"] for r in rows[-la.channels:]))
+        rare = int(sum(bool(r["rarely_firing"]) for r in rows[-la.channels:]))
         shape = [fields[la.index].rows.m, fields[la.index].cols.m]
         layer_info.append({"index": la.index, "tensor": la.tensor, "channels": la.channels, "name": la.name,
                            "group": la.group, "shape": shape, "dead": int(dead.sum()), "duplicates": len(dups),

@@ -38,7 +38,7 @@ RETRIES = 3
 
 def _to_bytes(stats: ShardStats) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **stats.to_arrays())
+    np.savez(buf, **stats.to_arrays())  # type: ignore[arg-type]  # numpy stubs take a key for allow_pickle
     return buf.getvalue()
 
 
@@ -114,9 +114,9 @@ class RayEngine:
         if not shards:
             return
         by_index = {s.index: s for s in shards}
-        ds = ray.data.from_items([{"shard": s.index, "ids": list(s.ids)} for s in shards],
-                                 override_num_blocks=len(shards))
-        ds = ds.map_batches(StatsWorker, fn_constructor_kwargs={"work": self._work(work)}, batch_size=1,
+        items = ray.data.from_items([{"shard": s.index, "ids": list(s.ids)} for s in shards],
+                                    override_num_blocks=len(shards))
+        ds = items.map_batches(StatsWorker, fn_constructor_kwargs={"work": self._work(work)}, batch_size=1,
                             compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(shards))),
                             num_cpus=self.cpus, num_gpus=self.gpus)
         for row in ds.iter_rows():
@@ -137,7 +137,7 @@ class RayEngine:
                 done(chunk, results)
         finally:
             for a in actors:
-                ray.kill(a)
+                ray.kill(a)  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self._owns and ray.is_initialized():

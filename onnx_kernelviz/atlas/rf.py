@@ -34,12 +34,12 @@ class Span:
     @classmethod
     def measured(cls, n: int, m: int, cell: int, start: int, end: int) -> Span:
         """From the observed (clipped) span of ``cell``; a side cut by the border is mirrored from the other."""
-        mid = (cell + 0.5) * n / m
+        mid, a, b = (cell + 0.5) * n / m, float(start), float(end)
         if start <= 0 < end < n:
-            start = min(0.0, 2 * mid - end)
+            a = min(0.0, 2 * mid - end)
         elif end >= n > start > 0:
-            end = max(float(n), 2 * mid - start)
-        return cls(n, m, cell, float(start), float(end))
+            b = max(float(n), 2 * mid - start)
+        return cls(n, m, cell, a, b)
 
     def box(self, cell: int) -> tuple[int, int]:
         """The input span ``[start, end)`` of cell ``cell``, clipped to the image."""

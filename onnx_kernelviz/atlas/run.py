@@ -192,15 +192,15 @@ def _exemplar_tiles(run: _Run, stats: ShardStats) -> None:
     for la in run.layers:
         top, rf = stats.layers[la.index].top, run.fields[la.index]
         for k in range(la.channels):
-            sites = top.sites(k)
+            found = top.sites(k)
             name = tile_name(la.index, k, "x")
-            if sites and not (run.journal.out / name).exists():
-                wanted[name] = [(img, rf.box(row, col)) for img, row, col, _ in sites]
+            if found and not (run.journal.out / name).exists():
+                wanted[name] = [(img, rf.box(row, col)) for img, row, col, _ in found]
     by_image: dict[int, list[tuple[str, int, tuple[int, int, int, int]]]] = {}
-    for name, sites in wanted.items():
-        for j, (img, box) in enumerate(sites):
+    for name, boxes in wanted.items():
+        for j, (img, box) in enumerate(boxes):
             by_image.setdefault(img, []).append((name, j, box))
-    crops: dict[str, list] = {name: [None] * len(sites) for name, sites in wanted.items()}
+    crops: dict[str, list] = {name: [None] * len(boxes) for name, boxes in wanted.items()}
     pp, grey = run.work.preprocess, np.full((THUMB, THUMB, 3), 64, np.uint8)
     for img, uses in sorted(by_image.items()):
         try:

@@ -71,12 +71,13 @@ def load_batches(paths: Sequence[str | Path], ids: Sequence[int], pp: Preprocess
     items = list(zip(ids, paths))
     chunks = [items[s:s + batch_size] for s in range(0, len(items), batch_size)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = pool.submit(lambda c: [load(it) for it in c], chunks[0]) if chunks else None
+        ahead = [pool.submit(lambda c: [load(it) for it in c], chunk) for chunk in chunks[:1]]
         for n in range(len(chunks)):
-            done = pending.result()
-            pending = pool.submit(lambda c: [load(it) for it in c], chunks[n + 1]) if n + 1 < len(chunks) else None
+            if n + 1 < len(chunks):  # decode the next batch while this one runs
+                ahead.append(pool.submit(lambda c: [load(it) for it in c], chunks[n + 1]))
+            done = ahead.pop(0).result()
             good = [(i, x) for i, x, _ in done if x is not None]
-            skipped = [Skipped(i, why) for i, x, why in done if x is None]
+            skipped = [Skipped(i, why or "") for i, x, why in done if x is None]
             x = np.stack([x for _, x in good]) if good else np.zeros((0, channels, *size), np.float32)
             yield Batch(np.array([i for i, _ in good], np.int64), x, skipped)
 
