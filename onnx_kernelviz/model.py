@@ -8,22 +8,60 @@ of the graph truncated at a layer.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
 from onnx_kernelviz.errors import ConversionError, ModelError
-from onnx_kernelviz.io.preprocess import MAX_SIDE
+from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView
 from onnx_kernelviz.frontend.layers import Layer, find_layers, resolve_layer
-from onnx_kernelviz.frontend.load import Layout, LoadedModel, load_model
+from onnx_kernelviz.frontend.load import LoadedModel, load_model
 from onnx_kernelviz.frontend.normalize import NormalizedModel, normalize
+from onnx_kernelviz.io.preprocess import MAX_SIDE
+from onnx_kernelviz.options import Layout
 from onnx_kernelviz.runtime import Devices, OrtRunner, resolve_devices
 
 DEFAULT_SIZE = (224, 224)
+
+
+@dataclass(frozen=True)
+class LayerForward:
+    """The torch copy truncated at one tensor: ``x [B, C, H, W] -> activation [B, C', h, w]`` (not rectified),
+    and the ``nn.Module`` it runs (baselines that hook its layers get it from here, explicitly)."""
+
+    graph: TorchGraph
+
+    @property
+    def module(self) -> nn.Module:
+        return self.graph.module
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph(x)[0]
+
+
+def zero_nonfinite_weights(module: nn.Module) -> int:
+    """Replace NaN/Inf in the parameters of convs and BatchNorms by 0; returns how many tensors had them.
+
+    Such a value makes its channel NaN on onnxruntime on every image (that kernel is reported failed), but in the
+    torch copy it also makes the gradient through that layer NaN for every input pixel, which would fail every
+    other kernel too: the copy, used only for gradients and checked against onnxruntime where onnxruntime is
+    finite, gets zeros there instead.
+    """
+    fixed = 0
+    for m in module.modules():
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)):
+            for t in (*m.parameters(recurse=False), *m.buffers(recurse=False)):
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    with torch.no_grad():
+                        t.nan_to_num_(0.0, 0.0, 0.0)
+                    fixed += 1
+    return fixed
 
 
 class Model:
@@ -49,7 +87,7 @@ class Model:
         self._torch: dict[tuple[str, ...], TorchGraph] = {}
 
     @property
-    def path(self):
+    def path(self) -> Path:
         return self.loaded.path
 
     def layer(self, spec: str | int) -> Layer:
@@ -101,9 +139,14 @@ class Model:
                 tg = to_torch(sub, list(key))
             except ConversionError as e:
                 raise ConversionError(norm.names.restore(str(e))) from e
+            zero_nonfinite_weights(tg.module)
             tg.module.to(self.devices.torch)
             self._torch[key] = tg
         return self._torch[key]
+
+    def layer_forward(self, tensor: str) -> LayerForward:
+        """The torch copy truncated at ``tensor``, as one callable (cached with :meth:`torch_graph`)."""
+        return LayerForward(self.torch_graph((tensor,)))
 
     def run_torch(self, x: np.ndarray, tensors: tuple[str, ...]) -> list[np.ndarray]:
         """Activations from the torch copy (no grad), as float32 numpy arrays."""

@@ -3,7 +3,8 @@ references, baselines, presets use it), in the style of onnx2torch's converter r
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from onnx_kernelviz.errors import UsageError
 

@@ -8,17 +8,17 @@ providers it really got, since onnxruntime silently falls back to the CPU.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 
 from onnx_kernelviz.errors import KernelvizError, UsageError
-
-DeviceName = Literal["auto", "cpu", "cuda"]
+from onnx_kernelviz.options import DEVICES, DeviceName
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Devices:
     ort_providers: tuple[str, ...]
 
 
-def _ort():
+def _ort() -> Any:
     try:
         import onnxruntime as ort
     except ImportError as e:  # pragma: no cover - depends on the install
@@ -53,7 +53,7 @@ def ort_packages() -> tuple[str, ...]:
 
 def resolve_devices(device: DeviceName | str = "auto") -> Devices:
     """Pick torch's device and onnxruntime's providers for ``auto``, ``cpu`` or ``cuda``."""
-    if device not in ("auto", "cpu", "cuda"):
+    if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
     gpu = torch.cuda.is_available()
     if device == "cuda" and not gpu:
@@ -80,12 +80,12 @@ def exact_fp32() -> None:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     except RuntimeError:  # torch >= 2.9 refuses the old flags once the new per-op API was used: use it too
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"  # type: ignore[attr-defined]
         torch.backends.cuda.matmul.fp32_precision = "ieee"
 
 
 @lru_cache(maxsize=1)
-def _preload_cuda_libraries(ort) -> None:
+def _preload_cuda_libraries(ort: Any) -> None:
     # onnxruntime-gpu >= 1.21 loads the CUDA/cuDNN libraries that torch's nvidia-* wheels installed.
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()
@@ -160,7 +160,7 @@ def keep_freed_memory() -> bool:
 CUDA_MAX_BATCH = 256
 
 
-def probe_row_bytes(forward, x: torch.Tensor) -> int:
+def probe_row_bytes(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
     """GPU memory one optimized row needs: the peak of a forward+backward of ``forward`` at batch 2, per row.
 
     Args:

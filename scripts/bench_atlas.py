@@ -105,13 +105,13 @@ def explain_cost(m: Model, pp, paths: list[Path], layer: int, n: int, steps: int
         sites.append(Site(la.index, k, 0, int(r), int(c), float(t[k, r, c])))
     with tempfile.TemporaryDirectory() as d:  # warm-up both (conversion, allocator)
         explain(m, [image], layer, ",".join(map(str, kernels[:2])), d, preprocess=pp, config=cfg, force=True)
-    explain_sites(m, la, sites[:2], np.stack([x1] * 2), field, cfg, pp)
+    explain_sites(m, la, sites[:2], {0: str(image)}, field, cfg, pp)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         explain(m, [image], layer, ",".join(map(str, kernels)), d, preprocess=pp, config=cfg, force=True)
         ours_explain = (time.perf_counter() - t0) / n
     t0 = time.perf_counter()
-    explain_sites(m, la, sites, np.stack([x1] * n), field, cfg, pp)
+    explain_sites(m, la, sites, {0: str(image)}, field, cfg, pp)
     atlas_s = (time.perf_counter() - t0) / n
     return {"layer": layer, "kernels": n, "steps": steps, "explain_s_per_kernel": round(ours_explain, 3),
             "atlas_s_per_kernel": round(atlas_s, 3), "ratio": round(atlas_s / ours_explain, 2)}

@@ -17,15 +17,16 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import corpus  # noqa: E402
-from onnx_kernelviz.model import Model  # noqa: E402
+
 from onnx_kernelviz.measure.verify import verify_model  # noqa: E402
+from onnx_kernelviz.model import Model  # noqa: E402
 
 
 def _entries(names: list[str], cache: Path) -> list[tuple[str, str, Callable[[], Path]]]:

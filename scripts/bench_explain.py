@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
+from onnx_kernelviz.pipeline.batch import optimize_batch
 from onnx_kernelviz.pipeline.demo import PHOTOS, default_model_path
-from onnx_kernelviz.pipeline.explain import cuda_batch_size, prepare
-from onnx_kernelviz.method.optimize import optimize
-from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
+from onnx_kernelviz.pipeline.explain import cuda_batch_size
+from onnx_kernelviz.pipeline.prepare import Prepared, prepare
 from onnx_kernelviz.runtime import keep_freed_memory
 
 
@@ -37,22 +37,18 @@ def clock(dev: torch.device) -> float:
     return time.perf_counter()
 
 
-def step_times(m: Model, tensor: str, x: torch.Tensor, b: torch.Tensor, k: torch.Tensor, cfg: ExplainConfig,
+def step_times(m: Model, prep: Prepared, items: list[tuple[int, int]], pp, cfg: ExplainConfig,
                n: int) -> list[float]:
-    tg = m.torch_graph((tensor,))
-    fwd = lambda t: tg(t)[0]  # noqa: E731
-    with torch.no_grad():
-        ref = torch.relu(fwd(x))
-    times, last = [], [clock(x.device)]
+    """Seconds of each optimizer step of ``explain``'s own batch step (optimize_batch), ``n`` steps, no early stop."""
+    dev = m.devices.torch
+    times, last = [], [clock(dev)]
 
-    def cb(step, loss, running):
-        now = clock(x.device)
+    def cb(step: int, running: int, rows: int) -> None:
+        now = clock(dev)
         times.append(now - last[0])
         last[0] = now
 
-    param = PARAMETERIZATIONS.get(cfg.parameterization)(x, b, resolution=cfg.resolution)
-    opt_cfg = replace(cfg.optimize_config(), steps=n, early_stop=False)
-    optimize(fwd, param, cfg.objective(), ref, k, opt_cfg, callbacks=(cb,))
+    optimize_batch(m, prep, items, replace(cfg, steps=n, early_stop=False), pp, on_step=cb)
     return times[3:]  # skip warm-up
 
 
@@ -98,7 +94,7 @@ def main() -> None:
     print(f"model {model_path}  torch threads {torch.get_num_threads()}  device {m.devices.torch}\n")
 
     mid = layers[len(layers) // 2]
-    prep = prepare(m, [Path(args.photo)], mid.tensor, pp, cfg)
+    prep = prepare(m, [Path(args.photo)], mid, pp, cfg)
     print("| measure | value |\n|---|---|")
     if args.widest_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -107,9 +103,7 @@ def main() -> None:
     for B in [int(v) for v in (args.step_batches or str(args.kernels)).split(",")]:
         ks = np.resize(np.argsort(-prep.energy[0]), B)  # the top kernels, repeated when B exceeds the layer
         x = torch.from_numpy(np.repeat(prep.x, B, 0)).to(dev)
-        b = torch.from_numpy(np.repeat(prep.b, B, 0)).to(dev)
-        k = torch.from_numpy(ks.copy()).to(dev)
-        ours = statistics.median(step_times(m, mid.tensor, x, b, k, cfg, args.steps))
+        ours = statistics.median(step_times(m, prep, [(0, int(k)) for k in ks], pp, cfg, args.steps))
         bare = statistics.median(bare_times(m.torch_graph((mid.tensor,)).module, x, args.steps))
         print(f"| step time, ours (layer {mid.index}, batch {B}) | {ours * 1e3:.1f} ms |")
         print(f"| bare torch forward+backward, same graph and batch | {bare * 1e3:.1f} ms |")
@@ -126,7 +120,7 @@ def main() -> None:
             run = explain(m, [args.photo], la.index, f"top{args.kernels}", Path(tmp) / f"l{la.index}",
                           preprocess=pp, config=cfg, force=True)
             dt = time.perf_counter() - t0
-            ok = [r for r in run.results if r["status"] == "ok"]
+            ok = [r.to_json() for r in run.results if r.status == "ok"]
             steps = statistics.median(r["steps"] for r in ok) if ok else 0
             print(f"| seconds per kernel, layer {la.index} ({la.channels} ch), default settings, batched | "
                   f"{dt / max(len(run.results), 1):.2f} s (median steps {steps}) |")
@@ -158,7 +152,7 @@ def bench_widest(m: Model, photo: str, pp, cfg: ExplainConfig, batches: str, tmp
         run = explain(m, [photo], wide.index, "all", Path(tmp) / f"wide{bs}", preprocess=pp,
                       config=wcfg, force=True)
         dt = time.perf_counter() - t0
-        ok = [r for r in run.results if r["status"] == "ok"]
+        ok = [r.to_json() for r in run.results if r.status == "ok"]
         print(f"| all {wide.channels} kernels of the widest layer {wide.index}, one image, batch {bs}"
               f"{f' (= {auto_batch(m, wide.tensor, run)})' if bs == 'auto' else ''} | {dt:.1f} s "
               f"({len(ok)} explained, the rest inactive) |")

@@ -29,12 +29,19 @@ sys.path.insert(0, str(ROOT))
 
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
-from onnx_kernelviz.pipeline.compare import (CONTRAST, SEPARATION, compare, filter_cosine, measure_pair,  # noqa: E402
-                                    most_correlated_pair, separation)
-from onnx_kernelviz.pipeline.explain import ExplainConfig, prepare  # noqa: E402
 from onnx_kernelviz.io.images import list_images  # noqa: E402
+from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
 from onnx_kernelviz.method.kernels import select_items  # noqa: E402
-
+from onnx_kernelviz.pipeline.compare import (  # noqa: E402
+    CONTRAST,
+    SEPARATION,
+    compare,
+    filter_cosine,
+    measure_pair,
+    most_correlated_pair,
+    separation,
+)
+from onnx_kernelviz.pipeline.prepare import prepare  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     cases, pairs = [], []
     for layer in [s.strip() for s in args.layers.split(",") if s.strip()]:
         la = model.layer(int(layer) if layer.isdigit() else layer)
-        prep = prepare(model, photos, la.tensor, pp, cfg)
+        prep = prepare(model, photos, la, pp, cfg)
         top = select_items(args.kernels, prep.energy)
         for i, photo in enumerate(photos):
             ks = [k for j, k in top if j == i and prep.energy[i, k] > 0]
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             d = out / f"L{la.index}" / photo.stem
             run = explain(model, [photo], la.index, ",".join(map(str, ks_all)), d, preprocess=pp, config=cfg,
                           force=True)
-            res = {r["kernel"]: r for r in run.results}
+            res = {r.kernel: r.to_json() for r in run.results}
             for k in ks:
                 r = res[k]
                 if r.get("status") == "ok":
@@ -91,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
                                                        "specificity_after", "mask_area")},
                                   "baselines": r.get("baselines", {})})
             if pair and all(res[k].get("status") == "ok" for k in pair):
-                ours, theirs = measure_pair(model, la.tensor, prep.t_ort[i], d, res[a]["files"], res[b]["files"],
-                                            a, b)
+                ours_kept, theirs_kept = measure_pair(model, la.tensor, prep.t_ort[i], d, res[a]["files"],
+                                                      res[b]["files"], a, b)
+                ours, theirs = ours_kept.to_json(), {n: t.to_json() for n, t in theirs_kept.items()}
                 # what `kernelviz compare` does: each kernel explained against the other in particular
                 cmp = compare(model, photo, la.index, pair, d / "compare", preprocess=pp, config=cfg, force=True,
-                              contrast=args.contrast)
+                              contrast=args.contrast).to_json()
                 # ... and with the paper's pixel method, which can reach inputs a mask over the photo cannot
                 px = (compare(model, photo, la.index, pair, d / "compare_pixel", preprocess=pp,
-                              config=replace(cfg, method="pixel"), force=True, contrast=args.contrast)
+                              config=replace(cfg, method="pixel"), force=True, contrast=args.contrast).to_json()
                       if args.pixel_pairs else None)
                 pairs.append({"photo": photo.name, "layer": la.index, "kernels": [a, b], "correlation": corr,
                               "filter_cosine": filter_cosine(model, la, a, b),
@@ -167,8 +175,12 @@ def baseline_table(cases: list[dict]) -> str:
             cs = [c for c in cases if c["layer"] == L]
             rows.append(f"| {L} | {len(cs)} | {_med(c['kept'] for c in cs)} | "
                         f"{_med(c['specificity_before'] for c in cs)} → {_med(c['specificity_after'] for c in cs)} | "
-                        f"{np.mean([all(c['specificity_after'] > b['specificity_after'] for b in c['baselines'].values()) for c in cs]):.0%} |")
+                        f"{np.mean([_beats_all(c) for c in cs]):.0%} |")
     return "\n".join(rows)
+
+
+def _beats_all(case: dict) -> bool:
+    return all(case["specificity_after"] > b["specificity_after"] for b in case["baselines"].values())
 
 
 def _times(r: float) -> str:
@@ -182,7 +194,8 @@ def pair_table(pairs: list[dict]) -> str:
     if not pairs:
         return "(no kernel pair with correlation above the threshold)"
     w = pairs[0].get("contrast", CONTRAST)
-    rows = ["| photo | layer | kernels a, b | corr. | filter cos. | plain: x′_a keeps a / b | plain: x′_b keeps b / a | "
+    rows = ["| photo | layer | kernels a, b | corr. | filter cos. | plain: x′_a keeps a / b | "
+            "plain: x′_b keeps b / a | "
             f"contrast {w:g}: x′_a keeps a / b | contrast {w:g}: x′_b keeps b / a | pixel, contrast {w:g}: x′_a | "
             f"pixel, contrast {w:g}: x′_b | activation map: x′_a | activation map: x′_b |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -36,7 +36,7 @@ def main() -> None:
         run = explain(m, [args.photo], args.layer, args.kernel, Path(tmp) / "o", preprocess=pp, config=ExplainConfig())
         prof.disable()
         dt = time.perf_counter() - t0
-    ok = sum(r["status"] == "ok" for r in run.results)
+    ok = sum(r.status == "ok" for r in run.results)
     print(f"{len(run.results)} kernels ({ok} explained) of layer {args.layer} on {m.devices.torch}: {dt:.1f} s\n")
     stats = pstats.Stats(prof)
     stats.sort_stats("tottime").print_stats(args.top)

@@ -27,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_kernelviz.pipeline.explain import ExplainConfig, explain, prepare
-from onnx_kernelviz.model import Model
 from onnx_kernelviz.io.preprocess import resolve_preprocess
+from onnx_kernelviz.method.config import ExplainConfig
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.explain import explain
+from onnx_kernelviz.pipeline.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
@@ -114,7 +116,7 @@ def main() -> None:
     overlays: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for layer in args.layers.split(","):
-            prep = prepare(m, photos, m.layer(layer).tensor, pp, D)
+            prep = prepare(m, photos, m.layer(layer), pp, D)
             from onnx_kernelviz.method.kernels import select_items
             items = select_items(args.kernels, prep.energy, None)
             orc = statistics.median(oracle(prep.t_ort[i], k) for i, k in items)
@@ -122,8 +124,8 @@ def main() -> None:
                 label, cfg = SETTINGS[name]
                 out = Path(tmp) / f"{name}_{layer}"
                 run = explain(m, photos, layer, args.kernels, out, preprocess=pp, config=cfg, force=True)
-                ok = [r for r in run.results if r["status"] == "ok"]
-                med = lambda f: statistics.median(r[f] for r in ok)  # noqa: E731
+                ok = [r.to_json() for r in run.results if r.status == "ok"]
+                med = lambda f, ok=ok: statistics.median(r[f] for r in ok)  # noqa: E731
                 ratio = statistics.median(r["specificity_after"] / r["specificity_before"] for r in ok)
                 print(f"| {label} | {layer} | {med('kept'):.3f} | {med('fidelity'):.3f} | {med('others_kept'):.3f} | "
                       f"{med('specificity_before'):.3f} → {med('specificity_after'):.3f} (×{ratio:.1f}) | "
@@ -140,7 +142,7 @@ def main() -> None:
         import cv2
         side = 128
         rows = []
-        for key, ims in overlays.items():
+        for ims in overlays.values():
             rows.append(np.hstack([cv2.resize(ims[c], (side, side)) if c in ims else np.zeros((side, side, 3),
                                    np.uint8) for c in ["photo", *names]]))
         head = np.full((24, side * (len(names) + 1), 3), 255, np.uint8)

@@ -16,9 +16,9 @@ Two kinds of entries:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -57,10 +57,12 @@ TORCHVISION: dict[str, TorchvisionSpec] = {s.name: s for s in [
     # VGG's 25088x4096 classifier alone is 400 MB; a narrower head keeps the file small, the convs are VGG's.
     TorchvisionSpec("vgg11_bn", 224, 8, {0: ("Relu",), 7: ("Relu",)}, shrink_classifier=True),
     TorchvisionSpec("convnext_tiny", 64, 22, {0: (), 1: ()}),
-    TorchvisionSpec("regnet_y_400mf", 64, 85, {0: ("Relu",), 1: (), 2: ("Relu",), 3: ("Relu",), 4: ("Relu",), 5: ("Sigmoid",)}),
+    TorchvisionSpec("regnet_y_400mf", 64, 85,
+                    {0: ("Relu",), 1: (), 2: ("Relu",), 3: ("Relu",), 4: ("Relu",), 5: ("Sigmoid",)}),
     TorchvisionSpec("shufflenet_v2_x0_5", 64, 56, {0: ("Relu",)}),
     TorchvisionSpec("googlenet", 64, 57, {0: ("Relu",)}, kwargs={"aux_logits": False, "init_weights": True}),
-    TorchvisionSpec("efficientnet_b0", 64, 81, {0: ("Sigmoid*Mul",), 1: ("Sigmoid*Mul",), 2: ("Sigmoid*Mul",), 3: ("Sigmoid",)}),
+    TorchvisionSpec("efficientnet_b0", 64, 81,
+                    {0: ("Sigmoid*Mul",), 1: ("Sigmoid*Mul",), 2: ("Sigmoid*Mul",), 3: ("Sigmoid",)}),
 ]}
 EXPORTERS = ("legacy", "dynamo")
 #: Old exports are common too: the legacy exporter at opset 11 (upgraded to 13 by normalize) writes HardSwish as
@@ -267,7 +269,8 @@ def constant_of_shape_bias() -> onnx.ModelProto:
     g = GraphBuilder()
     w = g.const(g.conv_weight(3, 8), "conv_w")
     # A zero bias sized from the weight: Shape -> Slice -> ConstantOfShape.
-    c = g.op("Slice", [g.op("Shape", [w]), g.const(np.array([0], np.int64), "s"), g.const(np.array([1], np.int64), "e")])
+    c = g.op("Slice", [g.op("Shape", [w]), g.const(np.array([0], np.int64), "s"),
+                       g.const(np.array([1], np.int64), "e")])
     zero = g.op("ConstantOfShape", [c], value=numpy_helper.from_array(np.zeros(1, np.float32)))
     x = g.op("Relu", [g.conv("input", 3, 8, weight=w, bias=zero)])
     fixed = g.op("ConstantOfShape", [g.const(np.array([8], np.int64), "shape")],

@@ -21,6 +21,7 @@ from onnx_kernelviz.measure.metrics import kernel_metrics
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.files import write_baselines, write_explanation
 from onnx_kernelviz.report.crops import focus_cells
+from onnx_kernelviz.results import Metrics
 
 SIDE, STRIDE, CHANNELS = 32, 4, 8
 PP = Preprocess(size=(SIDE, SIDE), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -110,13 +111,13 @@ def build(out: Path, *, evil: str = "", baselines: bool = True, focus: bool = Tr
             square[box[0]:box[0] + side, box[1]:box[1] + side] = 1
             xb = _blend(x, square)
             tb = model.run_ort(xb[None], ("y",))[0][0]
-            metrics = {**kernel_metrics(t, tb, k).to_dict(), "mask_area": float(square.mean())}
-            if focus:
-                metrics["focus"] = _focus_metrics(t, tb, cells, k)
+            metrics = Metrics.of(kernel_metrics(t, tb, k), float(square.mean()))
             name = "corner<b onmouseover='x'>&" if evil else "corner"  # a name that is a path too: no '/'
 
-            r["baselines"] = write_baselines(out, files, {name: BaselineOutcome(metrics, square, xb, square)}, PP,
-                                             photo=photo, focus=block)
+            written = write_baselines(out, files, {name: BaselineOutcome(metrics, square, xb, square)}, PP,
+                                      photo=photo, focus=block)
+            r["baselines"] = {n: {**b.to_json(), **({"focus": _focus_metrics(t, tb, cells, k)} if focus else {})}
+                              for n, b in written.items()}
         results.append(r)
     doc = {"model": f"models/net{evil}.onnx", "layer": f"conv2{evil}", "tensor": "y", "method": "mask",
            "version": "test", "activation_shape": [CHANNELS, 8, 8],

@@ -17,10 +17,10 @@ def test_components_picture_one_captioned_overlay_per_band():
 
 
 def test_explain_writes_the_band_masks_for_component_masks_only(tmp_path):
-    import tiny_models
-    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
-
     import cv2
+    import tiny_models
+
+    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
 
     path = tiny_models.save(tiny_models.two_conv(), tmp_path / "net.onnx")
     img = tmp_path / "x.png"
@@ -29,7 +29,7 @@ def test_explain_writes_the_band_masks_for_component_masks_only(tmp_path):
     for mask, expect in (("bands", True), ("region", False)):
         run = explain(m, [img], 1, "top1", tmp_path / mask, preprocess=pp,
                       config=ExplainConfig(steps=3, mask=mask, resolution=8))
-        files = run.results[0]["files"]
+        files = run.results[0].files
         assert ("mask_components" in files) == expect
         if expect:
             assert (tmp_path / mask / files["mask_components"]).is_file()

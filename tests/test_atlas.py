@@ -10,14 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tiny_models
 from click.testing import CliRunner
 
-import tiny_models
 from onnx_kernelviz.atlas import AtlasSettings, run_atlas
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.io.preprocess import resolve_preprocess
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.explain import ExplainConfig
 
 #: the planted answers of tiny_models.planted()
 DEAD = [[0, 2], [1, 5]]

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import cv2
 import pytest
+from test_atlas import planted, run  # noqa: F401  (planted is a fixture)
+from test_report_browser import PROBE, _chromium, _open_in_chromium
 
 from onnx_kernelviz.atlas import AtlasSettings
 from onnx_kernelviz.atlas.html import CSP
-from test_atlas import planted, run  # noqa: F401  (planted is a fixture)
-from test_report_browser import PROBE, _chromium, _open_in_chromium
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from test_atlas import DEAD, DUPLICATES, check_consistent, planted, run  # noqa: F401  (planted is a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

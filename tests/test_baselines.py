@@ -70,7 +70,7 @@ def test_baseline_shape_and_known_answer(tiny, name):
     _, _, tg, x = tiny
     forward = lambda inp: tg(inp)[0]  # noqa: E731 - the same form explainer.py passes
     k = torch.tensor([0, 1])
-    sal = BASELINES.get(name)(forward, torch.zeros_like(x))(x, k)
+    sal = BASELINES.get(name)(forward, torch.zeros_like(x), module=tg.module)(x, k)
     assert sal.shape == (2, SIDE, SIDE)
     assert torch.isfinite(sal).all() and (sal >= 0).all()
     h = SIDE // 2
@@ -110,9 +110,19 @@ def test_guided_hooks_are_removed_and_module_untouched(tiny):
     assert torch.equal(tg(x)[0], before)
     # and guided backprop really changes the backward pass: only non-negative gradients reach conv1's input
     forward = lambda inp: tg(inp)[0]  # noqa: E731
-    g = BASELINES.get("guided")(forward)
+    g = BASELINES.get("guided")(forward, module=module)
     assert g(x, torch.tensor([0, 1])).shape == (2, SIDE, SIDE)
     assert sum(len(m._forward_hooks) for m in module.modules()) == n_hooks
+
+
+def test_guided_takes_its_module_explicitly_not_from_a_closure(tiny):
+    """The module is passed in; guided backprop no longer digs it out of a lambda's ``__closure__``."""
+    from onnx_kernelviz.errors import KernelvizError
+
+    _, _, tg, x = tiny
+    forward = lambda inp: tg(inp)[0]  # noqa: E731 - the module is only reachable through the closure
+    with pytest.raises(KernelvizError, match="module="):
+        BASELINES.get("guided")(forward)(x, torch.tensor([0, 1]))
 
 
 def test_evaluate_baselines_measures_on_onnxruntime(tiny):
@@ -120,15 +130,17 @@ def test_evaluate_baselines_measures_on_onnxruntime(tiny):
     b = torch.zeros_like(x)
     t_x = model.run_ort(x.numpy(), (la.tensor,))[0]
     lo, hi = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
-    out = evaluate_baselines(["all"], forward=lambda inp: tg(inp)[0], x=x, b=b, k=torch.tensor([0, 1]),
-                             areas=[0.5, 0.55], ort_activations=lambda xb: model.run_ort(xb, (la.tensor,))[0],
+    out = evaluate_baselines(["all"], forward=lambda inp: tg(inp)[0], module=tg.module, x=x, b=b,
+                             k=torch.tensor([0, 1]), areas=[0.5, 0.55],
+                             ort_activations=lambda xb: model.run_ort(xb, (la.tensor,))[0],
                              t_x=t_x, lo=lo, hi=hi)
     assert len(out) == 2 and set(out[0]) == set(BASELINES.names())
     for row, area in enumerate([0.5, 0.55]):
-        for name, o in out[row].items():
-            assert {"kept", "others_kept", "specificity_after", "mask_area", "fidelity"} <= set(o.metrics)
-            assert abs(o.metrics["mask_area"] - area) <= 1 / SIDE ** 2 + 1e-9
+        for o in out[row].values():
+            assert {"kept", "others_kept", "specificity_after", "mask_area", "fidelity"} \
+                <= set(o.metrics.to_json())
+            assert abs(o.metrics.mask_area - area) <= 1 / SIDE ** 2 + 1e-9
             assert o.mask.shape == (SIDE, SIDE) and o.x_mod.shape == (3, SIDE, SIDE)
     # keeping the left half keeps kernel 0 almost whole and removes kernel 1 (the right half)
-    act = out[0]["activation"].metrics
+    act = out[0]["activation"].metrics.to_json()
     assert act["kept"] > 0.8 and act["specificity_after"] > act["specificity_before"]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from tiny_models import save, two_conv
 
 from onnx_kernelviz import ExplainConfig, Model, resolve_preprocess
 from onnx_kernelviz import explain as run_explain
-
-from tiny_models import save, two_conv
 
 KEYS = ("kept", "fidelity", "others_kept", "specificity_after", "mask_area")
 
@@ -28,7 +27,7 @@ def setup(tmp_path):
 
 def _run(path, imgs, pp, out, **cfg):
     return run_explain(Model(path, device="cpu"), imgs, 1, "all", out, preprocess=pp,
-                       config=ExplainConfig(steps=25, **cfg)).results
+                       config=ExplainConfig(steps=25, **cfg)).results_json()
 
 
 def test_batched_equals_one_by_one(setup, tmp_path):
@@ -65,11 +64,12 @@ def test_truncated_module_stops_at_the_layer(setup):
 def test_results_json_is_not_rewritten_after_every_result(setup, tmp_path, monkeypatch):
     """Rewriting results.json per result made a 1280-kernel layer spend longer in JSON than in optimizing."""
     import onnx_kernelviz.pipeline.explain as explainer
+    import onnx_kernelviz.pipeline.journal as journal
 
     path, imgs, pp = setup
     writes = []
-    real = explainer.write_json
-    monkeypatch.setattr(explainer, "write_json", lambda p, obj: (writes.append(len(obj["results"])), real(p, obj)))
+    real = journal.write_json
+    monkeypatch.setattr(journal, "write_json", lambda p, obj: (writes.append(len(obj["results"])), real(p, obj)))
     monkeypatch.setattr(explainer, "SAVE_EVERY", 1e9)  # no clock in the test: only the first and the final save
     res = _run(path, imgs, pp, tmp_path / "w", batch_size=2)
     n_ok = sum(r["status"] == "ok" for r in res)
@@ -80,11 +80,12 @@ def test_results_json_is_not_rewritten_after_every_result(setup, tmp_path, monke
 
 def test_results_json_is_saved_after_each_batch_when_due(setup, tmp_path, monkeypatch):
     import onnx_kernelviz.pipeline.explain as explainer
+    import onnx_kernelviz.pipeline.journal as journal
 
     path, imgs, pp = setup
     writes = []
-    real = explainer.write_json
-    monkeypatch.setattr(explainer, "write_json", lambda p, obj: (writes.append(len(obj["results"])), real(p, obj)))
+    real = journal.write_json
+    monkeypatch.setattr(journal, "write_json", lambda p, obj: (writes.append(len(obj["results"])), real(p, obj)))
     monkeypatch.setattr(explainer, "SAVE_EVERY", 0.0)
     res = _run(path, imgs, pp, tmp_path / "w", batch_size=2)
     skipped = sum(r["status"] != "ok" for r in res)

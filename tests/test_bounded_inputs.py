@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+import tiny_models
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-import tiny_models
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.errors import ImageError, ModelError
 from onnx_kernelviz.frontend.load import load_model
@@ -90,8 +90,8 @@ def test_huge_pngs_cost_one_decoded_file_however_many(model_path, tmp_path):
     held at full size as float32 before resizing: 3 images peaked above 324 MB."""
     paths = [_png(tmp_path / f"z{i}.png", 3000, 3000) for i in range(3)]
     m, pp, cfg = Model(model_path, device="cpu"), Preprocess(), ExplainConfig()
-    _, one = peak_mib(lambda: prepare(m, paths[:1], m.layers[0].tensor, pp, cfg))
-    prep, three = peak_mib(lambda: prepare(m, paths, m.layers[0].tensor, pp, cfg))
+    _, one = peak_mib(lambda: prepare(m, paths[:1], m.layers[0], pp, cfg))
+    prep, three = peak_mib(lambda: prepare(m, paths, m.layers[0], pp, cfg))
     assert prep.x.shape == (3, 3, 16, 16)
     decoded = 3000 * 3000 * 3 / 2**20
     assert three < 2 * decoded, three  # one decoded file and a band of float rows, not a float copy

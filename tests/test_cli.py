@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+import tiny_models
 from click.testing import CliRunner
 
-import tiny_models
 from onnx_kernelviz.cli import cli
 
 # The contract's results.json keys (CONTRACT.md, "explain: DIR/results.json").
@@ -98,7 +98,8 @@ def test_expose_adds_outputs_and_refuses_overwrite(models, tmp_path):
 def test_verify_table_and_json(models, image):
     out = ok("verify", models["two"]).output
     assert "all layers agree" in out
-    assert re.search(r"^\s+0\s+\S+\s+\S+\s+ok\s+r1$", out, re.M) and re.search(r"^\s+1\s+\S+\s+\S+\s+ok\s+y$", out, re.M)
+    assert re.search(r"^\s+0\s+\S+\s+\S+\s+ok\s+r1$", out, re.M)
+    assert re.search(r"^\s+1\s+\S+\s+\S+\s+ok\s+y$", out, re.M)
     doc = json.loads(ok("verify", models["two"], image, "--json").output)
     assert set(doc) == {"model", "tolerance", "ok", "layers"}
     assert doc["ok"] is True and doc["tolerance"] == 1e-3
@@ -180,15 +181,14 @@ def test_python_dash_m_help():
 
 
 def test_set_passes_typed_explain_settings_and_rejects_unknown_keys(tmp_path):
-    from onnx_kernelviz.cli.explain import _parse_settings
+    from onnx_kernelviz.cli.options import parse_settings
     from onnx_kernelviz.errors import UsageError
-    from onnx_kernelviz.pipeline.explain import ExplainConfig
 
-    got = _parse_settings(("resolution=112", "tv=0.05", "early_stop=false", "lr=0.3"), ExplainConfig())
+    got = parse_settings(("resolution=112", "tv=0.05", "early_stop=false", "lr=0.3"))
     assert got == {"resolution": 112, "tv": 0.05, "early_stop": False, "lr": 0.3}
     for bad in ("bogus=1", "resolution", "resolution=1.5", "early_stop=maybe"):
         with pytest.raises(UsageError):
-            _parse_settings((bad,), ExplainConfig())
+            parse_settings((bad,))
 
 
 def test_compare_help_states_the_contrast_default_and_refuses_a_negative_one(tmp_path):

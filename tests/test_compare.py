@@ -68,7 +68,7 @@ def test_pick_pair_wants_both_strong_firing_and_correlation():
 def test_compare_picks_the_correlated_pair_and_writes_the_contract(setup, tmp_path):
     model, img = setup
     out = tmp_path / "cmp"
-    doc = compare(model, img, "conv2", None, out, preprocess=PP, config=FAST)
+    doc = compare(model, img, "conv2", None, out, preprocess=PP, config=FAST).to_json()
     assert doc["kernels"] == [0, 2] and doc["correlation"] > 0.5
     assert doc["picked"]["by"] == "score" and doc["picked"]["correlation"] == doc["correlation"]
     assert isinstance(doc["told_apart"], bool) and doc["separation"] > 0
@@ -93,7 +93,7 @@ def test_compare_picks_the_correlated_pair_and_writes_the_contract(setup, tmp_pa
 def test_compare_given_kernels_and_refusals(setup, tmp_path):
     model, img = setup
     cfg = ExplainConfig(steps=4, early_stop=False, resolution=8, baselines=("activation",))
-    doc = compare(model, img, "conv2", (0, 1), tmp_path / "given", preprocess=PP, config=cfg)
+    doc = compare(model, img, "conv2", (0, 1), tmp_path / "given", preprocess=PP, config=cfg).to_json()
     assert doc["kernels"] == [0, 1] and list(doc["baselines"]) == ["activation"]
     assert doc["picked"] == {"by": "given"}
     with pytest.raises(UsageError, match="not empty"):
@@ -139,8 +139,10 @@ def test_contrast_drops_the_partner_more_than_the_plain_explanation(tmp_path):
     model = Model(colour_model(tmp_path / "colour.onnx"), device="cpu")
     # reference black: the default (the photo's mean colour) would put red back where the red third is dropped
     cfg = ExplainConfig(steps=60, early_stop=False, resolution=8, baselines=("activation",), reference="zeros")
-    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg, contrast=0)
-    contrast = compare(model, img, "conv", (0, 1), tmp_path / "contrast", preprocess=PP, config=cfg, contrast=6)
+    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg,
+                    contrast=0).to_json()
+    contrast = compare(model, img, "conv", (0, 1), tmp_path / "contrast", preprocess=PP, config=cfg,
+                       contrast=6).to_json()
     assert plain["contrast"] == 0 and contrast["contrast"] == 6
     # x'_0 drops the red third (most of kernel 1) and keeps the green one (most of kernel 0)
     assert contrast["ours"]["a"]["kept_b"] < plain["ours"]["a"]["kept_b"] - 0.05
@@ -157,8 +159,9 @@ def test_compare_with_the_pixel_method_and_baselines_at_the_unchanged_area(tmp_p
     img = thirds_image(tmp_path)
     model = Model(colour_model(tmp_path / "colour.onnx"), device="cpu")
     cfg = ExplainConfig(method="pixel", steps=60, early_stop=False, baselines=("activation",))
-    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg, contrast=0)
-    doc = compare(model, img, "conv", (0, 1), tmp_path / "px", preprocess=PP, config=cfg, contrast=12)
+    plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg,
+                    contrast=0).to_json()
+    doc = compare(model, img, "conv", (0, 1), tmp_path / "px", preprocess=PP, config=cfg, contrast=12).to_json()
     assert doc["ours"]["a"]["kept_b"] < plain["ours"]["a"]["kept_b"] - 0.05  # red drops, as with the mask
     assert "activation" in doc["baselines"] and doc["files"]["mask_a"] is None
     results = json.loads((tmp_path / "px" / "results.json").read_text())["results"]
@@ -168,7 +171,7 @@ def test_compare_with_the_pixel_method_and_baselines_at_the_unchanged_area(tmp_p
 def test_unchanged_fraction():
     import torch
 
-    from onnx_kernelviz.pipeline.explain import unchanged_fraction
+    from onnx_kernelviz.pipeline.batch import unchanged_fraction
 
     x = torch.zeros(2, 3, 4, 4)
     lo, hi = torch.full((1, 3, 1, 1), -1.0), torch.full((1, 3, 1, 1), 1.0)

@@ -6,13 +6,13 @@ torch exporters and the shipped default model are marked ``slow`` (they still ru
 
 from __future__ import annotations
 
+import corpus
 import numpy as np
 import pytest
 
-import corpus
 from onnx_kernelviz.errors import ConversionError
-from onnx_kernelviz.model import Model
 from onnx_kernelviz.measure.verify import DEFAULT_TOLERANCE, FP16_TOLERANCE, verify_model
+from onnx_kernelviz.model import Model
 
 #: Every layer of every corpus model must agree with onnxruntime this closely (fp32).
 PARITY = 1e-4

@@ -41,7 +41,8 @@ def test_pixel_method_on_the_default_model(tmp_path):
     from onnx_kernelviz.pipeline.demo import PHOTOS, default_model_path
 
     r = CliRunner().invoke(cli, ["explain", str(default_model_path()), str(PHOTOS / "coffee.jpg"), "--layer", "20",
-                                 "--kernel", "top1", "--method", "pixel", "--steps", "10", "--out", str(tmp_path / "p")])
+                                 "--kernel", "top1", "--method", "pixel", "--steps", "10",
+                                 "--out", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "p" / "results.json").read_text())["results"][0]
     assert res["mask_area"] is None and res["files"]["mask"] is None and res["parity_ok"]

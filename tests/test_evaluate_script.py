@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from test_baselines import SIDE, halves_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tiny_models
 from click.testing import CliRunner
 
-import tiny_models
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.io.decode import read_image
@@ -59,8 +59,8 @@ def test_pad_bands_are_the_mean_colour_zero_after_normalization():
     x = to_model_input(rgb, pp, (20, 20))
     # 5 rows of photo at rows 8..12 (top = int(round(15 / 2)) = 8, as torchvision rounds)
     assert np.allclose(x[:, :8], 0, atol=1e-6) and np.allclose(x[:, 13:], 0, atol=1e-6)
-    assert np.allclose(x[:, 10], (0.9 - np.array([0.485, 0.456, 0.406])[:, None]) / np.array([0.229, 0.224, 0.225])[:, None],
-                       atol=1e-5)
+    imagenet_mean, imagenet_std = np.array([0.485, 0.456, 0.406])[:, None], np.array([0.229, 0.224, 0.225])[:, None]
+    assert np.allclose(x[:, 10], (0.9 - imagenet_mean) / imagenet_std, atol=1e-5)
     caffe = get_preset("caffe")
     assert np.allclose(mean_colour(caffe), np.array([123.68, 116.779, 103.939]) / 255)  # bgr mean -> RGB
 

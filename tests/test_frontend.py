@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import corpus
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto
-
-import corpus
 from tiny_models import set_external_location
+
 from onnx_kernelviz.errors import ModelError, UsageError
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView

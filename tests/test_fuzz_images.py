@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before cv2 is first imported)
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,8 +21,6 @@ from hypothesis import strategies as st
 
 from onnx_kernelviz.errors import ImageError
 from onnx_kernelviz.io.images import LoadedImage, read_image
-
-import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before cv2 is first imported)
 
 # Keeps a mutated header that claims a big (but allowed) size from costing seconds and gigabytes per example.
 FUZZ_MAX_PIXELS = 4_000_000

@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import tiny_models
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tiny_models
 from onnx_kernelviz.errors import KernelvizError
 from onnx_kernelviz.frontend.load import LoadedModel, load_model
 

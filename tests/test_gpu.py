@@ -47,7 +47,7 @@ def test_gpu_results_match_cpu(tmp_path):
     for dev in ("cpu", "cuda"):
         run = explain(Model(path, device=dev), [PHOTOS / "chelsea.jpg"], 20, "top2", tmp_path / dev,
                       preprocess=pp, config=cfg)
-        res[dev] = [(r["kernel"], r["kept"], r["others_kept"]) for r in run.results]
+        res[dev] = [(r.kernel, r.metrics.kept, r.metrics.others_kept) for r in run.results]
     for (ka, kept_a, oth_a), (kb, kept_b, oth_b) in zip(res["cpu"], res["cuda"]):
         assert ka == kb
         assert kept_a == pytest.approx(kept_b, abs=2e-2)

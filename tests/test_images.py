@@ -11,10 +11,10 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before cv2 is first imported)
 import numpy as np
 import pytest
 
-from onnx_kernelviz.io import images
 from onnx_kernelviz.errors import ImageError, UsageError
 from onnx_kernelviz.io.images import (
     IMAGE_EXTENSIONS,
@@ -28,9 +28,6 @@ from onnx_kernelviz.io.images import (
     write_npy,
 )
 from onnx_kernelviz.io.preprocess import Preprocess, get_preset
-
-import cv2  # noqa: E402  (after images, which sets OpenCV's size limit before cv2 is first imported)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Builders.
@@ -582,7 +579,9 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path, monkeypa
     def boom(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(images.os, "replace", boom)
+    import onnx_kernelviz.io.files as files  # the one atomic writer
+
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(ImageError, match="No space left on device"):
         write_image(target, np.full((2, 2, 3), 255, np.uint8))
     with pytest.raises(ImageError, match="check the folder is writable"):

@@ -8,12 +8,11 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_models import save, two_conv
 
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.method.kernels import parse_kernel_spec, select_items
-
-from tiny_models import save, two_conv
 
 ENERGY = np.array([[5.0, 0.0, 1.0],
                    [1.0, 3.0, 2.0],

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from onnx_kernelviz.pipeline.explain import ExplainConfig
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.objectives import MaskArea, MaskTV, Objective, Preserve, Step, Suppress
 
 
@@ -70,14 +70,39 @@ def test_objective_weighted_sum_and_parts():
 
 
 def test_default_objective_and_loop_settings():
+    from onnx_kernelviz.method.methods import METHODS
+
     cfg = ExplainConfig()
-    names = [type(t).__name__ for _, t in cfg.objective().terms]
+    mask = METHODS.get(cfg.method)
+    names = [type(t).__name__ for _, t in mask.objective(cfg).terms]
     assert names == ["Preserve", "Suppress", "MaskArea", "MaskTV"]
-    oc = cfg.optimize_config()
-    assert oc.steps == cfg.steps and dict(oc.param_options)["resolution"] == cfg.resolution
-    pixel = ExplainConfig(method="pixel")
-    assert [type(t).__name__ for _, t in pixel.objective().terms] == ["PaperPreserve", "PaperSuppress", "ImageL1"]
-    assert pixel.optimize_config().optimizer == "sgd" and pixel.optimize_config().param_options == ()
+    oc = mask.loop(cfg)
+    assert oc.steps == cfg.steps and mask.param_options(cfg)["resolution"] == cfg.resolution
+    pixel_cfg = ExplainConfig(method="pixel")
+    pixel = METHODS.get(pixel_cfg.method)
+    assert [type(t).__name__ for _, t in pixel.objective(pixel_cfg).terms] == ["PaperPreserve", "PaperSuppress",
+                                                                                 "ImageL1"]
+    assert pixel.loop(pixel_cfg).optimizer == "sgd" and pixel.param_options(pixel_cfg) == {}
+
+
+def test_one_source_for_every_default():
+    """perturb.py and OptimizeConfig had defaults of their own that disagreed with ExplainConfig's (a docstring
+    described an init of 3 that never ran; 300/40/20 steps against 200/20/10)."""
+    import inspect
+
+    from onnx_kernelviz.method.methods import METHODS
+    from onnx_kernelviz.method.optimize import OptimizeConfig
+    from onnx_kernelviz.method.perturb import MaskParameterization
+
+    cfg = ExplainConfig()
+    params = inspect.signature(MaskParameterization.__init__).parameters
+    for name, value in METHODS.get("mask").param_options(cfg).items():
+        assert params[name].default == value, name
+    loop_defaults = {f: OptimizeConfig.__dataclass_fields__[f].default for f in ("steps", "min_steps", "patience",
+                                                                                "tol", "lr")}
+    assert all(v is __import__("dataclasses").MISSING for v in loop_defaults.values()), loop_defaults
+    assert METHODS.get("mask").loop(cfg).min_steps == METHODS.get("mask").min_steps
+    assert METHODS.get("mask").loop(ExplainConfig(min_steps=7)).min_steps == 7  # --set min_steps=7 reaches the loop
 
 
 def test_suppress_partner_is_the_partner_kept_relative_to_k_and_zero_without_one():

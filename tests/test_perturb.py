@@ -18,7 +18,7 @@ from onnx_kernelviz.method.perturb import PARAMETERIZATIONS, MaskParameterizatio
 
 def test_mask_range_shape_and_levels():
     x, b = torch.randn(2, 3, 32, 48), torch.zeros(2, 3, 32, 48)
-    p = MaskParameterization(x, b, resolution=16, levels=3, smooth=0.05, init=0.0)
+    p = MaskParameterization(x, b, resolution=16, levels=3, fine_lr=0.5, smooth=0.05, init=0.0)
     assert [tuple(t.shape) for t in p.logits] == [(2, 1, 3, 4), (2, 1, 5, 8), (2, 1, 11, 16)]  # coarsest first
     with torch.no_grad():
         for t in p.logits:
@@ -62,7 +62,7 @@ def test_rows_are_independent_of_their_batch():
     with torch.no_grad():
         ref = torch.relu(fwd(x))
     obj = lambda: Objective([(1.0, Preserve()), (1.0, Suppress()), (0.3, MaskArea())])  # noqa: E731
-    cfg = OptimizeConfig(steps=15, lr=0.2, early_stop=False)
+    cfg = OptimizeConfig(steps=15, lr=0.2, min_steps=0, patience=1, tol=0.0, early_stop=False)
     together = optimize(fwd, MaskParameterization(x, torch.zeros_like(x), resolution=8), obj(), ref, k, cfg)
     alone = optimize(fwd, MaskParameterization(x[1:2], torch.zeros_like(x[1:2]), resolution=8), obj(), ref[1:2],
                      k[1:2], cfg)
@@ -89,9 +89,9 @@ def _half_model(path, size=16):
 def test_known_answer_left_half(tmp_path, mask, margin):
     # these kernels see only a half's mean: a region mask keeps the half; band masks keep its coarse band only,
     # so their mean (mask.npy) on the kept half is about 1/3 and the margin is smaller
-    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
-    from onnx_kernelviz.model import Model
     from onnx_kernelviz.io.preprocess import get_preset
+    from onnx_kernelviz.model import Model
+    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
 
     path = tmp_path / "half.onnx"
     _half_model(path)
@@ -104,7 +104,7 @@ def test_known_answer_left_half(tmp_path, mask, margin):
     cfg = ExplainConfig(mask=mask, steps=60, early_stop=False, reference="zeros", resolution=8, levels=2,
                         smooth=0.0)
     run = explain(model, [img], 0, "0,1", tmp_path / "out", preprocess=get_preset("unit"), config=cfg)
-    res = {r["kernel"]: r for r in run.results}
+    res = {r.kernel: r.to_json() for r in run.results}
     assert res[0]["status"] == "ok" and res[0]["kept"] > 0.8 and res[0]["others_kept"] < 0.3
     m0 = np.load(tmp_path / "out" / res[0]["files"]["mask_npy"])
     m1 = np.load(tmp_path / "out" / res[1]["files"]["mask_npy"])

@@ -15,11 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tiny_models
 import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import tiny_models
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.errors import ModelError
 
@@ -274,8 +274,12 @@ def test_missing_image_and_empty_folder(models, tmp_path):
 
 # --- 4. files --------------------------------------------------------------------------------------------------
 
-def _temp_files(out: Path) -> list[Path]:
-    return [p for p in out.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+def _temp_files(out: Path, running: bool = False) -> list[Path]:
+    """Temp files (and, once no run holds ``out``, its lock)."""
+    from onnx_kernelviz.io.outdir import LOCK_NAME
+
+    return [p for p in out.rglob("*") if (p.name.startswith(".") or p.name.endswith(".tmp"))
+            and not (running and p.name == LOCK_NAME)]
 
 
 def test_non_empty_out_is_refused_and_untouched(models, image, tmp_path):
@@ -293,9 +297,9 @@ def test_non_empty_out_is_refused_and_untouched(models, image, tmp_path):
 
 
 def test_results_json_valid_after_every_explanation_and_no_temp_files(models, image, tmp_path):
-    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
-    from onnx_kernelviz.model import Model
     from onnx_kernelviz.io.preprocess import resolve_preprocess
+    from onnx_kernelviz.model import Model
+    from onnx_kernelviz.pipeline.explain import ExplainConfig, explain
 
     out = tmp_path / "o"
     seen = []
@@ -303,7 +307,7 @@ def test_results_json_valid_after_every_explanation_and_no_temp_files(models, im
     def progress(done, total, result):
         doc = json.loads((out / "results.json").read_text())  # must parse at every call
         assert len(doc["results"]) <= done  # saved per batch, at most every SAVE_EVERY seconds
-        assert not _temp_files(out)
+        assert not _temp_files(out, running=True)
         seen.append((done, total))
 
     m = Model(models["two"], device="cpu")
@@ -324,13 +328,13 @@ def _interrupt_after_first(monkeypatch):
         def progress(done, total, result):
             if result is not None:
                 raise KeyboardInterrupt
-        return progress
+        return progress, None
 
-    monkeypatch.setattr(cli_module, "_progress_bar", bar)
+    monkeypatch.setattr(cli_module, "progress_bar", bar)
 
 
 def _count_optimize(monkeypatch) -> list:
-    ex = sys.modules["onnx_kernelviz.pipeline.explain"]
+    ex = sys.modules["onnx_kernelviz.pipeline.batch"]
 
     calls = []
     real = ex.optimize

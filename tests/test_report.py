@@ -238,3 +238,20 @@ def test_compare_section_shows_the_filter_cosine(tmp_path):
     text = write_report(out).read_text()
     # a folder without compare's recorded advice gets it from the cosine: near-copies need the pixel method
     assert "<b>Not told apart.</b>" in text and "--method pixel" in text.split("What to try")[1]
+
+
+def test_compare_section_judges_separation_as_the_cli_does(tmp_path):
+    """One formula: the report highlights the method with the largest self/other ratio (the CLI's "told apart"
+    rule), not the largest mean gap — before, ours was highlighted while the CLI said "not told apart"."""
+    from onnx_kernelviz.measure.pairs import SEPARATION, separation
+
+    out = make_sample(tmp_path / "c", results=False)
+    doc = json.loads((out / "compare.json").read_text())
+    # ours: larger gaps (0.25) but ratio 1.36 < 1.5; the baseline: smaller gaps (0.15) but ratio 2.0
+    doc["ours"] = {"a": {"kept_a": 0.95, "kept_b": 0.7}, "b": {"kept_a": 0.7, "kept_b": 0.95}}
+    doc["baselines"] = {"activation": {"a": {"kept_a": 0.3, "kept_b": 0.15}, "b": {"kept_a": 0.15, "kept_b": 0.3}}}
+    (out / "compare.json").write_text(json.dumps(doc))
+    assert separation(doc["ours"]) < SEPARATION <= separation(doc["baselines"]["activation"])
+    text = write_report(out).read_text()
+    assert '<tr class="win"><td>activation</td>' in text and '<tr class="win"><td>ours</td>' not in text
+    assert "1.36 (not told apart)" in text and "2 (told apart)" in text

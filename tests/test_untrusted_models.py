@@ -13,17 +13,17 @@ import keyword
 import os
 from pathlib import Path
 
+import hostile
 import numpy as np
 import onnx
 import pytest
+import tiny_models
 import torch
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx2torch import convert as o2t_convert
 
-import hostile
-import tiny_models
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.errors import ConversionError, KernelvizError
 from onnx_kernelviz.frontend.convert import to_torch
@@ -64,7 +64,8 @@ def test_payload_node_name_runs_nothing_and_the_run_works(evil, marker, tmp_path
     cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
     args = {"verify": ["verify", evil],
             "explain": ["explain", evil, img, "--layer", "0", "--kernel", "0", "--out", tmp_path / "o", *FAST],
-            "compare": ["compare", evil, img, "--layer", "0", "--kernel", "0", "--kernel", "1", "--out", tmp_path / "c", *FAST]}
+            "compare": ["compare", evil, img, "--layer", "0", "--kernel", "0", "--kernel", "1", "--out", tmp_path / "c",
+                        *FAST]}
     r = CliRunner().invoke(cli, [str(a) for a in args[command]])
     assert not marker.exists()
     assert r.exit_code == 0, r.output

@@ -18,15 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from onnx_kernelviz.atlas.explainer import Site, SiteExplanation, explain_sites
 from onnx_kernelviz.atlas.rf import ReceptiveField
-from onnx_kernelviz.atlas.stream import ShardStats, collect_stats, model_input
-from onnx_kernelviz.errors import ImageError
+from onnx_kernelviz.atlas.stream import ShardStats, collect_stats
 from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.explain import ExplainConfig
 from onnx_kernelviz.registry import Registry
 
 
@@ -83,24 +80,9 @@ class Worker:
                              threads=self.work.ort_threads)
 
     def explain(self, chunk: Chunk) -> list[SiteExplanation]:
-        size = self.model.input_size(self.work.preprocess.size)
-        inputs: dict[int, np.ndarray | None] = {}
-        for s in chunk.sites:
-            if s.image not in inputs:
-                try:
-                    inputs[s.image] = model_input(self.work.images[s.image], self.work.preprocess, size,
-                                                  self.model.channels)
-                except ImageError:
-                    inputs[s.image] = None  # read in the statistics pass; gone or changed since
-        ok = [s for s in chunk.sites if inputs[s.image] is not None]
-        lost = [SiteExplanation(s, "failed", {}, 0, 0.0, self.fields[chunk.layer].box(s.row, s.col),
-                                reason="the image cannot be read any more")
-                for s in chunk.sites if inputs[s.image] is None]
-        if not ok:
-            return lost
-        x = np.stack([a for s in ok if (a := inputs[s.image]) is not None])
-        return lost + explain_sites(self.model, self.model.layers[chunk.layer], ok, x, self.fields[chunk.layer],
-                                    self.work.config, self.work.preprocess)
+        images = {s.image: self.work.images[s.image] for s in chunk.sites}
+        return explain_sites(self.model, self.model.layers[chunk.layer], list(chunk.sites), images,
+                             self.fields[chunk.layer], self.work.config, self.work.preprocess)
 
 
 ShardDone = Callable[[Shard, ShardStats], None]

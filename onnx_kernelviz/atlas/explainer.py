@@ -1,37 +1,36 @@
 """The explanation pass's one adapter over the method: kernels explained at their exemplar sites, in batches.
 
-Each site is (layer, kernel, image, row, col): the image where the kernel fires most, at its peak cell. Sites of
-one layer are optimized together, across kernels and images, by the same loop as ``explain`` (``optimize`` with
-``ExplainConfig``'s parameterization, objective and loop settings; rows are independent) and measured the same
-way: metrics from onnxruntime on the original graph, parity of the torch copy on x'. Nothing is written here:
-a result carries its metrics and JPEG crops of the receptive field (photo with the mask's contour, x'), so a Ray
-worker can return it and the atlas stays small (no full-size pictures or .npy per explanation).
+Each site is (layer, kernel, image, row, col): an image where the kernel fires most, at its peak cell. Sites of one
+layer are explained together, across kernels and images, by ``explain``'s own steps: ``prepare`` (inputs,
+references, onnxruntime activations), ``optimize_batch`` and ``measure_batch`` (metrics from onnxruntime on the
+original graph, parity of the torch copy on x'). Nothing is written here: a result carries its metrics and a JPEG
+strip of the receptive field (the photo with the kept region outlined, and x'), so a Ray worker can return it and
+the atlas stays small (no full-size pictures or .npy per explanation).
 
-To be switched to the ``focus`` scope (kernel k at its peak, ``--at`` the exemplar cell) and ``core``'s
-optimize/measure steps when they land; until then the objective is ``explain``'s own (the whole map of k on the
-exemplar image), and the crop shows the exemplar cell's receptive field.
+To be switched to the ``focus`` scope (kernel k at its peak, ``--at`` the exemplar cell) when it lands; until then
+the objective is ``explain``'s own (the whole map of k on the exemplar image), and the crop shows the exemplar
+cell's receptive field.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import torch
 
 from onnx_kernelviz.atlas.rf import ReceptiveField
+from onnx_kernelviz.atlas.stream import model_input
 from onnx_kernelviz.atlas.tiles import THUMB, crop_pair, jpeg, strip
-from onnx_kernelviz.errors import KernelvizError
+from onnx_kernelviz.errors import ImageError, KernelvizError
 from onnx_kernelviz.frontend.layers import Layer
 from onnx_kernelviz.io.modelinput import from_model_input
-from onnx_kernelviz.io.preprocess import Preprocess, valid_range
-from onnx_kernelviz.measure.metrics import kernel_metrics, parity
-from onnx_kernelviz.method.optimize import optimize
-from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
-from onnx_kernelviz.method.references import REFERENCES
+from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.explain import ExplainConfig, cuda_batch_size
+from onnx_kernelviz.pipeline.batch import measure_batch, optimize_batch
+from onnx_kernelviz.pipeline.explain import cuda_batch_size
+from onnx_kernelviz.pipeline.prepare import Prepared, prepare
 from onnx_kernelviz.runtime import keep_freed_memory
 
 
@@ -63,75 +62,66 @@ class SiteExplanation:
     reason: str | None = None
 
 
-def explain_sites(model: Model, layer: Layer, sites: list[Site], x: np.ndarray, rf: ReceptiveField,
+def explain_sites(model: Model, layer: Layer, sites: list[Site], images: dict[int, str], rf: ReceptiveField,
                   config: ExplainConfig, pp: Preprocess) -> list[SiteExplanation]:
-    """Explain ``sites`` (all of ``layer``) whose model inputs are ``x`` ``[n, C, H, W]`` (row i for site i)."""
+    """Explain ``sites`` (all of ``layer``); ``images`` maps each site's image index to its path."""
     keep_freed_memory()  # as explain: glibc's unmapping of freed buffers otherwise doubles a CPU step's time
-    size = _batch(model, layer, x, config, len(sites))
-    out: list[SiteExplanation] = []
-    for s in range(0, len(sites), size):
-        out += _bounded(model, layer, sites[s:s + size], x[s:s + size], rf, config, pp)
+    size = model.input_size(pp.size)
+    readable, lost = [], []
+    for i in sorted({s.image for s in sites}):
+        try:
+            model_input(images[i], pp, size, model.channels)
+            readable.append(i)
+        except ImageError:  # read in the statistics pass; gone or changed since
+            lost.append(i)
+    out = [SiteExplanation(s, "failed", {}, 0, 0.0, rf.box(s.row, s.col), reason="the image cannot be read any more")
+           for s in sites if s.image in lost]
+    todo = [s for s in sites if s.image not in lost]
+    if not todo:
+        return out
+    prep = prepare(model, [Path(images[i]) for i in readable], layer, pp, config)
+    row = {img: n for n, img in enumerate(readable)}
+    rows = _batch(model, prep, config, len(todo))
+    for start in range(0, len(todo), rows):
+        chunk = todo[start:start + rows]
+        out += _bounded(model, prep, chunk, [(row[s.image], s.kernel) for s in chunk], rf, config, pp)
     return out
 
 
-def _batch(model: Model, layer: Layer, x: np.ndarray, config: ExplainConfig, n: int) -> int:
+def _batch(model: Model, prep: Prepared, config: ExplainConfig, n: int) -> int:
+    """As ``explain``: ``config.batch_size``, else 16 rows on CPU, and on CUDA as many as fit half the free memory."""
     if config.batch_size:
         return config.batch_size
     if model.devices.torch.type != "cuda":
-        return min(n, 16)  # as explain: past ~16 rows a CPU step's time grows linearly
-    return cuda_batch_size(model, layer.tensor, x[:1], n)[0]
+        return min(n, 16)
+    return cuda_batch_size(model, prep.layer.tensor, prep.x[:1], n)[0]
 
 
-def _bounded(model, layer, sites, x, rf, config, pp) -> list[SiteExplanation]:
-    """``_explain``, halving the batch when the GPU runs out of memory (as ``explain`` does)."""
+def _bounded(model: Model, prep: Prepared, sites: list[Site], items: list[tuple[int, int]], rf: ReceptiveField,
+             config: ExplainConfig, pp: Preprocess) -> list[SiteExplanation]:
+    """One batch, halved when the GPU runs out of memory (as ``explain`` does)."""
     try:
-        return _explain(model, layer, sites, x, rf, config, pp)
+        opt = optimize_batch(model, prep, items, config, pp)
+        measured = measure_batch(model, prep, opt, config)
     except torch.cuda.OutOfMemoryError:
         if len(sites) == 1:
             raise KernelvizError("out of GPU memory with a single explanation; use --device cpu or a smaller "
                                  "--size") from None
         torch.cuda.empty_cache()
         h = len(sites) // 2
-        return (_bounded(model, layer, sites[:h], x[:h], rf, config, pp)
-                + _bounded(model, layer, sites[h:], x[h:], rf, config, pp))
-
-
-def _explain(model: Model, layer: Layer, sites: list[Site], x_np: np.ndarray, rf: ReceptiveField,
-             config: ExplainConfig, pp: Preprocess) -> list[SiteExplanation]:
-    dev = model.devices.torch
-    torch.manual_seed(config.seed)
-    tg = model.torch_graph((layer.tensor,))
-    forward = lambda inp: tg(inp)[0]  # noqa: E731
-    x = torch.from_numpy(x_np).to(dev)
-    lo, hi = (torch.from_numpy(v) for v in valid_range(pp, model.channels))
-    b = REFERENCES.get(config.reference)(x.cpu(), lo, hi, torch.Generator().manual_seed(config.seed)).to(dev)
-    k = torch.tensor([s.kernel for s in sites], device=dev)
-    with torch.no_grad():
-        ref = torch.relu(forward(x))
-    param = PARAMETERIZATIONS.get(config.parameterization)(x, b, resolution=config.resolution)
-    t0 = time.perf_counter()
-    res = optimize(forward, param, config.objective(), ref, k, config.optimize_config())
-    seconds = (time.perf_counter() - t0) / len(sites)
-    lo_d, hi_d = lo.to(dev).view(1, -1, 1, 1), hi.to(dev).view(1, -1, 1, 1)
-    x_mod = torch.maximum(torch.minimum(res.x_mod, hi_d), lo_d).detach()
-    xm = x_mod.cpu().numpy()
-    t_x, t_mod = (model.run_ort(a, (layer.tensor,))[0] for a in (x_np, xm))
-    with torch.no_grad():
-        t_torch = forward(x_mod).float().cpu().numpy()
-    masks = None if res.mask is None else res.mask[:, 0].detach().cpu().numpy()
+        return (_bounded(model, prep, sites[:h], items[:h], rf, config, pp)
+                + _bounded(model, prep, sites[h:], items[h:], rf, config, pp))
     results = []
-    for i, site in enumerate(sites):
+    for n, (site, (i, _)) in enumerate(zip(sites, items)):
         box = rf.box(site.row, site.col)
-        if res.failed[i]:
-            results.append(SiteExplanation(site, "failed", {}, res.steps[i], seconds, box, reason=res.failed[i]))
+        metrics, par = measured.metrics[n], measured.parity[n]
+        if opt.failed[n] or metrics is None or par is None:
+            results.append(SiteExplanation(site, "failed", {}, opt.steps[n], opt.seconds[n], box,
+                                           reason=opt.failed[n] or "not measured"))
             continue
-        m = kernel_metrics(t_x[i], t_mod[i], site.kernel).to_dict()
-        p_abs, p_rel = parity(t_torch[i], t_mod[i])
-        mask = None if masks is None else masks[i]
-        photo = from_model_input(x_np[i], pp)
-        m.update(mask_area=None if mask is None else float(mask.mean()), parity_max_abs=p_abs, parity_rel=p_rel,
-                 parity_ok=bool(p_rel <= config.tolerance))
-        # the report's pair: the photo's box with the kept region's contour (none for the pixel method), x's box
-        pic = jpeg(strip(list(crop_pair(photo, from_model_input(xm[i], pp), mask, box, THUMB))))
-        results.append(SiteExplanation(site, "ok", m, res.steps[i], seconds, box, pic))
+        mask = None if opt.masks is None else opt.masks[n]
+        # the report's pair: the photo's box with the kept region's contour (none for the pixel method), x''s box
+        pair = crop_pair(prep.photos[i], from_model_input(opt.x_mod[n], pp), mask, box, THUMB)
+        results.append(SiteExplanation(site, "ok", {**metrics.to_json(), **par.to_json()}, opt.steps[n],
+                                       opt.seconds[n], box, jpeg(strip(list(pair)))))
     return results

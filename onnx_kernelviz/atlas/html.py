@@ -22,7 +22,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from onnx_kernelviz.atlas.outputs import Atlas
-from onnx_kernelviz.report.html import CSS_FILE, _write_atomic
+from onnx_kernelviz.io.files import write_text
+from onnx_kernelviz.report.html import CSS_FILE
 
 #: kernel tiles per layer page
 PAGE = 256
@@ -105,7 +106,8 @@ class _Writer:
     def write(self, rel: str, title: str, body: str) -> None:
         path = self.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, _page(title, body, rel.count("/")))
+        # pictures and pages are redrawn by a rerun: renamed into place, not synced to disk one by one
+        write_text(path, _page(title, body, rel.count("/")), durable=False)
 
     def img(self, rel: str | None, alt: str, depth: int, cls: str = "") -> str:
         if not rel or not (self.out / rel).is_file():
@@ -278,7 +280,7 @@ class _Writer:
 def write_html(out: Path, atlas: Atlas) -> Path:
     """Write ``out/atlas.html`` and its pages; returns the overview's path."""
     (out / "pages").mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / CSS, CSS_FILE.read_text(encoding="utf-8") + _CSS)
+    write_text(out / CSS, CSS_FILE.read_text(encoding="utf-8") + _CSS, durable=False)
     w = _Writer(out, atlas)
     w.overview()
     w.filters()

@@ -22,8 +22,7 @@ import numpy as np
 
 from onnx_kernelviz.atlas.stream import ShardStats
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.io.images import atomic_file
-from onnx_kernelviz.report.pictures import write_json
+from onnx_kernelviz.io.files import atomic_file, write_json
 
 #: what an atlas writes into DIR (``--force`` removes these and nothing else)
 OWN = ("atlas.json", "atlas.html", "kernels.parquet", "pages", "tiles", "checkpoint")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,9 +19,11 @@ from onnx_kernelviz.atlas.stats import HIST_EDGES
 from onnx_kernelviz.atlas.stream import ShardStats
 from onnx_kernelviz.errors import KernelvizError
 from onnx_kernelviz.frontend.layers import Layer
-from onnx_kernelviz.io.images import atomic_file
+from onnx_kernelviz.io.files import atomic_file, write_json
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.report.pictures import write_json
+
+if TYPE_CHECKING:
+    from onnx_kernelviz.atlas.run import AtlasSettings
 
 #: correlated kernels listed per kernel (kernels.parquet ``correlated``, the kernel page)
 CORRELATED = 5
@@ -52,8 +55,8 @@ def filter_cosines(model: Model, layer: Layer) -> np.ndarray | None:
 
 
 def build_atlas(model: Model, layers: list[Layer], paths: list[Path], stats: ShardStats,
-                fields: dict[int, ReceptiveField], explained: dict[tuple[int, int], list[dict]], settings,
-                header: dict) -> Atlas:
+                fields: dict[int, ReceptiveField], explained: dict[tuple[int, int], list[dict]],
+                settings: AtlasSettings, header: dict) -> Atlas:
     """The rows and the header from the merged statistics and the saved explanations."""
     from onnx_kernelviz.atlas.run import tile_name
 
@@ -111,7 +114,7 @@ def _explanation(e: dict) -> dict:
             "seconds": e.get("seconds"), "rf_box": e.get("rf_box"), "strip": e.get("strip")}
 
 
-def _schema():
+def _schema() -> Any:
     import pyarrow as pa
 
     exemplar = pa.struct([("image", pa.string()), ("row", pa.int32()), ("col", pa.int32()), ("value", pa.float64()),
@@ -130,7 +133,8 @@ def _schema():
         ("exemplars", pa.list_(exemplar)), ("exemplar_strip", pa.string()), ("explanations", pa.list_(explanation))])
 
 
-def pyarrow_or_fail():
+def pyarrow_or_fail() -> Any:
+    """``pyarrow.parquet``, or one error line naming the extra that installs it."""
     try:
         import pyarrow  # noqa: F401
         import pyarrow.parquet as pq

@@ -21,6 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from onnx_kernelviz.atlas.engines import ENGINES, Chunk, ChunkDone, Shard, ShardDone, Work, Worker
+from onnx_kernelviz.atlas.explainer import SiteExplanation
 from onnx_kernelviz.atlas.rf import ReceptiveField
 from onnx_kernelviz.atlas.stream import ShardStats
 from onnx_kernelviz.errors import KernelvizError
@@ -69,7 +70,7 @@ class ExplainWorker:
         torch.set_num_threads(max(1, threads))
         self.worker = Worker(work, fields)
 
-    def explain(self, chunk: Chunk):
+    def explain(self, chunk: Chunk) -> tuple[Chunk, list[SiteExplanation]]:
         return chunk, self.worker.explain(chunk)
 
 

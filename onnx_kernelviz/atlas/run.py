@@ -28,8 +28,8 @@ from onnx_kernelviz.frontend.layers import Layer
 from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.modelinput import from_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.explain import ExplainConfig
 
 #: seconds between checkpoints of the merged statistics (a checkpoint of the default model's 49 layers is ~140 MB)
 SAVE_EVERY = 30.0

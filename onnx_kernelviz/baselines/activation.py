@@ -12,4 +12,4 @@ class Activation(Baseline):
     def saliency(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             act = torch.relu(self.forward(x))
-        return upsample(act[torch.arange(len(k), device=act.device), k], x.shape[-2:])
+        return upsample(act[torch.arange(len(k), device=act.device), k], (x.shape[-2], x.shape[-1]))

@@ -10,22 +10,24 @@ pytorch-grad-cam's ``BaseCAM``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from onnx_kernelviz.measure.metrics import kernel_metrics
 from onnx_kernelviz.method.references import gaussian_blur
 from onnx_kernelviz.registry import Registry
+from onnx_kernelviz.results import Metrics
 
 #: The truncated network: ``x [B, C, H, W] -> activation [B, C', h, w]`` (not rectified).
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
-BASELINES: Registry[type["Baseline"]] = Registry("baseline")
+BASELINES: Registry[type[Baseline]] = Registry("baseline")
 
 
 class Baseline(ABC):
@@ -35,11 +37,13 @@ class Baseline(ABC):
         forward: the truncated network (torch copy of the model, on the run's device).
         b: the reference images ``[B, C, H, W]`` (what the mask puts where it removes the image); baselines that
             perturb the input (occlusion) use it so they remove things the same way the masks do.
+        module: the ``nn.Module`` that ``forward`` runs, for baselines that hook its layers (guided backprop).
     """
 
-    def __init__(self, forward: Forward, b: torch.Tensor | None = None) -> None:
+    def __init__(self, forward: Forward, b: torch.Tensor | None = None, *, module: nn.Module | None = None) -> None:
         self.forward = forward
         self.b = b
+        self.module = module
 
     @abstractmethod
     def saliency(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -51,8 +55,9 @@ class Baseline(ABC):
         return s
 
 
-def kernel_energy(act: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """‖r_k‖² per row for a (not rectified) activation ``[B, C', h, w]`` -> ``[B]``."""
+def squared_energy(act: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """‖r_k‖² per row for a (not rectified) activation ``[B, C', h, w]`` -> ``[B]``: the square of
+    ``measure.metrics.kernel_energy`` (the one "energy"), differentiable, for the gradient baselines."""
     return torch.relu(act[torch.arange(len(k), device=act.device), k]).pow(2).flatten(1).sum(1)
 
 
@@ -60,7 +65,7 @@ class GradientBaseline(Baseline):
     """Template for methods built on d‖r_k(x)‖²/dx: subclasses override :meth:`context` (how the backward pass
     runs, e.g. guided ReLUs) and/or :meth:`combine` (gradient -> map)."""
 
-    def context(self) -> AbstractContextManager:
+    def context(self) -> AbstractContextManager[object]:
         return nullcontext()
 
     def combine(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -70,7 +75,7 @@ class GradientBaseline(Baseline):
     def saliency(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad(), self.context():
-            (grad,) = torch.autograd.grad(kernel_energy(self.forward(xg), k).sum(), xg)
+            (grad,) = torch.autograd.grad(squared_energy(self.forward(xg), k).sum(), xg)
         return self.combine(x.detach(), grad)
 
 
@@ -79,7 +84,7 @@ class BaselineOutcome:
     """One baseline on one row: contract metrics (kept, fidelity, others_kept, specificity_before/after,
     mask_area), the equal-area mask ``[H, W]`` in {0, 1}, x' ``[C, H, W]`` and the raw saliency ``[H, W]``."""
 
-    metrics: dict
+    metrics: Metrics
     mask: np.ndarray
     x_mod: np.ndarray
     saliency: np.ndarray
@@ -113,7 +118,8 @@ def resolve_names(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def evaluate_baselines(names: Sequence[str], *, forward: Forward, x: torch.Tensor, b: torch.Tensor,
+def evaluate_baselines(names: Sequence[str], *, forward: Forward, module: nn.Module | None, x: torch.Tensor,
+                       b: torch.Tensor,
                        k: torch.Tensor, areas: Sequence[float], ort_activations: Callable[[np.ndarray], np.ndarray],
                        t_x: np.ndarray, lo: torch.Tensor, hi: torch.Tensor) -> list[dict[str, BaselineOutcome]]:
     """Every baseline in ``names`` at the same mask area as ours, measured on onnxruntime like ours.
@@ -121,6 +127,7 @@ def evaluate_baselines(names: Sequence[str], *, forward: Forward, x: torch.Tenso
     Args:
         names: baseline names, or ``["all"]``.
         forward: truncated torch network, ``[B, C, H, W] -> [B, C', h, w]`` (not rectified).
+        module: the ``nn.Module`` behind ``forward`` (guided backprop hooks its ReLUs).
         x: inputs ``[B, C, H, W]``; b: references, same shape (x' = m ⊙ x + (1 − m) ⊙ b).
         k: kernel per row ``[B]``; areas: the target mask area per row (our mask's mean).
         ort_activations: ``np [B, C, H, W] -> np [B, C', h, w]`` on the ORIGINAL model.
@@ -132,14 +139,14 @@ def evaluate_baselines(names: Sequence[str], *, forward: Forward, x: torch.Tenso
     out: list[dict[str, BaselineOutcome]] = [{} for _ in range(len(k))]
     lo, hi = lo.to(x.device), hi.to(x.device)
     for name in resolve_names(names):
-        sal = BASELINES.get(name)(forward, b)(x, k)
+        sal = BASELINES.get(name)(forward, b, module=module)(x, k)
         m = equal_area_masks(sal, areas).to(x.dtype).unsqueeze(1)
         x_mod = torch.maximum(torch.minimum(m * x + (1 - m) * b, hi), lo).detach()
         x_np = x_mod.cpu().numpy()
         t_mod = ort_activations(x_np)
         for row in range(len(k)):
             kk = int(k[row])
-            metrics = {**kernel_metrics(t_x[row], t_mod[row], kk).to_dict(), "mask_area": float(m[row].mean())}
+            metrics = Metrics.of(kernel_metrics(t_x[row], t_mod[row], kk), float(m[row].mean()))
             out[row][name] = BaselineOutcome(metrics, m[row, 0].cpu().numpy(), x_np[row], sal[row].cpu().numpy())
     return out
 

@@ -7,25 +7,26 @@ Clip(0, 6), ``OnnxClip``); :func:`guided_relus` hooks them for the duration of a
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 
-from onnx_kernelviz.errors import KernelvizError
 from onnx_kernelviz.baselines.base import BASELINES, GradientBaseline
+from onnx_kernelviz.errors import KernelvizError
 
 
 class _PositiveGrad(torch.autograd.Function):
     """Identity forward; backward keeps only the positive part of the incoming gradient."""
 
     @staticmethod
-    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
         return t.view_as(t)
 
     @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
         return g.clamp_min(0)
 
 
@@ -39,7 +40,7 @@ def guided_relus(module: nn.Module) -> Iterator[int]:
     backward then applies the usual gate mask: together, guided backprop). Yields the number of gates hooked;
     the hooks are removed on exit, also when the block raises."""
 
-    def hook(_m, _inputs, output):
+    def hook(_m: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         return _PositiveGrad.apply(output) if torch.is_grad_enabled() else output
 
     handles = [m.register_forward_hook(hook) for m in module.modules() if _is_gate(m)]
@@ -50,28 +51,10 @@ def guided_relus(module: nn.Module) -> Iterator[int]:
             h.remove()
 
 
-def find_module(forward: object) -> nn.Module | None:
-    """The ``nn.Module`` behind a forward callable: the module itself, a wrapper with ``.module`` (TorchGraph),
-    or one captured by a closure (explainer.py passes ``lambda inp: tg(inp)[0]``)."""
-    seen: list[object] = [forward]
-    for _ in range(3):
-        nxt = []
-        for obj in seen:
-            if isinstance(obj, nn.Module):
-                return obj
-            if isinstance(getattr(obj, "module", None), nn.Module):
-                return obj.module
-            nxt += [c.cell_contents for c in (getattr(obj, "__closure__", None) or ())]
-            nxt += [getattr(obj, "__self__", None)] if hasattr(obj, "__self__") else []
-        seen = nxt
-    return None
-
-
 @BASELINES.register("guided")
 class GuidedBackprop(GradientBaseline):
-    def context(self):
-        module = find_module(self.forward)
-        if module is None:
-            raise KernelvizError("guided backpropagation needs the torch module behind `forward` (pass the "
-                                 "nn.Module, or an object with a `.module` attribute)")
-        return guided_relus(module)
+    def context(self) -> AbstractContextManager[int]:
+        if self.module is None:
+            raise KernelvizError("guided backpropagation hooks the ReLUs of the torch module behind `forward`; "
+                                 "pass it as `module=`")
+        return guided_relus(self.module)

@@ -1,4 +1,4 @@
-"""``kernelviz``: a thin Click layer over the API (CONTRACT.md, "CLI").
+"""``kernelviz``: a thin Click layer over the API (docs/CONTRACT.md, "CLI").
 
 Each command parses options, calls the API and prints. Domain errors become one ``Error: ...`` line with exit
 status 1 (2 for usage errors); ``--debug`` shows the traceback instead. One module per group of commands;

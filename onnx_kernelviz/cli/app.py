@@ -1,28 +1,72 @@
 """The ``kernelviz`` group and what every command shares: one-line errors, --debug, preprocessing options.
 
 Each command parses options, calls the API and prints. Domain errors become one ``Error: ...`` line with exit
-status 1 (2 for usage errors); ``--debug`` shows the traceback instead.
+status 1 (2 for usage errors); ``--debug`` shows the traceback instead. Ctrl-C (exit 130) and SIGTERM (exit 143)
+keep every finished result. Names from files (paths, node names) are printed through :func:`shown`, so a name
+cannot forge a second line or send escape sequences to the terminal.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
+import unicodedata
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
 from onnx_kernelviz import __version__
 from onnx_kernelviz.errors import KernelvizError, ModelError
+from onnx_kernelviz.options import DEVICES, FITS, LAYOUTS
+
+if TYPE_CHECKING:  # imported lazily at run time: `kernelviz --help` must not wait for torch
+    from onnx_kernelviz.io.preprocess import Preprocess
+    from onnx_kernelviz.model import Model
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 class _Fail(click.ClickException):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    """A one-line ``Error: ...`` with exit status 1."""
+
+
+class _UsageFail(_Fail):
+    """A one-line ``Error: ...`` with exit status 2 (the contract's usage errors)."""
+
+    exit_code = 2
+
+
+def _fail(message: str, exit_code: int) -> _Fail:
+    return _UsageFail(message) if exit_code == 2 else _Fail(message)
+
+
+def shown(text: str) -> str:
+    """``text`` safe for one terminal line: control and format characters (newlines, ESC, bidi overrides), line
+    separators and lone surrogates (file names that are not valid UTF-8) become backslash escapes, as in repr."""
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that every ``finally`` saves the finished work the same way."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _debug_enabled() -> bool:
@@ -39,22 +83,28 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         ctx.find_root().meta["kernelviz.debug"] = True
 
 
+device_option = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                             help="Where to optimize: auto is CUDA when torch sees a GPU.")
+
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
                             help="Show Python tracebacks instead of one-line errors.")
 
 
-def _friendly(fn):
+def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn exceptions into the contract's one-line errors (unless --debug)."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
         try:
             return fn(*args, **kwargs)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if _debug_enabled():
                 raise
-            click.echo("\nInterrupted: finished results were kept (resume with --resume).", err=True)
-            sys.exit(130)
+            what, code = ("Terminated", 143) if isinstance(e, Terminated) else ("Interrupted", 130)
+            click.echo(f"\n{what}: finished results were kept (resume with --resume).", err=True)
+            sys.exit(code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BrokenPipeError:
@@ -64,16 +114,19 @@ def _friendly(fn):
         except KernelvizError as e:
             if _debug_enabled():
                 raise
-            raise _Fail(str(e), e.exit_code) from None
+            raise _fail(shown(str(e)), e.exit_code) from None
         except MemoryError:
             if _debug_enabled():
                 raise
-            raise _Fail(f"out of memory; {_memory_advice()}", 1) from None
+            raise _Fail(f"out of memory; {_memory_advice()}") from None
         except Exception as e:  # noqa: BLE001 - the contract: never a traceback without --debug
             if _debug_enabled():
                 raise
-            raise _Fail(f"unexpected {type(e).__name__}: {str(e)[:300]}; rerun with --debug for the traceback "
-                        "and please report it", 1) from None
+            raise _Fail(shown(f"unexpected {type(e).__name__}: {str(e)[:300]}; rerun with --debug for the "
+                              "traceback and please report it")) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
@@ -88,7 +141,7 @@ def _memory_advice() -> str:
     return "close other programs or use a machine with more memory"
 
 
-def preprocess_options(fn):
+def preprocess_options(fn: F) -> F:
     """--size/--mean/--std/--scale/--bgr/--layout/--preset/--fit/--input, shared by every command that reads
     images."""
     opts = [
@@ -97,10 +150,10 @@ def preprocess_options(fn):
         click.option("--std", help="Per-channel std, e.g. 0.229,0.224,0.225."),
         click.option("--scale/--no-scale", default=None, help="Divide pixels by 255 before mean/std (default on)."),
         click.option("--bgr/--rgb", "bgr", default=None, help="Channel order the model expects (default RGB)."),
-        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
+        click.option("--layout", type=click.Choice(LAYOUTS), default=None,
                      help="Model input layout (auto-detected)."),
         click.option("--preset", help="Preprocessing preset: imagenet, raw, unit, tf, caffe, ..."),
-        click.option("--fit", type=click.Choice(["crop", "squash", "pad"]), default=None,
+        click.option("--fit", type=click.Choice(FITS), default=None,
                      help="Photos of other proportions: crop = resize the shorter side and take the centre "
                           "(default), squash = stretch to the input size, pad = whole photo with mean-colour bands."),
         click.option("--input", "input_name", help="The image input, for models with several inputs."),
@@ -110,10 +163,10 @@ def preprocess_options(fn):
     return fn
 
 
-def _open(model: str, device: str, kw: dict):
+def _open(model: str, device: str, kw: dict[str, Any]) -> tuple[Model, Preprocess]:
     """Resolve preprocessing (CLI > preset > sidecar > imagenet) and open the model."""
-    from onnx_kernelviz.model import Model
     from onnx_kernelviz.io.sidecar import resolve_preprocess
+    from onnx_kernelviz.model import Model
 
     if not Path(model).exists():
         raise KernelvizError(f"model file {model} does not exist; check the path")
@@ -122,7 +175,7 @@ def _open(model: str, device: str, kw: dict):
     return _with_convs(Model(model, device=device, input_name=kw.pop("input_name"), layout=pp.layout)), pp
 
 
-def _with_convs(m):
+def _with_convs(m: Model) -> Model:
     """A model without any Conv is a model problem (exit 1), not a bad --layer: say so before anything runs."""
     if not m.layers:
         if any(n.domain == "com.microsoft.nchwc" for n in m.graph.nodes):
@@ -134,7 +187,26 @@ def _with_convs(m):
     return m
 
 
-@click.group(context_settings=CONTEXT)
+class _Group(click.Group):
+    """click's own usage errors (a bad option value, a missing file) quote what was typed: shown() keeps a name
+    with a newline from forging a second ``Error:`` line there too."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as e:
+            setattr(e, "message", shown(e.message))  # noqa: B010 - click declares it Final
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="kernelviz")
 @debug_option
 def cli() -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, preprocess_options
+from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, device_option, preprocess_options
+from onnx_kernelviz.cli.options import METHOD_NAMES, config_from
 
 
-def _bars():
+def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
     """One progress bar per pass, with its rate: images/s for the statistics, kernels/s for the explanations."""
     from tqdm import tqdm
 
-    bars: dict[str, tqdm] = {}
+    bars: dict[str, Any] = {}
     units = {"statistics": "img", "explanations": "kernel"}
 
     def progress(name: str, advance: int, total: int) -> None:
@@ -49,18 +53,19 @@ def _bars():
               help="Images per onnxruntime run in the statistics pass.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted atlas in --out from its checkpoints.")
 @click.option("--force", is_flag=True, help="Start over in a non-empty --out (removes an earlier atlas there).")
-@click.option("--method", type=click.Choice(["mask", "pixel"]), default="mask", show_default=True)
-@click.option("--steps", type=int, default=None, help="Most optimizer steps per explanation.")
-@click.option("--early-stop/--no-early-stop", default=True, show_default=True)
+@click.option("--method", type=click.Choice(METHOD_NAMES), default=None, help="Explanation method [default: mask].")
+@click.option("--steps", type=int, default=None, help="Most optimizer steps per explanation [default: 200].")
+@click.option("--early-stop/--no-early-stop", default=None, help="Stop each explanation when it converges (default).")
 @click.option("--batch-size", type=int, default=None, help="Explanations optimized together (default: auto).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@device_option
+@click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any other explanation setting.")
 @preprocess_options
 @debug_option
 @_friendly
-def atlas(model, images, out, layers, top, n_explain, dup_corr, engine, address, stats_batch, resume, force,
-          method, steps, early_stop, batch_size, device, seed, settings, **kw) -> None:
+def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, n_explain: int, dup_corr: float,
+          engine: str, address: str | None, stats_batch: int, resume: bool, force: bool, device: str,
+          settings: tuple[str, ...], **opts: Any) -> None:
     """Audit every kernel of a model over your images: statistics, dead kernels, duplicate pairs, and each
     kernel explained where it fires most. Writes DIR/atlas.html, DIR/kernels.parquet and DIR/atlas.json.
 
@@ -71,10 +76,9 @@ def atlas(model, images, out, layers, top, n_explain, dup_corr, engine, address,
       kernelviz atlas net.onnx /shared/images/ --engine ray --address auto --out atlas/
     """
     from onnx_kernelviz.atlas import AtlasSettings, run_atlas
-    from onnx_kernelviz.cli.explain import _config
 
-    m, pp = _open(model, device, kw)
-    cfg = _config(method, steps, early_stop, batch_size, seed, None, None, 1e-3, settings)
+    cfg = config_from(opts, settings)
+    m, pp = _open(model, device, opts)
     progress, bars = _bars()
     try:
         result = run_atlas(m, images, out, preprocess=pp, config=cfg, engine=engine, address=address, device=device,
@@ -88,4 +92,4 @@ def atlas(model, images, out, layers, top, n_explain, dup_corr, engine, address,
     click.echo(f"{sum(la['channels'] for la in h['layers'])} kernels in {len(h['layers'])} layers over "
                f"{h['images']} images ({h['images_skipped']} skipped): {len(h['dead'])} dead, "
                f"{len(h['duplicates'])} duplicate pairs")
-    click.echo(f"atlas: {out}/atlas.html")
+    click.echo(f"atlas: {Path(out) / 'atlas.html'}")

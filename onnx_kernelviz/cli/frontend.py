@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, _with_convs, cli, debug_option, preprocess_options
+from onnx_kernelviz.cli.app import (
+    _friendly,
+    _open,
+    _with_convs,
+    cli,
+    debug_option,
+    device_option,
+    preprocess_options,
+    shown,
+)
 from onnx_kernelviz.errors import UsageError
+
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -26,21 +36,22 @@ def inspect(model: str, as_json: bool) -> None:
 
     m = _with_convs(Model(model, device="cpu"))
     info = m.loaded.input
+    dims = [d if d is not None else "?" for d in info.shape]
     doc = {"model": str(m.path), "opset": m.loaded.opset, "producer": m.loaded.producer,
-           "inputs": [{"name": info.name, "shape": [d if d is not None else "?" for d in info.shape],
-                       "layout": info.layout}],
+           "inputs": [{"name": info.name, "shape": dims, "layout": info.layout}],
            "layers": [la.to_dict() for la in m.layers]}
     if as_json:
         click.echo(json.dumps(doc, indent=1))
         return
-    shape = "x".join(str(d) for d in doc["inputs"][0]["shape"])
-    click.echo(f"{m.path}  opset {m.loaded.opset}  producer {m.loaded.producer or '?'}")
-    click.echo(f"input {info.name} [{shape}] {info.layout}  {len(m.layers)} conv layers\n")
+    # names come from the file: shown() keeps them on their line and away from the terminal's escape sequences
+    shape = shown("x".join(str(d) for d in dims))
+    click.echo(f"{shown(str(m.path))}  opset {m.loaded.opset}  producer {shown(m.loaded.producer or '?')}")
+    click.echo(f"input {shown(info.name)} [{shape}] {info.layout}  {len(m.layers)} conv layers\n")
     click.echo(f"{'idx':>4}  {'channels':>8}  {'group':>5}  {'shape':<16}  {'chain':<22}  tensor")
     for la in m.layers:
-        sh = "?" if la.shape is None else "x".join(str(d) for d in la.shape[1:])
-        chain = "+".join(la.chain) or "-"
-        click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {la.tensor}")
+        sh = shown("?" if la.shape is None else "x".join(str(d) for d in la.shape[1:]))
+        chain = shown("+".join(la.chain) or "-")
+        click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {shown(la.tensor)}")
 
 
 @cli.command()
@@ -56,9 +67,7 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
     \b
     Example:  kernelviz expose net.onnx --layer 3 --layer 7 --output net_exposed.onnx
     """
-    import onnx
-
-    from onnx_kernelviz.frontend.expose import expose as expose_tensors
+    from onnx_kernelviz.frontend.expose import save_exposed
     from onnx_kernelviz.model import Model
 
     m = _with_convs(Model(model, device="cpu"))
@@ -68,15 +77,8 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
     if out.resolve() == Path(model).resolve():
         raise UsageError("--output is the input model; write the exposed model to another file")
     tensors = [m.layer(spec).tensor for spec in layers]
-    proto = expose_tensors(m.loaded.proto, tensors)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    click.echo(f"wrote {out} with extra outputs: {', '.join(tensors)}")
+    save_exposed(m.loaded, tensors, out)
+    click.echo(shown(f"wrote {out} with extra outputs: {', '.join(tensors)}"))
 
 
 @cli.command()
@@ -85,13 +87,13 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
 @click.option("--layer", "layers", multiple=True, help="Layers to check (default: all).")
 @click.option("--tolerance", type=float, default=None,
               help="Largest allowed parity_rel (default 1e-3; 1e-2 for models that compute in fp16).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON.")
 @preprocess_options
 @debug_option
 @_friendly
-def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], tolerance: float, device: str,
-           as_json: bool, **kw) -> None:
+def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], tolerance: float | None, device: str,
+           as_json: bool, **kw: Any) -> None:
     """Check that the torch copy matches onnxruntime on every layer (batch 1 and 2).
 
     Without IMAGE a deterministic synthetic input is used. Exit status 1 names the first layer that disagrees.
@@ -122,6 +124,6 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
         click.echo(f"{'idx':>4}  {'parity_max_abs':>14}  {'parity_rel':>10}  ok  tensor")
         for la in report.layers:
             click.echo(f"{la.index:>4}  {la.parity_max_abs:>14.3e}  {la.parity_rel:>10.3e}  "
-                       f"{'ok' if la.ok else 'NO'}  {la.tensor}")
+                       f"{'ok' if la.ok else 'NO'}  {shown(la.tensor)}")
         click.echo(f"\n{'all layers agree' if report.ok else 'MISMATCH'} (tolerance {report.tolerance:g})")
     require_parity(report)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import onnx
 import torch
@@ -26,6 +26,7 @@ from onnx2torch.utils.common import OnnxMapping, OnnxToTorchModule, OperationCon
 from torch import nn
 
 from onnx_kernelviz.errors import ConversionError
+from onnx_kernelviz.frontend.graph import GraphView, opset_versions
 from onnx_kernelviz.frontend.names import check_codegen_safe
 
 _REDUCE_OPS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
@@ -76,10 +77,10 @@ _REMEDY = CONVERSION_REMEDY = ("re-export the model at opset 13-17, or register 
 def ensure_converters(proto: onnx.ModelProto) -> None:
     """Register, for every op in ``proto`` that onnx2torch lacks at the model's opset, a checked alias to the
     previous version of the op; raise :class:`ConversionError` naming the op when there is none."""
-    opsets = {o.domain or "": o.version for o in proto.opset_import}
-    for node in proto.graph.node:
-        domain = node.domain or ""
-        version = opsets.get(domain, opsets.get("ai.onnx", 1))
+    opsets = opset_versions(proto)
+    for node in GraphView(proto, infer_shapes=False).nodes:
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        version = opsets.get(domain, opsets.get("", 1))
         try:
             get_converter(node.op_type, version, domain)
             continue

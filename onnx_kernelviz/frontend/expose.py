@@ -7,11 +7,16 @@ computed during optimization.
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import onnx
 from onnx import helper
 
-from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.errors import ModelError, UsageError
 from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.load import LoadedModel
+from onnx_kernelviz.io.files import write_bytes
 
 
 def expose(proto: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
@@ -35,6 +40,16 @@ def expose(proto: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
         elem = helper.np_dtype_to_tensor_dtype(dtype) if dtype is not None else onnx.TensorProto.FLOAT
         out.graph.output.append(helper.make_tensor_value_info(t, elem, None))
     return out
+
+
+def save_exposed(model: LoadedModel, tensors: list[str], out: Path) -> Path:
+    """Write the user's model with ``tensors`` exposed (:func:`expose`) to ``out``, atomically."""
+    buffer = io.BytesIO()
+    onnx.save_model(expose(model.proto, tensors), buffer)
+    try:
+        return write_bytes(out, buffer.getvalue())
+    except OSError as e:
+        raise ModelError(f"cannot write {out}: {e.strerror or e}; choose another --output") from None
 
 
 def truncate(proto: onnx.ModelProto, input_name: str, tensors: list[str]) -> onnx.ModelProto:

@@ -6,9 +6,10 @@ node's attributes are, which tensors are constant, what shape and element type a
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -27,7 +28,7 @@ class NodeView:
     attrs: Mapping[str, Any] = field(repr=False)
 
     @classmethod
-    def from_proto(cls, node: onnx.NodeProto, index: int) -> "NodeView":
+    def from_proto(cls, node: onnx.NodeProto, index: int) -> NodeView:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
         return cls(node.name or f"{node.op_type}_{index}", node.op_type, node.domain or "",
@@ -121,7 +122,36 @@ class GraphView:
 
     @property
     def opset(self) -> int:
-        for o in self._model.opset_import:
-            if o.domain in ("", "ai.onnx"):
-                return int(o.version)
-        return 1
+        return opset_version(self._model)
+
+
+def opset_versions(model: onnx.ModelProto) -> dict[str, int]:
+    """``{domain: version}`` of the model's opset imports; the default domain (``""`` or ``"ai.onnx"``) is ``""``.
+    The one place the opset is read (load, normalize, convert)."""
+    return {("" if o.domain in ("", "ai.onnx") else o.domain): int(o.version) for o in model.opset_import}
+
+
+def opset_version(model: onnx.ModelProto, domain: str = "") -> int:
+    """The opset of ``domain`` (default: the standard ops), 1 when the model does not import it."""
+    return opset_versions(model).get("" if domain == "ai.onnx" else domain, 1)
+
+
+def all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor stored in the model: initializers and tensors in node attributes, in subgraphs and functions
+    too (what external data can back; the set onnx's own external-data loader visits)."""
+
+    def graph_tensors(graph: onnx.GraphProto | onnx.FunctionProto) -> Iterator[onnx.TensorProto]:
+        if isinstance(graph, onnx.GraphProto):
+            yield from graph.initializer
+        for node in graph.node:
+            for a in node.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+                if a.type == onnx.AttributeProto.GRAPH:
+                    yield from graph_tensors(a.g)
+                yield from (t for g in a.graphs for t in graph_tensors(g))
+
+    yield from graph_tensors(model.graph)
+    for function in model.functions:
+        yield from graph_tensors(function)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.graph import GraphView, NodeView
 
 #: Ops that act channel-wise/elementwise on one tensor and keep its shape: they extend an activation chain.
 UNARY_CHAIN_OPS = frozenset({
@@ -49,7 +51,7 @@ class Layer:
                 "shape": None if self.shape is None else list(self.shape), "group": self.group}
 
 
-def _is_conv(node) -> bool:
+def _is_conv(node: NodeView) -> bool:
     """A standard Conv, or onnxruntime's FusedConv (Conv + its activation in one node, left in models saved after
     onnxruntime's graph optimizations; its output is already activated)."""
     return (node.op_type == "Conv" and node.domain in ("", "ai.onnx")) or \
@@ -62,7 +64,8 @@ def find_layers(graph: GraphView) -> list[Layer]:
     for node in graph.nodes:
         if not _is_conv(node):
             continue
-        w_shape = graph.constant_shape(node.inputs[1]) if len(node.inputs) > 1 else None
+        w_shape: tuple[int | str | None, ...] | None = (graph.constant_shape(node.inputs[1])
+                                                         if len(node.inputs) > 1 else None)
         if w_shape is None:
             w_shape = graph.tensor_type(node.inputs[1]).shape
         channels = w_shape[0] if w_shape and isinstance(w_shape[0], int) else None
@@ -76,6 +79,17 @@ def find_layers(graph: GraphView) -> list[Layer]:
         layers.append(Layer(len(layers), node.name, tensor, node.outputs[0], int(channels or 0),
                             shape, int(node.attrs.get("group", 1)), chain, node.op_type))
     return layers
+
+
+def conv_weights(graph: GraphView, layer: Layer) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The layer's conv weights ``[C', C/group, kh, kw]`` and bias ``[C']``, each None when it is absent or computed
+    rather than a constant."""
+    node = graph.producer.get(layer.conv_output)
+    if node is None or not _is_conv(node):
+        return None, None
+    w = graph.constant(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+    b = graph.constant(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    return w, b
 
 
 def _activation(graph: GraphView, start: str) -> tuple[str, tuple[str, ...]]:

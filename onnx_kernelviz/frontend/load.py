@@ -15,7 +15,6 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnx
@@ -23,10 +22,10 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper, helper
 
 from onnx_kernelviz.errors import ModelError, UsageError
-from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.graph import GraphView, all_tensors
+from onnx_kernelviz.options import Layout
 from onnx_kernelviz.safefile import FileTooLarge, NotRegularFile, read_capped, special_kind
 
-Layout = Literal["nchw", "nhwc"]
 #: protobuf cannot parse a message over 2 GB; larger models keep their weights in external data files.
 MAX_MODEL_BYTES = 2 << 30
 _FLOAT_TYPES = {np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)}
@@ -126,8 +125,7 @@ def _parse(p: Path, data: bytes) -> onnx.ModelProto:
 
 def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
     """Load external tensor data, but only from regular files inside the model's own folder."""
-    tensors = [t for t in external_data_helper._get_all_tensors(proto)
-               if external_data_helper.uses_external_data(t)]
+    tensors = [t for t in all_tensors(proto) if external_data_helper.uses_external_data(t)]
     if not tensors:
         return
     base = p.parent.resolve()
@@ -165,7 +163,7 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
     sizes = {t.name: _cap_external_length(p, base, t) for t in tensors}
     total, ram = sum(sizes.values()), _physical_memory()
     if ram and total > ram:
-        largest = max(sizes, key=sizes.get)
+        largest = max(sizes, key=lambda name: sizes[name])
         raise ModelError(f"the weights of {p} take {total / 1e9:.1f} GB (tensor {largest!r} alone "
                          f"{sizes[largest] / 1e9:.1f} GB), more than this machine's {ram / 1e9:.1f} GB of memory; "
                          "use a machine with more memory")
@@ -183,8 +181,9 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
 
 
 #: Bits per element of the tensor types whose numpy stand-in is wider than their storage (packed types).
-_PACKED_BITS = {getattr(onnx.TensorProto, n): b for n, b in (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4),
-                                                               ("INT2", 2), ("UINT2", 2)) if hasattr(onnx.TensorProto, n)}
+_PACKED_BITS = {getattr(onnx.TensorProto, n): b
+                for n, b in (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2))
+                if hasattr(onnx.TensorProto, n)}
 
 
 def _cap_external_length(p: Path, base: Path, t: onnx.TensorProto) -> int:
@@ -213,9 +212,9 @@ def _cap_external_length(p: Path, base: Path, t: onnx.TensorProto) -> int:
     if offset + needed > size:
         raise ModelError(f"{where} needs {needed} bytes at offset {offset} of {info['location']!r}, which holds "
                          f"{size}; the data file is truncated or belongs to another model (re-download it)")
-    for e in t.external_data:
-        if e.key == "length":
-            e.value = str(needed)
+    for entry in t.external_data:
+        if entry.key == "length":
+            entry.value = str(needed)
             break
     else:
         t.external_data.add(key="length", value=str(needed))
@@ -240,8 +239,7 @@ def _image_input(p: Path, graph: GraphView, input_name: str | None, layout: Layo
             raise UsageError(f"the model has no input {input_name!r}; its inputs are: {described}")
         candidates = [input_name]
     else:
-        candidates = [n for n in names if types[n].dtype in _FLOAT_TYPES and types[n].shape is not None
-                      and len(types[n].shape) == 4]
+        candidates = [n for n in names if types[n].dtype in _FLOAT_TYPES and len(types[n].shape or ()) == 4]
     if not candidates:
         raise ModelError(f"{p} has no 4-D float image input (inputs: {described}); kernelviz explains CNNs "
                          "that take a float image tensor [N,C,H,W] or [N,H,W,C]")
@@ -249,7 +247,7 @@ def _image_input(p: Path, graph: GraphView, input_name: str | None, layout: Layo
         raise ModelError(f"{p} has several image inputs ({', '.join(candidates)}); choose one with --input NAME")
     name = candidates[0]
     t = types[name]
-    if t.dtype not in _FLOAT_TYPES or t.shape is None or len(t.shape) != 4:
+    if t.dtype is None or t.dtype not in _FLOAT_TYPES or t.shape is None or len(t.shape) != 4:
         raise ModelError(f"input {name!r} is {_describe(t.dtype, t.shape)}; kernelviz needs a 4-D float image "
                          "input (integer inputs cannot carry gradients)")
     others = [n for n in names if n != name]

@@ -178,12 +178,12 @@ def read_image(path: str | Path, *, size: tuple[int, int] | None = None, fit: st
         notes.append(f"EXIF orientation {orientation} applied")
     if decoded.shape[0] * decoded.shape[1] > max_pixels:  # formats whose header we do not parse
         raise _too_large(path, decoded.shape[0], decoded.shape[1], max_pixels)
-    original = shown if scale > 1 else (int(decoded.shape[0]), int(decoded.shape[1]))
+    original = shown if scale > 1 and shown is not None else (int(decoded.shape[0]), int(decoded.shape[1]))
     if size is not None:
         plan = plan_fit(original, size, fit)
         decoded = plan.cut(decoded)  # a view: only the rows and columns the input shows
     shrink = plan is not None and decoded.shape[0] >= plan.resized[0] and decoded.shape[1] >= plan.resized[1]
-    x = _to_float(path, decoded, header, notes, plan.resized if shrink else None)
+    x = _to_float(path, decoded, header, notes, plan.resized if shrink and plan is not None else None)
     del decoded
     if x.shape[2] == 1:
         x = np.repeat(x, 3, axis=2)

@@ -4,8 +4,8 @@ check) and the facts OpenCV hides (palette, gray+alpha, frame count, EXIF orient
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -4,21 +4,18 @@ to the model input and normalizing it is ``io/modelinput.py`` (both names stay i
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
-
-# decode sets OpenCV's pixel limit, which must happen before the first `import cv2` of the process
-from onnx_kernelviz.io.decode import MAX_IMAGE_BYTES, MAX_PIXELS, LoadedImage, read_image  # noqa: F401
-from onnx_kernelviz.io.modelinput import from_model_input, resize, to_model_input  # noqa: F401
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from onnx_kernelviz.errors import ImageError, UsageError  # noqa: E402
+
+# decode sets OpenCV's pixel limit, which must happen before the first `import cv2` of the process
+from onnx_kernelviz.io.decode import MAX_IMAGE_BYTES, MAX_PIXELS, LoadedImage, read_image  # noqa: F401
+from onnx_kernelviz.io.files import atomic_file  # noqa: E402
+from onnx_kernelviz.io.modelinput import from_model_input, resize, to_model_input  # noqa: F401
 from onnx_kernelviz.safefile import special_kind  # noqa: E402
 
 #: File name endings (lower case) that a folder is searched for.
@@ -70,40 +67,9 @@ def list_images(paths: Sequence[str | Path]) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Writing, atomically: a crash or Ctrl-C never leaves a half-written file under the final name.
+# Writing, atomically (io/files.py): a crash or Ctrl-C never leaves a half-written file under the final name.
 
 _WRITE_EXTENSIONS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
-    """Yield a temp file in ``path``'s folder (same file system, so ``os.replace`` is atomic), then rename it.
-
-    The rename alone means a reader never sees a half-written file, even if the process dies; ``durable`` also
-    flushes it to disk first (fsync), which survives a power cut but cost ~5 ms a file where thousands of
-    pictures are written: pictures, which a rerun rebuilds, are written with ``durable=False``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file 0600 and the mode survives the rename: give it the usual umask-based mode
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_image(path: str | Path, rgb_uint8: np.ndarray, *, jpeg_quality: int = 95) -> Path:

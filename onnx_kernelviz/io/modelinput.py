@@ -15,12 +15,16 @@ How a picture of another shape fits the model input (``--fit``, :data:`FITS`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.io.preprocess import DEFAULT_FIT, FITS, Fit, Preprocess, channel_stats, parse_fit  # noqa: F401
+
+if TYPE_CHECKING:  # decode.py imports this module
+    from onnx_kernelviz.io.decode import LoadedImage
 
 # ITU-R BT.601 luma weights, the same OpenCV's RGB2GRAY uses, so a gray model sees what cv2 users expect.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -169,7 +173,8 @@ def mean_colour(pp: Preprocess) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0).astype(np.float32)
 
 
-def to_model_input(img, pp: Preprocess, size: tuple[int, int], channels: int = 3) -> np.ndarray:
+def to_model_input(img: LoadedImage | np.ndarray, pp: Preprocess, size: tuple[int, int],
+                   channels: int = 3) -> np.ndarray:
     """Normalize an image into one model input, always channel-first.
 
     Steps: fit to ``size`` as ``pp.fit`` says (:func:`plan_fit`; a no-op for a picture read at that size);

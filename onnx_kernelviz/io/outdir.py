@@ -1,35 +1,188 @@
-"""The output folder: never overwrite a user's files by accident."""
+"""The output folder: never overwrite a user's files by accident, never two runs at once, and a run that fails to
+start leaves it exactly as it was.
+
+:class:`OutDir` is a context manager around one run's use of ``--out``: on entry it checks the folder (a file in
+the way, a non-empty folder without ``--force``/``--resume``), creates it and takes its lock; on exit it releases
+the lock, and when the run failed before :meth:`OutDir.commit` (nothing of it was written yet) it removes what
+it created. The lock is a file ``.kernelviz.lock`` holding the owner's pid, host and start time: a second run
+fails fast naming the first; a lock left by a process that no longer exists on this host is taken over.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import socket
+import time
 from pathlib import Path
+from types import TracebackType
 
-from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.errors import KernelvizError, UsageError
+
+__all__ = ["OutDir", "LOCK_NAME", "OutDirBusy", "out_dir_error"]
+
+LOCK_NAME = ".kernelviz.lock"
 
 
-def prepare_out_dir(out: Path, *, force: bool, resume: bool) -> dict:
-    """Create ``out`` or accept it; returns the previous results.json content when resuming (else ``{}``).
+class OutDirBusy(KernelvizError):
+    """Another run holds the output folder."""
 
-    A non-empty folder is refused unless ``force`` (write over our own files in it) or ``resume`` (keep finished
-    work and do the rest). ``out`` must not be an existing file.
+
+def out_dir_error(path: Path, e: OSError, doing: str = "write") -> KernelvizError:
+    """One line for an OSError while writing into the output folder (read-only, full, a file in the way)."""
+    reason = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+              errno.EROFS: "the file system is read-only", errno.ENOSPC: "the disk is full",
+              errno.ENOTDIR: "a file is in the way of a folder there", errno.EEXIST: "a file is in the way there",
+              errno.ENAMETOOLONG: "the name is too long for the file system"}.get(e.errno or 0, e.strerror or str(e))
+    return KernelvizError(f"cannot {doing} {path}: {reason}; choose another --out or fix the folder")
+
+
+class OutDir:
+    """One run's hold on ``--out`` (see the module docstring).
+
+    Args:
+        path: the folder. force: write over our own files in a non-empty folder. resume: continue a run there.
     """
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder")
-    previous: dict = {}
-    if out.is_dir() and any(out.iterdir()):
-        if resume:
-            path = out / "results.json"
-            if path.exists():
-                try:
-                    previous = json.loads(path.read_text(encoding="utf-8"))
-                except (OSError, ValueError) as e:
-                    raise UsageError(f"cannot resume: {path} is unreadable ({e}); use --force to start over") from e
-        elif not force:
-            raise UsageError(f"--out {out} is not empty; use --force to overwrite, --resume to continue a run, "
+
+    def __init__(self, path: str | os.PathLike[str], *, force: bool, resume: bool) -> None:
+        self.path = Path(path)
+        self.force, self.resume = force, resume
+        self.committed = False
+        self._created: list[Path] = []
+        self._lock = self.path / LOCK_NAME
+        self._locked = False
+
+    def __enter__(self) -> OutDir:
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise UsageError(f"--out {p} is a file; give a folder")
+        if p.is_dir() and not (self.force or self.resume) and self._has_content():
+            raise UsageError(f"--out {p} is not empty; use --force to overwrite, --resume to continue a run, "
                              "or choose a new folder")
+        self._make_dirs()
+        try:
+            self._acquire()
+        except BaseException:
+            self._undo()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+        if kind is not None and not self.committed:
+            self._undo()
+
+    def commit(self) -> None:
+        """The run writes its first file now: from here on, a failure keeps what was written."""
+        self.committed = True
+
+    # -- the folder ------------------------------------------------------------------------------------------------
+    def _has_content(self) -> bool:
+        try:
+            return any(not e.name.startswith(LOCK_NAME) for e in os.scandir(self.path))
+        except OSError as e:
+            raise out_dir_error(self.path, e, "read") from None
+
+    def _make_dirs(self) -> None:
+        missing = []
+        for q in (self.path, *self.path.parents):
+            if q.exists() or q.is_symlink():
+                if not q.is_dir():
+                    raise UsageError(f"cannot create --out {self.path}: {q} is a file; choose another folder")
+                break
+            missing.append(q)
+        for q in reversed(missing):
+            try:
+                q.mkdir()
+            except FileExistsError:
+                if not q.is_dir():
+                    raise UsageError(f"cannot create --out {self.path}: {q} is a file; choose another folder") \
+                        from None
+                continue
+            except OSError as e:
+                self._undo()
+                raise out_dir_error(q, e, "create") from None
+            self._created.append(q)
+
+    def _undo(self) -> None:
+        """Remove the folders this run created, if they are still empty (a failed start leaves no trace)."""
+        for q in reversed(self._created):
+            with contextlib.suppress(OSError):
+                q.rmdir()
+        self._created.clear()
+
+    # -- the lock --------------------------------------------------------------------------------------------------
+    def _acquire(self) -> None:
+        # The lock appears with its content in one step (a hard link to a finished temp file), so a reader never
+        # takes a lock being written for a garbage (stale) one.
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        tmp = self._lock.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(me), encoding="utf-8")
+        except OSError as e:
+            raise out_dir_error(self.path, e) from None
+        try:
+            self._link(tmp)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _link(self, tmp: Path) -> None:
+        for _ in range(3):
+            try:
+                os.link(tmp, self._lock)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and not _stale(owner):
+                    raise OutDirBusy(
+                        f"--out {self.path} is in use by another kernelviz run (pid {owner.get('pid')} on "
+                        f"{owner.get('host')}, started {owner.get('started')}); wait for it to finish or choose "
+                        f"another --out (if that run is gone, delete {self._lock})") from None
+                # stale: move it aside under a name of our own, so that of two runs taking it over only one wins
+                aside = self._lock.with_name(f"{LOCK_NAME}.{os.getpid()}.stale")
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(self._lock, aside)
+                    os.unlink(aside)
+                continue
+            except OSError as e:
+                raise out_dir_error(self.path, e) from None
+            self._locked = True
+            return
+        raise OutDirBusy(f"--out {self.path}: could not take its lock {self._lock}; try again")
+
+    def _owner(self) -> dict[str, object] | None:
+        """The lock's content; None when it cannot be read (being written, or garbage: treated as stale)."""
+        try:
+            data = json.loads(self._lock.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}  # released meanwhile: not stale, not busy; try again
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def release(self) -> None:
+        if self._locked:
+            with contextlib.suppress(OSError):
+                self._lock.unlink()
+            self._locked = False
+
+
+def _stale(owner: dict[str, object]) -> bool:
+    """A lock whose owner is gone: same host and no such process. Another host's lock is never presumed dead."""
+    if not owner:
+        return True  # released while we looked: take it
+    pid, host = owner.get("pid"), owner.get("host")
+    if host != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    if pid == os.getpid():
+        return False  # this process holds it (a nested use): busy
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create --out {out}: {e.strerror or e}") from e
-    return previous
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # exists, owned by another user
+    return False

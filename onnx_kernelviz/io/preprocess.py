@@ -16,17 +16,13 @@ import importlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
 from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.options import FITS, LAYOUTS, Fit, Layout
 
-Layout = Literal["nchw", "nhwc"]
-LAYOUTS: tuple[str, ...] = get_args(Layout)
-#: How a picture of other proportions fits the input (``--fit``; io/modelinput.py says how each works).
-Fit = Literal["crop", "squash", "pad"]
-FITS: tuple[str, ...] = get_args(Fit)
 DEFAULT_FIT: Fit = "crop"
 
 #: The biggest side a ``--size`` may ask for; larger is almost surely a typo (and would not fit in memory).

@@ -13,7 +13,6 @@ from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.io.preprocess import Preprocess
 
 
-
 @dataclass(frozen=True)
 class _PresetEntry:
     preset: Preprocess

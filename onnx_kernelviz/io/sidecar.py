@@ -10,11 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.safefile import FileTooLarge, NotRegularFile, read_capped
+from onnx_kernelviz.io.preprocess import (
+    LAYOUTS,
+    Preprocess,
+    _check_size,
+    _check_values,
+    parse_fit,
+    parse_layout,
+    parse_size,
+    parse_triplet,
+)
 from onnx_kernelviz.io.presets import DEFAULT_PRESET, get_preset
-from onnx_kernelviz.io.preprocess import (LAYOUTS, Preprocess, _check_size, _check_values, parse_fit, parse_layout,
-                                          parse_size, parse_triplet)
-
+from onnx_kernelviz.safefile import FileTooLarge, NotRegularFile, read_capped
 
 SIDECAR_SUFFIX = ".kernelviz.json"
 SIDECAR_KEYS = ("size", "mean", "std", "scale", "bgr", "layout", "fit", "preset")
@@ -36,8 +43,9 @@ def load_sidecar(model_path: str | Path) -> dict[str, Any]:
 
     Returns:
         ``{}`` when there is no sidecar; otherwise the keys present among ``size`` ([H, W]), ``mean``, ``std``
-        (1 or 3 numbers), ``scale``, ``bgr`` (booleans), ``layout`` ("nchw"/"nhwc"), ``fit`` ("crop"/"squash"/"pad"), ``preset`` (a registered
-        name), with values normalized (tuples, lower-case strings).
+        (1 or 3 numbers), ``scale``, ``bgr`` (booleans), ``layout`` ("nchw"/"nhwc"), ``fit``
+        ("crop"/"squash"/"pad"), ``preset`` (a registered name), with values normalized (tuples, lower-case
+        strings).
 
     Raises:
         UsageError: unreadable file, invalid JSON, not an object, unknown key or a wrong value; the message

@@ -1,4 +1,4 @@
-"""The contract's metrics (CONTRACT.md, "Metrics"), computed from onnxruntime activations.
+"""The contract's metrics (docs/CONTRACT.md, "Metrics"), computed from onnxruntime activations.
 
 All functions take activation tensors ``T`` of one image, shape ``[C, H, W]`` (float32), as onnxruntime
 returned them for the ORIGINAL model, never the torch copy.
@@ -13,7 +13,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class KernelMetrics:
-    """``kept``, ``fidelity``, ``others_kept``, ``specificity_before/after`` as defined in CONTRACT.md.
+    """``kept``, ``fidelity``, ``others_kept``, ``specificity_before/after`` as defined in docs/CONTRACT.md.
 
     ``others_kept`` is None when no other kernel fires on x (nothing to suppress) but some fires on x'.
     """
@@ -29,8 +29,13 @@ class KernelMetrics:
 
 
 def rectified(t: np.ndarray) -> np.ndarray:
-    """r_j = max(T_j, 0) flattened per channel: ``[C, H, W] -> [C, H*W]`` (float64 for stable sums)."""
-    return np.maximum(t.reshape(t.shape[0], -1).astype(np.float64), 0.0)
+    """r_j = max(T_j, 0) flattened per channel: ``[C, H, W] -> [C, H*W]`` (float64 for stable sums).
+
+    NaN/Inf count as 0: a channel that holds them (broken weights) is left out of the others' sums instead of
+    making every kernel's metrics NaN; the pipeline reports such a kernel itself as failed before measuring it.
+    """
+    t64 = t.reshape(t.shape[0], -1).astype(np.float64)
+    return np.maximum(np.nan_to_num(t64, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
 
 
 def kernel_energy(t: np.ndarray) -> np.ndarray:
@@ -56,9 +61,17 @@ def kernel_metrics(t_x: np.ndarray, t_xp: np.ndarray, k: int) -> KernelMetrics:
 
 
 def parity(t_torch: np.ndarray, t_ort: np.ndarray) -> tuple[float, float]:
-    """(max |T_torch − T_ort|, that divided by max |T_ort|) — the contract's ``parity_max_abs``/``parity_rel``."""
-    diff = float(np.max(np.abs(t_torch.astype(np.float64) - t_ort.astype(np.float64)))) if t_ort.size else 0.0
-    scale = float(np.max(np.abs(t_ort))) if t_ort.size else 0.0
+    """(max |T_torch − T_ort|, that divided by max |T_ort|) — the contract's ``parity_max_abs``/``parity_rel``.
+
+    Only where onnxruntime is finite: a channel that is NaN/Inf there (broken weights; its kernel is reported
+    failed) is not compared. NaN/Inf from torch where onnxruntime is finite is an infinite difference.
+    """
+    ok = np.isfinite(t_ort)
+    if not ok.any():
+        return 0.0, 0.0
+    d = np.abs(t_torch.astype(np.float64)[ok] - t_ort.astype(np.float64)[ok])
+    diff = float(np.max(np.nan_to_num(d, nan=np.inf)))
+    scale = float(np.max(np.abs(t_ort[ok])))
     return diff, (diff / scale if scale > 0 else diff)
 
 

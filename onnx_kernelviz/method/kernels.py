@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import numpy as np
 
 from onnx_kernelviz.errors import UsageError
 
+#: ``("list", [ints])``, ``("top", n)`` or ``("all", None)``
+KernelSpec = tuple[Literal["list", "top", "all"], "list[int] | int | None"]
 
-def parse_kernel_spec(spec: str, channels: int) -> tuple[str, object]:
+
+def parse_kernel_spec(spec: str, channels: int) -> KernelSpec:
     """Validate ``SPEC`` (``7``, ``3,7,12``, ``top5``, ``all``) against a layer with ``channels`` kernels.
 
     Returns ``("list", [ints])``, ``("top", n)`` or ``("all", None)``.
@@ -44,19 +48,23 @@ def select_items(spec: str, energy: np.ndarray, top_images: int | None = None) -
     """
     n_img, channels = energy.shape
     kind, value = parse_kernel_spec(spec, channels)
+
+    def kernels(e: np.ndarray) -> list[int]:
+        """The chosen kernels, given a per-kernel energy ``[C]`` (for ``topN``)."""
+        if isinstance(value, list):
+            return value
+        if kind == "all" or value is None:
+            return list(range(channels))
+        return [int(k) for k in np.argsort(-e, kind="stable")[:value]]
+
+    items: list[tuple[int, int]] = []
     if top_images is None:
-        items = []
         for i in range(n_img):
-            ks = (list(range(channels)) if kind == "all" else value if kind == "list"
-                  else list(np.argsort(-energy[i], kind="stable")[:value]))
-            items.extend((i, int(k)) for k in ks)
+            items.extend((i, k) for k in kernels(energy[i]))
         return items
     if top_images < 1:
         raise UsageError("--top-images needs N >= 1")
-    ks = (list(range(channels)) if kind == "all" else value if kind == "list"
-          else list(np.argsort(-energy.max(axis=0), kind="stable")[:value]))
-    items = []
-    for k in ks:
+    for k in kernels(energy.max(axis=0)):
         best = np.argsort(-energy[:, k], kind="stable")[:top_images]
         items.extend((int(i), int(k)) for i in sorted(best))
     return items

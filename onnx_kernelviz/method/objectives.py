@@ -7,8 +7,8 @@ by the same quantity the report shows.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
@@ -42,6 +42,12 @@ class Step:
     def channel(self, t: torch.Tensor) -> torch.Tensor:
         """Channel k of each row, flattened: ``[B, C, h, w] -> [B, h*w]``."""
         return t[torch.arange(len(self.k), device=t.device), self.k].flatten(1)
+
+    def mask_and_grid(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mask [B, 1, H, W], grid)``: the mask terms' inputs (``grid`` is ``mask`` when there is none)."""
+        if self.mask is None:
+            raise ValueError("mask terms (MaskArea, MaskTV) need a mask parameterization; the pixel method has none")
+        return self.mask, self.mask if self.grid is None else self.grid
 
     def others_sq(self, t: torch.Tensor) -> torch.Tensor:
         """Σ_{j≠k} ‖t_j‖² per row, ``[B]``."""
@@ -111,7 +117,7 @@ class MaskArea:
     target: float = 0.0
 
     def __call__(self, s: Step) -> torch.Tensor:
-        a = (s.mask if s.grid is None else s.grid).flatten(1).mean(1)
+        a = s.mask_and_grid()[1].flatten(1).mean(1)
         return torch.relu(a - self.target) if self.target > 0 else a
 
 
@@ -130,8 +136,8 @@ class MaskTV:
     """
 
     def __call__(self, s: Step) -> torch.Tensor:
-        m = s.mask if s.grid is None else s.grid
-        H, W = s.mask.shape[-2:]
+        mask, m = s.mask_and_grid()
+        H, W = mask.shape[-2:]
         fy, fx = (m.shape[-2] / H, m.shape[-1] / W)
         return fy * _soft_abs(m[..., 1:, :] - m[..., :-1, :]).flatten(1).mean(1) + \
             fx * _soft_abs(m[..., :, 1:] - m[..., :, :-1]).flatten(1).mean(1)

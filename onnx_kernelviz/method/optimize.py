@@ -11,8 +11,9 @@ Early-stopping rule: after ``min_steps``, a row has converged when its best loss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol
+from typing import Literal, Protocol
 
 import torch
 
@@ -22,18 +23,20 @@ from onnx_kernelviz.method.perturb import Parameterization
 
 @dataclass(frozen=True)
 class OptimizeConfig:
-    """Loop settings. ``steps`` is the most steps per explanation; exactly that many with ``early_stop=False``."""
+    """Loop settings. ``steps`` is the most steps per explanation; exactly that many with ``early_stop=False``.
 
-    steps: int = 300
-    lr: float = 0.1
+    No defaults for what a method decides: ``Method.loop`` builds this from ``ExplainConfig`` (method/config.py,
+    the one source of every default).
+    """
+
+    steps: int
+    lr: float
+    min_steps: int
+    patience: int
+    tol: float
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = 0.9
     early_stop: bool = True
-    min_steps: int = 40
-    patience: int = 20
-    tol: float = 2e-3
-    #: options for the parameterization's ``configure`` (e.g. ``(("resolution", 56), ("levels", 3))``)
-    param_options: tuple[tuple[str, object], ...] = ()
     #: flush denormal floats to zero while optimizing (CPU): masked-out regions of deep activations are full of
     #: them, and they make convolutions (forward and backward) ~1.5x slower
     flush_denormal: bool = True
@@ -70,8 +73,6 @@ def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameteriz
         partner: per row, a kernel to single out for suppression or -1, ``[B]`` (see ``Step.partner``).
         callbacks: called after each step with (step, loss of the running rows, number running).
     """
-    if cfg.param_options:
-        param.configure(**dict(cfg.param_options))
     flush = cfg.flush_denormal and ref.device.type == "cpu"
     if flush:
         torch.set_flush_denormal(True)
@@ -94,8 +95,8 @@ def _param_groups(param: Parameterization, lr: float) -> list[dict]:
     return groups
 
 
-def _optimize(forward, param: Parameterization, objective: Objective, ref: torch.Tensor, k: torch.Tensor,
-              cfg: OptimizeConfig, callbacks: tuple[StepCallback, ...],
+def _optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameterization, objective: Objective,
+              ref: torch.Tensor, k: torch.Tensor, cfg: OptimizeConfig, callbacks: tuple[StepCallback, ...],
               partner: torch.Tensor | None) -> OptimizeResult:
     B = len(k)
     dev = ref.device
@@ -133,9 +134,9 @@ def _optimize(forward, param: Parameterization, objective: Objective, ref: torch
             # the loss was computed on x' before this update: keep that x' for the rows it improved
             best_loss[rows] = torch.where(better, lv, best_loss[rows])
             best_x[rows] = torch.where(better.view(-1, 1, 1, 1), p.x_mod.detach(), best_x[rows])
-            if best_m is not None:
+            if best_m is not None and p.mask is not None:
                 best_m[rows] = torch.where(better.view(-1, 1, 1, 1), p.mask.detach(), best_m[rows])
-            if best_g is not None:
+            if best_g is not None and p.grid is not None:
                 best_g[rows] = torch.where(better.view(-1, 1, 1, 1), p.grid.detach(), best_g[rows])
             steps_t[rows] = step
             failed_at[rows] = torch.where(finite, failed_at[rows], step)

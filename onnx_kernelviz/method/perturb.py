@@ -11,19 +11,20 @@ scaled down), so the result reads as regions, not pixel noise. docs/TRADEOFF.md 
 measured.
 ``pixel``: x' itself is optimized, initialised at x (Zhuang et al., arXiv 2108.11054, first author's setup).
 
-A parameterization may take options through ``configure(**options)`` (called by the optimizer loop with
-``OptimizeConfig.param_options`` before the optimizer is built), and may build x' for a subset of its rows
+A parameterization takes its options as keywords (``Method.build`` passes them from ``ExplainConfig``, whose
+defaults the keywords here repeat by reference, never by value), and may build x' for a subset of its rows
 (``param(rows)``) so finished rows cost nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.registry import Registry
 
 
@@ -56,6 +57,8 @@ class Parameterization(Protocol):
 
 PARAMETERIZATIONS: Registry[type] = Registry("mask parameterization")
 
+_DEFAULTS = ExplainConfig()
+
 
 def smooth_mask(m: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur (sigma in pixels, reflect padding) of a small mask ``[B, M, h, w]`` as a weighted
@@ -68,12 +71,17 @@ def smooth_mask(m: torch.Tensor, sigma: float) -> torch.Tensor:
     if radius <= 0:
         return m
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-(t ** 2) / (2 * sigma ** 2))
-    k = (k / k.sum()).tolist()
+    g = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    taps: list[float] = (g / g.sum()).tolist()
     y = F.pad(m, (radius, radius, 0, 0), mode="reflect")
-    m = sum(k[i] * y[..., :, i:i + w] for i in range(2 * radius + 1))
+    m = taps[0] * y[..., :, 0:w]
+    for i in range(1, 2 * radius + 1):
+        m = m + taps[i] * y[..., :, i:i + w]
     y = F.pad(m, (0, 0, radius, radius), mode="reflect")
-    return sum(k[i] * y[..., i:i + h, :] for i in range(2 * radius + 1))
+    out = taps[0] * y[..., 0:h, :]
+    for i in range(1, 2 * radius + 1):
+        out = out + taps[i] * y[..., i:i + h, :]
+    return out
 
 
 def grid_size(resolution: int, H: int, W: int) -> tuple[int, int]:
@@ -93,12 +101,15 @@ class MaskParameterization:
         fine_lr: learning-rate factor of each finer level relative to the one above it (1 = all equal).
         smooth: sigma of a Gaussian blur of the mask after the sigmoid, as a fraction of the input side
             (0 = none); it rounds the grid's corners off and keeps the mask in [0, 1].
-        init: initial logit of the coarsest level (3 ≈ mask of 0.95: x' starts close to x, where k's
-            activation is right); the finer levels start at 0.
+        init: initial logit of the coarsest level (the default 1 ≈ a mask of 0.73: x' starts near x, where k's
+            activation is right, with room to move both ways); the finer levels start at 0.
+
+    The defaults are ``ExplainConfig``'s.
     """
 
-    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, resolution: int = 56, levels: int = 3,
-                 fine_lr: float = 0.5, smooth: float = 0.01, init: float = 3.0) -> None:
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, resolution: int = _DEFAULTS.resolution,
+                 levels: int = _DEFAULTS.levels, fine_lr: float = _DEFAULTS.fine_lr,
+                 smooth: float = _DEFAULTS.smooth, init: float = _DEFAULTS.init) -> None:
         self.x, self.b = x, b
         self.d = x - b
         self.configure(resolution=resolution, levels=levels, fine_lr=fine_lr, smooth=smooth, init=init)
@@ -136,12 +147,14 @@ class MaskParameterization:
     def _grid(self, rows: torch.Tensor | None) -> torch.Tensor:
         """sigmoid(Σ_i upsample(logits_i)), smoothed, at the finest logits grid ``[b, M, h, w]``."""
         size = self.logits[-1].shape[-2:]
-        total = None
+        ups = []
         for t in self.logits:
             t = t if rows is None else t[rows]
-            up = t if tuple(t.shape[-2:]) == tuple(size) else F.interpolate(t, size=size, mode="bilinear",
-                                                                              align_corners=False)
-            total = up if total is None else total + up
+            ups.append(t if tuple(t.shape[-2:]) == tuple(size) else F.interpolate(t, size=size, mode="bilinear",
+                                                                                  align_corners=False))
+        total = ups[0]
+        for up in ups[1:]:
+            total = total + up
         m = torch.sigmoid(total)
         # sigma in pixels of the finest grid (the option is a fraction of the input side)
         sigma = self.sigma * size[-1] / self.x.shape[-1]
@@ -180,12 +193,12 @@ class ComponentMask(MaskParameterization):
     def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
-    def __init__(self, x: torch.Tensor, b: torch.Tensor, **options: object) -> None:
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, **options: Any) -> None:
         with torch.no_grad():
             self.comps = torch.stack(self.components(x, b), 1)  # [B, M, C, H, W]
         super().__init__(x, b, **options)
 
-    def configure(self, **options: object) -> None:
+    def configure(self, **options: Any) -> None:
         super().configure(**options)
         M = self.comps.shape[1]
         self.logits = [t.detach().expand(-1, M, -1, -1).clone().requires_grad_(True) for t in self.logits]
@@ -205,9 +218,9 @@ class BandMask(ComponentMask):
     one region mask per band."""
 
     DIVISORS: tuple[float, ...] = (16, 56)
-    NAMES = ("coarse: colour, layout", "mid: shapes, edges", "fine: texture")
+    NAMES: tuple[str, ...] = ("coarse: colour, layout", "mid: shapes, edges", "fine: texture")
 
-    def components(self, x, b):
+    def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         from onnx_kernelviz.method.references import gaussian_blur
         side = max(x.shape[-2:])
         lows = [gaussian_blur(x, side / d) for d in self.DIVISORS] + [x]
@@ -228,7 +241,7 @@ class LumChromaMask(ComponentMask):
 
     NAMES = ("luminance", "colour")
 
-    def components(self, x, b):
+    def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         d = x - b
         lum = d.mean(1, keepdim=True).expand_as(d)
         return [lum, d - lum]
@@ -241,7 +254,7 @@ class BandLumChromaMask(ComponentMask):
     COARSE = 16
     NAMES = ("coarse luminance", "coarse colour", "detail luminance", "detail colour")
 
-    def components(self, x, b):
+    def components(self, x: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
         from onnx_kernelviz.method.references import gaussian_blur
         lo = gaussian_blur(x, max(x.shape[-2:]) / self.COARSE)
         out = []

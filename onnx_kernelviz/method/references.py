@@ -6,7 +6,7 @@ while staying a plausible input: a strong blur (default) keeps colours and drops
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,25 +36,25 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 @REFERENCES.register("blur")
-def blur(x, lo, hi, gen):
+def blur(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Gaussian blur with sigma = 1/20 of the image side (11 px at 224): edges and texture gone."""
     return gaussian_blur(x, max(x.shape[-2:]) / 20)
 
 
 @REFERENCES.register("mean")
-def mean_colour(x, lo, hi, gen):
+def mean_colour(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Each image's mean colour everywhere."""
     return x.mean(dim=(2, 3), keepdim=True).expand_as(x).contiguous()
 
 
 @REFERENCES.register("zeros")
-def zeros(x, lo, hi, gen):
+def zeros(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Zero in normalized space (the dataset mean colour for mean/std-normalized models)."""
     return torch.zeros_like(x)
 
 
 @REFERENCES.register("noise")
-def noise(x, lo, hi, gen):
+def noise(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Uniform noise over the valid range, blurred a little so it is not pure high frequency."""
     u = torch.rand(x.shape, generator=gen, dtype=x.dtype).to(x.device)
     return gaussian_blur(lo.view(1, -1, 1, 1) + u * (hi - lo).view(1, -1, 1, 1), 1.0)

@@ -2,15 +2,18 @@
 
 For two kernels a, b of one layer whose activation maps on an image overlap (by default a pair that both fire
 strongly and alike: :func:`pick_pair`), explain both, then measure on onnxruntime how much of each kernel survives
-under each explanation: a good explanation of a keeps a and drops b, and the reverse (METHOD.md, "Similar
-kernels"). The same is measured for every baseline at the same mask area, which can only say where a kernel fires.
+under each explanation: a good explanation of a keeps a and drops b, and the reverse (docs/METHOD.md,
+"Similar kernels"). The same is measured for every baseline at the same mask area, which can only say where a
+kernel fires.
 
-The explanations are made by :func:`onnx_kernelviz.pipeline.explain.explain` into the same folder, so DIR holds the
-usual results.json next to compare.json, and one report.html shows both.
+The explanations are made by the steps of ``explain`` (:func:`~onnx_kernelviz.pipeline.explain.explain_items`, on
+inputs prepared once) into the same folder, so DIR holds the usual results.json next to compare.json, and one
+report.html shows both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,18 +21,22 @@ import numpy as np
 
 from onnx_kernelviz.baselines import resolve_names
 from onnx_kernelviz.errors import KernelvizError, UsageError
-from onnx_kernelviz.frontend.layers import Layer
+from onnx_kernelviz.frontend.layers import Layer, conv_weights
+from onnx_kernelviz.io.files import write_json
 from onnx_kernelviz.io.images import list_images
-from onnx_kernelviz.io.outdir import prepare_out_dir
+from onnx_kernelviz.io.outdir import OutDir
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.measure.metrics import correlation, kernel_energy, kernel_metrics, rectified
-from onnx_kernelviz.measure.pairs import DEFAULT_CONTRAST, SEPARATION, advice, separation, told_apart
+from onnx_kernelviz.measure.pairs import DEFAULT_CONTRAST, SEPARATION, advice, separation
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.explain import ExplainConfig, ProgressFn, explain, prepare
-from onnx_kernelviz.report.pictures import write_json
+from onnx_kernelviz.pipeline.explain import ProgressFn, StepProgressFn, explain_items, run_header
+from onnx_kernelviz.pipeline.journal import Journal
+from onnx_kernelviz.pipeline.prepare import prepare
+from onnx_kernelviz.results import CompareResult, PairKept
 
-__all__ = ["compare", "pick_pair", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine", "separation",
-           "SEPARATION"]
+__all__ = ["compare", "pick_pair", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine",
+           "separation", "SEPARATION", "CONTRAST"]
 
 #: weight of the partner-suppression term when explaining a against b (and b against a); 0 gives the plain
 #: explanations of ``explain``
@@ -123,24 +130,23 @@ def filter_cosine(model: Model, layer: Layer, a: int, b: int) -> float | None:
     input: a mask over the photo cannot keep one and drop the other (the pixel method still can, at a cost)."""
     if layer.group != 1:
         return None
-    node = model.graph.producer.get(layer.conv_output)
-    w = None if node is None or len(node.inputs) < 2 else model.graph.constant(node.inputs[1])
+    w, _ = conv_weights(model.graph, layer)
     if w is None or w.ndim < 2 or max(a, b) >= len(w):
         return None
     wa, wb = w[a].ravel().astype(np.float64), w[b].ravel().astype(np.float64)
     return float(wa @ wb / (np.linalg.norm(wa) * np.linalg.norm(wb) + 1e-12))
 
 
-def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int) -> dict:
-    """``{"a": {"kept_a", "kept_b"}, "b": {...}}`` from activations on x ``[C, h, w]`` and on x'_a, x'_b
+def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int) -> PairKept:
+    """kept_a and kept_b under x'_a and under x'_b, from activations on x ``[C, h, w]`` and on x'_a, x'_b
     (``t_mod [2, C, h, w]``)."""
-    return {s: {f"kept_{u}": kernel_metrics(t_x, t_mod[row], kk).kept for u, kk in (("a", a), ("b", b))}
-            for row, s in enumerate("ab")}
+    return PairKept(*(kernel_metrics(t_x, t_mod[row], kk).kept for row in (0, 1) for kk in (a, b)))
 
 
 def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[int, int] | None,
             out_dir: str | Path, *, preprocess: Preprocess, config: ExplainConfig = ExplainConfig(),
-            force: bool = False, contrast: float = CONTRAST, progress: ProgressFn | None = None) -> dict:
+            force: bool = False, contrast: float = CONTRAST, progress: ProgressFn | None = None,
+            on_step: StepProgressFn | None = None) -> CompareResult:
     """Explain kernels a and b of ``layer`` on ``image`` and measure how well each explanation separates them.
 
     Args:
@@ -149,10 +155,10 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             for the pixel method at the fraction of pixels x' leaves unchanged).
         contrast: weight of suppressing the other kernel of the pair in particular (x'_a keeps a and drops b);
             0 explains each kernel as ``explain`` does, against all other kernels alike.
-        progress: called as the two explanations finish (see :func:`~onnx_kernelviz.pipeline.explain.explain`).
+        progress, on_step: as for :func:`~onnx_kernelviz.pipeline.explain.explain`.
 
     Returns:
-        The content of ``out_dir/compare.json`` (CONTRACT.md, "compare"), also written there with report.html.
+        compare.json's content (docs/CONTRACT.md, "compare"), also written to ``out_dir`` with report.html.
 
     Raises:
         UsageError: bad layer or kernels, a kernel silent on the image, a negative ``contrast``, or a non-empty
@@ -160,50 +166,47 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
     """
     if contrast < 0:
         raise UsageError(f"--contrast must be at least 0 (got {contrast})")
-    cfg = replace(config, baselines=tuple(resolve_names(config.baselines or ("all",))), top_images=None)
+    cfg = replace(config, baselines=tuple(resolve_names(config.baselines or ("all",))), top_images=None).validate()
     la = model.layer(layer)
-    out = Path(out_dir)
-    prepare_out_dir(out, force=force, resume=False)  # refuse early, before any work
     paths = list_images([Path(image)])
     if len(paths) != 1:
         raise UsageError(f"compare takes one image; {image} holds {len(paths)}")
-    prep = prepare(model, paths, la.tensor, preprocess, cfg)
-    t_x = prep.t_ort[0]
-    if kernels is None:
-        a, b, corr, picked = pick_pair(t_x)
-    else:
-        a, b = (int(k) for k in kernels)
-        _check_kernels(a, b, t_x)
-        corr, picked = correlation(t_x[a], t_x[b]), {"by": "given"}
-    cfg = replace(cfg, partners=((a, b), (b, a)), contrast=float(contrast))
-    run = explain(model, paths, la.index, f"{a},{b}", out, preprocess=preprocess, config=cfg, force=True,
-                  progress=progress)
-    res = {r["kernel"]: r for r in run.results}
-    for k in (a, b):
-        if res.get(k, {}).get("status") != "ok":
-            raise KernelvizError(f"the explanation of kernel {k} did not finish: "
-                                 f"{res.get(k, {}).get('reason', 'no result')}")
-    fa, fb = res[a]["files"], res[b]["files"]
-    ours, theirs = measure_pair(model, la.tensor, t_x, out, fa, fb, a, b)
-    cosine = filter_cosine(model, la, a, b)
-    files = {"original": fa["original"], "modified_a": fa["modified"], "modified_b": fb["modified"],
-             "mask_a": fa["mask"], "mask_b": fb["mask"], "act_a": fa["act_before"], "act_b": fb["act_before"]}
-    for s, f in (("a", fa), ("b", fb)):  # the focus pictures, when explain drew them: the report leads with these
-        files.update({f"{key}_{s}": f[key] for key in ("focus_crop", "focus_crop_modified", "focus_photo")
-                      if f.get(key)})
-        for name in theirs:
-            if f"baseline_modified:{name}" in f:
-                files[f"baseline_modified_{s}:{name}"] = f[f"baseline_modified:{name}"]
-    doc = {"model": str(model.path), "layer": la.name, "tensor": la.tensor, "layer_index": la.index,
-           "image": str(paths[0]), "image_notes": list(prep.notes[0]), "kernels": [a, b], "correlation": corr,
-           "picked": picked, "contrast": cfg.contrast, "method": cfg.method, "filter_cosine": cosine,
-           "separation": separation(ours), "told_apart": told_apart(ours),
-           "advice": None if told_apart(ours) else advice(cfg.method, cfg.contrast, cosine),
-           "ours": ours, "baselines": theirs, "files": files}
-    write_json(out / "compare.json", doc)
-    from onnx_kernelviz.report.html import write_report
-    write_report(out)
-    return doc
+    with OutDir(out_dir, force=force, resume=False) as od:
+        prep = prepare(model, paths, la, preprocess, cfg)  # once: it picks the pair and is explained
+        t_x = prep.t_ort[0]
+        if kernels is None:
+            a, b, corr, picked = pick_pair(t_x)
+        else:
+            a, b = (int(k) for k in kernels)
+            _check_kernels(a, b, t_x)
+            corr, picked = correlation(t_x[a], t_x[b]), {"by": "given"}
+        cfg = replace(cfg, partners=((a, b), (b, a)), contrast=float(contrast))
+        journal = Journal.start(od.path, run_header(model, la, cfg, preprocess, f"{a},{b}"), resume=False)
+        run = explain_items(model, prep, [(0, a), (0, b)], od, journal, cfg, preprocess, progress=progress,
+                            on_step=on_step, report=False)
+        res = {r.kernel: r for r in run.results}
+        for k in (a, b):
+            if k not in res or res[k].status != "ok":
+                raise KernelvizError(f"the explanation of kernel {k} did not finish: "
+                                     f"{res[k].reason if k in res else 'no result'}")
+        fa, fb = res[a].files, res[b].files
+        ours, theirs = measure_pair(model, la.tensor, t_x, od.path, fa, fb, a, b)
+        cosine = filter_cosine(model, la, a, b)
+        files = {"original": fa["original"], "modified_a": fa["modified"], "modified_b": fb["modified"],
+                 "mask_a": fa["mask"], "mask_b": fb["mask"], "act_a": fa["act_before"], "act_b": fb["act_before"]}
+        for s, f in (("a", fa), ("b", fb)):  # the focus pictures, when explain drew them: the report leads with these
+            files.update({f"{key}_{s}": f[key] for key in ("focus_crop", "focus_crop_modified", "focus_photo")
+                          if f.get(key)})
+            for name in theirs:
+                if f"baseline_modified:{name}" in f:
+                    files[f"baseline_modified_{s}:{name}"] = f[f"baseline_modified:{name}"]
+        result = CompareResult(str(model.path), la.name, la.tensor, la.index, str(paths[0]), prep.notes[0], (a, b),
+                               corr, picked, cfg.contrast, cfg.method, cosine, ours, theirs, files,
+                               advice=None if ours.told_apart else advice(cfg.method, cfg.contrast, cosine))
+        write_json(od.path / "compare.json", result.to_json())
+        from onnx_kernelviz.report.html import write_report
+        write_report(od.path)
+        return result
 
 
 def _check_kernels(a: int, b: int, t_x: np.ndarray) -> None:
@@ -219,8 +222,8 @@ def _check_kernels(a: int, b: int, t_x: np.ndarray) -> None:
             raise UsageError(f"kernel {k} does not fire on this image (‖r_k(x)‖ = 0); nothing to compare")
 
 
-def measure_pair(model: Model, tensor: str, t_x: np.ndarray, out: Path, files_a: dict, files_b: dict,
-                 a: int, b: int) -> tuple[dict, dict]:
+def measure_pair(model: Model, tensor: str, t_x: np.ndarray, out: Path, files_a: Mapping[str, str | None],
+                 files_b: Mapping[str, str | None], a: int, b: int) -> tuple[PairKept, dict[str, PairKept]]:
     """kept_a / kept_b under x'_a and x'_b, for ours and for each baseline that ``explain`` ran at our mask's area,
     all from onnxruntime on the x' that ``explain`` saved (``modified.npy``, ``baseline_<name>_modified.npy``), so
     nothing is optimized or computed twice.
@@ -230,10 +233,10 @@ def measure_pair(model: Model, tensor: str, t_x: np.ndarray, out: Path, files_a:
         files_a, files_b: the ``files`` of kernel a's and kernel b's results.
 
     Returns:
-        ``(ours, {name: baseline})``, each ``{"a": {"kept_a", "kept_b"}, "b": {...}}``.
+        ``(ours, {name: baseline})``.
     """
-    def kept(key_a: str, key_b: str) -> dict:
-        xb = np.stack([np.load(out / files_a[key_a]), np.load(out / files_b[key_b])]).astype(np.float32)
+    def kept(key_a: str, key_b: str) -> PairKept:
+        xb = np.stack([np.load(out / str(files_a[key_a])), np.load(out / str(files_b[key_b]))]).astype(np.float32)
         return cross_kept(t_x, model.run_ort(xb, (tensor,))[0], a, b)
 
     prefix = "baseline_modified_npy:"

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn, explain
-from onnx_kernelviz.model import Model
 from onnx_kernelviz.io.sidecar import resolve_preprocess
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn, StepProgressFn, explain
 
 PACKAGE = Path(__file__).resolve().parents[1]
 PHOTOS = PACKAGE / "data" / "photos"
@@ -16,7 +16,7 @@ PHOTOS = PACKAGE / "data" / "photos"
 MODEL_CANDIDATES = (PACKAGE.parent / "models" / "efficientnet_lite0.onnx",
                     PACKAGE / "data" / "models" / "efficientnet_lite0.onnx")
 DEMO_PHOTO = "chelsea.jpg"
-DEMO_LAYER = 20      # /_blocks.6/_project_conv: 80 kernels at 14x14, the mid layer of METHOD.md
+DEMO_LAYER = 20      # /_blocks.6/_project_conv: 80 kernels at 14x14, the mid layer of docs/METHOD.md
 DEMO_KERNELS = "top3"
 
 
@@ -28,8 +28,8 @@ def default_model_path() -> Path:
                      "(`pip install -e .[gpu]`) or run `python scripts/export_default_model.py`")
 
 
-def run_demo(out: Path, *, steps: int | None = None, device: str = "auto",
-             progress: ProgressFn | None = None) -> ExplainRun:
+def run_demo(out: Path, *, steps: int | None = None, device: str = "auto", progress: ProgressFn | None = None,
+             on_step: StepProgressFn | None = None) -> ExplainRun:
     """Explain the demo kernels into ``out``; an earlier demo there is replaced, any other content refused."""
     model_path = default_model_path()
     force = _holds_only_a_demo(out)
@@ -37,7 +37,7 @@ def run_demo(out: Path, *, steps: int | None = None, device: str = "auto",
     pp = resolve_preprocess(model_path)
     cfg = ExplainConfig() if steps is None else ExplainConfig(steps=steps)
     return explain(m, [PHOTOS / DEMO_PHOTO], DEMO_LAYER, DEMO_KERNELS, out, preprocess=pp, config=cfg,
-                   force=force, progress=progress)
+                   force=force, progress=progress, on_step=on_step)
 
 
 def _holds_only_a_demo(out: Path) -> bool:

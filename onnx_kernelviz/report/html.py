@@ -8,11 +8,11 @@ referenced by paths relative to the folder. Every string taken from the JSON is 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
+from typing import Any
 
 from onnx_kernelviz.errors import KernelvizError
+from onnx_kernelviz.io.files import read_json_object, write_text
 from onnx_kernelviz.report.html_base import Folder, as_dict, esc, fmt, table
 from onnx_kernelviz.report.html_compare import compare_section
 from onnx_kernelviz.report.html_results import results_section
@@ -39,33 +39,14 @@ def write_report(out_dir: Path) -> Path:
             f"{out_dir} has no results.json or compare.json; run `kernelviz explain MODEL IMAGE --layer L "
             f"--kernel K --out {out_dir}` (or `kernelviz compare ... --out {out_dir}`) first")
     page = _Page(out_dir).render(results, compare)
-    return _write_atomic(out_dir / "report.html", page)
+    # A crash or a concurrent reader never sees half a report (io/files.py writes beside it, then renames).
+    return write_text(out_dir / "report.html", page, durable=False)
 
 
-def _load(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KernelvizError(f"cannot read {path}: {exc}; re-run the command that wrote it") from None
-    if not isinstance(data, dict):
-        raise KernelvizError(f"{path} is not a JSON object; re-run the command that wrote it")
-    return data
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    # A crash or a concurrent reader never sees half a report: write beside it, then rename over it.
-    # (Not mkstemp: its 0600 mode would survive the rename.)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+def _load(path: Path) -> dict[str, Any] | None:
+    # io/files.py turns every way a JSON file can be damaged (syntax, encoding, a 5,000-digit number, deep
+    # nesting, not an object) into one message naming the file
+    return read_json_object(path) if path.exists() else None
 
 
 class _Page(Folder):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import re
 import statistics
 import struct
@@ -22,7 +23,11 @@ __all__ = ["esc", "num", "fmt", "median", "best", "anchor", "as_dict", "table", 
 
 
 def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped text; a file name that is not valid UTF-8 shows its bytes as backslash escapes (``\\xe9``)."""
+    text = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return html.escape(text, quote=True)
 
 
 def num(value: Any) -> float | None:
@@ -97,7 +102,8 @@ class Folder:
         return path if path and path.is_file() and path.is_relative_to(self.root) else None
 
     def _href(self, path: Path) -> str:
-        return esc(quote(path.relative_to(self.root).as_posix()))
+        # the file name's own bytes, percent-encoded: also names that are not valid UTF-8 resolve
+        return esc(quote(os.fsencode(path.relative_to(self.root).as_posix())))
 
     def size(self, rel: Any) -> tuple[int, int] | None:
         """(width, height) of the picture ``rel`` names, or None when it is not there or unreadable."""

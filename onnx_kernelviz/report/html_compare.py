@@ -81,9 +81,10 @@ def compare_section(folder: Folder, c: dict) -> str:
     rows: list[tuple[list[str], float | None]] = []
     for n, e in entries:
         raw = [as_dict(e.get(s)).get(f"kept_{t}") for s in "ab" for t in "ab"]  # aa, ab, ba, bb
-        v = [x for x in map(num, raw) if x is not None]
-        sep = ((v[0] - v[1]) + (v[3] - v[2])) / 2 if len(v) == 4 else None
-        rows.append(([esc(n)] + [fmt(x) for x in raw] + [fmt(sep)], sep))
+        # the same measure as the verdict and the CLI (measure.pairs.separation), not a second formula
+        sep = separation(e) if all(num(x) is not None for x in raw) else None
+        told = "" if sep is None else " (told apart)" if sep >= SEPARATION else " (not told apart)"
+        rows.append(([esc(n)] + [fmt(x) for x in raw] + [fmt(sep) + told], sep))
     top = best(sep for _, sep in rows)
     tbl = table(["method", f"on x′<sub>{ka}</sub>: kept {ka}", f"on x′<sub>{ka}</sub>: kept {kb}",
                  f"on x′<sub>{kb}</sub>: kept {ka}", f"on x′<sub>{kb}</sub>: kept {kb}", "separation"],
@@ -110,4 +111,6 @@ def compare_section(folder: Folder, c: dict) -> str:
             f'<h3>Details</h3><p class="nums">Image <b>{fmt(c.get("image"))}</b>{extra}{contrast}</p><p>A good '
             f"explanation separates them: on x′<sub>{ka}</sub> kernel {ka} stays (kept near 1) while {kb} drops, "
             f"and the reverse on x′<sub>{kb}</sub>; maps that only say where a kernel fires keep or drop both. "
-            f"<i>Separation</i> is the mean of the two gaps; highlighted: the largest.</p>{tbl}{grids}</section>")
+            f"<i>Separation</i> is the smaller of the two self/other ratios (kept {ka} / kept {kb} on "
+            f"x′<sub>{ka}</sub>, kept {kb} / kept {ka} on x′<sub>{kb}</sub>); a pair is told apart at "
+            f"{SEPARATION:g} or more; highlighted: the largest.</p>{tbl}{grids}</section>")

@@ -7,36 +7,13 @@ file, and results.json is valid after every finished explanation.
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
-from typing import Any
-
 import cv2
 import numpy as np
 
-from onnx_kernelviz.io.images import atomic_file, write_image, write_npy
+from onnx_kernelviz.io.files import write_json
+from onnx_kernelviz.io.images import write_image, write_npy
 
 __all__ = ["overlay", "components_picture", "write_json", "write_image", "write_npy"]
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write; NaN/Inf become null so the file is valid JSON for every reader."""
-    text = json.dumps(_finite(obj), indent=1)
-    with atomic_file(path) as f:
-        f.write(text.encode("utf-8"))
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _finite(obj.item())
-    return obj
 
 
 def overlay(photo: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> np.ndarray:

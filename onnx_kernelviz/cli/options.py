@@ -1,0 +1,113 @@
+"""The options of the commands that explain (``explain``, ``compare``), how they become one ``ExplainConfig``, and
+the progress bar.
+
+Every option defaults to "not given" (None), so a setting is taken only from where it was given. Precedence,
+highest first, the same for every setting: a named option (``--steps 10``) > ``--set KEY=VALUE`` (of several for
+one key, the last) > ``ExplainConfig``'s default. Preprocessing has its own chain (io/preprocess.py): command line >
+``--preset`` > the model's sidecar > ``imagenet``. Bad values are usage errors (exit 2) before the model is opened.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from onnx_kernelviz.cli.app import device_option
+from onnx_kernelviz.errors import UsageError
+
+if TYPE_CHECKING:
+    from onnx_kernelviz.method.config import ExplainConfig
+    from onnx_kernelviz.pipeline.explain import ProgressFn, StepProgressFn
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: the named options that set an ExplainConfig field (same name)
+CONFIG_OPTIONS = ("method", "steps", "early_stop", "batch_size", "seed", "reference", "baselines", "tolerance",
+                  "top_images")
+#: ``--method``'s choices: METHODS' names (a test keeps them equal; importing METHODS here would make every
+#: ``kernelviz --help`` wait for torch)
+METHOD_NAMES = ("mask", "pixel")
+
+
+def explain_options(fn: F) -> F:
+    opts = [
+        click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
+                     help="mask (default): a readable mask over the photo; pixel: the paper's direct pixel "
+                          "optimization."),
+        click.option("--steps", type=int, default=None, help="Most optimizer steps per explanation [default: 200]."),
+        click.option("--early-stop/--no-early-stop", default=None,
+                     help="Stop each explanation when it converges (default); --no-early-stop runs exactly --steps."),
+        click.option("--batch-size", type=int, default=None, help="Explanations optimized together (default: auto)."),
+        device_option,
+        click.option("--seed", type=int, default=None, help="Random seed [default: 0]."),
+        click.option("--reference", default=None,
+                     help="Mask method's reference image: blur, mean (default), zeros, noise."),
+        click.option("--baselines", is_flag=False, flag_value="all", default=None,
+                     help="Compare with baselines at equal area: alone (or 'all') every baseline, or a comma list "
+                          "(activation,gradient,...)."),
+        click.option("--tolerance", type=float, default=None, help="parity_ok threshold [default: 1e-3]."),
+        click.option("--force", is_flag=True, help="Write into a non-empty --out folder."),
+        click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+                     help="Any ExplainConfig setting, e.g. --set resolution=224 --set tv=0.05 (see "
+                          "docs/TRADEOFF.md); a named option given too wins."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as typed ExplainConfig changes (by each field's annotation); the last wins."""
+    from onnx_kernelviz.method.config import parse_setting
+
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise UsageError(f"--set {item!r}: use KEY=VALUE")
+        out[key] = parse_setting(key, value)
+    return out
+
+
+def config_from(opts: dict[str, Any], settings: tuple[str, ...]) -> ExplainConfig:
+    """The ExplainConfig of a command: pops :data:`CONFIG_OPTIONS` from ``opts``, applies the precedence above,
+    expands ``baselines`` and validates every value."""
+    from onnx_kernelviz.baselines import resolve_names
+    from onnx_kernelviz.method.config import ExplainConfig
+
+    changes = parse_settings(settings)
+    named = {k: opts.pop(k, None) for k in CONFIG_OPTIONS}
+    changes.update({k: v for k, v in named.items() if v is not None})
+    if isinstance(changes.get("baselines"), str):
+        changes["baselines"] = (changes["baselines"],)
+    if "baselines" in changes:
+        names = [n for item in changes["baselines"] for n in str(item).split(",")]
+        changes["baselines"] = tuple(resolve_names(names))
+    return replace(ExplainConfig(), **changes).validate()
+
+
+def progress_bar(desc: str) -> tuple[ProgressFn, StepProgressFn]:
+    """A bar on stderr counting explanations, moved after every optimizer step (running explanations count by
+    the share of their steps done), so a long batch does not look stuck. Hidden when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    bar: list[Any] = []
+
+    def at(done: float, total: int) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, initial=done, desc=desc, unit="expl", file=sys.stderr, disable=None,
+                            leave=True, bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]"))
+        elif done > bar[0].n:
+            bar[0].update(done - bar[0].n)
+
+    def progress(done: int, total: int, result: object) -> None:
+        at(done, total)
+        if done >= total:
+            bar[0].close()
+
+    return progress, at

@@ -1,0 +1,168 @@
+"""The settings of an explanation, and the one place their defaults live (docs/METHOD.md, docs/TRADEOFF.md).
+
+:class:`ExplainConfig` holds every setting with its default; a method's own loop defaults (``lr``, ``min_steps``,
+``patience`` when left None) are declared once, on the method in :data:`onnx_kernelviz.method.methods.METHODS`.
+Everything else (the mask parameterizations, the optimizer loop) takes its values from here, never from defaults of
+its own. :func:`parse_setting` turns ``--set KEY=VALUE`` text into a typed value by the field's annotation.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import dataclass, fields
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.measure.verify import DEFAULT_TOLERANCE
+
+__all__ = ["ExplainConfig", "parse_setting", "SETTING_NAMES"]
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Settings of one ``explain`` run (recorded in results.json ``settings``, the method's defaults filled in).
+
+    Mask-method loss = ``preserve``·max(0, e_k − ``preserve_margin``) + ``suppress``·others_kept
+    + ``area``·max(0, mean(m) − ``area_target``) + ``tv``·TV(m); the mask is a coarse-to-fine pyramid of
+    ``levels`` logit grids up to ``resolution`` (the coarsest starting at logit ``init``, each finer one learning
+    at ``fine_lr`` times the rate of the one above), smoothed by a Gaussian of ``smooth``·side; it is built, and
+    its area and TV computed, at that finest grid, then upsampled once to the input size for the blend. Defaults
+    chosen by measurement (docs/TRADEOFF.md, scripts/tune_defaults.py). ``mask`` names the mask parameterization
+    of the mask method: ``region`` (one region mask) or a component mask (``bands``, ``bands4``, ``lumchroma``,
+    ``bands_lc``: one region mask per Laplacian band or luminance/colour component, same loss).
+    The pixel method uses the paper's α = β = γ = 1 and SGD. ``lr``, ``min_steps`` and ``patience`` left None take
+    the method's own values (``METHODS``); ``tol``: early stopping's relative improvement (optimize.py).
+    """
+
+    method: str = "mask"
+    mask: str = "bands"
+    steps: int = 200
+    early_stop: bool = True
+    batch_size: int | None = None
+    seed: int = 0
+    reference: str = "mean"
+    resolution: int = 56
+    levels: int = 3
+    fine_lr: float = 1.0
+    smooth: float = 0.015
+    init: float = 1.0
+    preserve: float = 5.0
+    preserve_margin: float = 0.12
+    suppress: float = 6.0
+    area: float = 0.3
+    area_target: float = 0.0
+    tv: float = 0.5
+    lr: float | None = None
+    min_steps: int | None = None
+    patience: int | None = None
+    tol: float = 2e-3
+    baselines: tuple[str, ...] = ()
+    #: (kernel, partner) pairs: the partner is singled out for suppression, weighted ``contrast``
+    #: (``compare`` explains a against b and b against a; SuppressPartner in objectives.py)
+    partners: tuple[tuple[int, int], ...] = ()
+    contrast: float = 0.0
+    top_images: int | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+
+    def validate(self) -> ExplainConfig:
+        """Check every value (ranges, finite numbers, registered names); return self.
+
+        Raises:
+            UsageError: naming the option (``--steps``, or ``--set KEY=VALUE`` for the rest) and the valid range.
+        """
+        from onnx_kernelviz.baselines import resolve_names
+        from onnx_kernelviz.method.methods import METHODS
+        from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
+        from onnx_kernelviz.method.references import REFERENCES
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"{_option(f.name, value)}: must be a finite number")
+        at_least = {"steps": 1, "batch_size": 1, "resolution": 1, "levels": 1, "min_steps": 0, "patience": 1,
+                    "top_images": 1, "fine_lr": 0, "smooth": 0, "preserve": 0, "preserve_margin": 0,
+                    "suppress": 0, "area": 0, "area_target": 0, "tv": 0, "tol": 0, "contrast": 0, "tolerance": 0}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise UsageError(f"{_OPTIONS.get(name, f'--set {name}')} must be at least {low} (got {value})")
+        if self.lr is not None and self.lr <= 0:
+            raise UsageError(f"--set lr must be above 0 (got {self.lr})")
+        if not -(2 ** 63) <= self.seed < 2 ** 64:  # what torch's generators take
+            raise UsageError(f"--seed must be between -2**63 and 2**64 - 1 (got {self.seed})")
+        method = METHODS.get(self.method)
+        if self.method == "mask" and (self.mask not in PARAMETERIZATIONS or self.mask == "pixel"):
+            masks = [n for n in PARAMETERIZATIONS.names() if n != "pixel"]
+            raise UsageError(f"--set mask={self.mask}: unknown mask parameterization; use one of: {', '.join(masks)}")
+        REFERENCES.get(self.reference)
+        resolve_names(self.baselines)
+        method.check(self)
+        return self
+
+
+#: the CLI option that sets a field, where there is one (the others are ``--set KEY=VALUE``)
+_OPTIONS = {"method": "--method", "steps": "--steps", "early_stop": "--early-stop", "batch_size": "--batch-size",
+            "seed": "--seed", "reference": "--reference", "baselines": "--baselines", "tolerance": "--tolerance",
+            "top_images": "--top-images", "contrast": "--contrast"}
+
+SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ExplainConfig))
+_TYPES = get_type_hints(ExplainConfig)
+
+
+def _option(name: str, value: Any) -> str:
+    return f"{_OPTIONS[name]} {value}" if name in _OPTIONS else f"--set {name}={value}"
+
+
+def parse_setting(key: str, text: str) -> Any:
+    """``--set KEY=VALUE``: ``text`` as the type of ExplainConfig's field ``key`` (``int``, ``float``, ``bool``
+    words, ``str``, a comma list for tuples such as ``baselines=gradient,guided``, ``a:b`` pairs for
+    ``partners``; ``none`` for optional fields).
+
+    Raises:
+        UsageError: unknown key, or a value that is not of the field's type.
+    """
+    if key not in _TYPES:
+        raise UsageError(f"--set {key}={text}: unknown setting; use one of: {', '.join(sorted(SETTING_NAMES))}")
+    kind = _TYPES[key]
+    args = get_args(kind)
+    optional = get_origin(kind) in (Union, types.UnionType) and type(None) in args
+    if optional:
+        if text.strip().lower() in ("none", "null", ""):
+            return None
+        kind = next(a for a in args if a is not type(None))
+    try:
+        return _parse(kind, text.strip())
+    except ValueError:
+        name = getattr(kind, "__name__", str(kind))
+        raise UsageError(f"--set {key}={text}: not a valid {name}") from None
+
+
+def _parse(kind: Any, text: str) -> Any:
+    if kind is bool:
+        words = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
+                 "off": False}
+        if text.lower() not in words:
+            raise ValueError
+        return words[text.lower()]
+    if kind is int:
+        return int(text)
+    if kind is float:
+        return float(text)
+    if kind is str:
+        if not text:
+            raise ValueError
+        return text
+    if get_origin(kind) is tuple:
+        inner = get_args(kind)[0]
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if get_origin(inner) is not tuple:
+            return tuple(_parse(inner, p) for p in parts)
+        pairs = []  # partners: a:b,c:d
+        for p in parts:
+            a, sep, b = p.partition(":")
+            if not sep:
+                raise ValueError
+            pairs.append((int(a), int(b)))
+        return tuple(pairs)
+    raise ValueError

@@ -1,0 +1,150 @@
+"""How the CLI's options compose (cli/options.py): a named option > --set KEY=VALUE (the last) > ExplainConfig's
+default; preprocessing: command line > --preset > sidecar > imagenet. Every setting given reaches results.json;
+bad values are one usage error. Also the progress reported during a batch and each explanation's own seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tiny_models
+from click.testing import CliRunner
+
+from onnx_kernelviz.baselines import BASELINES
+from onnx_kernelviz.cli import cli
+
+FAST = ["--steps", "3", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return tiny_models.save(tiny_models.two_conv(), tmp_path_factory.mktemp("m") / "two.onnx")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("img") / "photo.png"
+    cv2.imwrite(str(p), np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    return p
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def settings_of(model, image, out, *extra) -> dict:
+    r = run("explain", model, image, "--layer", "1", "--kernel", "0", "--out", out, *extra)
+    assert r.exit_code == 0, r.output
+    return json.loads((out / "results.json").read_text())["settings"]
+
+
+@pytest.mark.parametrize("key, value, recorded", [
+    ("seed", "5", 5), ("batch_size", "2", 2), ("tolerance", "0.5", 0.5), ("early_stop", "false", False),
+    ("method", "pixel", "pixel"), ("top_images", "1", 1), ("steps", "2", 2), ("reference", "zeros", "zeros"),
+])
+def test_set_reaches_the_settings(model, image, tmp_path, key, value, recorded):
+    """--set seed=5, batch_size, tolerance, early_stop, method, top_images were dropped: the CLI's own defaults
+    for those options were applied after --set."""
+    s = settings_of(model, image, tmp_path / "o", "--device", "cpu", "--set", f"{key}={value}")
+    assert s[key] == recorded
+
+
+def test_set_baselines_is_a_list_of_names_not_characters(model, image, tmp_path):
+    s = settings_of(model, image, tmp_path / "o", *FAST, "--set", "baselines=gradient,activation")
+    assert s["baselines"] == ["gradient", "activation"]
+    r = json.loads((tmp_path / "o" / "results.json").read_text())["results"][0]
+    assert set(r["baselines"]) == {"gradient", "activation"}
+
+
+def test_baselines_alone_means_all_and_does_not_swallow_the_next_option(model, image, tmp_path):
+    r = run("explain", model, image, "--layer", "1", "--kernel", "0", *FAST, "--baselines", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert doc["settings"]["baselines"] == BASELINES.names()
+    assert set(doc["results"][0]["baselines"]) == set(BASELINES.names())
+    s = settings_of(model, image, tmp_path / "some", *FAST, "--baselines", "occlusion,gradient")
+    assert s["baselines"] == ["occlusion", "gradient"]
+
+
+def test_precedence_named_option_then_last_set_then_default(model, image, tmp_path):
+    assert settings_of(model, image, tmp_path / "a", "--device", "cpu", "--steps", "2",
+                       "--set", "steps=3")["steps"] == 2
+    assert settings_of(model, image, tmp_path / "b", "--device", "cpu", "--set", "steps=3",
+                       "--set", "steps=2")["steps"] == 2
+    s = settings_of(model, image, tmp_path / "c", *FAST)
+    from onnx_kernelviz.method.config import ExplainConfig
+
+    assert s["seed"] == ExplainConfig().seed and s["early_stop"] is ExplainConfig().early_stop
+    assert s["lr"] == 0.2 and s["min_steps"] == 20  # the mask method's own values, recorded as used
+
+
+def test_preprocessing_precedence_cli_over_preset_over_sidecar(model, image, tmp_path):
+    side = model.with_name(model.stem + ".kernelviz.json")
+    side.write_text(json.dumps({"mean": [0.3, 0.3, 0.3], "std": [0.5, 0.5, 0.5], "scale": True}))
+    try:
+        pp = settings_of(model, image, tmp_path / "a", *FAST)["preprocess"]
+        assert pp["mean"] == [0.3] * 3 and pp["std"] == [0.5] * 3  # sidecar over imagenet
+        pp = settings_of(model, image, tmp_path / "b", *FAST, "--preset", "raw")["preprocess"]
+        assert pp["mean"] == [0.0] and pp["scale"] is False  # --preset over the sidecar
+        pp = settings_of(model, image, tmp_path / "c", *FAST, "--preset", "raw", "--mean", "9,9,9")["preprocess"]
+        assert pp["mean"] == [9.0] * 3 and pp["scale"] is False  # an option over --preset
+    finally:
+        side.unlink()
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ("resolution=0", "resolution must be at least 1"), ("lr=nan", "finite"), ("lr=-1", "lr must be above 0"),
+    ("levels=0", "levels"), ("smooth=-0.5", "smooth"), ("tv=inf", "finite"), ("mask=pixel", "mask"),
+    ("reference=nope", "unknown reference"), ("baselines=nope", "unknown baseline"), ("batch_size=0", "--batch-size"),
+    ("patience=0", "patience"),
+])
+def test_bad_set_values_are_one_usage_error(model, image, tmp_path, setting, needle):
+    out = tmp_path / "o"
+    r = run("explain", model, image, "--layer", "1", "--kernel", "0", "--out", out, *FAST, "--set", setting)
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and needle in lines[0] and "unexpected" not in lines[0], r.output
+    assert not out.exists()
+
+
+def test_method_choices_are_the_registered_methods():
+    from onnx_kernelviz.cli.options import METHOD_NAMES
+    from onnx_kernelviz.method.methods import METHODS
+
+    assert list(METHOD_NAMES) == METHODS.names()
+
+
+def test_progress_moves_during_a_batch_and_seconds_are_each_rows_share(model, image, tmp_path, monkeypatch):
+    """One batch of 3 rows: progress is reported after every optimizer step (not only when the batch ends); a row
+    that stops at step 1 (its loss is NaN) costs less than the rows that run all 5 steps."""
+    import torch
+
+    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
+    from onnx_kernelviz.method.objectives import Objective
+
+    real = Objective.__call__
+
+    def nan_for_kernel_1(self, s):
+        loss = real(self, s)
+        return torch.where(s.k == 1, torch.full_like(loss, float("nan")), loss)
+
+    monkeypatch.setattr(Objective, "__call__", nan_for_kernel_1)
+    steps, results = [], []
+    run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
+                   preprocess=resolve_preprocess(model), config=ExplainConfig(steps=5, early_stop=False, batch_size=3),
+                   progress=lambda done, total, r: results.append(done), on_step=lambda d, t: steps.append(d))
+    assert results == [0, 1, 2, 3]
+    assert len(steps) == 5 and any(0 < d < 3 and d != int(d) for d in steps) and steps == sorted(steps)
+    by_kernel = {r.kernel: r for r in run_.results}
+    assert by_kernel[1].status == "failed" and by_kernel[1].steps == 1 and by_kernel[0].steps == 5
+    assert by_kernel[1].seconds < by_kernel[0].seconds and by_kernel[1].seconds < by_kernel[2].seconds
+
+
+def test_row_seconds_split_each_step_among_the_running_rows():
+    from onnx_kernelviz.pipeline.batch import row_seconds
+
+    assert row_seconds([1.0, 1.0, 1.0, 1.0], [2, 4], setup=0.4) == pytest.approx([1.2, 3.2])
+    assert sum(row_seconds([0.3, 0.2], [1, 2, 2], setup=0.3)) == pytest.approx(0.8)
