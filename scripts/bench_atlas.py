@@ -86,15 +86,16 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def explain_cost(m: Model, pp, paths: list[Path], layer: int, n: int, steps: int) -> dict:
-    """Seconds per kernel: the atlas's explanation pass vs explain, on the same n (image, kernel) pairs."""
+def explain_cost(m: Model, pp, paths: list[Path], layer: int, n: int, steps: int, repeats: int = 2) -> dict:
+    """Seconds per kernel: the atlas's explanation pass vs explain, on the same n (image, kernel) pairs, run
+    alternately ``repeats`` times each (medians); both must run the same optimizer steps."""
     from onnx_kernelviz.atlas.explainer import Site, explain_sites
     from onnx_kernelviz.atlas.rf import receptive_fields
     from onnx_kernelviz.atlas.stream import model_input
 
     cfg = ExplainConfig(steps=steps, batch_size=n)
     la = m.layer(layer)
-    image = paths[0]
+    image = PHOTOS / "chelsea.jpg"
     x1 = model_input(image, pp, m.input_size(pp.size), m.channels)
     t = m.run_ort(x1[None], (la.tensor,))[0][0]
     kernels = [int(k) for k in np.argsort(-np.maximum(t, 0).reshape(len(t), -1).max(1))[:n]]
@@ -103,18 +104,29 @@ def explain_cost(m: Model, pp, paths: list[Path], layer: int, n: int, steps: int
     for k in kernels:
         r, c = np.unravel_index(int(np.argmax(t[k])), t[k].shape)
         sites.append(Site(la.index, k, 0, int(r), int(c), float(t[k, r, c])))
-    with tempfile.TemporaryDirectory() as d:  # warm-up both (conversion, allocator)
-        explain(m, [image], layer, ",".join(map(str, kernels[:2])), d, preprocess=pp, config=cfg, force=True)
-    explain_sites(m, la, sites[:2], {0: str(image)}, field, cfg, pp)
-    with tempfile.TemporaryDirectory() as d:
+
+    def run_explain(ks: list[int]) -> tuple[float, int]:
+        with tempfile.TemporaryDirectory() as d:
+            t0 = time.perf_counter()
+            run = explain(m, [image], layer, ",".join(map(str, ks)), d, preprocess=pp, config=cfg, force=True)
+            return (time.perf_counter() - t0) / len(ks), sum(r.steps for r in run.results)
+
+    def run_atlas(ss: list) -> tuple[float, int]:
         t0 = time.perf_counter()
-        explain(m, [image], layer, ",".join(map(str, kernels)), d, preprocess=pp, config=cfg, force=True)
-        ours_explain = (time.perf_counter() - t0) / n
-    t0 = time.perf_counter()
-    explain_sites(m, la, sites, {0: str(image)}, field, cfg, pp)
-    atlas_s = (time.perf_counter() - t0) / n
-    return {"layer": layer, "kernels": n, "steps": steps, "explain_s_per_kernel": round(ours_explain, 3),
-            "atlas_s_per_kernel": round(atlas_s, 3), "ratio": round(atlas_s / ours_explain, 2)}
+        res = explain_sites(m, la, ss, {0: str(image)}, field, cfg, pp)
+        return (time.perf_counter() - t0) / len(ss), sum(r.steps for r in res)
+
+    run_explain(kernels[:2])  # warm-up both (conversion, allocator)
+    run_atlas(sites[:2])
+    ours, theirs = [], []
+    for _ in range(repeats):
+        theirs.append(run_explain(kernels))
+        ours.append(run_atlas(sites))
+    e, a = statistics.median(v for v, _ in theirs), statistics.median(v for v, _ in ours)
+    return {"layer": layer, "kernels": n, "steps": steps, "explain_s_per_kernel": round(e, 3),
+            "atlas_s_per_kernel": round(a, 3), "ratio": round(a / e, 2),
+            "runs_ratio": [round(x[0] / y[0], 2) for x, y in zip(ours, theirs)],
+            "same_steps": all(x[1] == y[1] for x, y in zip(ours, theirs))}
 
 
 def whole_atlas(model: Path, folder: Path, out: Path, engine: str, layers: str = "all", **options) -> dict:
