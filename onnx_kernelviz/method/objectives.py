@@ -29,6 +29,8 @@ class Step:
             there), or None (use ``mask``).
         partner: per row, a kernel to single out for suppression (``compare``'s other kernel), or -1 for none,
             ``[B]`` (long); None when no row has one.
+        focus: per row, the focus cells F on the activation map ``[B, h, w]`` (1 on F, else 0), for the local
+            terms of ``method/focus.py``; None for whole-map explanations.
     """
 
     act: torch.Tensor
@@ -38,6 +40,7 @@ class Step:
     mask: torch.Tensor | None
     grid: torch.Tensor | None = None
     partner: torch.Tensor | None = None
+    focus: torch.Tensor | None = None
 
     def channel(self, t: torch.Tensor) -> torch.Tensor:
         """Channel k of each row, flattened: ``[B, C, h, w] -> [B, h*w]``."""

