@@ -18,11 +18,13 @@ from onnx_kernelviz.cli import cli
 from onnx_kernelviz.io.preprocess import resolve_preprocess
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.focus import FocusConfig
 
 #: the planted answers of tiny_models.planted()
 DEAD = [[0, 2], [1, 5]]
 DUPLICATES = {(0, 1, 4), (1, 3, 6)}
 FAST = ExplainConfig(steps=8, batch_size=4)
+FAST_FOCUS = FocusConfig(steps=8, oracle_steps=8, min_steps=2, patience=2)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def run(model: Path, images, out: Path, **kw):
     settings = kw.pop("settings", AtlasSettings(top=3, explain=1, shard_size=2, batch_size=2))
     return run_atlas(Model(model, device="cpu"), [images] if isinstance(images, Path) else images, out,
                      preprocess=resolve_preprocess(model), settings=settings, config=kw.pop("config", FAST),
-                     device="cpu", **kw)
+                     focus=kw.pop("focus", FAST_FOCUS), device="cpu", **kw)
 
 
 def check_consistent(out: Path) -> dict:
@@ -91,7 +93,11 @@ def test_atlas_reports_exactly_the_planted_answers(planted, tmp_path):
     live = rows[(0, 0)]
     assert {"layer", "tensor", "kernel", "firing_rate", "mean", "max", "dead", "duplicate_of", "exemplars"} <= set(live)
     assert len(live["exemplars"]) == 3 and set(live["exemplars"][0]) >= {"image", "row", "col", "value"}
-    assert live["explanations"][0]["status"] == "ok" and live["explanations"][0]["kept"] is not None
+    e = live["explanations"][0]
+    assert e["status"] == "ok" and e["kept"] is not None and e["parity_ok"]
+    # focus scope: explained at the exemplar cell (the peak of F), with the contract's focus block
+    assert e["focus"]["peak"] == [e["row"], e["col"]] == [live["exemplars"][0]["row"], live["exemplars"][0]["col"]]
+    assert e["focus"]["cells"] >= 1 and e["focus"]["oracle_gain"] is not None and e["rf_box"] == e["focus"]["rf_box"]
     # the duplicate's exemplars are the original's (same activations everywhere)
     assert [e["value"] for e in rows[(0, 4)]["exemplars"]] == [e["value"] for e in rows[(0, 1)]["exemplars"]]
     # a strip of crops for every kernel that fires and every explanation; the html links pages that exist
@@ -103,6 +109,32 @@ def test_atlas_reports_exactly_the_planted_answers(planted, tmp_path):
         for e in r["explanations"]:
             assert cv2.imread(str(tmp_path / "a" / e["strip"])).shape[1] == 2 * 80
     assert (tmp_path / "a" / "atlas.html").is_file() and (tmp_path / "a" / "pages" / "L001" / "k0005.html").is_file()
+
+
+def test_map_scope_explains_the_whole_map(planted, tmp_path):
+    model, images = planted
+    res = run(model, images, tmp_path / "m", settings=AtlasSettings(layers="1", top=2, explain=1, scope="map"))
+    e = next(r for r in res.kernels if not r["dead"])["explanations"][0]
+    assert e["status"] == "ok" and e["focus"] is None and e["mask_area"] is not None
+
+
+def test_receptive_fields_translate_exactly(tmp_path):
+    """Every cell's box from the two corner cells equals the graph's own box for that cell (strides, pads)."""
+    from onnx_kernelviz.atlas.rf import receptive_fields
+    from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
+
+    root = Path(__file__).resolve().parent.parent
+    m = Model(root / "models" / "efficientnet_lite0.onnx", device="cpu")
+    layers = [m.layers[i] for i in (0, 4, 10, 20, 34, 48)]  # strides 2 to 32, depthwise and pointwise
+    fields = receptive_fields(m, layers, (224, 224))
+    shapes = tensor_shapes(m.loaded.proto, m.loaded.input.name, (1, 3, 224, 224))
+    for la in layers:
+        h, w = shapes[la.tensor][2:]
+        for r in range(0, h, max(1, h // 9)):
+            for c in range(0, w, max(1, w // 9)):
+                want = receptive_field(m.graph, shapes, la.tensor, (r, c, r + 1, c + 1), m.loaded.input.name,
+                                       "nchw", (224, 224)).box
+                assert fields[la.index].box(r, c) == want, (la.index, r, c)
 
 
 def test_statistics_only_and_a_changed_threshold_on_resume(planted, tmp_path):

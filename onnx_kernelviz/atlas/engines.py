@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Protocol
 
 from onnx_kernelviz.atlas.explainer import Site, SiteExplanation, explain_sites
-from onnx_kernelviz.atlas.rf import ReceptiveField
+from onnx_kernelviz.atlas.rf import LayerField
 from onnx_kernelviz.atlas.stream import ShardStats, collect_stats
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.focus import FocusConfig
 from onnx_kernelviz.registry import Registry
 
 
@@ -43,6 +44,8 @@ class Work:
     top: int
     batch_size: int
     config: ExplainConfig
+    #: the focus scope's settings; None: the whole-map scope (``config``'s method)
+    focus: FocusConfig | None = None
     ort_threads: int | None = None
 
 
@@ -65,7 +68,7 @@ class Chunk:
 class Worker:
     """Opens the model once and does shards and chunks of :class:`Work`."""
 
-    def __init__(self, work: Work, fields: dict[int, ReceptiveField] | None = None, model: Model | None = None) \
+    def __init__(self, work: Work, fields: dict[int, LayerField] | None = None, model: Model | None = None) \
             -> None:
         self.work = work
         self.fields = fields or {}
@@ -82,7 +85,7 @@ class Worker:
     def explain(self, chunk: Chunk) -> list[SiteExplanation]:
         images = {s.image: self.work.images[s.image] for s in chunk.sites}
         return explain_sites(self.model, self.model.layers[chunk.layer], list(chunk.sites), images,
-                             self.fields[chunk.layer], self.work.config, self.work.preprocess)
+                             self.fields[chunk.layer], self.work.config, self.work.preprocess, self.work.focus)
 
 
 ShardDone = Callable[[Shard, ShardStats], None]
@@ -97,7 +100,7 @@ class Engine(Protocol):
     def statistics(self, work: Work, shards: list[Shard], done: ShardDone,
                    progress: Callable[[int], None]) -> None: ...
 
-    def explanations(self, work: Work, fields: dict[int, ReceptiveField], chunks: list[Chunk],
+    def explanations(self, work: Work, fields: dict[int, LayerField], chunks: list[Chunk],
                      done: ChunkDone) -> None: ...
 
     def close(self) -> None: ...
@@ -117,7 +120,7 @@ class LocalEngine:
         self._model = model
         self._worker: Worker | None = None
 
-    def _get(self, work: Work, fields: dict[int, ReceptiveField] | None = None) -> Worker:
+    def _get(self, work: Work, fields: dict[int, LayerField] | None = None) -> Worker:
         if self._worker is None or self._worker.work != work:
             self._worker = Worker(work, fields, self._model)
         if fields:
@@ -129,7 +132,7 @@ class LocalEngine:
         for shard in shards:
             done(shard, w.stats(shard, progress))
 
-    def explanations(self, work: Work, fields: dict[int, ReceptiveField], chunks: list[Chunk],
+    def explanations(self, work: Work, fields: dict[int, LayerField], chunks: list[Chunk],
                      done: ChunkDone) -> None:
         w = self._get(work, fields)
         for chunk in chunks:

@@ -239,13 +239,27 @@ class _Writer:
     def explanation(self, e: dict, d: int) -> str:
         if e["status"] != "ok":
             return f'<p class="reason failed">{_e(Path(e["image"]).name)}: {_e(e.get("reason") or e["status"])}</p>'
-        pics = self.strip(e["strip"], ["the photo (receptive field), the kept region outlined", "x′: what is kept"],
+        f = e.get("focus")
+        where = "its receptive field" if f else "the cell's receptive field"
+        pics = self.strip(e["strip"], [f"the photo ({where}), the kept region outlined", "x′: what is kept"],
                           f"explanation on {Path(e['image']).name}", d)
-        nums = (f"kept {_f(e['kept'])} · others kept {_f(e['others_kept'])} · specificity "
-                f"{_f(e['specificity_before'])} → {_f(e['specificity_after'])} · mask area {_f(e['mask_area'])} · "
-                f"parity {'ok' if e['parity_ok'] else 'NOT ok'}")
+        whole = (f"whole map: kept {_f(e['kept'])} · others kept {_f(e['others_kept'])} · specificity "
+                 f"{_f(e['specificity_before'])} → {_f(e['specificity_after'])} · mask area {_f(e['mask_area'])} · "
+                 f"parity {'ok' if e['parity_ok'] else 'NOT ok'}")
+        local = ""
+        if f:
+            gain = f["specificity_after"] / f["specificity_before"] if f["specificity_before"] else None
+            bound = "" if f["oracle_gain"] is None else f" (the most any input change reached: ×{_f(f['oracle_gain'])})"
+            local = (f'<p>On the {f["cells"]} cells around its peak: kernel {e["kernel"]} keeps {_f(f["kept"])} of its '
+                     f"activation while the others keep {_f(f['others_kept'])}; specificity "
+                     f"{_f(f['specificity_before'])} → {_f(f['specificity_after'])}"
+                     f"{'' if gain is None else ' (×' + _f(gain) + ')'}{bound}.</p>")
+            if f.get("separable") is False:
+                others = ", ".join(str(j) for j in f.get("companions") or []) or "none listed"
+                local += ('<p class="reason inactive">No input change tells it apart from the kernels that fire with '
+                          f"it here ({_e(others)}): they read the same input features at this layer.</p>")
         return (f'<div class="card"><p><code>{_e(Path(e["image"]).name)}</code> at cell ({e["row"]}, {e["col"]})'
-                f'</p>{pics}<p class="nums">{nums}</p></div>')
+                f'</p>{pics}{local}<p class="nums">{whole}</p></div>')
 
     def compare(self, image: str, layer: int, a: int, b: int) -> str:
         return (f"kernelviz compare {shlex.quote(self.model)} {shlex.quote(image)} --layer {layer} "

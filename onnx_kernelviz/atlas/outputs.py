@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from onnx_kernelviz.atlas.rf import ReceptiveField
+from onnx_kernelviz.atlas.rf import LayerField
 from onnx_kernelviz.atlas.stats import HIST_EDGES
 from onnx_kernelviz.atlas.stream import ShardStats
 from onnx_kernelviz.errors import KernelvizError
@@ -55,7 +55,7 @@ def filter_cosines(model: Model, layer: Layer) -> np.ndarray | None:
 
 
 def build_atlas(model: Model, layers: list[Layer], paths: list[Path], stats: ShardStats,
-                fields: dict[int, ReceptiveField], explained: dict[tuple[int, int], list[dict]],
+                fields: dict[int, LayerField], explained: dict[tuple[int, int], list[dict]],
                 settings: AtlasSettings, header: dict) -> Atlas:
     """The rows and the header from the merged statistics and the saved explanations."""
     from onnx_kernelviz.atlas.run import tile_name
@@ -88,7 +88,7 @@ def build_atlas(model: Model, layers: list[Layer], paths: list[Path], stats: Sha
                 "exemplars": [{"image": names[i], "row": r, "col": c, "value": v,
                                "rf_box": list(fields[la.index].box(r, c))} for i, r, c, v in sites],
                 "exemplar_strip": tile_name(la.index, k, "x") if sites else None,
-                "explanations": [_explanation(e) for e in explained.get((la.index, k), [])],
+                "explanations": [_explanation(e, k) for e in explained.get((la.index, k), [])],
             })
         dead_all += [[la.index, int(k)] for k in np.nonzero(dead)[0]]
         dups_all += [[la.index, a, b, c] for a, b, c in dups]
@@ -107,11 +107,12 @@ def build_atlas(model: Model, layers: list[Layer], paths: list[Path], stats: Sha
     return Atlas(head, rows)
 
 
-def _explanation(e: dict) -> dict:
+def _explanation(e: dict, kernel: int) -> dict:
     """A saved explanation record as the ``explanations`` column's struct (fixed keys, nulls where missing)."""
-    return {"image": e["image"], "row": e["row"], "col": e["col"], "value": e["value"], "status": e["status"],
-            "reason": e.get("reason"), **{m: e.get(m) for m in _METRICS}, "steps": e.get("steps"),
-            "seconds": e.get("seconds"), "rf_box": e.get("rf_box"), "strip": e.get("strip")}
+    return {"kernel": kernel, "image": e["image"], "row": e["row"], "col": e["col"], "value": e["value"],
+            "status": e["status"], "reason": e.get("reason"), **{m: e.get(m) for m in _METRICS},
+            "steps": e.get("steps"), "seconds": e.get("seconds"), "rf_box": e.get("rf_box"), "strip": e.get("strip"),
+            "focus": e.get("focus")}
 
 
 def _schema() -> Any:
@@ -119,12 +120,17 @@ def _schema() -> Any:
 
     exemplar = pa.struct([("image", pa.string()), ("row", pa.int32()), ("col", pa.int32()), ("value", pa.float64()),
                           ("rf_box", pa.list_(pa.int32()))])
+    # the contract's focus block (CONTRACT.md, "Local explanations"); null in map scope
+    focus = pa.struct([("peak", pa.list_(pa.int32())), ("cells", pa.int32()), ("rf_box", pa.list_(pa.int32())),
+                       ("kept", pa.float64()), ("others_kept", pa.float64()), ("specificity_before", pa.float64()),
+                       ("specificity_after", pa.float64()), ("oracle_gain", pa.float64()), ("separable", pa.bool_()),
+                       ("companions", pa.list_(pa.int32()))])
     correlated = pa.struct([("kernel", pa.int32()), ("corr", pa.float64()), ("filter_cosine", pa.float64())])
-    explanation = pa.struct([("image", pa.string()), ("row", pa.int32()), ("col", pa.int32()),
+    explanation = pa.struct([("kernel", pa.int32()), ("image", pa.string()), ("row", pa.int32()), ("col", pa.int32()),
                              ("value", pa.float64()), ("status", pa.string()), ("reason", pa.string()),
                              *[(m, pa.bool_() if m == "parity_ok" else pa.float64()) for m in _METRICS],
                              ("steps", pa.int32()), ("seconds", pa.float64()), ("rf_box", pa.list_(pa.int32())),
-                             ("strip", pa.string())])
+                             ("strip", pa.string()), ("focus", focus)])
     return pa.schema([
         ("layer", pa.int32()), ("tensor", pa.string()), ("kernel", pa.int32()), ("firing_rate", pa.float64()),
         ("mean", pa.float64()), ("std", pa.float64()), ("max", pa.float64()), ("dead", pa.bool_()),

@@ -22,7 +22,7 @@ import numpy as np
 
 from onnx_kernelviz.atlas.engines import ENGINES, Chunk, ChunkDone, Shard, ShardDone, Work, Worker
 from onnx_kernelviz.atlas.explainer import SiteExplanation
-from onnx_kernelviz.atlas.rf import ReceptiveField
+from onnx_kernelviz.atlas.rf import LayerField
 from onnx_kernelviz.atlas.stream import ShardStats
 from onnx_kernelviz.errors import KernelvizError
 
@@ -64,7 +64,7 @@ class StatsWorker:
 class ExplainWorker:
     """A Ray actor holding the torch copy: explains chunks of kernels."""
 
-    def __init__(self, work: Work, fields: dict[int, ReceptiveField], threads: int) -> None:
+    def __init__(self, work: Work, fields: dict[int, LayerField], threads: int) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -125,7 +125,7 @@ class RayEngine:
             progress(len(shard.ids))
             done(shard, _from_bytes(row["stats"]))
 
-    def explanations(self, work: Work, fields: dict[int, ReceptiveField], chunks: list[Chunk],
+    def explanations(self, work: Work, fields: dict[int, LayerField], chunks: list[Chunk],
                      done: ChunkDone) -> None:
         if not chunks:
             return

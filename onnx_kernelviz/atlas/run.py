@@ -20,16 +20,17 @@ from onnx_kernelviz.atlas.engines import Chunk, Engine, Shard, Work, check_engin
 from onnx_kernelviz.atlas.explainer import Site, SiteExplanation
 from onnx_kernelviz.atlas.journal import Journal
 from onnx_kernelviz.atlas.outputs import Atlas, build_atlas, pyarrow_or_fail, write_outputs
-from onnx_kernelviz.atlas.rf import ReceptiveField, Span, fallback_fields, receptive_fields
+from onnx_kernelviz.atlas.rf import LayerField, receptive_fields
 from onnx_kernelviz.atlas.stream import ShardStats, model_input
 from onnx_kernelviz.atlas.tiles import THUMB, crop, jpeg, strip
-from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
+from onnx_kernelviz.errors import KernelvizError, UsageError
 from onnx_kernelviz.frontend.layers import Layer
 from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.modelinput import from_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.focus import FocusConfig
 
 #: seconds between checkpoints of the merged statistics (a checkpoint of the default model's 49 layers is ~140 MB)
 SAVE_EVERY = 30.0
@@ -40,8 +41,9 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class AtlasSettings:
-    """What an atlas computes. ``explain``: exemplar sites explained per kernel (0: statistics only);
-    ``rare``: a kernel firing on at most this share of the images (and not dead) is listed as rarely firing."""
+    """What an atlas computes. ``explain``: exemplar sites explained per kernel (0: statistics only); ``scope``:
+    ``focus`` explains kernel k at the exemplar cell, ``map`` its whole map on the exemplar image; ``rare``: a
+    kernel firing on at most this share of the images (and not dead) is listed as rarely firing."""
 
     layers: str = "all"
     top: int = 5
@@ -50,6 +52,7 @@ class AtlasSettings:
     batch_size: int = 8
     shard_size: int = 32
     rare: float = 0.05
+    scope: str = "focus"
 
 
 def select_layers(model: Model, spec: str) -> list[Layer]:
@@ -82,12 +85,13 @@ class _Run:
     settings: AtlasSettings
     progress: Progress
     size: tuple[int, int]
-    fields: dict[int, ReceptiveField] = field(default_factory=dict)
+    fields: dict[int, LayerField] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
 def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, preprocess: Preprocess,
-          settings: AtlasSettings = AtlasSettings(), config: ExplainConfig = ExplainConfig(),  # noqa: B008 frozen
+          settings: AtlasSettings = AtlasSettings(), config: ExplainConfig = ExplainConfig(),
+          focus: FocusConfig = FocusConfig(),
           engine: str = "local", address: str | None = None, engine_options: dict | None = None,
           device: str = "auto", resume: bool = False, force: bool = False, progress: Progress | None = None) -> Atlas:
     """Audit every kernel of ``settings.layers`` over ``images``; write DIR/kernels.parquet, atlas.json, atlas.html.
@@ -100,6 +104,8 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
         raise UsageError("--top must be at least 1 and --explain between 0 and --top")
     if not 0 < settings.dup_corr <= 1:
         raise UsageError("--dup-corr must be in (0, 1]")
+    if settings.scope not in ("focus", "map"):
+        raise UsageError(f"unknown scope {settings.scope!r}; use focus or map")
     if settings.batch_size < 1 or settings.shard_size < 1:
         raise UsageError("--stats-batch and the shard size must be at least 1")
     pyarrow_or_fail()  # before hours of work, not after
@@ -107,10 +113,13 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
     layers = select_layers(model, settings.layers)
     paths = list_images([Path(p) for p in images])
     work = Work(str(Path(model.path).resolve()), device, model.loaded.input.name, preprocess, image_paths(paths),
-                tuple(la.index for la in layers), settings.top, settings.batch_size, config)
+                tuple(la.index for la in layers), settings.top, settings.batch_size, config,
+                focus if settings.scope == "focus" else None)
     identity = {"model_sha256": model.loaded.sha256, "images": list(work.images), "layers": list(work.layers),
                 "top": settings.top, "explain": settings.explain, "shard_size": settings.shard_size,
-                "preprocess": preprocess.to_dict(), "method": asdict(config) if settings.explain else None}
+                "preprocess": preprocess.to_dict(), "method": asdict(config) if settings.explain else None,
+                "scope": settings.scope if settings.explain else None,
+                "focus": asdict(focus) if settings.explain and settings.scope == "focus" else None}
     journal = Journal(Path(out_dir))
     with journal.locked():
         resumed = journal.prepare(identity, force=force, resume=resume)
@@ -120,7 +129,7 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
             run = _Run(model, layers, work, journal, eng, settings, progress or (lambda *_: None),
                        model.input_size(preprocess.size))
             stats = _statistics(run, resumed)
-            run.fields = _fields(run, stats)
+            run.fields = receptive_fields(model, layers, run.size)
             _exemplar_tiles(run, stats)
             explained = _explanations(run, stats)
         finally:
@@ -130,7 +139,8 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
                                      "version": __version__, "notes": run.notes,
                                      "settings": {**asdict(settings), "preprocess": preprocess.to_dict(),
                                                   "input_size": list(run.size),
-                                                  "method": asdict(config) if settings.explain else None}})
+                                                  "method": asdict(config) if settings.explain else None,
+                                                  "focus": identity["focus"]}})
         write_outputs(journal.out, result)
         from onnx_kernelviz.atlas.html import write_html
         write_html(journal.out, result)
@@ -163,22 +173,6 @@ def _statistics(run: _Run, resumed: bool) -> ShardStats:
         why = total.skipped[0].reason if total.skipped else "no image"
         raise KernelvizError(f"none of the {n} images could be used ({why}); check the files and the preprocessing")
     return total
-
-
-def _fields(run: _Run, stats: ShardStats) -> dict[int, ReceptiveField]:
-    """Receptive fields from the torch copy (checkpointed), or stride-sized boxes if it cannot be built."""
-    saved = run.journal.load_json("rf.json")
-    if saved and saved.get("size") == list(run.size):
-        return {int(k): ReceptiveField(Span(**v["rows"]), Span(**v["cols"])) for k, v in saved["fields"].items()}
-    try:
-        fields = receptive_fields(run.model, run.layers, run.size)
-    except (ConversionError, RuntimeError, NotImplementedError) as e:
-        run.notes.append(f"receptive fields approximated from strides (the torch copy failed: {str(e)[:200]})")
-        t = run.model.run_ort(run.model.synthetic_input(1, size=run.size), tuple(la.tensor for la in run.layers))
-        fields = fallback_fields(run.layers, run.size, {la.index: a.shape[-2:] for la, a in zip(run.layers, t)})
-    run.journal.save_json("rf.json", {"size": list(run.size), "fields": {
-        str(k): {"rows": asdict(f.rows), "cols": asdict(f.cols)} for k, f in fields.items()}})
-    return fields
 
 
 def tile_name(layer: int, kernel: int, what: str) -> str:
@@ -285,4 +279,4 @@ def _record(run: _Run, e: SiteExplanation, j: int) -> dict:
         _write(run.journal.out / name, e.picture)
     return {"image": run.work.images[s.image], "row": s.row, "col": s.col, "value": s.value,
             "status": e.status, "reason": e.reason, **e.metrics, "steps": e.steps, "seconds": e.seconds,
-            "rf_box": list(e.rf_box), "strip": name}
+            "rf_box": list(e.rf_box), "strip": name, "focus": e.focus}

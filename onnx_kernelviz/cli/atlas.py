@@ -53,7 +53,14 @@ def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
               help="Images per onnxruntime run in the statistics pass.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted atlas in --out from its checkpoints.")
 @click.option("--force", is_flag=True, help="Start over in a non-empty --out (removes an earlier atlas there).")
-@click.option("--method", type=click.Choice(METHOD_NAMES), default=None, help="Explanation method [default: mask].")
+@click.option("--scope", type=click.Choice(["focus", "map"]), default="focus", show_default=True,
+              help="focus: each kernel explained at its exemplar cell (the local explanation); map: its whole map "
+                   "on the exemplar image (--method).")
+@click.option("--bound/--no-bound", default=True, show_default=True,
+              help="focus scope: also measure the most any input change can show (oracle_gain; about doubles the "
+                   "cost).")
+@click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
+              help="map scope's explanation method [default: mask].")
 @click.option("--steps", type=int, default=None, help="Most optimizer steps per explanation [default: 200].")
 @click.option("--early-stop/--no-early-stop", default=None, help="Stop each explanation when it converges (default).")
 @click.option("--batch-size", type=int, default=None, help="Explanations optimized together (default: auto).")
@@ -64,8 +71,8 @@ def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
 @debug_option
 @_friendly
 def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, n_explain: int, dup_corr: float,
-          engine: str, address: str | None, stats_batch: int, resume: bool, force: bool, device: str,
-          settings: tuple[str, ...], **opts: Any) -> None:
+          engine: str, address: str | None, stats_batch: int, resume: bool, force: bool, scope: str, bound: bool,
+          device: str, settings: tuple[str, ...], **opts: Any) -> None:
     """Audit every kernel of a model over your images: statistics, dead kernels, duplicate pairs, and each
     kernel explained where it fires most. Writes DIR/atlas.html, DIR/kernels.parquet and DIR/atlas.json.
 
@@ -75,15 +82,21 @@ def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, 
       kernelviz atlas net.onnx photos/ --layers 10-20 --explain 0 --out stats/
       kernelviz atlas net.onnx /shared/images/ --engine ray --address auto --out atlas/
     """
-    from onnx_kernelviz.atlas import AtlasSettings, run_atlas
+    from dataclasses import replace
 
+    from onnx_kernelviz.atlas import AtlasSettings, run_atlas
+    from onnx_kernelviz.pipeline.focus import FocusConfig
+
+    steps = opts.get("steps")
     cfg = config_from(opts, settings)
+    focus = replace(FocusConfig(), oracle=bound, **({"steps": steps} if steps is not None else {}))
     m, pp = _open(model, device, opts)
     progress, bars = _bars()
     try:
-        result = run_atlas(m, images, out, preprocess=pp, config=cfg, engine=engine, address=address, device=device,
-                           settings=AtlasSettings(layers=layers, top=top, explain=n_explain, dup_corr=dup_corr,
-                                                  batch_size=stats_batch),
+        result = run_atlas(m, images, out, preprocess=pp, config=cfg, focus=focus, engine=engine, address=address,
+                           device=device, settings=AtlasSettings(layers=layers, top=top, explain=n_explain,
+                                                                 dup_corr=dup_corr, batch_size=stats_batch,
+                                                                 scope=scope),
                            resume=resume, force=force, progress=progress)
     finally:
         for bar in bars.values():
