@@ -71,14 +71,17 @@ class Model:
         device: ``auto`` (CUDA when a GPU is really there), ``cpu`` or ``cuda``.
         input_name: the image input, for models with several candidates.
         layout: override the detected input layout.
+        ort_threads: onnxruntime's intra-op threads (default: onnxruntime's, one per core); a worker that shares
+            the machine with others (a Ray actor) takes its own share.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str = "auto", input_name: str | None = None,
-                 layout: Layout | None = None) -> None:
+                 layout: Layout | None = None, ort_threads: int | None = None) -> None:
         self.loaded: LoadedModel = load_model(path, input_name=input_name, layout=layout)
         self.graph = GraphView(self.loaded.proto)
         self.layers: list[Layer] = find_layers(self.graph)
         self.devices: Devices = resolve_devices(device)
+        self.ort_threads = ort_threads
         self._ort: dict[tuple[str, ...], OrtRunner] = {}
         self._torch: dict[tuple[str, ...], TorchGraph] = {}
 
@@ -150,7 +153,7 @@ class Model:
                          layout=info.layout, dtype=info.dtype, fixed_batch=info.fixed_batch,
                          providers=self.devices.ort_providers,
                          readouts={t: self.readouts[t] for t in tensors if t in self.readouts},
-                         per_sample=self.dynamic_quantization)
+                         per_sample=self.dynamic_quantization, threads=self.ort_threads)
 
     def run_ort(self, x: np.ndarray, tensors: tuple[str, ...]) -> list[np.ndarray]:
         """Activations of ``tensors`` on the deployed graph for ``x`` ``[B, C, H, W]`` (normalized, NCHW)."""

@@ -105,10 +105,13 @@ class OrtRunner:
 
     def __init__(self, proto: onnx.ModelProto, *, input_name: str, layout: str, dtype: np.dtype,
                  fixed_batch: int | None, providers: tuple[str, ...],
-                 readouts: Mapping[str, tuple[float, int]] | None = None, per_sample: bool = False) -> None:
+                 readouts: Mapping[str, tuple[float, int]] | None = None, per_sample: bool = False,
+                 threads: int | None = None) -> None:
         ort = _ort()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # errors only: shape-hint warnings are noise for users
+        if threads:
+            opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(proto.SerializeToString(), sess_options=opts,
                                                 providers=list(providers))
