@@ -35,9 +35,8 @@ from onnx_kernelviz.io.images import list_images  # noqa: E402
 from onnx_kernelviz.io.preprocess import valid_range  # noqa: E402
 from onnx_kernelviz.measure.focus import kept_iou, readability  # noqa: E402
 from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
+from onnx_kernelviz.pipeline.focus import FocusConfig, baselines_batch, bound_batch, explain_batch, locate, measure  # noqa: E402
 from onnx_kernelviz.pipeline.prepare import prepare  # noqa: E402
-from onnx_kernelviz.pipeline.focus import (FocusConfig, baselines_batch, bound_batch, explain_batch,  # noqa: E402
-                                           locate, measure)
 
 PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
 
@@ -57,12 +56,9 @@ def parse_setting(text: str) -> FocusConfig:
     over = {}
     for part in text.split(","):
         key, val = part.split("=")
-        if key == "reference":  # the sweep's own key: which reference b the rows get (see ``references``)
-            continue
         t = types[key]
-        t = str(getattr(t, "__name__", t))
-        over[key] = (val.lower() in ("1", "true")) if t == "bool" else int(val) if t == "int" else \
-            float(val) if t.startswith("float") else val
+        over[key] = (val.lower() in ("1", "true")) if t in ("bool", bool) else \
+            int(val) if t in ("int", int) else float(val) if t in ("float", float) else val
     return replace(cfg, **over)
 
 
@@ -71,43 +67,8 @@ def med(values) -> float:
     return float(np.median(v)) if v else float("nan")
 
 
-def bound_cases(model: Model, tensor: str, prep, idx, ks, sites, cases: list[dict], chunk: int, lo, hi,
-                setting: str, cache: Path | None) -> None:
-    """The bound of each case (``oracle_*`` keys), read from ``cache`` (a JSON file keyed by image and kernel)
-    for the cases it holds: the bound depends only on the case and the oracle's settings."""
-    known = json.loads(cache.read_text()) if cache is not None and cache.exists() else {}
-    import hashlib
-    digest = [hashlib.sha1(xi.tobytes()).hexdigest()[:10] for xi in prep.x]  # the input exactly as the model saw it
-    key = lambda c: f"{c['image']}:{c['kernel']}:{digest[c['i']]}"  # noqa: E731
-    todo = [j for j, c in enumerate(cases) if key(c) not in known]
-    cfg = parse_setting(setting)
-    for a in range(0, len(todo), chunk):
-        sl = np.array(todo[a:a + chunk])
-        ob = bound_batch(model, tensor, prep.x[idx[sl]], ks[sl], [sites[j] for j in sl], cfg, lo, hi)
-        nums, _ = measure(model, tensor, prep.t_ort[idx[sl]], ob.x_mod, ks[sl], [sites[j] for j in sl])
-        for j, n, st in zip(sl, nums, ob.steps):
-            known[key(cases[j])] = {"oracle_gain": n.gain, "oracle_kept": n.kept, "oracle_others": n.others_kept,
-                                    "oracle_seconds": ob.seconds, "oracle_steps": st}
-    for c in cases:
-        c.update(known[key(c)])
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known, indent=1))
-
-
-def references(prep, reference: str, lo, hi) -> np.ndarray:
-    """The inputs' references for ``reference`` (prepare builds the mean-colour ones)."""
-    import torch
-    from onnx_kernelviz.method.references import REFERENCES
-    if reference == "mean":
-        return prep.b
-    return REFERENCES.get(reference)(torch.from_numpy(prep.x), torch.from_numpy(lo), torch.from_numpy(hi),
-                                     torch.Generator().manual_seed(0)).numpy()
-
-
 def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settings: list[str], chunk: int,
-              oracle: bool, pictures: Path | None, tag: str, baselines: list[str] = (), cache: Path | None = None,
-              oracle_setting: str = "default") -> list[dict]:
+              oracle: bool, pictures: Path | None, tag: str, baselines: list[str] = ()) -> list[dict]:
     la = model.layer(int(layer) if layer.lstrip("-").isdigit() else layer)
     prep = prepare(model, photos, la, pp, ExplainConfig())
     lo, hi = valid_range(pp, model.channels)
@@ -117,32 +78,33 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
     sites = [locate(model, la.tensor, prep.t_ort[i], k, size) for i, k in items]
     idx = np.array([i for i, _ in items])
     ks = np.array([k for _, k in items])
-    cases = [{"image": photos[i].name, "i": i, "kernel": k, "peak": s.focus.peak, "cells": s.focus.count,
+    cases = [{"image": photos[i].name, "kernel": k, "peak": s.focus.peak, "cells": s.focus.count,
               "rf_box": s.rf_box} for (i, k), s in zip(items, sites)]
     if oracle:
-        bound_cases(model, la.tensor, prep, idx, ks, sites, cases, chunk, lo, hi, oracle_setting,
-                    None if cache is None else cache / f"{tag}_{layer}_{oracle_setting.replace('=', '')}.json")
+        for a in range(0, len(items), chunk):
+            sl = slice(a, a + chunk)
+            ob = bound_batch(model, la.tensor, prep.x[idx[sl]], ks[sl], sites[sl], FocusConfig(), lo, hi)
+            nums, _ = measure(model, la.tensor, prep.t_ort[idx[sl]], ob.x_mod, ks[sl], sites[sl])
+            for c, n in zip(cases[sl], nums):
+                c.update(oracle_gain=n.gain, oracle_kept=n.kept, oracle_others=n.others_kept,
+                         oracle_seconds=ob.seconds)
     bare = bare_pass(model, la.tensor, prep.x[idx[:chunk]])
     rows = []
     for text in settings:
         cfg = parse_setting(text)
-        ref = dict(p.split("=") for p in text.split(",") if "=" in p).get("reference", "mean")
-        b_all = references(prep, ref, lo, hi)
         res = []
         for a in range(0, len(items), chunk):
             sl = slice(a, a + chunk)
-            eb = explain_batch(model, la.tensor, prep.x[idx[sl]], b_all[idx[sl]], ks[sl], sites[sl], cfg, lo, hi)
+            eb = explain_batch(model, la.tensor, prep.x[idx[sl]], prep.b[idx[sl]], ks[sl], sites[sl], cfg, lo, hi)
             nums, _ = measure(model, la.tensor, prep.t_ort[idx[sl]], eb.x_mod, ks[sl], sites[sl])
             base = [{}] * len(nums)
             if baselines:
-                base = baselines_batch(model, la.tensor, list(baselines), prep.x[idx[sl]], b_all[idx[sl]], ks[sl],
+                base = baselines_batch(model, la.tensor, list(baselines), prep.x[idx[sl]], prep.b[idx[sl]], ks[sl],
                                        sites[sl], [float(m.mean()) for m in eb.mask], prep.t_ort[idx[sl]], lo, hi)
             for j, (c, n) in enumerate(zip(cases[sl], nums)):
                 r = readability(eb.mask[j], c["rf_box"])
                 wins = all(n.specificity_after > v["specificity_after"] for v in base[j].values())
-                m = eb.mask[j]
-                hidden = float(m[m <= 0.5].sum() / max(m.sum(), 1e-9))  # mass the kept area (m > ½) does not show
-                res.append({**c, **n.to_dict(), "gain": n.gain, **r.to_dict(), "hidden": hidden, "steps": eb.steps[j],
+                res.append({**c, **n.to_dict(), "gain": n.gain, **r.to_dict(), "steps": eb.steps[j],
                             "seconds": eb.seconds, "mask": eb.mask[j], "x_mod": eb.x_mod[j], "i": int(idx[a + j]),
                             "baselines": base[j], "wins": wins if base[j] else None})
         ious = []
@@ -155,7 +117,7 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
                "oracle_gain": med(r.get("oracle_gain") for r in res), "ratio": med(ratio),
                "top3": med(r["top3_share"] for r in res), "inside": med(r["inside"] for r in res),
                "box_area": med(r["box_area"] for r in res), "image_area": med(r["image_area"] for r in res),
-               "iou": med(ious), "hidden": med(r["hidden"] for r in res), "cells": med(r["cells"] for r in res),
+               "iou": med(ious), "cells": med(r["cells"] for r in res),
                "seconds": med(r["seconds"] for r in res), "steps": med(r["steps"] for r in res),
                "spec_before": med(r["specificity_before"] for r in res),
                "wins": (float(np.mean([r["wins"] for r in res])) if baselines and res else None),
@@ -186,26 +148,28 @@ def bare_pass(model: Model, tensor: str, x: np.ndarray, repeats: int = 3) -> flo
 
 
 HEADER = ("| setting | model | layer | n | cells | kept | others_kept | gain | oracle | gain/oracle | top-3 share "
-          "| inside box | kept/box | kept/image | IoU top-k | hidden | steps | s/kernel | cost (bare passes) |\n|" + "---|" * 19)
+          "| inside box | kept/box | kept/image | IoU top-k | steps | s/kernel | cost (bare passes) |\n|" + "---|" * 18)
 
 
 def fmt(r: dict) -> str:
     return (f"| {r['setting']} | {r['model']} | {r['layer']} | {r['n']} | {r['cells']:.0f} | {r['kept']:.2f} | "
             f"{r['others_kept']:.2f} | ×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | "
             f"{r['top3']:.2f} | {r['inside']:.2f} | {r['box_area']:.2f} | {r['image_area']:.3f} | {r['iou']:.2f} | "
-            f"{r['hidden']:.2f} | {r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |" + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
+            f"{r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |"
+            + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
 
 
 def draw(path: Path, prep, res: list[dict], pp) -> None:
     """One row per explanation: the rf_box crop of x and of x' (mask contour in yellow), enlarged."""
     import cv2
+
     from onnx_kernelviz.io.images import from_model_input
     tiles = []
     for r in res:
-        t, l, b, rr = r["rf_box"]
-        x = prep.photos[r["i"]][t:b, l:rr]
-        xm = from_model_input(r["x_mod"], pp)[t:b, l:rr].copy()
-        m = (r["mask"][t:b, l:rr] > 0.5).astype(np.uint8)
+        t, left, b, rr = r["rf_box"]
+        x = prep.photos[r["i"]][t:b, left:rr]
+        xm = from_model_input(r["x_mod"], pp)[t:b, left:rr].copy()
+        m = (r["mask"][t:b, left:rr] > 0.5).astype(np.uint8)
         s = 192 / max(x.shape[:2])
         size = (max(1, round(x.shape[1] * s)), max(1, round(x.shape[0] * s)))
         x, xm = cv2.resize(x, size, interpolation=cv2.INTER_NEAREST), cv2.resize(xm, size,
@@ -237,10 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pictures", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--baselines", default="", help="comma list (or all): baselines in focus scope at our area")
-    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "focus_sweep",
-                    help="folder of the bounds already computed (per model, layer, oracle setting)")
-    ap.add_argument("--oracle", dest="oracle_setting", default="default",
-                    help="the bound's settings (FocusConfig oracle_* fields), as --settings")
     args = ap.parse_args(argv)
     if args.heldout:
         import fetch_eval_photos
@@ -260,12 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         pp = resolve_preprocess(path)
         for layer in layers.split(","):
             rows += run_layer(model, pp, photos, layer, args.top, args.settings, args.chunk, args.oracle,
-                              args.pictures, name, [b for b in args.baselines.split(",") if b], args.cache,
-                              args.oracle_setting)
+                              args.pictures, name, [b for b in args.baselines.split(",") if b])
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+        args.json.write_text(json.dumps(rows, indent=1,
+                                        default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     return 0
 
 

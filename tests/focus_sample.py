@@ -18,9 +18,9 @@ from onnx_kernelviz.baselines.base import BaselineOutcome
 from onnx_kernelviz.io.images import from_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.measure.metrics import kernel_metrics
+from onnx_kernelviz.method.focus import focus_cells
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.files import write_baselines, write_explanation
-from onnx_kernelviz.report.crops import focus_cells
 from onnx_kernelviz.results import Metrics
 
 SIDE, STRIDE, CHANNELS = 32, 4, 8
@@ -84,7 +84,7 @@ def build(out: Path, *, evil: str = "", baselines: bool = True, focus: bool = Tr
     for rank, k in enumerate(int(v) for v in np.argsort(-energy)[:2]):
         r_k = np.maximum(t[k], 0)
         peak = [int(v) for v in np.unravel_index(int(np.argmax(r_k)), r_k.shape)]
-        cells = focus_cells(r_k, peak)
+        cells = focus_cells(r_k, (peak[0], peak[1])).cells
         box = rf_box(cells)
         yy, xx = np.mgrid[0:SIDE, 0:SIDE]
         cy, cx = peak[0] * STRIDE + 2, peak[1] * STRIDE + 2

@@ -28,7 +28,7 @@ def test_explain_writes_the_band_masks_for_component_masks_only(tmp_path):
     m, pp = Model(path, device="cpu"), resolve_preprocess(path)
     for mask, expect in (("bands", True), ("region", False)):
         run = explain(m, [img], 1, "top1", tmp_path / mask, preprocess=pp,
-                      config=ExplainConfig(steps=3, mask=mask, resolution=8))
+                      config=ExplainConfig(scope="map", steps=3, mask=mask, resolution=8))
         files = run.results[0].files
         assert ("mask_components" in files) == expect
         if expect:

@@ -78,7 +78,10 @@ def test_precedence_named_option_then_last_set_then_default(model, image, tmp_pa
     from onnx_kernelviz.method.config import ExplainConfig
 
     assert s["seed"] == ExplainConfig().seed and s["early_stop"] is ExplainConfig().early_stop
-    assert s["lr"] == 0.2 and s["min_steps"] == 20  # the mask method's own values, recorded as used
+    # the mask method's own values for the scope, recorded as used
+    assert s["scope"] == "focus" and s["lr"] == 0.1 and s["min_steps"] == 30
+    s = settings_of(model, image, tmp_path / "d", *FAST, "--scope", "map")
+    assert s["scope"] == "map" and s["lr"] == 0.2 and s["min_steps"] == 20
 
 
 def test_preprocessing_precedence_cli_over_preset_over_sidecar(model, image, tmp_path):
@@ -118,8 +121,9 @@ def test_method_choices_are_the_registered_methods():
 
 
 def test_progress_moves_during_a_batch_and_seconds_are_each_rows_share(model, image, tmp_path, monkeypatch):
-    """One batch of 3 rows: progress is reported after every optimizer step (not only when the batch ends); a row
-    that stops at step 1 (its loss is NaN) costs less than the rows that run all 5 steps."""
+    """One batch of 3 rows (whole-map scope: one phase): progress is reported after every optimizer step (not only
+    when the batch ends); a row that stops at step 1 (its loss is NaN) costs less than the rows that run all 5
+    steps."""
     import torch
 
     from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
@@ -134,7 +138,8 @@ def test_progress_moves_during_a_batch_and_seconds_are_each_rows_share(model, im
     monkeypatch.setattr(Objective, "__call__", nan_for_kernel_1)
     steps, results = [], []
     run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
-                   preprocess=resolve_preprocess(model), config=ExplainConfig(steps=5, early_stop=False, batch_size=3),
+                   preprocess=resolve_preprocess(model),
+                   config=ExplainConfig(scope="map", steps=5, early_stop=False, batch_size=3),
                    progress=lambda done, total, r: results.append(done), on_step=lambda d, t: steps.append(d))
     assert results == [0, 1, 2, 3]
     assert len(steps) == 5 and any(0 < d < 3 and d != int(d) for d in steps) and steps == sorted(steps)
@@ -148,3 +153,24 @@ def test_row_seconds_split_each_step_among_the_running_rows():
 
     assert row_seconds([1.0, 1.0, 1.0, 1.0], [2, 4], setup=0.4) == pytest.approx([1.2, 3.2])
     assert sum(row_seconds([0.3, 0.2], [1, 2, 2], setup=0.3)) == pytest.approx(0.8)
+
+
+def test_focus_progress_moves_through_the_bound_and_seconds_include_its_share(model, image, tmp_path, monkeypatch):
+    """Focus scope: the bound's steps move the bar too (before the explanation's), and each row's seconds are its
+    share of both (a clock that ticks 1 s per reading: 3 rows, 4 bound steps + 5 steps = 3 s a row)."""
+    import itertools
+    import types
+
+    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
+    from onnx_kernelviz.pipeline import batch
+
+    ticks = itertools.count()
+    monkeypatch.setattr(batch, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    steps: list[float] = []
+    cfg = ExplainConfig(steps=5, early_stop=False, batch_size=3, oracle_steps=4)
+    run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
+                   preprocess=resolve_preprocess(model), config=cfg, on_step=lambda d, t: steps.append(d))
+    assert len(steps) == 9 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)
+    assert steps[3] == pytest.approx(3 * 4 / 9)  # the bound's last step: its share of the work
+    assert all(r.seconds == pytest.approx(3.0) for r in run_.results)
+    assert all(r.focus is not None and r.focus.oracle_gain is not None for r in run_.results)

@@ -11,11 +11,14 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_kernelviz.measure.focus import focus_metrics, kept_iou, readability
-from onnx_kernelviz.method.focus import AreaProfile, BoxMask, FocusKeep, FocusSuppress, focus_cells
+from onnx_kernelviz.method.config import ExplainConfig
+from onnx_kernelviz.method.focus import AreaProfile, BoxMask, FocusKeep, FocusSuppress, FreePixels, focus_cells
+from onnx_kernelviz.method.methods import METHODS, Method
 from onnx_kernelviz.method.objectives import Step
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.focus import (FocusConfig, _exact_crops, bound_batch, explain_batch, locate, measure,
-                                           plan_crops)
+from onnx_kernelviz.pipeline.focus import _exact_crops, locate, measure, optimize_on_focus, plan_crops
+
+LO, HI = torch.zeros(1, 3, 1, 1), torch.full((1, 3, 1, 1), 2.0)
 
 
 def test_focus_cells_component_of_half_max_with_diagonal_neighbours():
@@ -100,11 +103,11 @@ def test_box_mask_is_the_reference_outside_the_box_and_the_window_renders_the_sa
     with torch.no_grad():
         p.logits.normal_()
     out = p()
-    for i, (t, l, bo, r) in enumerate(boxes.tolist()):
+    for i, (t, left, bo, r) in enumerate(boxes.tolist()):
         outside = torch.ones(32, 32, dtype=torch.bool)
-        outside[t:bo, l:r] = False
+        outside[t:bo, left:r] = False
         assert torch.all(out.mask[i, 0][outside] == 0) and torch.all(out.x_mod[i][:, outside] == 0)
-        assert out.mask[i, 0][t:bo, l:r].min() > 0
+        assert out.mask[i, 0][t:bo, left:r].min() > 0
     crops = plan_crops(boxes.tolist(), (32, 32), (8, 8), most=1.0)
     q = BoxMask(x, b, boxes=boxes, grid=6, crops=crops[0], crop_size=crops[1])
     with torch.no_grad():
@@ -119,8 +122,8 @@ def test_box_mask_is_the_reference_outside_the_box_and_the_window_renders_the_sa
 def test_plan_crops_aligned_to_the_stride_and_holding_every_box():
     corners, (h, w) = plan_crops([(20, 30, 60, 50), (100, 0, 130, 40)], (224, 224), (14, 14))
     assert h == 48 and w == 48 and all(y % 16 == 0 and x % 16 == 0 for y, x in corners)
-    for (y, x), (t, l, b, r) in zip(corners, [(20, 30, 60, 50), (100, 0, 130, 40)]):
-        assert y <= t and x <= l and y + h >= b and x + w >= r
+    for (y, x), (t, left, b, r) in zip(corners, [(20, 30, 60, 50), (100, 0, 130, 40)]):
+        assert y <= t and x <= left and y + h >= b and x + w >= r
     assert plan_crops([(0, 0, 224, 224)], (224, 224), (14, 14)) is None
     assert plan_crops([(0, 0, 10, 10)], (224, 224), (15, 15)) is None  # no whole stride
 
@@ -147,15 +150,19 @@ def _tiny(path, w2):
     return Model(path, device="cpu")
 
 
-def _bound(model, cfg=FocusConfig(oracle_steps=80)):
+def _bound(model, cfg=None):
+    cfg = cfg or ExplainConfig(oracle_steps=80)
     x = np.random.default_rng(1).uniform(0.2, 0.8, (1, 3, 32, 32)).astype(np.float32)
     x[0, 0, 8:20, 4:16] += 1.0  # k (channel 0) peaks here; the other channels are the same everywhere
     la = model.layer(1)
     t = model.run_ort(x, (la.tensor,))[0]
     site = locate(model, la.tensor, t[0], 0, (32, 32))
-    lo, hi = np.zeros(3, np.float32), np.full(3, 2.0, np.float32)
-    ob = bound_batch(model, la.tensor, x, np.array([0]), [site], cfg, lo, hi)
-    nums, _ = measure(model, la.tensor, t, ob.x_mod, np.array([0]), [site])
+    xt = torch.from_numpy(x)
+    res = optimize_on_focus(model.layer_forward(la.tensor), lambda xx, bb, **_: FreePixels(xx, lo=LO, hi=HI),
+                            Method.bound_objective(cfg), Method.bound_loop(cfg), xt, xt, torch.tensor([0]), [site],
+                            crop=cfg.focus_crop)
+    x_b = torch.maximum(torch.minimum(res.x_mod, HI), LO).detach().numpy()
+    nums, _ = measure(model, la.tensor, t, x_b, np.array([0]), [site])
     return nums[0], site, x, t, la
 
 
@@ -175,15 +182,18 @@ def test_the_bound_is_high_when_the_kernels_read_different_channels(tmp_path):
 def test_explain_batch_keeps_k_on_focus_and_leaves_the_rest_as_the_reference(tmp_path):
     m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
     _, site, x, t, la = _bound(m)
-    b = np.zeros_like(x)
-    cfg = replace(FocusConfig(), steps=60)
-    eb = explain_batch(m, la.tensor, x, b, np.array([0]), [site], cfg, np.zeros(3, np.float32),
-                       np.full(3, 2.0, np.float32))
+    cfg = replace(ExplainConfig(), steps=60)
+    mask = METHODS.get("mask")
+    xt = torch.from_numpy(x)
+    res = optimize_on_focus(m.layer_forward(la.tensor), lambda xx, bb, **w: mask.build(xx, bb, cfg, **w),
+                            mask.objective(cfg), mask.loop(cfg), xt, torch.zeros_like(xt), torch.tensor([0]), [site],
+                            places_itself=True)
+    x_mod, masks = res.x_mod.detach().numpy(), res.mask[:, 0].detach().numpy()
     top, left, bottom, right = site.rf_box
     outside = np.ones((32, 32), bool)
     outside[top:bottom, left:right] = False
-    assert np.all(eb.mask[0][outside] == 0) and np.allclose(eb.x_mod[0][:, outside], 0.0)
-    n, _ = measure(m, la.tensor, t, eb.x_mod, np.array([0]), [site])
+    assert np.all(masks[0][outside] == 0) and np.allclose(x_mod[0][:, outside], 0.0)
+    n, _ = measure(m, la.tensor, t, x_mod, np.array([0]), [site])
     # here a region mask cannot drop one colour channel and keep another (the bound can): k must stay, though
     assert n[0].kept >= 0.9 and n[0].gain > 0.98
 
@@ -192,7 +202,8 @@ def test_window_is_exact_on_the_focus_cells(tmp_path):
     m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
     _, site, x, _, la = _bound(m)
     crops = plan_crops([site.rf_box], (32, 32), site.focus.cells.shape, most=1.0)
-    assert crops is not None and _exact_crops(m, la.tensor, torch.from_numpy(x), [site], crops)
+    cells = torch.from_numpy(site.focus.cells[None]).float()
+    assert crops is not None and _exact_crops(m.layer_forward(la.tensor), torch.from_numpy(x), cells, crops)
 
 
 def test_companions_and_the_focus_block_say_who_fires_with_k(tmp_path):
@@ -204,18 +215,24 @@ def test_companions_and_the_focus_block_say_who_fires_with_k(tmp_path):
     assert companions(t, 0, cells) == [2]  # kernel 1 fires elsewhere, kernel 3 too weakly
     m = _tiny(tmp_path / "copies.onnx", [[1, 0, 0], [2, 0, 0], [0.5, 0, 0]])
     n, site, x, t, la = _bound(m)
-    block = focus_block(site, n, n, t[0], 0)
+    block = focus_block(site, n, n, t[0], 0).to_json()
     assert block["separable"] is False and block["companions"] == [1, 2] and block["oracle_gain"] == n.gain
     assert set(block) >= {"peak", "cells", "rf_box", "kept", "others_kept", "specificity_before",
                           "specificity_after", "oracle_gain"}
 
 
 def test_baselines_in_focus_scope_stay_in_the_box_at_our_area(tmp_path):
-    from onnx_kernelviz.pipeline.focus import baselines_batch
+    from onnx_kernelviz.pipeline.focus import baselines_on_focus
     m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
     _, site, x, t, la = _bound(m)
-    out = baselines_batch(m, la.tensor, ["activation", "gradient"], x, np.zeros_like(x), np.array([0]), [site],
-                          [0.05], t, np.zeros(3, np.float32), np.full(3, 2.0, np.float32))
-    for name in ("activation", "gradient"):
-        r = out[0][name]
-        assert abs(r["mask_area"] - 0.05) <= 1 / (32 * 32) and 0 <= r["kept"] and r["specificity_after"] > 0
+    fwd = m.layer_forward(la.tensor)
+    xt = torch.from_numpy(x)
+    out = baselines_on_focus(["activation", "gradient", "occlusion"], fwd, fwd.module, xt, torch.zeros_like(xt),
+                             torch.tensor([0]), [site], [0.05])
+    top, left, bottom, right = site.rf_box
+    for name in ("activation", "gradient", "occlusion"):
+        masks, x_mod, _ = out[name]
+        assert abs(float(masks[0].mean()) - 0.05) <= 1 / (32 * 32)
+        assert float(masks[0].sum()) == float(masks[0, top:bottom, left:right].sum())  # inside the box only
+        n, _ = measure(m, la.tensor, t, x_mod.numpy(), np.array([0]), [site])
+        assert 0 <= n[0].kept and n[0].specificity_after > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
@@ -72,13 +73,18 @@ def test_objective_weighted_sum_and_parts():
 def test_default_objective_and_loop_settings():
     from onnx_kernelviz.method.methods import METHODS
 
-    cfg = ExplainConfig()
+    cfg = ExplainConfig(scope="map")
     mask = METHODS.get(cfg.method)
     names = [type(t).__name__ for _, t in mask.objective(cfg).terms]
     assert names == ["Preserve", "Suppress", "MaskArea", "MaskTV"]
     oc = mask.loop(cfg)
-    assert oc.steps == cfg.steps and mask.param_options(cfg)["resolution"] == cfg.resolution
-    pixel_cfg = ExplainConfig(method="pixel")
+    assert oc.steps == mask.loops["map"].steps and mask.param_options(cfg)["resolution"] == cfg.resolution
+    focus = ExplainConfig()  # the default scope
+    assert [type(t).__name__ for _, t in mask.objective(focus).terms] == ["FocusKeep", "FocusSuppress", "BoxArea",
+                                                                          "GridTV"]
+    assert mask.loop(focus).steps == mask.loops["focus"].steps and mask.param_options(focus)["grid"] == 24
+    assert mask.parameterization(focus) == "box" and mask.parameterization(cfg) == "bands"
+    pixel_cfg = ExplainConfig(method="pixel", scope="map")
     pixel = METHODS.get(pixel_cfg.method)
     assert [type(t).__name__ for _, t in pixel.objective(pixel_cfg).terms] == ["PaperPreserve", "PaperSuppress",
                                                                                  "ImageL1"]
@@ -90,18 +96,20 @@ def test_one_source_for_every_default():
     described an init of 3 that never ran; 300/40/20 steps against 200/20/10)."""
     import inspect
 
+    from onnx_kernelviz.method.focus import BoxMask
     from onnx_kernelviz.method.methods import METHODS
     from onnx_kernelviz.method.optimize import OptimizeConfig
     from onnx_kernelviz.method.perturb import MaskParameterization
 
     cfg = ExplainConfig()
-    params = inspect.signature(MaskParameterization.__init__).parameters
-    for name, value in METHODS.get("mask").param_options(cfg).items():
-        assert params[name].default == value, name
+    for scope, cls in (("map", MaskParameterization), ("focus", BoxMask)):
+        params = inspect.signature(cls.__init__).parameters
+        for name, value in METHODS.get("mask").param_options(replace(cfg, scope=scope)).items():
+            assert params[name].default == value, (scope, name)
     loop_defaults = {f: OptimizeConfig.__dataclass_fields__[f].default for f in ("steps", "min_steps", "patience",
                                                                                 "tol", "lr")}
     assert all(v is __import__("dataclasses").MISSING for v in loop_defaults.values()), loop_defaults
-    assert METHODS.get("mask").loop(cfg).min_steps == METHODS.get("mask").min_steps
+    assert METHODS.get("mask").loop(cfg).min_steps == METHODS.get("mask").loops[cfg.scope].min_steps
     assert METHODS.get("mask").loop(ExplainConfig(min_steps=7)).min_steps == 7  # --set min_steps=7 reaches the loop
 
 

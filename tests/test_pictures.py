@@ -24,7 +24,6 @@ from onnx_kernelviz.report.crops import (
     crop,
     crop_share,
     draw_mask_contour,
-    focus_cells,
     mask_edges,
     photo_with_box,
     zoom,
@@ -119,6 +118,12 @@ def test_crop_share_counts_the_box_only():
 
 
 def test_focus_cells_are_the_8_connected_blob_of_the_peak():
+    """The pictures outline F by the method's own rule (method.focus.focus_cells), not a copy of it."""
+    from onnx_kernelviz.method.focus import focus_cells as rule
+
+    def focus_cells(r, peak):
+        return rule(r, tuple(peak)).cells
+
     r = np.zeros((6, 6), np.float32)
     r[1, 1], r[2, 2], r[3, 3] = 10, 6, 5  # diagonal chain above half the max: one blob
     r[1, 4] = 9  # above half but apart

@@ -21,7 +21,8 @@ def _init(name, arr):
 
 def _build(nodes, inits, out="y", size=(H, W), opset=17) -> onnx.ModelProto:
     g = helper.make_graph(nodes, "rf", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, *size])],
-                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["n", "c", "h", "w"])], initializer=inits)
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["n", "c", "h", "w"])],
+                          initializer=inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8
     onnx.checker.check_model(m)
@@ -170,9 +171,9 @@ def test_random_conv_stacks_match_the_measured_dependency_box(seed):
 def test_default_model_gradient_support_inside_the_box():
     """On the real model, the input gradient of one cell is zero outside its rf_box, and reaches its edges."""
     import torch
+    from corpus import DEFAULT_MODEL
 
     from onnx_kernelviz.model import Model
-    from corpus import DEFAULT_MODEL
     m = Model(DEFAULT_MODEL, device="cpu")
     la = m.layer(12)
     shapes = tensor_shapes(m.loaded.proto, m.loaded.input.name, (1, 3, 224, 224))
@@ -183,6 +184,6 @@ def test_default_model_gradient_support_inside_the_box():
     tg(x)[0][0, :, 14, 14].sum().backward()
     g = x.grad[0].abs().sum(0).numpy()
     rows, cols = np.nonzero(g > 0)
-    t, l, b, r = box
-    assert rows.min() >= t and rows.max() < b and cols.min() >= l and cols.max() < r
+    t, left, b, r = box
+    assert rows.min() >= t and rows.max() < b and cols.min() >= left and cols.max() < r
     assert rows.min() - t <= 2 and b - 1 - rows.max() <= 2  # tight, up to dead (clipped) border paths

@@ -22,6 +22,7 @@ from PIL import Image
 
 from onnx_kernelviz.cli import cli
 from onnx_kernelviz.errors import ModelError
+from onnx_kernelviz.method.focus import FreePixels
 
 FAST = ["--steps", "5", "--device", "cpu"]
 
@@ -334,16 +335,18 @@ def _interrupt_after_first(monkeypatch):
 
 
 def _count_optimize(monkeypatch) -> list:
-    ex = sys.modules["onnx_kernelviz.pipeline.batch"]
-
+    """The kernels of every explanation optimized (in focus scope the bound and the explanation of a batch are
+    one entry: only the explanation's run is counted)."""
     calls = []
-    real = ex.optimize
+    for name in ("onnx_kernelviz.pipeline.batch", "onnx_kernelviz.pipeline.focus"):
+        ex = sys.modules[name]
 
-    def counting(forward, param, objective, ref, k, cfg, *a, **kw):
-        calls.append(k.tolist())
-        return real(forward, param, objective, ref, k, cfg, *a, **kw)
+        def counting(forward, param, objective, ref, k, cfg, *a, real=ex.optimize, **kw):
+            if not isinstance(param, FreePixels):  # the bound's search
+                calls.append(k.tolist())
+            return real(forward, param, objective, ref, k, cfg, *a, **kw)
 
-    monkeypatch.setattr(ex, "optimize", counting)
+        monkeypatch.setattr(ex, "optimize", counting)
     return calls
 
 
@@ -424,7 +427,7 @@ def test_known_answer_mask_covers_the_kernels_half(models, tmp_path):
     out = tmp_path / "o"
     # blur keeps a half's mean (all these kernels see), so the zeros reference is the one that can remove a half
     result = run("explain", models["halves"], p, "--out", out, "--layer", "0", "--kernel", "all", "--steps", "40",
-                 "--reference", "zeros", "--device", "cpu", "--set", "mask=region")
+                 "--reference", "zeros", "--device", "cpu", "--set", "mask=region", "--scope", "map")
     assert result.exit_code == 0, result.output
     for r in json.loads((out / "results.json").read_text())["results"]:
         mask = np.load(out / r["files"]["mask_npy"])

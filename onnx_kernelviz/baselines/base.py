@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onnx_kernelviz.measure.focus import FocusNumbers
 from onnx_kernelviz.measure.metrics import kernel_metrics
 from onnx_kernelviz.method.references import gaussian_blur
 from onnx_kernelviz.registry import Registry
@@ -82,12 +83,14 @@ class GradientBaseline(Baseline):
 @dataclass
 class BaselineOutcome:
     """One baseline on one row: contract metrics (kept, fidelity, others_kept, specificity_before/after,
-    mask_area), the equal-area mask ``[H, W]`` in {0, 1}, x' ``[C, H, W]`` and the raw saliency ``[H, W]``."""
+    mask_area), the equal-area mask ``[H, W]`` in {0, 1}, x' ``[C, H, W]`` and the raw saliency ``[H, W]``; in focus
+    scope also its numbers on the focus cells (``focus``)."""
 
     metrics: Metrics
     mask: np.ndarray
     x_mod: np.ndarray
     saliency: np.ndarray
+    focus: FocusNumbers | None = None
 
 
 def equal_area_masks(saliency: torch.Tensor, areas: Sequence[float], sigma: float | None = None) -> torch.Tensor:

@@ -18,6 +18,7 @@ import click
 
 from onnx_kernelviz.cli.app import device_option
 from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.options import SCOPES
 
 if TYPE_CHECKING:
     from onnx_kernelviz.method.config import ExplainConfig
@@ -26,19 +27,37 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: the named options that set an ExplainConfig field (same name)
-CONFIG_OPTIONS = ("method", "steps", "early_stop", "batch_size", "seed", "reference", "baselines", "tolerance",
-                  "top_images")
+CONFIG_OPTIONS = ("method", "scope", "at", "steps", "early_stop", "batch_size", "seed", "reference", "baselines",
+                  "tolerance", "top_images")
 #: ``--method``'s choices: METHODS' names (a test keeps them equal; importing METHODS here would make every
 #: ``kernelviz --help`` wait for torch)
 METHOD_NAMES = ("mask", "pixel")
 
 
+def _cell(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """``--at ROW,COL``: two whole numbers from 0 (checked against the map's size once the model is open)."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise click.BadParameter(f"{value!r}: give ROW,COL, two whole numbers from 0 (a cell of the layer's "
+                                 "activation map, e.g. --at 6,8)")
+    return int(parts[0]), int(parts[1])
+
+
 def explain_options(fn: F) -> F:
     opts = [
+        click.option("--scope", type=click.Choice(SCOPES), default=None,
+                     help="focus (default): kernel k where it fires most (its peak, or --at), the mask confined "
+                          "to what can reach those cells; map: k's whole activation map."),
+        click.option("--at", callback=_cell, default=None, metavar="ROW,COL",
+                     help="With --scope focus: explain at this cell of the activation map instead of the peak."),
         click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
                      help="mask (default): a readable mask over the photo; pixel: the paper's direct pixel "
                           "optimization."),
-        click.option("--steps", type=int, default=None, help="Most optimizer steps per explanation [default: 200]."),
+        click.option("--steps", type=int, default=None,
+                     help="Most optimizer steps per explanation [default: the method's for the scope: mask 100 in "
+                          "focus scope, 200 on the map]."),
         click.option("--early-stop/--no-early-stop", default=None,
                      help="Stop each explanation when it converges (default); --no-early-stop runs exactly --steps."),
         click.option("--batch-size", type=int, default=None, help="Explanations optimized together (default: auto)."),
@@ -49,7 +68,9 @@ def explain_options(fn: F) -> F:
         click.option("--baselines", is_flag=False, flag_value="all", default=None,
                      help="Compare with baselines at equal area: alone (or 'all') every baseline, or a comma list "
                           "(activation,gradient,...)."),
-        click.option("--tolerance", type=float, default=None, help="parity_ok threshold [default: 1e-3]."),
+        click.option("--tolerance", type=float, default=None,
+                     help="parity_ok threshold in the unit of the model's rule: relative error for fp32 (default "
+                          "1e-3) and fp16 models (1e-2), quantization steps for int8 models (32)."),
         click.option("--force", is_flag=True, help="Write into a non-empty --out folder."),
         click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
                      help="Any ExplainConfig setting, e.g. --set resolution=224 --set tv=0.05 (see "

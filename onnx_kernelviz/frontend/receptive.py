@@ -16,8 +16,8 @@ The contract's ``rf_box`` (CONTRACT.md, "Local explanations") is ``[top, left, b
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import onnx
 
@@ -107,8 +107,7 @@ class _Walk:
         self.need(tensor, (None,) * self.rank(tensor, 4))
 
     def node(self, n: NodeView) -> None:
-        out = [self.boxes.get(o) for o in n.outputs if o]
-        out = [b for b in out if b is not None]
+        out = [b for b in (self.boxes.get(o) for o in n.outputs if o) if b is not None]
         if not out:
             return
         box = out[0]
@@ -177,7 +176,7 @@ def _windowed(w: _Walk, n: NodeView, box: Box) -> None:
     if p is None:
         return w.whole(data)
     lead = tuple(box[:len(box) - nsp])
-    spatial = []
+    spatial: list[Interval] = []
     for a, iv in enumerate(box[len(box) - nsp:]):
         if iv is None:
             spatial.append(None)
@@ -200,7 +199,7 @@ def _conv_transpose(w: _Walk, n: NodeView, box: Box) -> None:
     s = list(n.attrs.get("strides", [1] * nsp))
     d = list(n.attrs.get("dilations", [1] * nsp))
     p = list(n.attrs.get("pads", [0] * 2 * nsp))[:nsp]
-    spatial = []
+    spatial: list[Interval] = []
     for a, iv in enumerate(box[len(box) - nsp:]):
         if iv is None:
             spatial.append(None)
@@ -240,7 +239,7 @@ def _pad(w: _Walk, n: NodeView, box: Box) -> None:
     if pads is None or axes_in is not None:
         return w.whole(data)
     r = len(pads) // 2
-    out = []
+    out: list[Interval] = []
     for a, iv in enumerate(box[-r:] if len(box) >= r else box):
         if iv is None:
             out.append(None)

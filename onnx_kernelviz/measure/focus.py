@@ -65,10 +65,10 @@ def readability(mask: np.ndarray, box: tuple[int, int, int, int]) -> Readability
     n, _, stats, _ = cv2.connectedComponentsWithStats(kept, connectivity=8)
     sizes = np.sort(stats[1:, cv2.CC_STAT_AREA])[::-1] if n > 1 else np.zeros(0)
     total = float(sizes.sum())
-    t, l, b, r = box
+    t, left, b, r = box
     mass = float(np.sum(mask))
-    inside = float(np.sum(mask[t:b, l:r])) / mass if mass > 0 else 1.0
-    box_px = max((b - t) * (r - l), 1)
+    inside = float(np.sum(mask[t:b, left:r])) / mass if mass > 0 else 1.0
+    box_px = max((b - t) * (r - left), 1)
     return Readability(float(sizes[:3].sum() / total) if total > 0 else 1.0, int(len(sizes)), inside,
                        total / box_px, total / kept.size)
 

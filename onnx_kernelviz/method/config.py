@@ -1,7 +1,8 @@
 """The settings of an explanation, and the one place their defaults live (docs/METHOD.md, docs/TRADEOFF.md).
 
-:class:`ExplainConfig` holds every setting with its default; a method's own loop defaults (``lr``, ``min_steps``,
-``patience`` when left None) are declared once, on the method in :data:`onnx_kernelviz.method.methods.METHODS`.
+:class:`ExplainConfig` holds every setting with its default; a method's own loop defaults per scope (``steps``,
+``lr``, ``min_steps``, ``patience`` when left None) are declared once, on the method in
+:data:`onnx_kernelviz.method.methods.METHODS`.
 Everything else (the mask parameterizations, the optimizer loop) takes its values from here, never from defaults of
 its own. :func:`parse_setting` turns ``--set KEY=VALUE`` text into a typed value by the field's annotation.
 """
@@ -14,9 +15,9 @@ from dataclasses import dataclass, fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.measure.verify import DEFAULT_TOLERANCE
+from onnx_kernelviz.options import SCOPES
 
-__all__ = ["ExplainConfig", "parse_setting", "SETTING_NAMES"]
+__all__ = ["ExplainConfig", "parse_setting", "SETTING_NAMES", "AREA_KINDS"]
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,27 @@ class ExplainConfig:
     chosen by measurement (docs/TRADEOFF.md, scripts/tune_defaults.py). ``mask`` names the mask parameterization
     of the mask method: ``region`` (one region mask) or a component mask (``bands``, ``bands4``, ``lumchroma``,
     ``bands_lc``: one region mask per Laplacian band or luminance/colour component, same loss).
-    The pixel method uses the paper's α = β = γ = 1 and SGD. ``lr``, ``min_steps`` and ``patience`` left None take
-    the method's own values (``METHODS``); ``tol``: early stopping's relative improvement (optimize.py).
+    The pixel method uses the paper's α = β = γ = 1 and SGD. ``steps``, ``lr``, ``min_steps`` and ``patience`` left
+    None take the method's own values for the scope (``METHODS``); ``tol``: early stopping's relative improvement
+    (optimize.py).
+
+    ``scope`` (CONTRACT.md, "Local explanations"): ``focus`` explains k at its peak (or at the cell ``at``, row and
+    col of the activation map) with the ``focus_*`` settings below; ``map`` is the whole-map objective above.
+    Focus loss = ``focus_keep``·max(0, 1 − ``focus_keep_margin`` − kept_F) + ``focus_suppress``·others_kept_F
+    + ``focus_area``·A(m) + ``focus_tv``·TV(grid), A = the mask's mean over the rf_box (``focus_area_kind``
+    ``mean``, only above ``focus_area_target`` when > 0) or TorchRay's sorted-area profile at ``focus_area_target``
+    (``profile``); the mask (``focus_mask``, registered in ``perturb.PARAMETERIZATIONS``; ``box``: a
+    ``focus_grid``² logit grid over the rf_box, Gaussian-smoothed by ``focus_smooth`` cells, starting at logit
+    ``focus_init``, one per Laplacian band when ``focus_bands`` > 1). ``focus_crop``: run the network on a window
+    around the rf_box when that computes F exactly. The bound (``oracle``): free pixels, ``oracle_steps`` Adam
+    steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge) + ``oracle_suppress``·others_kept_F.
     """
 
     method: str = "mask"
+    scope: str = "focus"
+    at: tuple[int, int] | None = None
     mask: str = "bands"
-    steps: int = 200
+    steps: int | None = None
     early_stop: bool = True
     batch_size: int | None = None
     seed: int = 0
@@ -63,7 +78,28 @@ class ExplainConfig:
     partners: tuple[tuple[int, int], ...] = ()
     contrast: float = 0.0
     top_images: int | None = None
-    tolerance: float = DEFAULT_TOLERANCE
+    #: parity tolerance in the unit of the model's rule (measure/tolerance.py: relative for fp32/fp16, quantization
+    #: steps for int8); None: the rule's default for the model's precision
+    tolerance: float | None = None
+    # -- focus scope (method/focus.py; measured in docs/TRADEOFF.md and docs/EVALUATION.md) ----------------------
+    focus_mask: str = "box"
+    focus_grid: int = 24
+    focus_smooth: float = 0.7
+    focus_init: float = 0.0
+    focus_bands: int = 1
+    focus_keep: float = 20.0
+    focus_keep_margin: float = 0.05
+    focus_suppress: float = 6.0
+    focus_area: float = 1.0
+    focus_area_kind: str = "mean"
+    focus_area_target: float = 0.0
+    focus_tv: float = 0.3
+    focus_crop: bool = True
+    oracle: bool = True
+    oracle_steps: int = 80
+    oracle_lr: float = 0.1
+    oracle_keep: float = 20.0
+    oracle_suppress: float = 10.0
 
     def validate(self) -> ExplainConfig:
         """Check every value (ranges, finite numbers, registered names); return self.
@@ -82,29 +118,56 @@ class ExplainConfig:
                 raise UsageError(f"{_option(f.name, value)}: must be a finite number")
         at_least = {"steps": 1, "batch_size": 1, "resolution": 1, "levels": 1, "min_steps": 0, "patience": 1,
                     "top_images": 1, "fine_lr": 0, "smooth": 0, "preserve": 0, "preserve_margin": 0,
-                    "suppress": 0, "area": 0, "area_target": 0, "tv": 0, "tol": 0, "contrast": 0, "tolerance": 0}
+                    "suppress": 0, "area": 0, "area_target": 0, "tv": 0, "tol": 0, "contrast": 0, "tolerance": 0,
+                    "focus_grid": 1, "focus_smooth": 0, "focus_bands": 1, "focus_keep": 0, "focus_keep_margin": 0,
+                    "focus_suppress": 0, "focus_area": 0, "focus_area_target": 0, "focus_tv": 0, "oracle_steps": 1,
+                    "oracle_keep": 0, "oracle_suppress": 0}
         for name, low in at_least.items():
             value = getattr(self, name)
             if value is not None and value < low:
                 raise UsageError(f"{_OPTIONS.get(name, f'--set {name}')} must be at least {low} (got {value})")
-        if self.lr is not None and self.lr <= 0:
-            raise UsageError(f"--set lr must be above 0 (got {self.lr})")
+        for name in ("lr", "oracle_lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"--set {name} must be above 0 (got {value})")
         if not -(2 ** 63) <= self.seed < 2 ** 64:  # what torch's generators take
             raise UsageError(f"--seed must be between -2**63 and 2**64 - 1 (got {self.seed})")
         method = METHODS.get(self.method)
         if self.method == "mask" and (self.mask not in PARAMETERIZATIONS or self.mask == "pixel"):
             masks = [n for n in PARAMETERIZATIONS.names() if n != "pixel"]
             raise UsageError(f"--set mask={self.mask}: unknown mask parameterization; use one of: {', '.join(masks)}")
+        if self.scope not in SCOPES:
+            raise UsageError(f"--scope {self.scope}: use one of: {', '.join(SCOPES)}")
+        if self.at is not None:
+            if self.scope != "focus":
+                raise UsageError(f"--at {_cell(self.at)} picks the cell a focus explanation looks at; it needs "
+                                 "--scope focus (the default)")
+            if len(self.at) != 2 or min(self.at) < 0:
+                raise UsageError(f"--at {_cell(self.at)}: give ROW,COL, two whole numbers from 0 (a cell of the "
+                                 "layer's activation map)")
+        if self.focus_mask not in PARAMETERIZATIONS:
+            raise UsageError(f"--set focus_mask={self.focus_mask}: unknown mask parameterization; use one of: "
+                             f"{', '.join(PARAMETERIZATIONS.names())}")
+        if self.focus_area_kind not in AREA_KINDS:
+            raise UsageError(f"--set focus_area_kind={self.focus_area_kind}: use one of: {', '.join(AREA_KINDS)}")
         REFERENCES.get(self.reference)
         resolve_names(self.baselines)
         method.check(self)
         return self
 
 
+#: how ``focus_area`` measures a mask: its mean over the rf_box, or TorchRay's sorted profile (method/focus.py)
+AREA_KINDS = ("mean", "profile")
+
+
+def _cell(at: tuple[int, ...]) -> str:
+    return ",".join(str(v) for v in at)
+
+
 #: the CLI option that sets a field, where there is one (the others are ``--set KEY=VALUE``)
-_OPTIONS = {"method": "--method", "steps": "--steps", "early_stop": "--early-stop", "batch_size": "--batch-size",
-            "seed": "--seed", "reference": "--reference", "baselines": "--baselines", "tolerance": "--tolerance",
-            "top_images": "--top-images", "contrast": "--contrast"}
+_OPTIONS = {"method": "--method", "scope": "--scope", "at": "--at", "steps": "--steps", "early_stop": "--early-stop",
+            "batch_size": "--batch-size", "seed": "--seed", "reference": "--reference", "baselines": "--baselines",
+            "tolerance": "--tolerance", "top_images": "--top-images", "contrast": "--contrast"}
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ExplainConfig))
 _TYPES = get_type_hints(ExplainConfig)

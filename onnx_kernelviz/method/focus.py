@@ -13,15 +13,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.objectives import EPS, Step
 from onnx_kernelviz.method.perturb import PARAMETERIZATIONS, Perturbed, smooth_mask
+
+_DEFAULTS = ExplainConfig()  # the box mask's defaults are ExplainConfig's focus_* settings (one home)
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ def focus_cells(r_k: np.ndarray, at: tuple[int, int] | None = None) -> FocusCell
     where k does not fire) F is that one cell."""
     r = np.maximum(np.asarray(r_k, dtype=np.float64), 0.0)
     if at is None:
-        at = tuple(int(v) for v in np.unravel_index(int(np.argmax(r)), r.shape))
+        row, col = np.unravel_index(int(np.argmax(r)), r.shape)
+        at = (int(row), int(col))
     peak = (int(at[0]), int(at[1]))
     top = r[peak]
     if top <= 0:
@@ -62,6 +67,8 @@ def focus_cells(r_k: np.ndarray, at: tuple[int, int] | None = None) -> FocusCell
 
 def _focus_norms(s: Step, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(‖t_k on F‖², Σ_{j≠k} ‖t_j on F‖²) per row, ``[B]`` each."""
+    if s.focus is None:
+        raise ValueError("focus terms (FocusKeep, FocusSuppress) need the focus cells (optimize(..., focus=...))")
     f = s.focus.unsqueeze(1)  # [B, 1, h, w]
     sq = ((t * f) ** 2).flatten(2).sum(2)  # [B, C]
     k_sq = sq[torch.arange(len(s.k), device=t.device), s.k]
@@ -82,6 +89,20 @@ class FocusKeep:
 
 
 @dataclass
+class OnFocus:
+    """Any whole-map term restricted to the focus cells: it sees the activations zeroed outside F (the paper's
+    terms for ``--method pixel`` in focus scope, compare's partner term)."""
+
+    term: Callable[[Step], torch.Tensor]
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        if s.focus is None:
+            raise ValueError("OnFocus needs the focus cells (optimize(..., focus=...))")
+        f = s.focus.unsqueeze(1)  # [B, 1, h, w]
+        return self.term(replace(s, act=s.act * f, ref=s.ref * f))
+
+
+@dataclass
 class FocusSuppress:
     """others_kept on F: ‖r_¬k(x') on F‖ / ‖r_¬k(x) on F‖."""
 
@@ -92,7 +113,7 @@ class FocusSuppress:
 
 
 def _grid(s: Step) -> torch.Tensor:
-    return s.mask if s.grid is None else s.grid
+    return s.mask_and_grid()[1]
 
 
 @dataclass
@@ -153,17 +174,17 @@ def box_placement(boxes: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Ten
     ``[B, 1, H, W]``."""
     H, W = size
     b = boxes.to(torch.float32)
-    t, l, bo, r = b.unbind(1)
-    bw, bh = (r - l).clamp_min(1), (bo - t).clamp_min(1)
+    t, left, bo, r = b.unbind(1)
+    bw, bh = (r - left).clamp_min(1), (bo - t).clamp_min(1)
     theta = torch.zeros(len(b), 2, 3)
     theta[:, 0, 0] = W / bw
-    theta[:, 0, 2] = (W - 2 * l) / bw - 1
+    theta[:, 0, 2] = (W - 2 * left) / bw - 1
     theta[:, 1, 1] = H / bh
     theta[:, 1, 2] = (H - 2 * t) / bh - 1
     grids = F.affine_grid(theta, [len(b), 1, H, W], align_corners=False)
     ys = torch.arange(H).view(1, H, 1)
     xs = torch.arange(W).view(1, 1, W)
-    inside = (ys >= t.view(-1, 1, 1)) & (ys < bo.view(-1, 1, 1)) & (xs >= l.view(-1, 1, 1)) & (xs < r.view(-1, 1, 1))
+    inside = (ys >= t.view(-1, 1, 1)) & (ys < bo.view(-1, 1, 1)) & (xs >= left.view(-1, 1, 1)) & (xs < r.view(-1, 1, 1))
     return grids, inside.unsqueeze(1).float()
 
 
@@ -182,15 +203,17 @@ class BoxMask:
             network run) on that window only; :meth:`render` gives the full-size x' and mask of a grid.
     """
 
-    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, grid: int = 12,
-                 smooth: float = 0.7, init: float = 0.0, bands: int = 1, crops: list[tuple[int, int]] | None = None,
+    def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, grid: int = _DEFAULTS.focus_grid,
+                 smooth: float = _DEFAULTS.focus_smooth, init: float = _DEFAULTS.focus_init,
+                 bands: int = _DEFAULTS.focus_bands, crops: list[tuple[int, int]] | None = None,
                  crop_size: tuple[int, int] | None = None, **_: object) -> None:
         self.x, self.b, self.boxes = x, b, boxes.cpu()
         self.bands = int(bands)
         comps = self._components(x, b)
-        grids, inside = box_placement(self.boxes, tuple(x.shape[-2:]))
+        grids, inside = box_placement(self.boxes, (x.shape[-2], x.shape[-1]))
         grids, inside = grids.to(x.device, x.dtype), inside.to(x.device, x.dtype)
         if crops is not None:
+            assert crop_size is not None, "crops need crop_size"
             h, w = crop_size
 
             def cut(t: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -226,7 +249,8 @@ class BoxMask:
         return smooth_mask(torch.sigmoid(logits), self.sigma)  # [b, M, g, g]
 
     @staticmethod
-    def _blend(g, place, inside, b, comps) -> tuple[torch.Tensor, torch.Tensor]:
+    def _blend(g: torch.Tensor, place: torch.Tensor, inside: torch.Tensor, b: torch.Tensor,
+               comps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = F.grid_sample(g, place, mode="bilinear", padding_mode="border", align_corners=False) * inside
         return b + (m.unsqueeze(2) * comps).sum(1), m  # exactly b outside the box
 
@@ -244,7 +268,7 @@ class BoxMask:
         """The full-size x' ``[B, C, H, W]`` and mask ``[B, 1, H, W]`` of (smoothed) grids ``[B, M, g, g]``."""
         x = self.x
         with torch.no_grad():
-            place, inside = box_placement(self.boxes, tuple(x.shape[-2:]))
+            place, inside = box_placement(self.boxes, (x.shape[-2], x.shape[-1]))
             x_mod, m = self._blend(grid, place.to(x.device, x.dtype), inside.to(x.device, x.dtype), self.b,
                                    self._components(x, self.b))
         return x_mod, m.mean(1, keepdim=True)

@@ -5,16 +5,23 @@ preserve + suppress + area + TV, Adam. ``--method pixel``: Zhuang et al.'s own s
 optimized directly, the paper's terms with α = β = γ = 1, SGD with momentum. A new method is one subclass of
 :class:`Method` registered in :data:`METHODS` (pytorch-grad-cam's ``BaseCAM`` habit): nothing else branches on
 the method's name.
+
+Each method answers for both scopes (``ExplainConfig.scope``, CONTRACT.md "Local explanations"): ``map`` (the
+whole activation map) and ``focus`` (kernel k on its focus cells F, the mask confined to F's receptive field:
+method/focus.py). The bound of a focus explanation (``oracle_gain``: free pixels, strong suppression) is the same
+for every method: :meth:`Method.bound_objective`, :meth:`Method.bound_loop`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 import torch
 
 from onnx_kernelviz.method.config import ExplainConfig
+from onnx_kernelviz.method.focus import AreaProfile, BoxArea, FocusKeep, FocusSuppress, GridTV, OnFocus
 from onnx_kernelviz.method.objectives import (
     ImageL1,
     MaskArea,
@@ -31,16 +38,24 @@ from onnx_kernelviz.method.optimize import OptimizeConfig
 from onnx_kernelviz.method.perturb import PARAMETERIZATIONS, Parameterization
 from onnx_kernelviz.registry import Registry
 
-__all__ = ["Method", "MaskMethod", "PixelMethod", "METHODS"]
+__all__ = ["Method", "Loop", "MaskMethod", "PixelMethod", "METHODS"]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A method's own loop values for one scope, used where ExplainConfig leaves them None."""
+
+    steps: int
+    lr: float
+    min_steps: int
+    patience: int
 
 
 class Method:
-    """The template: override :meth:`parameterization`, :meth:`terms` and the loop's own defaults."""
+    """The template: override :meth:`parameterization`, :meth:`terms` and the loop's own values per scope."""
 
-    #: the loop's own values, used where ExplainConfig leaves ``lr`` / ``min_steps`` / ``patience`` None
-    lr: ClassVar[float]
-    min_steps: ClassVar[int]
-    patience: ClassVar[int]
+    #: the loop's own values per scope (``map``, ``focus``)
+    loops: ClassVar[Mapping[str, Loop]]
     optimizer: ClassVar[Literal["adam", "sgd"]] = "adam"
 
     def parameterization(self, config: ExplainConfig) -> str:
@@ -52,7 +67,7 @@ class Method:
         return {}
 
     def terms(self, config: ExplainConfig) -> list[tuple[float, Term]]:
-        """The weighted loss terms (objectives.py)."""
+        """The weighted loss terms (objectives.py; in focus scope, terms on the focus cells: method/focus.py)."""
         raise NotImplementedError
 
     def check(self, config: ExplainConfig) -> None:
@@ -60,28 +75,34 @@ class Method:
 
     # -- shared ------------------------------------------------------------------------------------------------
     def resolve(self, config: ExplainConfig) -> ExplainConfig:
-        """The config with this method's own loop values where it left them None (what results.json records)."""
-        return replace(config, lr=self.lr if config.lr is None else config.lr,
-                       min_steps=self.min_steps if config.min_steps is None else config.min_steps,
-                       patience=self.patience if config.patience is None else config.patience)
+        """The config with this method's own loop values for its scope where it left them None (what results.json
+        records)."""
+        own = self.loops[config.scope]
+        return replace(config, steps=own.steps if config.steps is None else config.steps,
+                       lr=own.lr if config.lr is None else config.lr,
+                       min_steps=own.min_steps if config.min_steps is None else config.min_steps,
+                       patience=own.patience if config.patience is None else config.patience)
 
     def objective(self, config: ExplainConfig) -> Objective:
-        """:meth:`terms`, plus the partner term when ``compare`` singles out a partner kernel."""
+        """:meth:`terms`, plus the partner term when ``compare`` singles out a partner kernel (on F in focus
+        scope)."""
         terms = self.terms(config)
         if config.contrast and config.partners:
-            terms.append((config.contrast, SuppressPartner()))
+            partner: Term = SuppressPartner() if config.scope == "map" else OnFocus(SuppressPartner())
+            terms.append((config.contrast, partner))
         return Objective(terms)
 
     def loop(self, config: ExplainConfig) -> OptimizeConfig:
         c = self.resolve(config)
-        assert c.lr is not None and c.min_steps is not None and c.patience is not None
+        assert c.steps is not None and c.lr is not None and c.min_steps is not None and c.patience is not None
         return OptimizeConfig(steps=c.steps, lr=c.lr, min_steps=c.min_steps, patience=c.patience, tol=c.tol,
                               optimizer=self.optimizer, early_stop=c.early_stop)
 
-    def build(self, x: torch.Tensor, b: torch.Tensor, config: ExplainConfig) -> Parameterization:
-        """The parameterization of x' for inputs ``x`` and references ``b`` ``[B, C, H, W]``."""
+    def build(self, x: torch.Tensor, b: torch.Tensor, config: ExplainConfig, **where: Any) -> Parameterization:
+        """The parameterization of x' for inputs ``x`` and references ``b`` ``[B, C, H, W]``; ``where``: what a
+        focus parameterization needs besides the config (``boxes``, the windows; pipeline/focus.py)."""
         param: Parameterization = PARAMETERIZATIONS.get(self.parameterization(config))(
-            x, b, **self.param_options(config))
+            x, b, **self.param_options(config), **where)
         return param
 
     def component_names(self, config: ExplainConfig) -> tuple[str, ...]:
@@ -89,41 +110,66 @@ class Method:
         names: tuple[str, ...] = getattr(PARAMETERIZATIONS.get(self.parameterization(config)), "NAMES", ())
         return names
 
+    # -- the bound of a focus explanation (the same for every method) ------------------------------------------
+    @staticmethod
+    def bound_objective(config: ExplainConfig) -> Objective:
+        """Keep k on F (the same hinge as the explanation's), suppress the others on F strongly."""
+        return Objective([(config.oracle_keep, FocusKeep(config.focus_keep_margin)),
+                          (config.oracle_suppress, FocusSuppress())])
+
+    @staticmethod
+    def bound_loop(config: ExplainConfig) -> OptimizeConfig:
+        """Adam on free pixels, ``oracle_steps`` at most, stopped when it converges (the focus loop's rule)."""
+        own = MaskMethod.loops["focus"]
+        return OptimizeConfig(steps=config.oracle_steps, lr=config.oracle_lr, min_steps=own.min_steps,
+                              patience=own.patience, tol=config.tol, early_stop=True)
+
 
 METHODS: Registry[Method] = Registry("method")
 
 
 class MaskMethod(Method):
-    """Masks over the photo: x' = b + Σ m_c ⊙ comp_c (perturb.py); the default."""
+    """Masks over the photo: x' = b + Σ m_c ⊙ comp_c (perturb.py); the default. In focus scope one smooth mask
+    confined to the rf_box (``focus_mask``, method/focus.py)."""
 
-    lr = 0.2
-    min_steps = 20
-    patience = 10
+    loops = {"map": Loop(steps=200, lr=0.2, min_steps=20, patience=10),
+             "focus": Loop(steps=100, lr=0.1, min_steps=30, patience=15)}
 
     def parameterization(self, config: ExplainConfig) -> str:
-        return config.mask
+        return config.mask if config.scope == "map" else config.focus_mask
 
     def param_options(self, config: ExplainConfig) -> dict[str, Any]:
+        if config.scope == "focus":
+            return {"grid": config.focus_grid, "smooth": config.focus_smooth, "init": config.focus_init,
+                    "bands": config.focus_bands}
         return {"resolution": config.resolution, "levels": config.levels, "fine_lr": config.fine_lr,
                 "smooth": config.smooth, "init": config.init}
 
     def terms(self, config: ExplainConfig) -> list[tuple[float, Term]]:
+        if config.scope == "focus":
+            area: Term = (AreaProfile(config.focus_area_target) if config.focus_area_kind == "profile"
+                          else BoxArea(config.focus_area_target))
+            return [(config.focus_keep, FocusKeep(config.focus_keep_margin)),
+                    (config.focus_suppress, FocusSuppress()), (config.focus_area, area), (config.focus_tv, GridTV())]
         return [(config.preserve, Preserve(config.preserve_margin)), (config.suppress, Suppress()),
                 (config.area, MaskArea(config.area_target)), (config.tv, MaskTV())]
 
 
 class PixelMethod(Method):
-    """The paper's setup: x' itself, the paper's terms with α = β = γ = 1, SGD (lr 0.1, momentum 0.9)."""
+    """The paper's setup: x' itself, the paper's terms with α = β = γ = 1, SGD (lr 0.1, momentum 0.9). In focus
+    scope the preserve and suppress terms are measured on the focus cells, and only a window around their
+    receptive field is optimized (the rest of x' is the photo)."""
 
-    lr = 0.1
-    min_steps = 40
-    patience = 20
+    loops = {"map": Loop(steps=200, lr=0.1, min_steps=40, patience=20),
+             "focus": Loop(steps=200, lr=0.1, min_steps=40, patience=20)}
     optimizer = "sgd"
 
     def parameterization(self, config: ExplainConfig) -> str:
         return "pixel"
 
     def terms(self, config: ExplainConfig) -> list[tuple[float, Term]]:
+        if config.scope == "focus":
+            return [(1.0, OnFocus(PaperPreserve())), (1.0, OnFocus(PaperSuppress())), (1.0, ImageL1())]
         return [(1.0, PaperPreserve()), (1.0, PaperSuppress()), (1.0, ImageL1())]
 
 

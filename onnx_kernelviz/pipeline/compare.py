@@ -181,7 +181,8 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             _check_kernels(a, b, t_x)
             corr, picked = correlation(t_x[a], t_x[b]), {"by": "given"}
         cfg = replace(cfg, partners=((a, b), (b, a)), contrast=float(contrast))
-        journal = Journal.start(od.path, run_header(model, la, cfg, preprocess, f"{a},{b}"), resume=False)
+        journal = Journal.start(od.path, run_header(model, la, cfg, preprocess, f"{a},{b}",
+                                                       (int(prep.x.shape[-2]), int(prep.x.shape[-1]))), resume=False)
         run = explain_items(model, prep, [(0, a), (0, b)], od, journal, cfg, preprocess, progress=progress,
                             on_step=on_step, report=False)
         res = {r.kernel: r for r in run.results}

@@ -21,13 +21,15 @@ import numpy as np
 import torch
 
 from onnx_kernelviz import __version__
-from onnx_kernelviz.errors import ConversionError, KernelvizError
+from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
 from onnx_kernelviz.frontend.layers import Layer, conv_weights
 from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.modelinput import FitPlan
 from onnx_kernelviz.io.outdir import OutDir
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.measure.metrics import parity
+from onnx_kernelviz.measure.tolerance import ToleranceRule, layer_step, tolerance_rule
+from onnx_kernelviz.measure.verify import parity_error
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.kernels import select_items
 from onnx_kernelviz.method.methods import METHODS
@@ -35,12 +37,12 @@ from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.batch import baselines_batch, measure_batch, optimize_batch
 from onnx_kernelviz.pipeline.files import write_batch
 from onnx_kernelviz.pipeline.journal import SAVE_EVERY, Journal
-from onnx_kernelviz.pipeline.prepare import Prepared, prepare
+from onnx_kernelviz.pipeline.prepare import Prepared, input_size_for, prepare
 from onnx_kernelviz.results import KernelResult, RunHeader
 from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
 
 __all__ = ["ExplainConfig", "ExplainRun", "ProgressFn", "StepProgressFn", "explain", "explain_items", "run_header",
-           "prepare", "Prepared", "cuda_batch_size", "SAVE_EVERY"]
+           "check_at", "prepare", "Prepared", "cuda_batch_size", "SAVE_EVERY"]
 
 #: called as explanations finish: (done, total, the finished result or None for the first call)
 ProgressFn = Callable[[int, int, KernelResult | None], None]
@@ -83,17 +85,23 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
     la = model.layer(layer)
     paths = list_images([Path(p) for p in images])  # before touching --out: a typo leaves no empty folder
     with OutDir(out_dir, force=force, resume=resume) as od:
-        journal = Journal.start(od.path, run_header(model, la, config, preprocess, kernels), resume=resume)
+        size = input_size_for(model, paths, preprocess)
+        journal = Journal.start(od.path, run_header(model, la, config, preprocess, kernels, size), resume=resume)
         prep = prepare(model, paths, la, preprocess, config)
+        check_at(config.at, prep)
         items = select_items(kernels, prep.energy, config.top_images)
         return explain_items(model, prep, items, od, journal, config, preprocess, progress=progress,
                              on_step=on_step)
 
 
-def run_header(model: Model, layer: Layer, config: ExplainConfig, pp: Preprocess, kernels: str) -> RunHeader:
-    """results.json's header: the settings as used (the method's own loop values filled in)."""
-    settings = {**asdict(METHODS.get(config.method).resolve(config)), "kernels": kernels,
-                "preprocess": pp.to_dict(), "input_size": list(model.input_size(pp.size))}
+def run_header(model: Model, layer: Layer, config: ExplainConfig, pp: Preprocess, kernels: str,
+               size: tuple[int, int] | None = None) -> RunHeader:
+    """results.json's header: the settings as used (the method's own loop values and the tolerance rule filled in).
+    ``size``: the input size fed (default: the model's, for no particular images)."""
+    rule = tolerance_rule(model, config.tolerance)
+    settings = {**asdict(METHODS.get(config.method).resolve(config)), "tolerance": rule.value,
+                "precision": rule.precision, "tolerance_unit": rule.unit, "kernels": kernels,
+                "preprocess": pp.to_dict(), "input_size": list(size or model.input_size(pp.size))}
     return RunHeader(model=str(model.path), model_sha256=model.loaded.sha256, layer=layer.name, tensor=layer.tensor,
                      layer_index=layer.index, method=config.method, device=str(model.devices.torch),
                      ort_providers=tuple(model.ort((layer.tensor,)).providers), version=__version__,
@@ -122,11 +130,16 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
         elif prep.energy[i, k] <= 0:
             journal.add(KernelResult(key[0], k, "inactive", reason="the kernel does not fire on this image "
                                      "(‖r_k(x)‖ = 0)", image_notes=prep.notes[i]))
+        elif config.scope == "focus" and config.at is not None and prep.t_ort[i, k][config.at] <= 0:
+            (row, col), (h, w) = config.at, prep.t_ort.shape[-2:]
+            journal.add(KernelResult(key[0], k, "inactive", reason=f"the kernel does not fire at row {row}, col "
+                                     f"{col} of the {h}×{w} map (r_k = 0 there); it fires elsewhere on this image: "
+                                     "leave out --at to explain it at its peak", image_notes=prep.notes[i]))
         else:
             todo.append((i, k))
     if todo:
         keep_freed_memory()
-        _check_parity(model, prep, config.tolerance)
+        _check_parity(model, prep, tolerance_rule(model, config.tolerance))
     out.commit()  # the start succeeded: from here on, what is written stays
     journal.save()
     total, done = len(items), len(items) - len(todo)
@@ -134,9 +147,9 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
         progress(done, total, None)
     try:
         for chunk in _chunks(todo, _batch_size(model, prep, config, len(todo))):
-            def step(s: int, running: int, rows: int, base: int = done) -> None:
+            def step(in_batch: float, rows: int, base: int = done) -> None:
                 if on_step:
-                    on_step(base + (rows - running) + running * min(s / config.steps, 1.0), total)
+                    on_step(base + in_batch, total)
 
             for result in _explain_bounded(model, prep, chunk, config, pp, out.path, step):
                 journal.add(result)
@@ -152,6 +165,20 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
     return ExplainRun(out.path, journal.header, journal.results, prep.fits)
 
 
+def check_at(at: tuple[int, int] | None, prep: Prepared) -> None:
+    """``--at ROW,COL`` must be a cell of the layer's activation map.
+
+    Raises:
+        UsageError: naming the map's size and the valid rows and cols.
+    """
+    if at is None:
+        return
+    h, w = prep.t_ort.shape[-2:]
+    if not (0 <= at[0] < h and 0 <= at[1] < w):
+        raise UsageError(f"--at {at[0]},{at[1]} is outside the {h}×{w} activation map of layer {prep.layer.index} "
+                         f"({prep.layer.tensor}): give a row in 0..{h - 1} and a col in 0..{w - 1}")
+
+
 def _nonfinite_reason(model: Model, layer: Layer, k: int) -> str:
     """Why kernel k's activation is NaN/Inf before any change: its own weights when they hold NaN/Inf, else
     (most often) preprocessing that feeds the model values it was not made for."""
@@ -163,14 +190,14 @@ def _nonfinite_reason(model: Model, layer: Layer, k: int) -> str:
             "preprocessing (--preset/--mean/--std/--scale)")
 
 
-def _check_parity(model: Model, prep: Prepared, tol: float) -> None:
+def _check_parity(model: Model, prep: Prepared, rule: ToleranceRule) -> None:
+    """The torch copy must agree with onnxruntime on the original images, by the model's rule."""
     tensor = prep.layer.tensor
     t_torch = model.run_torch(prep.x[:4], (tensor,))[0]
-    _, rel = parity(t_torch, prep.t_ort[:4])
-    if rel > tol:
-        raise ConversionError(f"the torch copy disagrees with onnxruntime at {tensor} on these images (relative "
-                              f"error {rel:.2e} > {tol:.0e}); results would not hold for the deployed model. "
-                              "Run `kernelviz verify MODEL IMAGE` to see which layer diverges first")
+    p_abs, rel = parity(t_torch, prep.t_ort[:4])
+    ok, steps = rule.judge(p_abs, rel, layer_step(prep.layer, prep.t_ort[:4]))
+    if not ok:
+        raise ConversionError(parity_error(f"{tensor} on these images", rule, rel, steps))
 
 
 def _batch_size(model: Model, prep: Prepared, config: ExplainConfig, n: int) -> int:
@@ -193,7 +220,7 @@ def cuda_batch_size(model: Model, tensor: str, x1: np.ndarray, n: int) -> tuple[
 
 
 def _explain_bounded(model: Model, prep: Prepared, chunk: list[tuple[int, int]], config: ExplainConfig,
-                     pp: Preprocess, out: Path, on_step: Callable[[int, int, int], None]) -> list[KernelResult]:
+                     pp: Preprocess, out: Path, on_step: Callable[[float, int], None]) -> list[KernelResult]:
     """Optimize, measure and write one batch, halving it when the GPU runs out of memory instead of failing."""
     try:
         opt = optimize_batch(model, prep, chunk, config, pp, on_step=on_step)

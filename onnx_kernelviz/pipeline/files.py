@@ -17,12 +17,14 @@ from onnx_kernelviz.baselines.base import BaselineOutcome
 from onnx_kernelviz.io.images import from_model_input
 from onnx_kernelviz.io.outdir import out_dir_error
 from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.method.focus import focus_cells
 from onnx_kernelviz.pipeline.batch import Measured, Optimized
+from onnx_kernelviz.pipeline.focus import focus_block
 from onnx_kernelviz.pipeline.prepare import Prepared
 from onnx_kernelviz.report.charts import activation_map, others_chart, region_energy
-from onnx_kernelviz.report.crops import cell_box, crop_pair, focus_cells, photo_with_box
+from onnx_kernelviz.report.crops import cell_box, crop_pair, photo_with_box
 from onnx_kernelviz.report.pictures import components_picture, overlay, write_image, write_npy
-from onnx_kernelviz.results import BaselineMetrics, KernelResult, Metrics
+from onnx_kernelviz.results import BaselineMetrics, FocusMetrics, KernelResult, Metrics
 
 __all__ = ["write_batch", "write_explanation", "write_baselines"]
 
@@ -42,12 +44,19 @@ def write_batch(out: Path, prep: Prepared, opt: Optimized, meas: Measured,
             return KernelResult(image, k, "failed", reason=failure, steps=steps, seconds=seconds, image_notes=notes)
         mask = None if opt.masks is None else opt.masks[row]
         bands = None if opt.grids is None else (opt.component_names, opt.grids[row])
+        focus, cells = None, None
+        if opt.sites is not None and meas.focus is not None and (n := meas.focus[row]) is not None:
+            site = opt.sites[row]
+            focus = focus_block(site, n, None if meas.oracle is None else meas.oracle[row], prep.t_ort[i], k)
+            cells = site.focus.cells
+        block = None if focus is None else focus.to_json()
         files = write_explanation(out, prep.folders[i], prep.photos[i], prep.x[i], opt.x_mod[row], mask,
-                                  prep.t_ort[i], meas.t_ort[row], k, pp, bands)
-        base = None if baselines is None else write_baselines(out, files, baselines[row], pp, prep.photos[i])
+                                  prep.t_ort[i], meas.t_ort[row], k, pp, bands, focus=block, cells=cells)
+        base = None if baselines is None else write_baselines(out, files, baselines[row], pp, prep.photos[i],
+                                                              focus=block)
         return KernelResult(image, k, "ok", metrics=meas.metrics[row] or Metrics(), parity=meas.parity[row],
                             steps=steps, seconds=seconds, files=files, image_notes=notes, loss=float(opt.loss[row]),
-                            baselines=base)
+                            baselines=base, focus=focus)
 
     # PNG encoding releases the GIL: on a GPU, writing 500 explanations' pictures one at a time took a third of
     # the run. Files are written atomically, so two rows writing the same image's original.png do not clash.
@@ -58,7 +67,7 @@ def write_batch(out: Path, prep: Prepared, opt: Optimized, meas: Measured,
 def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_mod: np.ndarray,
                       mask: np.ndarray | None, t_before: np.ndarray, t_after: np.ndarray, k: int, pp: Preprocess,
                       bands: tuple[tuple[str, ...], np.ndarray] | None = None,
-                      focus: Mapping[str, Any] | None = None) -> dict[str, str | None]:
+                      focus: Mapping[str, Any] | None = None, cells: np.ndarray | None = None) -> dict[str, str | None]:
     """Pictures of kernel k's explanation on one image, in ``out/stem/kNNNN/``; returns their paths relative to
     ``out``.
 
@@ -70,6 +79,8 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
             for a whole-map explanation. With it, the photo with the box and the peak (focus_photo.png), the box
             of the photo with the mask's contour and of x' (focus_crop.png, focus_crop_modified.png), and the
             maps and the others chart on the focus cells.
+        cells: the focus cells F ``[h, w]`` bool when the caller has them (compare's shared F); by default F is
+            recomputed from ``before`` and the block's ``peak`` (the contract's rule: method.focus.focus_cells).
     """
     d = out / stem / f"k{k:04d}"
     try:
@@ -89,10 +100,11 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
     # x' exactly as measured (model input space, [C, H, W] float32): the PNG is rounded to 8 bits
     write_npy(files["modified_npy"], x_mod.astype(np.float32))
     peak: tuple[int, int] | None = None
-    cells: np.ndarray | None = None
-    if focus is not None:
+    if focus is None:
+        cells = None
+    else:
         peak = (int(focus["peak"][0]), int(focus["peak"][1]))
-        cells = focus_cells(before, peak)
+        cells = focus_cells(before, peak).cells if cells is None else np.asarray(cells, bool)
         files.update(focus_photo=d / "focus_photo.png", focus_crop=d / "focus_crop.png",
                      focus_crop_modified=d / "focus_crop_modified.png")
         write_image(files["focus_photo"], photo_with_box(photo, focus["rf_box"],
@@ -149,5 +161,6 @@ def write_baselines(out: Path, files: dict[str, str | None], outcomes: dict[str,
                 path = d / f"{key.replace(':', '_')}.png"
                 write_image(path, pic)
                 files[key] = str(path.relative_to(out))
-        metrics[name] = BaselineMetrics(o.metrics)
+        on_f = None if o.focus is None else FocusMetrics(o.focus.kept, o.focus.others_kept, o.focus.specificity_after)
+        metrics[name] = BaselineMetrics(o.metrics, on_f)
     return metrics

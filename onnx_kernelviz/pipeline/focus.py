@@ -1,86 +1,37 @@
-"""The local explanation's steps (``--scope focus``), callable one by one (explain, compare and atlas use them):
+"""The local explanation's steps (``--scope focus``, CONTRACT.md "Local explanations"), which pipeline/batch.py
+chains for ``explain`` and ``compare`` and the atlas calls at its exemplar sites:
 
-    locate  -> the peak, the focus cells F and their rf_box, per (image, kernel)
-    explain -> a batch of box masks optimized together (keep k on F, suppress the others on F, small compact mask)
-    bound   -> the same batch with free pixels and strong suppression: the best gain any input reaches
-    measure -> the contract's ``focus`` block from onnxruntime on the original model
+    locate   -> the peak (or a given cell), the focus cells F and their rf_box, per (image, kernel): a Site
+    optimize -> a batch optimized on F (the method's focus parameterization and objective, or the bound's free
+                pixels), on a window around each rf_box when that computes F exactly (much cheaper early on)
+    measure  -> the contract's numbers on F, from onnxruntime on the original model
+    baselines-> each baseline's saliency of k on F, kept inside the rf_box at our area
+    block    -> the contract's ``focus`` block, plus ``separable`` and ``companions``
 
-Each step takes and returns arrays, so a caller can batch any (image, kernel) pairs it likes.
+Each step takes and returns arrays or tensors, so a caller can batch any (image, kernel) pairs it likes.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
 from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
-from onnx_kernelviz.method.focus import (AreaProfile, BoxArea, BoxMask, FocusCells, FocusKeep, FocusSuppress,
-                                        FreePixels, GridTV, OutsideRegions, SupportBoxMask, focus_cells, top_regions)
+from onnx_kernelviz.method.focus import FocusCells, box_placement, focus_cells
 from onnx_kernelviz.method.objectives import Objective
-from onnx_kernelviz.method.optimize import OptimizeConfig, optimize
+from onnx_kernelviz.method.optimize import OptimizeConfig, OptimizeResult, StepCallback, optimize
+from onnx_kernelviz.method.perturb import Parameterization
 from onnx_kernelviz.model import Model
+from onnx_kernelviz.results import FocusMetrics
 
-
-@dataclass(frozen=True)
-class FocusConfig:
-    """Settings of a local explanation (defaults measured in docs/TRADEOFF.md).
-
-    Loss = ``keep``·max(0, 1 − ``keep_margin`` − kept_F) + ``suppress``·others_kept_F + ``area``·A(m)
-    + ``tv``·TV(m), A = the mask's mean over the box (``area_kind="mean"``, hinged at ``area_target`` when > 0)
-    or TorchRay's sorted profile at ``area_target`` (``"profile"``). The mask: a ``grid``×``grid`` logit grid over
-    the rf_box, Gaussian-smoothed by ``smooth`` cells; ``bands`` > 1 gives one mask per Laplacian band.
-    The bound (``oracle``): free pixels, ``oracle_steps`` Adam steps at ``oracle_lr`` (on the pixels' logits),
-    loss ``oracle_keep``·(kept hinge) + ``oracle_suppress``·others_kept_F.
-    """
-
-    grid: int = 24
-    smooth: float = 0.7
-    init: float = 0.0
-    bands: int = 1
-    keep: float = 20.0
-    keep_margin: float = 0.05
-    suppress: float = 6.0
-    area: float = 1.0
-    area_kind: str = "mean"
-    area_target: float = 0.0
-    tv: float = 0.3
-    steps: int = 100
-    lr: float = 0.1
-    min_steps: int = 30
-    patience: int = 15
-    tol: float = 2e-3
-    #: coarse-to-fine: after ``steps`` on the coarse grid, keep its ``regions`` largest regions (dilated by
-    #: ``dilate`` cells) and refine for ``fine_steps`` on a ``fine_grid`` grid inside them (0 = one stage)
-    #: weight of OutsideRegions (mass outside the ``regions`` largest regions)
-    islands: float = 0.0
-    fine_grid: int = 0
-    fine_smooth: float = 0.5
-    fine_steps: int = 60
-    fine_tv: float | None = None
-    regions: int = 3
-    dilate: int = 1
-    oracle: bool = True
-    oracle_steps: int = 80
-    oracle_lr: float = 0.1
-    oracle_keep: float = 20.0
-    oracle_suppress: float = 10.0
-    #: run the network on a window around the rf_boxes when that computes F exactly (much cheaper early on)
-    crop: bool = True
-
-    def objective(self, fine: bool = False) -> Objective:
-        area = AreaProfile(self.area_target) if self.area_kind == "profile" else BoxArea(self.area_target)
-        tv = self.fine_tv if fine and self.fine_tv is not None else self.tv
-        terms = [(self.keep, FocusKeep(self.keep_margin)), (self.suppress, FocusSuppress()), (self.area, area),
-                 (tv, GridTV())]
-        return Objective(terms + ([(self.islands, OutsideRegions(self.regions))] if self.islands > 0 else []))
-
-    def oracle_objective(self) -> Objective:
-        return Objective([(self.oracle_keep, FocusKeep(self.keep_margin)), (self.oracle_suppress, FocusSuppress())])
+__all__ = ["Site", "site_of", "locate", "plan_crops", "optimize_on_focus", "measure", "baselines_on_focus",
+           "companions", "focus_block", "SEPARABLE_GAIN", "Crops", "BuildFn"]
 
 
 @dataclass(frozen=True)
@@ -98,30 +49,30 @@ def _shapes(model: Model, size: tuple[int, int]) -> dict:
     return tensor_shapes(model.loaded.proto, info.name, shape)
 
 
-def locate(model: Model, tensor: str, t: np.ndarray, k: int, size: tuple[int, int],
-           at: tuple[int, int] | None = None) -> Site:
-    """F for kernel ``k`` on activations ``t`` ``[C, h, w]`` (onnxruntime, original input) and its rf_box for an
-    input of ``size`` (H, W)."""
-    cells = focus_cells(t[k], at)
-    rf = receptive_field(model.graph, _shapes(model, tuple(size)), tensor, cells.bbox, model.loaded.input.name,
-                         model.loaded.input.layout, tuple(size))
+def site_of(model: Model, tensor: str, cells: FocusCells, size: tuple[int, int]) -> Site:
+    """The Site of focus cells ``cells`` on ``tensor``'s map, for an input of ``size`` (H, W): their rf_box from
+    the graph (frontend/receptive.py)."""
+    hw = (int(size[0]), int(size[1]))
+    rf = receptive_field(model.graph, _shapes(model, hw), tensor, cells.bbox, model.loaded.input.name,
+                         model.loaded.input.layout, hw)
     return Site(cells, rf.box)
 
 
-@dataclass
-class Batch:
-    """A batch's optimized inputs, clipped to the valid range: ``x_mod`` ``[B, C, H, W]``, ``mask`` ``[B, H, W]``
-    (None for the bound), ``steps`` per row, ``seconds`` per row (its share of the batch), ``failed`` reasons."""
+def locate(model: Model, tensor: str, t: np.ndarray, k: int, size: tuple[int, int],
+           at: tuple[int, int] | None = None) -> Site:
+    """F for kernel ``k`` on activations ``t`` ``[C, h, w]`` (onnxruntime, original input), at its peak or at the
+    cell ``at``, and its rf_box for an input of ``size`` (H, W)."""
+    return site_of(model, tensor, focus_cells(t[k], at), size)
 
-    x_mod: np.ndarray
-    mask: np.ndarray | None
-    steps: list[int]
-    seconds: float
-    failed: list[str | None]
+
+#: per row the top-left corner of a window, and the windows' size (h, w) (:func:`plan_crops`)
+Crops = tuple[list[tuple[int, int]], tuple[int, int]]
+#: builds a parameterization: (x, b, **where) -> Parameterization; ``where`` holds ``boxes`` and the windows
+BuildFn = Callable[..., Parameterization]
 
 
 def plan_crops(boxes: list[tuple[int, int, int, int]], size: tuple[int, int], grid: tuple[int, int],
-               most: float = 0.8) -> tuple[list[tuple[int, int]], tuple[int, int]] | None:
+               most: float = 0.8) -> Crops | None:
     """One window size (h, w) and a top-left corner per row such that each window holds its rf_box and starts on
     the activation grid (a multiple of the stride), so the network computes F's cells on the window exactly as
     on the whole image. None when the stride is not whole or a window would be most of the image anyway."""
@@ -130,162 +81,143 @@ def plan_crops(boxes: list[tuple[int, int, int, int]], size: tuple[int, int], gr
         return None
     sy, sx = H // h, W // w
     need_h = max(b - (t // sy) * sy for t, _, b, _ in boxes)
-    need_w = max(r - (l // sx) * sx for _, l, _, r in boxes)
+    need_w = max(r - (left // sx) * sx for _, left, _, r in boxes)
     ch, cw = min(-(-need_h // sy) * sy, H), min(-(-need_w // sx) * sx, W)
     if ch * cw > most * H * W:
         return None
-    corners = [(min((t // sy) * sy, H - ch), min((l // sx) * sx, W - cw)) for t, l, _, _ in boxes]
+    corners = [(min((t // sy) * sy, H - ch), min((left // sx) * sx, W - cw)) for t, left, _, _ in boxes]
     return corners, (ch, cw)
 
 
-def _run(model: Model, tensor: str, param, objective: Objective, x: torch.Tensor, k: np.ndarray,
-         sites: list[Site], cfg: OptimizeConfig, lo: torch.Tensor, hi: torch.Tensor,
-         crops: tuple[list[tuple[int, int]], tuple[int, int]] | None = None, window: bool = False,
-         refine=None) -> Batch:
-    dev = model.devices.torch
-    tg = model.torch_graph((tensor,))
-    forward = lambda inp: tg(inp)[0]  # noqa: E731
-    focus = torch.from_numpy(np.stack([s.focus.cells for s in sites])).to(dev, x.dtype)
-    with torch.no_grad():
-        if crops is None:
-            ref = torch.relu(forward(x))
-        else:
-            (corners, (ch, cw)) = crops
-            sy, sx = x.shape[-2] // focus.shape[-2], x.shape[-1] // focus.shape[-1]
-            xc = torch.stack([x[i, :, y:y + ch, x0:x0 + cw] for i, (y, x0) in enumerate(corners)])
-            ref = torch.relu(forward(xc))
-            focus = torch.stack([focus[i, y // sy:y // sy + ch // sy, x0 // sx:x0 // sx + cw // sx]
-                                 for i, (y, x0) in enumerate(corners)])
-    kt = torch.as_tensor(k, device=dev)
-    t0 = time.perf_counter()
-    res = optimize(forward, param, objective, ref, kt, cfg, focus=focus)
-    if refine is not None:  # the second stage, from the first one's result (coarse-to-fine)
-        param, objective, cfg2 = refine(res)
-        res2 = optimize(forward, param, objective, ref, kt, cfg2, focus=focus)
-        res2.steps = [a + b for a, b in zip(res.steps, res2.steps)]
-        res = res2
-    seconds = (time.perf_counter() - t0) / len(k)
-    x_mod, mask = res.x_mod, res.mask
-    if crops is not None and not window:  # a window's x' (window=True) stays a window: the caller pastes it
-        x_mod, mask = param.render(res.grid)
-    x_mod = torch.maximum(torch.minimum(x_mod, hi.view(1, -1, 1, 1)), lo.view(1, -1, 1, 1)).detach()
-    mask = None if mask is None else mask[:, 0].detach().cpu().numpy()
-    return Batch(x_mod.cpu().numpy(), mask, res.steps, seconds, res.failed)
+def _cut(t: torch.Tensor, crops: Crops) -> torch.Tensor:
+    """Each row's window of ``t`` ``[B, ..., H, W]``."""
+    corners, (h, w) = crops
+    return torch.stack([t[i, ..., y:y + h, x0:x0 + w] for i, (y, x0) in enumerate(corners)])
 
 
-def _exact_crops(model: Model, tensor: str, x: torch.Tensor, sites: list[Site], crops, tol: float = 1e-4) -> bool:
+def _paste(full: torch.Tensor, part: torch.Tensor, crops: Crops) -> torch.Tensor:
+    """``full`` ``[B, ..., H, W]`` with each row's window replaced by ``part``."""
+    corners, (h, w) = crops
+    out = full.clone()
+    for i, (y, x0) in enumerate(corners):
+        out[i, ..., y:y + h, x0:x0 + w] = part[i]
+    return out
+
+
+def _exact_crops(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, cells: torch.Tensor,
+                 crops: Crops, tol: float = 1e-4) -> bool:
     """True when the network on the windows gives F's cells as on the whole inputs (TF-style SAME pads or ops
-    that see the image size would not)."""
-    tg = model.torch_graph((tensor,))
-    corners, (ch, cw) = crops
+    that see the image size would not; a graph with a constant of the image's size does not run on a window at
+    all). ``cells`` ``[B, h, w]``."""
     with torch.no_grad():
-        full = tg(x)[0]
-        part = tg(torch.stack([x[i, :, y:y + ch, x0:x0 + cw] for i, (y, x0) in enumerate(corners)]))[0]
+        full = forward(x)
+        try:
+            part = forward(_cut(x, crops))
+        except RuntimeError:  # e.g. an Add of a fixed-size map: torch refuses the window's shape
+            return False
+    (h, w), (H, W) = crops[1], x.shape[-2:]
+    if part.shape[-2:] != (h * full.shape[-2] // H, w * full.shape[-1] // W):
+        return False
     sy, sx = x.shape[-2] // full.shape[-2], x.shape[-1] // full.shape[-1]
     worst = 0.0
-    for i, ((y, x0), s) in enumerate(zip(corners, sites)):
-        rows, cols = np.nonzero(s.focus.cells)
+    for i, (y, x0) in enumerate(crops[0]):
+        rows, cols = np.nonzero(cells[i].cpu().numpy())
         a = full[i][:, rows, cols]
         b = part[i][:, rows - y // sy, cols - x0 // sx]
         worst = max(worst, float((a - b).abs().max() / a.abs().max().clamp_min(1e-12)))
     return worst <= tol
 
 
-def explain_batch(model: Model, tensor: str, x: np.ndarray, b: np.ndarray, k: np.ndarray, sites: list[Site],
-                  cfg: FocusConfig, lo: np.ndarray, hi: np.ndarray, seed: int = 0) -> Batch:
-    """Box masks for rows (x ``[B, C, H, W]``, references ``b``, kernels ``k`` ``[B]``, one site each)."""
-    dev = model.devices.torch
-    torch.manual_seed(seed)
-    xt, bt = torch.from_numpy(x).to(dev), torch.from_numpy(b).to(dev)
+def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: BuildFn, objective: Objective,
+                      loop: OptimizeConfig, x: torch.Tensor, b: torch.Tensor, k: torch.Tensor, sites: Sequence[Site],
+                      *, crop: bool = True, places_itself: bool = False, partner: torch.Tensor | None = None,
+                      callbacks: tuple[StepCallback, ...] = ()) -> OptimizeResult:
+    """Optimize x' for rows (x, b ``[B, C, H, W]``, kernels ``k`` ``[B]``, one Site each) with the loss terms
+    seeing F (``Step.focus``).
+
+    With ``crop``, the network runs on one window per row around its rf_box (:func:`plan_crops`) when that is
+    exact on F. A parameterization that ``places_itself`` on windows (the box mask, whose bands are computed on
+    the whole photo: it takes ``crops`` and ``crop_size`` and has ``render``) is built on the whole inputs; any
+    other one (the pixel method, the bound's free pixels) is built on the windows, and x' is the photo outside.
+
+    Returns the result at full size (x' not yet clipped to the valid range; ``mask`` ``[B, 1, H, W]`` or None).
+    """
+    dev = x.device
+    cells = torch.from_numpy(np.stack([s.focus.cells for s in sites])).to(dev, x.dtype)  # [B, h, w]
     boxes = torch.tensor([s.rf_box for s in sites])
-    crops = plan_crops([s.rf_box for s in sites], tuple(x.shape[-2:]), sites[0].focus.cells.shape) \
-        if cfg.crop else None
-    if crops is not None and not _exact_crops(model, tensor, xt, sites, crops):
+    crops = plan_crops([s.rf_box for s in sites], (x.shape[-2], x.shape[-1]), (cells.shape[-2], cells.shape[-1])) \
+        if crop else None
+    if crops is not None and not _exact_crops(forward, x, cells, crops):
         crops = None
-    param = BoxMask(xt, bt, boxes=boxes, grid=cfg.grid, smooth=cfg.smooth, init=cfg.init, bands=cfg.bands,
-                    crops=None if crops is None else crops[0], crop_size=None if crops is None else crops[1])
-    oc = OptimizeConfig(steps=cfg.steps, lr=cfg.lr, min_steps=cfg.min_steps, patience=cfg.patience, tol=cfg.tol)
-    refine = None
-    if cfg.fine_grid > 0:
-        def refine(res):
-            support = top_regions(res.grid, cfg.regions, dilate=cfg.dilate)
-            fine = SupportBoxMask(xt, bt, boxes=boxes, support=support, start=res.grid, grid=cfg.fine_grid,
-                                  smooth=cfg.fine_smooth, bands=cfg.bands,
-                                  crops=None if crops is None else crops[0],
-                                  crop_size=None if crops is None else crops[1])
-            return fine, cfg.objective(fine=True), replace(oc, steps=cfg.fine_steps,
-                                                           min_steps=min(cfg.min_steps, cfg.fine_steps))
-    return _run(model, tensor, param, cfg.objective(), xt, k, sites, oc, torch.from_numpy(lo).to(dev),
-                torch.from_numpy(hi).to(dev), crops, refine=refine)
-
-
-def bound_batch(model: Model, tensor: str, x: np.ndarray, k: np.ndarray, sites: list[Site], cfg: FocusConfig,
-                lo: np.ndarray, hi: np.ndarray) -> Batch:
-    """Free-pixel x' per row, pushed to suppress every other kernel on F while k keeps its activation there.
-    Only pixels inside the rf_box can change F; with ``cfg.crop`` only a window around it is optimized."""
-    dev = model.devices.torch
-    xt = torch.from_numpy(x).to(dev)
-    lot, hit = torch.from_numpy(lo).to(dev), torch.from_numpy(hi).to(dev)
-    crops = plan_crops([s.rf_box for s in sites], tuple(x.shape[-2:]), sites[0].focus.cells.shape) \
-        if cfg.crop else None
-    if crops is not None and not _exact_crops(model, tensor, xt, sites, crops):
-        crops = None
-    oc = OptimizeConfig(steps=cfg.oracle_steps, lr=cfg.oracle_lr, early_stop=True, min_steps=cfg.min_steps,
-                        patience=cfg.patience, tol=cfg.tol)
     if crops is None:
-        return _run(model, tensor, FreePixels(xt, lo=lot, hi=hit), cfg.oracle_objective(), xt, k, sites, oc, lot,
-                    hit)
+        param = build(x, b, boxes=boxes)
+        with torch.no_grad():
+            ref = torch.relu(forward(x))
+        return optimize(forward, param, objective, ref, k, loop, callbacks, partner, focus=cells)
     corners, (ch, cw) = crops
-    xc = torch.stack([xt[i, :, y:y + ch, x0:x0 + cw] for i, (y, x0) in enumerate(corners)])
-    param = FreePixels(xc, lo=lot, hi=hit)
-    out = _run(model, tensor, param, cfg.oracle_objective(), xt, k, sites, oc, lot, hit, crops, window=True)
-    full = x.copy()
-    for i, (y, x0) in enumerate(corners):
-        full[i, :, y:y + ch, x0:x0 + cw] = out.x_mod[i]
-    out.x_mod = full
-    return out
+    with torch.no_grad():
+        sy, sx = x.shape[-2] // cells.shape[-2], x.shape[-1] // cells.shape[-1]
+        ref = torch.relu(forward(_cut(x, crops)))
+        focus = _cut(cells, ([(y // sy, x0 // sx) for y, x0 in corners], (ch // sy, cw // sx)))
+    if places_itself:
+        param = build(x, b, boxes=boxes, crops=corners, crop_size=(ch, cw))
+    else:
+        shift = torch.tensor([[y, x0, y, x0] for y, x0 in corners])
+        param = build(_cut(x, crops), _cut(b, crops), boxes=boxes - shift)
+    res = optimize(forward, param, objective, ref, k, loop, callbacks, partner, focus=focus)
+    if places_itself:
+        x_mod, mask = cast(Any, param).render(res.grid)  # places_itself: the box mask (method/focus.py)
+    else:
+        x_mod = _paste(x, res.x_mod.detach(), crops)
+        mask = None if res.mask is None else _paste(torch.zeros_like(x[:, :1]), res.mask.detach(), crops)
+    return OptimizeResult(x_mod, mask, res.loss, res.steps, res.failed, res.grid)
 
 
-def measure(model: Model, tensor: str, t_x: np.ndarray, x_mod: np.ndarray, k: np.ndarray,
-            sites: list[Site]) -> tuple[list[FocusNumbers], np.ndarray]:
+def measure(model: Model, tensor: str, t_x: np.ndarray, x_mod: np.ndarray, k: Sequence[int],
+            sites: Sequence[Site]) -> tuple[list[FocusNumbers], np.ndarray]:
     """Focus metrics per row from onnxruntime on the original model: ``t_x`` ``[B, C, h, w]`` on the inputs,
     x' ``[B, C, H, W]``; also returns onnxruntime's activations on x'."""
     t_mod = model.run_ort(x_mod, (tensor,))[0]
     return [focus_metrics(t_x[i], t_mod[i], int(k[i]), s.focus.cells) for i, s in enumerate(sites)], t_mod
 
 
-def baselines_batch(model: Model, tensor: str, names: list[str], x: np.ndarray, b: np.ndarray, k: np.ndarray,
-                    sites: list[Site], areas: list[float], t_x: np.ndarray, lo: np.ndarray,
-                    hi: np.ndarray) -> list[dict[str, dict]]:
+def baselines_on_focus(names: Sequence[str], forward: Callable[[torch.Tensor], torch.Tensor], module: Any,
+                       x: torch.Tensor, b: torch.Tensor, k: torch.Tensor, sites: Sequence[Site],
+                       areas: Sequence[float]) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The baselines in focus scope at our area (METHOD.md, "Against baselines at equal area"): each saliency of
     ‖r_k on F‖² (the network's map zeroed outside F), kept inside the rf_box, its top pixels with exactly our
-    mask's area (fraction of the image), x' = m ⊙ x + (1 − m) ⊙ b, measured on F with onnxruntime.
+    mask's area (``areas``: fractions of the image), x' = m ⊙ x + (1 − m) ⊙ b (not yet clipped).
 
-    Returns, per row, ``{name: {"kept", "others_kept", "specificity_after", "mask_area"}}``."""
+    Rows are grouped by their F (the baselines see one F per call: occlusion shares passes across rows).
+    Returns ``{name: (masks [B, H, W] in {0, 1}, x' [B, C, H, W], saliency [B, H, W])}``; the caller measures
+    them on onnxruntime."""
     from onnx_kernelviz.baselines.base import BASELINES, equal_area_masks, resolve_names
-    from onnx_kernelviz.method.focus import box_placement
     from onnx_kernelviz.method.references import gaussian_blur
-    dev = model.devices.torch
-    tg = model.torch_graph((tensor,))
-    f = torch.from_numpy(np.stack([s.focus.cells for s in sites])).to(dev).unsqueeze(1).float()
-    forward = lambda inp: tg(inp)[0] * f[:len(inp)]  # noqa: E731 - k's energy on F only
-    xt, bt = torch.from_numpy(x).to(dev), torch.from_numpy(b).to(dev)
-    _, inside = box_placement(torch.tensor([s.rf_box for s in sites]), tuple(x.shape[-2:]))
+
+    dev = x.device
+    _, inside = box_placement(torch.tensor([s.rf_box for s in sites]), (x.shape[-2], x.shape[-1]))
     inside = inside[:, 0].to(dev)
-    lot, hit = torch.from_numpy(lo).to(dev).view(1, -1, 1, 1), torch.from_numpy(hi).to(dev).view(1, -1, 1, 1)
-    out: list[dict[str, dict]] = [{} for _ in range(len(k))]
+    groups: dict[bytes, list[int]] = {}
+    for row, s in enumerate(sites):
+        groups.setdefault(np.packbits(s.focus.cells).tobytes() + bytes(str(s.focus.cells.shape), "ascii"),
+                          []).append(row)
+    out: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for name in resolve_names(names):
-        sal = BASELINES.get(name)(forward, bt)(xt, torch.as_tensor(k, device=dev))
+        sal = torch.zeros(x.shape[0], *x.shape[-2:], device=dev)
+        for rows in groups.values():
+            f = torch.from_numpy(sites[rows[0]].focus.cells).to(dev, x.dtype)
+
+            def on_f(inp: torch.Tensor, f: torch.Tensor = f) -> torch.Tensor:
+                return forward(inp) * f  # k's energy on F only
+
+            r = torch.tensor(rows, device=dev)
+            sal[r] = BASELINES.get(name)(on_f, b[r], module=module)(x[r], k[r]).float()
         # smoothed as for the whole-map baselines (side / 50), then ranked inside the box only (a tiny floor keeps
         # a flat saliency inside the box ahead of everything outside)
-        sal = gaussian_blur(sal.unsqueeze(1).float(), max(x.shape[-2:]) / 50)[:, 0]
+        sal = gaussian_blur(sal.unsqueeze(1), max(x.shape[-2:]) / 50)[:, 0]
         sal = (sal / sal.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1) + 1e-6) * inside
-        m = equal_area_masks(sal, areas, sigma=0.0).to(xt.dtype).unsqueeze(1) * inside.unsqueeze(1)
-        x_mod = torch.maximum(torch.minimum(m * xt + (1 - m) * bt, hit), lot).detach().cpu().numpy()
-        nums, _ = measure(model, tensor, t_x, x_mod, k, sites)
-        for row, n in enumerate(nums):
-            out[row][name] = {"kept": n.kept, "others_kept": n.others_kept,
-                              "specificity_after": n.specificity_after, "mask_area": float(m[row].mean())}
+        m = equal_area_masks(sal, areas, sigma=0.0).to(x.dtype) * inside
+        out[name] = (m, m.unsqueeze(1) * x + (1 - m.unsqueeze(1)) * b, sal)
     return out
 
 
@@ -301,13 +233,14 @@ def companions(t_x: np.ndarray, k: int, cells: np.ndarray, at_least: float = 0.5
     return order[:most]
 
 
-def focus_block(site: Site, n: FocusNumbers, oracle: FocusNumbers | None, t_x: np.ndarray, k: int) -> dict:
+def focus_block(site: Site, n: FocusNumbers, oracle: FocusNumbers | None, t_x: np.ndarray, k: int) -> FocusMetrics:
     """The contract's ``focus`` block of one result (CONTRACT.md, "Local explanations: focus"), plus
     ``separable`` (oracle_gain ≥ SEPARABLE_GAIN; null without a bound) and ``companions`` (kernels firing
     with k on F, listed when it is not separable)."""
     gain = None if oracle is None else oracle.gain
     separable = None if gain is None else bool(gain >= SEPARABLE_GAIN)
-    return {"peak": list(site.focus.peak), "cells": site.focus.count, "rf_box": list(site.rf_box),
-            "kept": n.kept, "others_kept": n.others_kept, "specificity_before": n.specificity_before,
-            "specificity_after": n.specificity_after, "oracle_gain": gain, "separable": separable,
-            "companions": companions(t_x, k, site.focus.cells) if separable is False else []}
+    return FocusMetrics(kept=n.kept, others_kept=n.others_kept, specificity_after=n.specificity_after,
+                        specificity_before=n.specificity_before, peak=site.focus.peak, cells=site.focus.count,
+                        rf_box=site.rf_box, oracle_gain=gain,
+                        extra={"separable": separable,
+                               "companions": companions(t_x, k, site.focus.cells) if separable is False else []})

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Box", "clip_box", "cell_box", "zoom", "crop", "mask_edges", "draw_mask_contour", "photo_with_box",
-           "focus_cells", "crop_share", "crop_pair", "tile", "CROP_SIDE", "BOX_COLOUR", "PEAK_COLOUR", "CONTOUR_COLOUR"]
+           "crop_share", "crop_pair", "tile", "CROP_SIDE", "BOX_COLOUR", "PEAK_COLOUR", "CONTOUR_COLOUR"]
 
 Box = tuple[int, int, int, int]
 
@@ -117,25 +117,6 @@ def photo_with_box(photo: np.ndarray, rf_box: Box, peak_box: Box | None = None,
     if peak_box is not None:
         _frame(out, scaled(peak_box), PEAK_COLOUR, width)
     return out
-
-
-def focus_cells(r_k: np.ndarray, peak: tuple[int, int] | list[int]) -> np.ndarray:
-    """The focus cells F: the 8-connected component of {r_k ≥ ½·r_k(peak)} that holds ``peak`` (CONTRACT.md;
-    with the peak at the maximum, ½·max), as the focus branch's ``method.focus.focus_cells`` computes them.
-
-    Args:
-        r_k: kernel k's activation map ``[h, w]`` on the photo (rectified here).
-    Returns:
-        ``[h, w]`` bool; just the peak cell when k does not fire there (a cell given with --at).
-    """
-    r = np.maximum(np.asarray(r_k, np.float64), 0)
-    peak = (int(peak[0]), int(peak[1]))
-    if r[peak] <= 0:
-        cells = np.zeros(r.shape, bool)
-        cells[peak] = True
-        return cells
-    _, labels = cv2.connectedComponents((r >= 0.5 * r[peak]).astype(np.uint8), connectivity=8)
-    return labels == labels[peak]
 
 
 def crop_share(mask: np.ndarray, box: Box) -> float:
