@@ -18,13 +18,11 @@ from onnx_kernelviz.cli import cli
 from onnx_kernelviz.io.preprocess import resolve_preprocess
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.focus import FocusConfig
 
 #: the planted answers of tiny_models.planted()
 DEAD = [[0, 2], [1, 5]]
 DUPLICATES = {(0, 1, 4), (1, 3, 6)}
-FAST = ExplainConfig(steps=8, batch_size=4)
-FAST_FOCUS = FocusConfig(steps=8, oracle_steps=8, min_steps=2, patience=2)
+FAST = ExplainConfig(steps=8, batch_size=4, oracle_steps=8, min_steps=2, patience=2)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +43,7 @@ def run(model: Path, images, out: Path, **kw):
     settings = kw.pop("settings", AtlasSettings(top=3, explain=1, shard_size=2, batch_size=2))
     return run_atlas(Model(model, device="cpu"), [images] if isinstance(images, Path) else images, out,
                      preprocess=resolve_preprocess(model), settings=settings, config=kw.pop("config", FAST),
-                     focus=kw.pop("focus", FAST_FOCUS), device="cpu", **kw)
+                     device="cpu", **kw)
 
 
 def check_consistent(out: Path) -> dict:

@@ -24,7 +24,6 @@ from onnx_kernelviz.atlas.stream import ShardStats, collect_stats
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.focus import FocusConfig
 from onnx_kernelviz.registry import Registry
 
 
@@ -44,8 +43,6 @@ class Work:
     top: int
     batch_size: int
     config: ExplainConfig
-    #: the focus scope's settings; None: the whole-map scope (``config``'s method)
-    focus: FocusConfig | None = None
     ort_threads: int | None = None
 
 
@@ -85,7 +82,7 @@ class Worker:
     def explain(self, chunk: Chunk) -> list[SiteExplanation]:
         images = {s.image: self.work.images[s.image] for s in chunk.sites}
         return explain_sites(self.model, self.model.layers[chunk.layer], list(chunk.sites), images,
-                             self.fields[chunk.layer], self.work.config, self.work.preprocess, self.work.focus)
+                             self.fields[chunk.layer], self.work.config, self.work.preprocess)
 
 
 ShardDone = Callable[[Shard, ShardStats], None]

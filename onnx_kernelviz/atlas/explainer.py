@@ -7,10 +7,10 @@ original graph, parity of the torch copy on x'). Nothing is written here: a resu
 strip of the receptive field (the photo with the kept region outlined, and x'), so a Ray worker can return it and
 the atlas stays small (no full-size pictures or .npy per explanation).
 
-Two scopes. ``focus`` (the default): kernel k explained at the exemplar cell (``--at`` that cell) with the local
-explanation's steps (``pipeline.focus``): the focus cells F around it, a box mask over F's rf_box, the bound on what
-any input change could show (``oracle_gain``), the contract's ``focus`` block; the crop is F's rf_box. ``map``:
-``explain``'s whole-map objective on the exemplar image; the crop is the exemplar cell's receptive field.
+Two scopes (``config.scope``), the same steps as ``explain``. ``focus`` (the default): kernel k explained at the
+exemplar cell (as ``--at`` that cell): the focus cells F around it, a box mask over F's rf_box, the bound on what any
+input change could show (``oracle_gain``, with ``config.oracle``), the contract's ``focus`` block; the crop is F's
+rf_box. ``map``: the whole-map objective on the exemplar image; the crop is the exemplar cell's receptive field.
 """
 
 from __future__ import annotations
@@ -27,17 +27,14 @@ from onnx_kernelviz.atlas.tiles import THUMB, crop_pair, jpeg, strip
 from onnx_kernelviz.errors import ImageError, KernelvizError
 from onnx_kernelviz.frontend.layers import Layer
 from onnx_kernelviz.io.modelinput import from_model_input
-from onnx_kernelviz.io.preprocess import Preprocess, valid_range
-from onnx_kernelviz.measure.focus import FocusNumbers
-from onnx_kernelviz.measure.metrics import kernel_metrics, parity
+from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.batch import measure_batch, optimize_batch
+from onnx_kernelviz.pipeline.batch import locate_items, measure_batch, optimize_batch
 from onnx_kernelviz.pipeline.explain import cuda_batch_size
-from onnx_kernelviz.pipeline.focus import FocusConfig, bound_batch, explain_batch, focus_block, locate
-from onnx_kernelviz.pipeline.focus import measure as measure_focus
+from onnx_kernelviz.pipeline.focus import focus_block
 from onnx_kernelviz.pipeline.prepare import Prepared, prepare
-from onnx_kernelviz.results import Metrics, Parity
+from onnx_kernelviz.results import FocusMetrics
 from onnx_kernelviz.runtime import keep_freed_memory
 
 
@@ -68,16 +65,13 @@ class SiteExplanation:
     picture: bytes | None = None
     reason: str | None = None
     #: the contract's ``focus`` block (peak, cells, rf_box, metrics on F, oracle_gain, ...); None in map scope
-    focus: dict | None = None
+    focus: FocusMetrics | None = None
 
 
 def explain_sites(model: Model, layer: Layer, sites: list[Site], images: dict[int, str], rf: LayerField,
-                  config: ExplainConfig, pp: Preprocess, focus: FocusConfig | None = None) -> list[SiteExplanation]:
-    """Explain ``sites`` (all of ``layer``); ``images`` maps each site's image index to its path.
-
-    ``focus``: explain kernel k at the site's cell (``--scope focus``, ``--at ROW,COL``) with these settings; None
-    explains the whole map of k on the image (``--scope map``, ``config``'s method).
-    """
+                  config: ExplainConfig, pp: Preprocess) -> list[SiteExplanation]:
+    """Explain ``sites`` (all of ``layer``) in ``config.scope``; ``images`` maps each site's image index to its
+    path."""
     keep_freed_memory()  # as explain: glibc's unmapping of freed buffers otherwise doubles a CPU step's time
     size = model.input_size(pp.size)
     readable, lost = [], []
@@ -97,7 +91,7 @@ def explain_sites(model: Model, layer: Layer, sites: list[Site], images: dict[in
     rows = _batch(model, prep, config, len(todo))
     for start in range(0, len(todo), rows):
         chunk = todo[start:start + rows]
-        out += _bounded(model, prep, chunk, [(row[s.image], s.kernel) for s in chunk], rf, config, pp, focus)
+        out += _bounded(model, prep, chunk, [(row[s.image], s.kernel) for s in chunk], rf, config, pp)
     return out
 
 
@@ -111,20 +105,18 @@ def _batch(model: Model, prep: Prepared, config: ExplainConfig, n: int) -> int:
 
 
 def _bounded(model: Model, prep: Prepared, sites: list[Site], items: list[tuple[int, int]], rf: LayerField,
-             config: ExplainConfig, pp: Preprocess, focus: FocusConfig | None) -> list[SiteExplanation]:
+             config: ExplainConfig, pp: Preprocess) -> list[SiteExplanation]:
     """One batch, halved when the GPU runs out of memory (as ``explain`` does)."""
     try:
-        if focus is not None:
-            return _focus_batch(model, prep, sites, items, config, focus, pp)
-        return _map_batch(model, prep, sites, items, rf, config, pp)
+        return _explain_batch(model, prep, sites, items, rf, config, pp)
     except torch.cuda.OutOfMemoryError:
         if len(sites) == 1:
             raise KernelvizError("out of GPU memory with a single explanation; use --device cpu or a smaller "
                                  "--size") from None
         torch.cuda.empty_cache()
         h = len(sites) // 2
-        return (_bounded(model, prep, sites[:h], items[:h], rf, config, pp, focus)
-                + _bounded(model, prep, sites[h:], items[h:], rf, config, pp, focus))
+        return (_bounded(model, prep, sites[:h], items[:h], rf, config, pp)
+                + _bounded(model, prep, sites[h:], items[h:], rf, config, pp))
 
 
 def _picture(prep: Prepared, i: int, x_mod: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, int, int],
@@ -133,56 +125,30 @@ def _picture(prep: Prepared, i: int, x_mod: np.ndarray, mask: np.ndarray | None,
     return jpeg(strip(list(crop_pair(prep.photos[i], from_model_input(x_mod, pp), mask, box, THUMB))))
 
 
-def _map_batch(model: Model, prep: Prepared, sites: list[Site], items: list[tuple[int, int]], rf: LayerField,
-               config: ExplainConfig, pp: Preprocess) -> list[SiteExplanation]:
-    """``explain``'s whole-map objective (``optimize_batch``, ``measure_batch``); the crop: the cell's field."""
-    opt = optimize_batch(model, prep, items, config, pp)
+def _explain_batch(model: Model, prep: Prepared, sites: list[Site], items: list[tuple[int, int]], rf: LayerField,
+                   config: ExplainConfig, pp: Preprocess) -> list[SiteExplanation]:
+    """``explain``'s steps (``optimize_batch``, ``measure_batch``: metrics from onnxruntime on the original graph,
+    parity of the torch copy). Focus scope: F located at each site's cell, the focus block from the numbers on F
+    (and the bound's), the crop F's rf_box; map scope: the crop is the cell's receptive field."""
+    where = (locate_items(model, prep, items, [(s.row, s.col) for s in sites]) if config.scope == "focus"
+             else None)
+    opt = optimize_batch(model, prep, items, config, pp, sites=where)
     measured = measure_batch(model, prep, opt, config)
     results = []
-    for n, (site, (i, _)) in enumerate(zip(sites, items)):
-        box = rf.box(site.row, site.col)
+    for n, (site, (i, k)) in enumerate(zip(sites, items)):
+        box = rf.box(site.row, site.col) if where is None else where[n].rf_box
         metrics, par = measured.metrics[n], measured.parity[n]
-        if opt.failed[n] or metrics is None or par is None:
+        on_f = None if measured.focus is None else measured.focus[n]
+        if opt.failed[n] or metrics is None or par is None or (where is not None and on_f is None):
             results.append(SiteExplanation(site, "failed", {}, opt.steps[n], opt.seconds[n], box,
                                            reason=opt.failed[n] or "not measured"))
             continue
+        block = None
+        if where is not None and on_f is not None:
+            block = focus_block(where[n], on_f, None if measured.oracle is None else measured.oracle[n],
+                                prep.t_ort[i], k)
         mask = None if opt.masks is None else opt.masks[n]
         results.append(SiteExplanation(site, "ok", {**metrics.to_json(), **par.to_json()}, opt.steps[n],
-                                       opt.seconds[n], box, _picture(prep, i, opt.x_mod[n], mask, box, pp)))
-    return results
-
-
-def _focus_batch(model: Model, prep: Prepared, sites: list[Site], items: list[tuple[int, int]],
-                 config: ExplainConfig, cfg: FocusConfig, pp: Preprocess) -> list[SiteExplanation]:
-    """The focus scope's steps (``pipeline.focus``): F around the site's cell (``at``) and its rf_box from the
-    graph, box masks optimized together, the bound when ``cfg.oracle``, the focus block and the whole-map metrics
-    measured on onnxruntime; the crop: F's rf_box."""
-    tensor = prep.layer.tensor
-    idx, k = np.array([i for i, _ in items]), np.array([kk for _, kk in items])
-    size = (int(prep.x.shape[-2]), int(prep.x.shape[-1]))
-    lo, hi = valid_range(pp, model.channels)
-    where = [locate(model, tensor, prep.t_ort[i], kk, size, at=(s.row, s.col)) for (i, kk), s in zip(items, sites)]
-    t_x = prep.t_ort[idx]
-    batch = explain_batch(model, tensor, prep.x[idx], prep.b[idx], k, where, cfg, lo, hi, seed=config.seed)
-    oracle: list[FocusNumbers] | None = None
-    seconds = batch.seconds
-    if cfg.oracle:
-        ob = bound_batch(model, tensor, prep.x[idx], k, where, cfg, lo, hi)
-        oracle = measure_focus(model, tensor, t_x, ob.x_mod, k, where)[0]
-        seconds += ob.seconds
-    nums, t_mod = measure_focus(model, tensor, t_x, batch.x_mod, k, where)
-    t_torch = model.run_torch(batch.x_mod, (tensor,))[0]
-    results = []
-    for n, (site, (i, kk), w) in enumerate(zip(sites, items, where)):
-        if batch.failed[n]:
-            results.append(SiteExplanation(site, "failed", {}, batch.steps[n], seconds, w.rf_box,
-                                           reason=batch.failed[n]))
-            continue
-        mask = None if batch.mask is None else batch.mask[n]
-        p_abs, p_rel = parity(t_torch[n], t_mod[n])
-        metrics = {**Metrics.of(kernel_metrics(t_x[n], t_mod[n], kk), None if mask is None else float(mask.mean()))
-                   .to_json(), **Parity(p_abs, p_rel, bool(p_rel <= config.tolerance)).to_json()}
-        block = focus_block(w, nums[n], None if oracle is None else oracle[n], t_x[n], kk)
-        results.append(SiteExplanation(site, "ok", metrics, batch.steps[n], seconds, w.rf_box,
-                                       _picture(prep, i, batch.x_mod[n], mask, w.rf_box, pp), focus=block))
+                                       opt.seconds[n], box, _picture(prep, i, opt.x_mod[n], mask, box, pp),
+                                       focus=block))
     return results

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from onnx_kernelviz.io.modelinput import from_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.focus import FocusConfig
+from onnx_kernelviz.options import SCOPES
 
 #: seconds between checkpoints of the merged statistics (a checkpoint of the default model's 49 layers is ~140 MB)
 SAVE_EVERY = 30.0
@@ -91,7 +91,6 @@ class _Run:
 
 def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, preprocess: Preprocess,
           settings: AtlasSettings = AtlasSettings(), config: ExplainConfig = ExplainConfig(),
-          focus: FocusConfig = FocusConfig(),
           engine: str = "local", address: str | None = None, engine_options: dict | None = None,
           device: str = "auto", resume: bool = False, force: bool = False, progress: Progress | None = None) -> Atlas:
     """Audit every kernel of ``settings.layers`` over ``images``; write DIR/kernels.parquet, atlas.json, atlas.html.
@@ -104,8 +103,9 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
         raise UsageError("--top must be at least 1 and --explain between 0 and --top")
     if not 0 < settings.dup_corr <= 1:
         raise UsageError("--dup-corr must be in (0, 1]")
-    if settings.scope not in ("focus", "map"):
+    if settings.scope not in SCOPES:
         raise UsageError(f"unknown scope {settings.scope!r}; use focus or map")
+    config = replace(config, scope=settings.scope).validate()  # the explanation pass's scope is the atlas's
     if settings.batch_size < 1 or settings.shard_size < 1:
         raise UsageError("--stats-batch and the shard size must be at least 1")
     pyarrow_or_fail()  # before hours of work, not after
@@ -113,13 +113,11 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
     layers = select_layers(model, settings.layers)
     paths = list_images([Path(p) for p in images])
     work = Work(str(Path(model.path).resolve()), device, model.loaded.input.name, preprocess, image_paths(paths),
-                tuple(la.index for la in layers), settings.top, settings.batch_size, config,
-                focus if settings.scope == "focus" else None)
+                tuple(la.index for la in layers), settings.top, settings.batch_size, config)
     identity = {"model_sha256": model.loaded.sha256, "images": list(work.images), "layers": list(work.layers),
                 "top": settings.top, "explain": settings.explain, "shard_size": settings.shard_size,
                 "preprocess": preprocess.to_dict(), "method": asdict(config) if settings.explain else None,
-                "scope": settings.scope if settings.explain else None,
-                "focus": asdict(focus) if settings.explain and settings.scope == "focus" else None}
+                "scope": settings.scope if settings.explain else None}
     journal = Journal(Path(out_dir))
     with journal.locked():
         resumed = journal.prepare(identity, force=force, resume=resume)
@@ -139,8 +137,7 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
                                      "version": __version__, "notes": run.notes,
                                      "settings": {**asdict(settings), "preprocess": preprocess.to_dict(),
                                                   "input_size": list(run.size),
-                                                  "method": asdict(config) if settings.explain else None,
-                                                  "focus": identity["focus"]}})
+                                                  "method": asdict(config) if settings.explain else None}})
         write_outputs(journal.out, result)
         from onnx_kernelviz.atlas.html import write_html
         write_html(journal.out, result)
@@ -279,4 +276,4 @@ def _record(run: _Run, e: SiteExplanation, j: int) -> dict:
         _write(run.journal.out / name, e.picture)
     return {"image": run.work.images[s.image], "row": s.row, "col": s.col, "value": s.value,
             "status": e.status, "reason": e.reason, **e.metrics, "steps": e.steps, "seconds": e.seconds,
-            "rf_box": list(e.rf_box), "strip": name, "focus": e.focus}
+            "rf_box": list(e.rf_box), "strip": name, "focus": None if e.focus is None else e.focus.to_json()}

@@ -85,15 +85,12 @@ def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, 
     from dataclasses import replace
 
     from onnx_kernelviz.atlas import AtlasSettings, run_atlas
-    from onnx_kernelviz.pipeline.focus import FocusConfig
 
-    steps = opts.get("steps")
-    cfg = config_from(opts, settings)
-    focus = replace(FocusConfig(), oracle=bound, **({"steps": steps} if steps is not None else {}))
+    cfg = replace(config_from(opts, settings), scope=scope, oracle=bound).validate()
     m, pp = _open(model, device, opts)
     progress, bars = _bars()
     try:
-        result = run_atlas(m, images, out, preprocess=pp, config=cfg, focus=focus, engine=engine, address=address,
+        result = run_atlas(m, images, out, preprocess=pp, config=cfg, engine=engine, address=address,
                            device=device, settings=AtlasSettings(layers=layers, top=top, explain=n_explain,
                                                                  dup_corr=dup_corr, batch_size=stats_batch,
                                                                  scope=scope),
