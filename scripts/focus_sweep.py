@@ -1,13 +1,17 @@
 """Measure local (focus) explanations against issue #11's bar, for several settings, models and layers.
 
-For each model and layer: the top N kernels of each photo (largest ‖r_k(x)‖), explained at their peak with each
-setting (``FocusConfig`` fields overridden by ``key=value`` lists), the bound (oracle_gain) once per case, all
-metrics from onnxruntime on the original model. Prints one row per (setting, model, layer) with medians:
+Each explanation goes through explain's own steps (pipeline/batch.py: ``optimize_batch`` in focus scope,
+``measure_batch``, ``baselines_batch``), so what is measured is what ``kernelviz explain`` gives. For each model
+and layer: the top N kernels of each photo (largest ‖r_k(x)‖), explained at their peak with each setting
+(``ExplainConfig`` fields, ``key=value`` lists as ``--set``), the bound (oracle_gain) once per case (same
+functions as optimize_batch's bound; cached per model, layer, photos and oracle settings), all metrics from
+onnxruntime on the original model. Prints one row per (setting, model, layer) with medians:
 
     kept, others_kept, gain (spec. after / before on F), oracle gain, gain / oracle, top-3 share of the kept area,
     mask inside the rf_box, kept area / rf_box, IoU of the top kernels' kept areas on one photo, s per kernel
+    (the explanation's share plus the bound's), and with --baselines the share of cases beating every baseline
 
-    python scripts/focus_sweep.py --models default:20 --photos chelsea,coffee --top 3 --settings default "grid=8"
+    python scripts/focus_sweep.py --models default:20 --photos chelsea,coffee --top 3 --settings default "focus_grid=8"
     python scripts/focus_sweep.py --models default:8,20,35 ppocr_det:4,12,16 layout:4,12,22 --heldout
     python scripts/focus_sweep.py ... --pictures /tmp/kv/pics    # crops of x and x' with the mask contour
 
@@ -18,10 +22,11 @@ photos are the tuning set; ``--heldout`` uses scripts/fetch_eval_photos.py's pho
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +38,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from onnx_kernelviz import Model, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.io.images import list_images  # noqa: E402
 from onnx_kernelviz.io.preprocess import valid_range  # noqa: E402
-from onnx_kernelviz.measure.focus import kept_iou, readability  # noqa: E402
-from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
-from onnx_kernelviz.pipeline.focus import FocusConfig, baselines_batch, bound_batch, explain_batch, locate, measure  # noqa: E402
+from onnx_kernelviz.measure.focus import focus_metrics, kept_iou, readability  # noqa: E402
+from onnx_kernelviz.method.config import ExplainConfig, parse_setting  # noqa: E402
+from onnx_kernelviz.method.methods import Method  # noqa: E402
+from onnx_kernelviz.method.perturb import PARAMETERIZATIONS  # noqa: E402
+from onnx_kernelviz.pipeline.batch import baselines_batch, locate_items, measure_batch, optimize_batch  # noqa: E402
+from onnx_kernelviz.pipeline.focus import optimize_on_focus  # noqa: E402
 from onnx_kernelviz.pipeline.prepare import prepare  # noqa: E402
 
 PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
@@ -48,18 +56,13 @@ def model_path(name: str) -> Path:
     return fetch_eval_models.fetch(name)
 
 
-def parse_setting(text: str) -> FocusConfig:
-    cfg = FocusConfig()
-    if text == "default":
-        return cfg
-    types = {f.name: f.type for f in fields(FocusConfig)}
-    over = {}
-    for part in text.split(","):
-        key, val = part.split("=")
-        t = types[key]
-        over[key] = (val.lower() in ("1", "true")) if t in ("bool", bool) else \
-            int(val) if t in ("int", int) else float(val) if t in ("float", float) else val
-    return replace(cfg, **over)
+def config_of(text: str, **over) -> ExplainConfig:
+    """ExplainConfig (focus scope) with the ``key=value,...`` overrides of ``text`` (``default``: none)."""
+    if text != "default":
+        for part in text.split(","):
+            key, val = part.split("=", 1)
+            over[key] = parse_setting(key, val)
+    return replace(ExplainConfig(scope="focus"), **over).validate()
 
 
 def med(values) -> float:
@@ -67,46 +70,76 @@ def med(values) -> float:
     return float(np.median(v)) if v else float("nan")
 
 
+def bound_cases(model: Model, prep, pp, items, sites, cfg: ExplainConfig, chunk: int,
+                cache: Path | None) -> list[dict]:
+    """The bound of each item as optimize_batch computes it (free pixels, Method.bound_objective/bound_loop on
+    optimize_on_focus), measured on onnxruntime; read from ``cache`` (JSON keyed by the inputs' bytes, kernel and
+    the oracle settings) when it holds them."""
+    import torch
+    known = json.loads(cache.read_text()) if cache is not None and cache.exists() else {}
+    tag = f"{cfg.oracle_steps}:{cfg.oracle_lr}:{cfg.oracle_keep}:{cfg.oracle_suppress}:{cfg.focus_keep_margin}"
+    key = lambda j: f"{hashlib.sha1(prep.x[items[j][0]].tobytes()).hexdigest()[:10]}:{items[j][1]}:{tag}"  # noqa: E731
+    todo = [j for j in range(len(items)) if key(j) not in known]
+    forward = model.layer_forward(prep.layer.tensor)
+    lo, hi = (torch.from_numpy(v).view(1, -1, 1, 1) for v in valid_range(pp, model.channels))
+    free = PARAMETERIZATIONS.get("free")
+    torch.manual_seed(cfg.seed)
+    for a in range(0, len(todo), chunk):
+        rows = todo[a:a + chunk]
+        idx = np.array([items[j][0] for j in rows])
+        k = torch.tensor([items[j][1] for j in rows])
+        x, b = torch.from_numpy(prep.x[idx]), torch.from_numpy(prep.b[idx])
+        t0 = time.perf_counter()
+        res = optimize_on_focus(forward, lambda xx, bb, **_: free(xx, lo=lo, hi=hi), Method.bound_objective(cfg),
+                                Method.bound_loop(cfg), x, b, k, [sites[j] for j in rows], crop=cfg.focus_crop)
+        seconds = (time.perf_counter() - t0) / len(rows)
+        xm = torch.maximum(torch.minimum(res.x_mod, hi), lo).detach().numpy()
+        t_mod = model.run_ort(xm, (prep.layer.tensor,))[0]
+        for r, j in enumerate(rows):
+            n = focus_metrics(prep.t_ort[items[j][0]], t_mod[r], items[j][1], sites[j].focus.cells)
+            known[key(j)] = {"oracle_gain": n.gain, "oracle_kept": n.kept, "oracle_others": n.others_kept,
+                             "oracle_seconds": seconds, "oracle_steps": res.steps[r]}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known, indent=1))
+    return [known[key(j)] for j in range(len(items))]
+
+
 def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settings: list[str], chunk: int,
-              oracle: bool, pictures: Path | None, tag: str, baselines: list[str] = ()) -> list[dict]:
+              oracle: bool, pictures: Path | None, tag: str, baselines: list[str] = (),
+              cache: Path | None = None) -> list[dict]:
     la = model.layer(int(layer) if layer.lstrip("-").isdigit() else layer)
-    prep = prepare(model, photos, la, pp, ExplainConfig())
-    lo, hi = valid_range(pp, model.channels)
-    size = tuple(prep.x.shape[-2:])
-    items = [(i, int(k)) for i in range(len(photos)) for k in np.argsort(-prep.energy[i])[:top]
-             if prep.energy[i, k] > 0]
-    sites = [locate(model, la.tensor, prep.t_ort[i], k, size) for i, k in items]
-    idx = np.array([i for i, _ in items])
-    ks = np.array([k for _, k in items])
-    cases = [{"image": photos[i].name, "kernel": k, "peak": s.focus.peak, "cells": s.focus.count,
-              "rf_box": s.rf_box} for (i, k), s in zip(items, sites)]
-    if oracle:
-        for a in range(0, len(items), chunk):
-            sl = slice(a, a + chunk)
-            ob = bound_batch(model, la.tensor, prep.x[idx[sl]], ks[sl], sites[sl], FocusConfig(), lo, hi)
-            nums, _ = measure(model, la.tensor, prep.t_ort[idx[sl]], ob.x_mod, ks[sl], sites[sl])
-            for c, n in zip(cases[sl], nums):
-                c.update(oracle_gain=n.gain, oracle_kept=n.kept, oracle_others=n.others_kept,
-                         oracle_seconds=ob.seconds)
-    bare = bare_pass(model, la.tensor, prep.x[idx[:chunk]])
     rows = []
     for text in settings:
-        cfg = parse_setting(text)
+        cfg = config_of(text)
+        prep = prepare(model, photos, la, pp, cfg)  # per setting: the reference b is a setting
+        items = [(i, int(k)) for i in range(len(photos)) for k in np.argsort(-prep.energy[i])[:top]
+                 if prep.energy[i, k] > 0]
+        sites = locate_items(model, prep, items)
+        cases = [{"image": photos[i].name, "i": i, "kernel": k, "peak": s.focus.peak, "cells": s.focus.count,
+                  "rf_box": s.rf_box} for (i, k), s in zip(items, sites)]
+        if oracle:
+            for c, o in zip(cases, bound_cases(model, prep, pp, items, sites, cfg, chunk,
+                                               None if cache is None else cache / f"{tag}_{layer}.json")):
+                c.update(o)
+        run_cfg = replace(cfg, oracle=False, baselines=tuple(baselines))
         res = []
         for a in range(0, len(items), chunk):
-            sl = slice(a, a + chunk)
-            eb = explain_batch(model, la.tensor, prep.x[idx[sl]], prep.b[idx[sl]], ks[sl], sites[sl], cfg, lo, hi)
-            nums, _ = measure(model, la.tensor, prep.t_ort[idx[sl]], eb.x_mod, ks[sl], sites[sl])
-            base = [{}] * len(nums)
-            if baselines:
-                base = baselines_batch(model, la.tensor, list(baselines), prep.x[idx[sl]], prep.b[idx[sl]], ks[sl],
-                                       sites[sl], [float(m.mean()) for m in eb.mask], prep.t_ort[idx[sl]], lo, hi)
-            for j, (c, n) in enumerate(zip(cases[sl], nums)):
-                r = readability(eb.mask[j], c["rf_box"])
-                wins = all(n.specificity_after > v["specificity_after"] for v in base[j].values())
-                res.append({**c, **n.to_dict(), "gain": n.gain, **r.to_dict(), "steps": eb.steps[j],
-                            "seconds": eb.seconds, "mask": eb.mask[j], "x_mod": eb.x_mod[j], "i": int(idx[a + j]),
-                            "baselines": base[j], "wins": wins if base[j] else None})
+            part = items[a:a + chunk]
+            opt = optimize_batch(model, prep, part, run_cfg, pp, sites=sites[a:a + chunk])
+            meas = measure_batch(model, prep, opt, run_cfg)
+            base = baselines_batch(model, prep, opt, run_cfg, pp) if baselines else None
+            for j, c in enumerate(cases[a:a + chunk]):
+                n = meas.focus[j]
+                r = readability(opt.masks[j], c["rf_box"])
+                mk = opt.masks[j]
+                hidden = float(mk[mk <= 0.5].sum() / max(mk.sum(), 1e-9))  # mask mass the kept area (m > ½) omits
+                wins = None if base is None else all(n.specificity_after > v.focus.specificity_after
+                                                     for v in base[j].values())
+                res.append({**c, **n.to_dict(), "gain": n.gain, **r.to_dict(), "hidden": hidden,
+                            "steps": opt.steps[j],
+                            "seconds": opt.seconds[j] + c.get("oracle_seconds", 0.0), "mask": opt.masks[j],
+                            "x_mod": opt.x_mod[j], "wins": wins})
         ious = []
         for i in set(r["i"] for r in res):
             ms = [r["mask"] for r in res if r["i"] == i]
@@ -117,11 +150,12 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
                "oracle_gain": med(r.get("oracle_gain") for r in res), "ratio": med(ratio),
                "top3": med(r["top3_share"] for r in res), "inside": med(r["inside"] for r in res),
                "box_area": med(r["box_area"] for r in res), "image_area": med(r["image_area"] for r in res),
-               "iou": med(ious), "cells": med(r["cells"] for r in res),
+               "iou": med(ious), "hidden": med(r["hidden"] for r in res), "cells": med(r["cells"] for r in res),
                "seconds": med(r["seconds"] for r in res), "steps": med(r["steps"] for r in res),
                "spec_before": med(r["specificity_before"] for r in res),
-               "wins": (float(np.mean([r["wins"] for r in res])) if baselines and res else None),
-               "bare": bare, "passes": med((r["seconds"] + r.get("oracle_seconds", 0.0)) / bare for r in res)}
+               "wins": (float(np.mean([r["wins"] for r in res])) if baselines and res else None)}
+        bare = bare_pass(model, la.tensor, prep.x[:1])
+        row["bare"], row["passes"] = bare, row["seconds"] / bare
         rows.append(row)
         print(fmt(row), flush=True)
         if pictures is not None:
@@ -148,14 +182,15 @@ def bare_pass(model: Model, tensor: str, x: np.ndarray, repeats: int = 3) -> flo
 
 
 HEADER = ("| setting | model | layer | n | cells | kept | others_kept | gain | oracle | gain/oracle | top-3 share "
-          "| inside box | kept/box | kept/image | IoU top-k | steps | s/kernel | cost (bare passes) |\n|" + "---|" * 18)
+          "| inside box | kept/box | kept/image | IoU top-k | hidden | steps | s/kernel | cost (bare passes) |\n|"
+          + "---|" * 19)
 
 
 def fmt(r: dict) -> str:
     return (f"| {r['setting']} | {r['model']} | {r['layer']} | {r['n']} | {r['cells']:.0f} | {r['kept']:.2f} | "
             f"{r['others_kept']:.2f} | ×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | "
             f"{r['top3']:.2f} | {r['inside']:.2f} | {r['box_area']:.2f} | {r['image_area']:.3f} | {r['iou']:.2f} | "
-            f"{r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |"
+            f"{r['hidden']:.2f} | {r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |"
             + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
 
 
@@ -201,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pictures", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--baselines", default="", help="comma list (or all): baselines in focus scope at our area")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "focus_sweep",
+                    help="folder of the bounds already computed (per model and layer)")
     args = ap.parse_args(argv)
     if args.heldout:
         import fetch_eval_photos
@@ -220,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         pp = resolve_preprocess(path)
         for layer in layers.split(","):
             rows += run_layer(model, pp, photos, layer, args.top, args.settings, args.chunk, args.oracle,
-                              args.pictures, name, [b for b in args.baselines.split(",") if b])
+                              args.pictures, name, [b for b in args.baselines.split(",") if b], args.cache)
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

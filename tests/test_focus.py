@@ -12,7 +12,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnx_kernelviz.measure.focus import focus_metrics, kept_iou, readability
 from onnx_kernelviz.method.config import ExplainConfig
-from onnx_kernelviz.method.focus import AreaProfile, BoxMask, FocusKeep, FocusSuppress, FreePixels, focus_cells
+from onnx_kernelviz.method.focus import (
+    AreaProfile,
+    BoxMask,
+    FocusKeep,
+    FocusSuppress,
+    FreePixels,
+    focus_cells,
+    top_regions,
+)
 from onnx_kernelviz.method.methods import METHODS, Method
 from onnx_kernelviz.method.objectives import Step
 from onnx_kernelviz.model import Model
@@ -196,6 +204,30 @@ def test_explain_batch_keeps_k_on_focus_and_leaves_the_rest_as_the_reference(tmp
     n, _ = measure(m, la.tensor, t, x_mod, np.array([0]), [site])
     # here a region mask cannot drop one colour channel and keep another (the bound can): k must stay, though
     assert n[0].kept >= 0.9 and n[0].gain > 0.98
+
+
+def test_coarse_to_fine_keeps_the_fine_mask_inside_the_coarse_regions(tmp_path):
+    m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    _, site, x, t, la = _bound(m)
+    cfg = replace(ExplainConfig(), steps=30, focus_regions=1, focus_fine_grid=32, focus_fine_steps=20)
+    mask = METHODS.get("mask")
+    refine = mask.refine(cfg)
+    assert refine is not None and mask.refine(replace(cfg, focus_regions=0)) is None
+    xt = torch.from_numpy(x)
+    first = optimize_on_focus(m.layer_forward(la.tensor), lambda xx, bb, **w: mask.build(xx, bb, cfg, **w),
+                              mask.objective(cfg), mask.loop(cfg), xt, torch.zeros_like(xt), torch.tensor([0]),
+                              [site], places_itself=True)
+    res = optimize_on_focus(m.layer_forward(la.tensor), lambda xx, bb, **w: mask.build(xx, bb, cfg, **w),
+                            mask.objective(cfg), mask.loop(cfg), xt, torch.zeros_like(xt), torch.tensor([0]), [site],
+                            places_itself=True, refine=refine)
+    assert res.stages is not None and res.steps == [a + b for a, b in zip(*res.stages)]
+    assert res.grid.shape[-1] == 32
+    # the fine grid is 0 outside the coarse mask's largest region grown by a cell (here: the same first stage)
+    support = top_regions(first.grid, 1, dilate=1)
+    up = torch.nn.functional.interpolate(support, size=(32, 32), mode="bilinear", align_corners=False)
+    assert float(res.grid[up == 0].abs().max()) == 0.0
+    n, _ = measure(m, la.tensor, t, res.x_mod.detach().numpy(), np.array([0]), [site])
+    assert n[0].kept >= 0.9
 
 
 def test_window_is_exact_on_the_focus_cells(tmp_path):

@@ -43,7 +43,10 @@ class ExplainConfig:
     ``mean``, only above ``focus_area_target`` when > 0) or TorchRay's sorted-area profile at ``focus_area_target``
     (``profile``); the mask (``focus_mask``, registered in ``perturb.PARAMETERIZATIONS``; ``box``: a
     ``focus_grid``² logit grid over the rf_box, Gaussian-smoothed by ``focus_smooth`` cells, starting at logit
-    ``focus_init``, one per Laplacian band when ``focus_bands`` > 1). ``focus_crop``: run the network on a window
+    ``focus_init``, one per Laplacian band when ``focus_bands`` > 1). With ``focus_regions`` > 0 (coarse to fine)
+    the mask is then refined for ``focus_fine_steps`` on a ``focus_fine_grid``² grid (smoothed by
+    ``focus_fine_smooth`` cells, TV weight ``focus_fine_tv``) that is 0 outside the first mask's
+    ``focus_regions`` largest regions (grown by one cell). ``focus_crop``: run the network on a window
     around the rf_box when that computes F exactly. The bound (``oracle``): free pixels, ``oracle_steps`` Adam
     steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge) + ``oracle_suppress``·others_kept_F.
     """
@@ -94,6 +97,11 @@ class ExplainConfig:
     focus_area_kind: str = "mean"
     focus_area_target: float = 0.0
     focus_tv: float = 0.3
+    focus_regions: int = 0
+    focus_fine_grid: int = 48
+    focus_fine_smooth: float = 0.5
+    focus_fine_tv: float = 0.1
+    focus_fine_steps: int = 60
     focus_crop: bool = True
     oracle: bool = True
     oracle_steps: int = 80
@@ -120,7 +128,9 @@ class ExplainConfig:
                     "top_images": 1, "fine_lr": 0, "smooth": 0, "preserve": 0, "preserve_margin": 0,
                     "suppress": 0, "area": 0, "area_target": 0, "tv": 0, "tol": 0, "contrast": 0, "tolerance": 0,
                     "focus_grid": 1, "focus_smooth": 0, "focus_bands": 1, "focus_keep": 0, "focus_keep_margin": 0,
-                    "focus_suppress": 0, "focus_area": 0, "focus_area_target": 0, "focus_tv": 0, "oracle_steps": 1,
+                    "focus_suppress": 0, "focus_area": 0, "focus_area_target": 0, "focus_tv": 0,
+                    "focus_regions": 0, "focus_fine_grid": 1, "focus_fine_smooth": 0, "focus_fine_tv": 0,
+                    "focus_fine_steps": 1, "oracle_steps": 1,
                     "oracle_keep": 0, "oracle_suppress": 0}
         for name, low in at_least.items():
             value = getattr(self, name)

@@ -8,13 +8,19 @@
   grid, i.e. as a fraction of the box.
 * :class:`AreaProfile`: TorchRay's area constraint (Fong et al., ICCV 2019): the sorted mask values are pulled
   towards a step profile with the target fraction of ones, which makes the mask nearly binary at that area.
+* :class:`SupportBoxMask` (``box_fine``): coarse to fine, a finer grid that is 0 outside a first mask's largest
+  regions (:func:`top_regions`) and starts from it (``focus_regions`` > 0).
 * :class:`FreePixels`: the bound's parameterization: x' anywhere in the valid pixel range (``oracle_gain``).
+
+(Over 300 lines: the focus terms and both box masks share their placement helpers; split them when a third mask
+comes.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -154,20 +160,6 @@ class GridTV:
             (g[..., :, 1:] - g[..., :, :-1]).abs().flatten(1).mean(1)
 
 
-@dataclass
-class OutsideRegions:
-    """Mean of the mask outside its ``keep`` largest regions (of {m > ½} on the grid, found afresh each step
-    without gradient): mass that would make a 4th, 5th ... island is pushed off, the largest regions stay free.
-    TV only shortens boundaries; this counts islands."""
-
-    keep: int = 3
-
-    def __call__(self, s: Step) -> torch.Tensor:
-        g = _grid(s)
-        support = top_regions(g, self.keep, dilate=0)
-        return (g * (1 - support)).flatten(1).mean(1)
-
-
 def box_placement(boxes: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """For boxes ``[B, 4]`` (top, left, bottom, right) in pixels of an image ``size`` (H, W): the affine grids
     ``[B, H, W, 2]`` that place a ``[B, M, g, g]`` grid over each box (``grid_sample``), and the box indicators
@@ -302,7 +294,7 @@ class SupportBoxMask(BoxMask):
     """
 
     def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, support: torch.Tensor,
-                 start: torch.Tensor, grid: int = 48, **options: object) -> None:
+                 start: torch.Tensor, grid: int = 48, **options: Any) -> None:
         super().__init__(x, b, boxes=boxes, grid=grid, **options)
         g = int(grid)
         self.support = F.interpolate(support.to(x.device, x.dtype), size=(g, g), mode="bilinear",

@@ -14,14 +14,22 @@ for every method: :meth:`Method.bound_objective`, :meth:`Method.bound_loop`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 import torch
 
 from onnx_kernelviz.method.config import ExplainConfig
-from onnx_kernelviz.method.focus import AreaProfile, BoxArea, FocusKeep, FocusSuppress, GridTV, OnFocus
+from onnx_kernelviz.method.focus import (
+    AreaProfile,
+    BoxArea,
+    FocusKeep,
+    FocusSuppress,
+    GridTV,
+    OnFocus,
+    top_regions,
+)
 from onnx_kernelviz.method.objectives import (
     ImageL1,
     MaskArea,
@@ -105,6 +113,11 @@ class Method:
             x, b, **self.param_options(config), **where)
         return param
 
+    def refine(self, config: ExplainConfig) -> Callable[[torch.Tensor], tuple[Any, Objective, OptimizeConfig]] | None:
+        """A second stage of a focus explanation, from the first one's grids (pipeline/focus.py's ``refine``), or
+        None (one stage)."""
+        return None
+
     def component_names(self, config: ExplainConfig) -> tuple[str, ...]:
         """Captions of a component mask's masks (mask_components.png), empty for a single mask."""
         names: tuple[str, ...] = getattr(PARAMETERIZATIONS.get(self.parameterization(config)), "NAMES", ())
@@ -145,12 +158,35 @@ class MaskMethod(Method):
         return {"resolution": config.resolution, "levels": config.levels, "fine_lr": config.fine_lr,
                 "smooth": config.smooth, "init": config.init}
 
+    def refine(self, config: ExplainConfig) -> Callable[[torch.Tensor], tuple[Any, Objective, OptimizeConfig]] | None:
+        """Coarse to fine (``focus_regions`` > 0): a finer grid over the same rf_box, 0 outside the coarse mask's
+        largest regions and starting from it (``box_fine``): the fine stage carves detail and holes, where the
+        extra suppression is, without adding islands (one fine stage alone fragments: docs/TRADEOFF.md)."""
+        if config.scope != "focus" or config.focus_regions <= 0:
+            return None
+        fine = replace(config, focus_tv=config.focus_fine_tv)
+        loop = replace(self.loop(config), steps=config.focus_fine_steps,
+                       min_steps=min(self.loop(config).min_steps, config.focus_fine_steps))
+
+        def stage(grid: torch.Tensor) -> tuple[Any, Objective, OptimizeConfig]:
+            support = top_regions(grid, config.focus_regions, dilate=1)
+
+            def build(x: torch.Tensor, b: torch.Tensor, **where: Any) -> Parameterization:
+                param: Parameterization = PARAMETERIZATIONS.get("box_fine")(
+                    x, b, support=support, start=grid, grid=config.focus_fine_grid, smooth=config.focus_fine_smooth,
+                    bands=config.focus_bands, **where)
+                return param
+
+            return build, self.objective(fine), loop
+
+        return stage
+
     def terms(self, config: ExplainConfig) -> list[tuple[float, Term]]:
         if config.scope == "focus":
             area: Term = (AreaProfile(config.focus_area_target) if config.focus_area_kind == "profile"
                           else BoxArea(config.focus_area_target))
-            return [(config.focus_keep, FocusKeep(config.focus_keep_margin)),
-                    (config.focus_suppress, FocusSuppress()), (config.focus_area, area), (config.focus_tv, GridTV())]
+            return [(config.focus_keep, FocusKeep(config.focus_keep_margin)), (config.focus_suppress, FocusSuppress()),
+                    (config.focus_area, area), (config.focus_tv, GridTV())]
         return [(config.preserve, Preserve(config.preserve_margin)), (config.suppress, Suppress()),
                 (config.area, MaskArea(config.area_target)), (config.tv, MaskTV())]
 

@@ -54,6 +54,9 @@ class OptimizeResult:
     failed: list[str | None] = field(default_factory=list)
     #: the best x's component masks at the parameterization's grid ``[B, M, h, w]`` (M > 1: one per band), or None
     grid: torch.Tensor | None = None
+    #: steps per row of each stage when the result came from several (a focus mask refined inside its largest
+    #: regions: pipeline/focus.py); None for one stage (``steps`` then)
+    stages: list[list[int]] | None = None
 
 
 class StepCallback(Protocol):

@@ -138,7 +138,9 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
     loop = method.loop(config)
     focus = config.scope == "focus"
     bound = focus and config.oracle
-    clock = _Clock(len(items), ([config.oracle_steps] if bound else []) + [loop.steps], on_step)
+    refine = method.refine(config) if focus else None
+    fine_steps = [config.focus_fine_steps] if refine is not None else []
+    clock = _Clock(len(items), ([config.oracle_steps] if bound else []) + [loop.steps] + fine_steps, on_step)
     bound_x, bound_failed, bound_steps = None, None, []
     if focus:
         sites = sites if sites is not None else locate_items(model, prep, items, [config.at] * len(items))
@@ -152,7 +154,8 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
         places = hasattr(PARAMETERIZATIONS.get(method.parameterization(config)), "render")
         res = optimize_on_focus(forward, lambda xx, bb, **where: method.build(xx, bb, config, **where),
                                 method.objective(config), loop, x, b, k, sites, crop=config.focus_crop,
-                                places_itself=places, partner=partner, callbacks=(clock.phase(int(bound)),))
+                                places_itself=places, partner=partner, callbacks=(clock.phase(int(bound)),),
+                                refine=refine, refine_callbacks=(clock.phase(int(bound) + 1),) if refine else ())
     else:
         param = method.build(x, b, config)
         with torch.no_grad():
@@ -166,7 +169,8 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
     return Optimized(list(items), x_mod.cpu().numpy(),
                      None if res.mask is None else res.mask[:, 0].detach().cpu().numpy(), grids,
                      method.component_names(config), res.loss.detach().cpu().numpy(), res.steps, res.failed,
-                     clock.seconds(([bound_steps] if bound else []) + [res.steps]), t_torch, sites, bound_x,
+                     clock.seconds(([bound_steps] if bound else []) + (res.stages or [res.steps])), t_torch, sites,
+                     bound_x,
                      bound_failed)
 
 

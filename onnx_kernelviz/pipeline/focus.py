@@ -31,7 +31,7 @@ from onnx_kernelviz.model import Model
 from onnx_kernelviz.results import FocusMetrics
 
 __all__ = ["Site", "site_of", "locate", "plan_crops", "optimize_on_focus", "measure", "baselines_on_focus",
-           "companions", "focus_block", "SEPARABLE_GAIN", "Crops", "BuildFn"]
+           "companions", "focus_block", "SEPARABLE_GAIN", "Crops", "BuildFn", "RefineFn"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ def locate(model: Model, tensor: str, t: np.ndarray, k: int, size: tuple[int, in
 Crops = tuple[list[tuple[int, int]], tuple[int, int]]
 #: builds a parameterization: (x, b, **where) -> Parameterization; ``where`` holds ``boxes`` and the windows
 BuildFn = Callable[..., Parameterization]
+#: a second stage from the first one's grids ``[B, M, g, g]``: (its build, objective, loop) (method/methods.py)
+RefineFn = Callable[[torch.Tensor], tuple[BuildFn, Objective, OptimizeConfig]]
 
 
 def plan_crops(boxes: list[tuple[int, int, int, int]], size: tuple[int, int], grid: tuple[int, int],
@@ -131,7 +133,8 @@ def _exact_crops(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: BuildFn, objective: Objective,
                       loop: OptimizeConfig, x: torch.Tensor, b: torch.Tensor, k: torch.Tensor, sites: Sequence[Site],
                       *, crop: bool = True, places_itself: bool = False, partner: torch.Tensor | None = None,
-                      callbacks: tuple[StepCallback, ...] = ()) -> OptimizeResult:
+                      callbacks: tuple[StepCallback, ...] = (), refine: RefineFn | None = None,
+                      refine_callbacks: tuple[StepCallback, ...] = ()) -> OptimizeResult:
     """Optimize x' for rows (x, b ``[B, C, H, W]``, kernels ``k`` ``[B]``, one Site each) with the loss terms
     seeing F (``Step.focus``).
 
@@ -139,6 +142,9 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
     exact on F. A parameterization that ``places_itself`` on windows (the box mask, whose bands are computed on
     the whole photo: it takes ``crops`` and ``crop_size`` and has ``render``) is built on the whole inputs; any
     other one (the pixel method, the bound's free pixels) is built on the windows, and x' is the photo outside.
+
+    With ``refine`` (a box mask refined inside its largest regions), a second optimization starts from the first
+    one's grids, on the same windows; ``steps`` are then both stages' together and ``stages`` each one's.
 
     Returns the result at full size (x' not yet clipped to the valid range; ``mask`` ``[B, 1, H, W]`` or None).
     """
@@ -150,27 +156,43 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
     if crops is not None and not _exact_crops(forward, x, cells, crops):
         crops = None
     if crops is None:
-        param = build(x, b, boxes=boxes)
         with torch.no_grad():
             ref = torch.relu(forward(x))
-        return optimize(forward, param, objective, ref, k, loop, callbacks, partner, focus=cells)
-    corners, (ch, cw) = crops
-    with torch.no_grad():
-        sy, sx = x.shape[-2] // cells.shape[-2], x.shape[-1] // cells.shape[-1]
-        ref = torch.relu(forward(_cut(x, crops)))
-        focus = _cut(cells, ([(y // sy, x0 // sx) for y, x0 in corners], (ch // sy, cw // sx)))
-    if places_itself:
-        param = build(x, b, boxes=boxes, crops=corners, crop_size=(ch, cw))
+
+        def run(build: BuildFn, objective: Objective, loop: OptimizeConfig,
+                callbacks: tuple[StepCallback, ...]) -> tuple[OptimizeResult, Any]:
+            param = build(x, b, boxes=boxes)
+            return optimize(forward, param, objective, ref, k, loop, callbacks, partner, focus=cells), param
     else:
+        corners, (ch, cw) = crops
+        with torch.no_grad():
+            sy, sx = x.shape[-2] // cells.shape[-2], x.shape[-1] // cells.shape[-1]
+            ref = torch.relu(forward(_cut(x, crops)))
+            focus = _cut(cells, ([(y // sy, x0 // sx) for y, x0 in corners], (ch // sy, cw // sx)))
         shift = torch.tensor([[y, x0, y, x0] for y, x0 in corners])
-        param = build(_cut(x, crops), _cut(b, crops), boxes=boxes - shift)
-    res = optimize(forward, param, objective, ref, k, loop, callbacks, partner, focus=focus)
+
+        def run(build: BuildFn, objective: Objective, loop: OptimizeConfig,
+                callbacks: tuple[StepCallback, ...]) -> tuple[OptimizeResult, Any]:
+            param = build(x, b, boxes=boxes, crops=corners, crop_size=(ch, cw)) if places_itself else \
+                build(_cut(x, crops), _cut(b, crops), boxes=boxes - shift)
+            return optimize(forward, param, objective, ref, k, loop, callbacks, partner, focus=focus), param
+
+    res, param = run(build, objective, loop, callbacks)
+    stages = None
+    if refine is not None and res.grid is not None:
+        first = res
+        res, param = run(*refine(res.grid), refine_callbacks)
+        stages = [first.steps, res.steps]
+        res.steps = [a + c for a, c in zip(first.steps, res.steps)]
+        res.failed = [f or g for f, g in zip(first.failed, res.failed)]
+    if crops is None:
+        return OptimizeResult(res.x_mod, res.mask, res.loss, res.steps, res.failed, res.grid, stages)
     if places_itself:
         x_mod, mask = cast(Any, param).render(res.grid)  # places_itself: the box mask (method/focus.py)
     else:
         x_mod = _paste(x, res.x_mod.detach(), crops)
         mask = None if res.mask is None else _paste(torch.zeros_like(x[:, :1]), res.mask.detach(), crops)
-    return OptimizeResult(x_mod, mask, res.loss, res.steps, res.failed, res.grid)
+    return OptimizeResult(x_mod, mask, res.loss, res.steps, res.failed, res.grid, stages)
 
 
 def measure(model: Model, tensor: str, t_x: np.ndarray, x_mod: np.ndarray, k: Sequence[int],
