@@ -174,3 +174,23 @@ def test_focus_progress_moves_through_the_bound_and_seconds_include_its_share(mo
     assert steps[3] == pytest.approx(3 * 4 / 9)  # the bound's last step: its share of the work
     assert all(r.seconds == pytest.approx(3.0) for r in run_.results)
     assert all(r.focus is not None and r.focus.oracle_gain is not None for r in run_.results)
+
+
+def test_focus_progress_counts_the_fine_stage_of_coarse_to_fine(model, image, tmp_path, monkeypatch):
+    """``focus_regions`` > 0: the fine stage's steps are a third phase of the bar (after the bound's and the coarse
+    mask's) and of each row's seconds (1 s a clock reading: 3 rows, 4 + 5 + 3 steps = 4 s a row)."""
+    import itertools
+    import types
+
+    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
+    from onnx_kernelviz.pipeline import batch
+
+    ticks = itertools.count()
+    monkeypatch.setattr(batch, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    steps: list[float] = []
+    cfg = ExplainConfig(steps=5, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=1, focus_fine_steps=3)
+    run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
+                   preprocess=resolve_preprocess(model), config=cfg, on_step=lambda d, t: steps.append(d))
+    assert len(steps) == 12 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)
+    assert steps[8] == pytest.approx(3 * 9 / 12)  # the coarse mask's last step
+    assert all(r.seconds == pytest.approx(4.0) and r.steps == 8 for r in run_.results)
