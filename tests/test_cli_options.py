@@ -167,7 +167,7 @@ def test_focus_progress_moves_through_the_bound_and_seconds_include_its_share(mo
     ticks = itertools.count()
     monkeypatch.setattr(batch, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     steps: list[float] = []
-    cfg = ExplainConfig(steps=5, early_stop=False, batch_size=3, oracle_steps=4)
+    cfg = ExplainConfig(steps=5, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=0)  # one mask stage
     run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
                    preprocess=resolve_preprocess(model), config=cfg, on_step=lambda d, t: steps.append(d))
     assert len(steps) == 9 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)

@@ -87,7 +87,7 @@ class ExplainConfig:
     # -- focus scope (method/focus.py; measured in docs/TRADEOFF.md and docs/EVALUATION.md) ----------------------
     focus_mask: str = "box"
     focus_grid: int = 24
-    focus_smooth: float = 0.7
+    focus_smooth: float = 0.5
     focus_init: float = 0.0
     focus_bands: int = 1
     focus_keep: float = 20.0
@@ -96,11 +96,11 @@ class ExplainConfig:
     focus_area: float = 1.0
     focus_area_kind: str = "mean"
     focus_area_target: float = 0.0
-    focus_tv: float = 0.3
-    focus_regions: int = 0
-    focus_fine_grid: int = 48
+    focus_tv: float = 0.1
+    focus_regions: int = 3
+    focus_fine_grid: int = 96
     focus_fine_smooth: float = 0.5
-    focus_fine_tv: float = 0.1
+    focus_fine_tv: float = 0.05
     focus_fine_steps: int = 60
     focus_crop: bool = True
     oracle: bool = True
