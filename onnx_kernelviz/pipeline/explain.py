@@ -12,7 +12,7 @@ atlas, ``scripts/bench_explain.py``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from onnx_kernelviz.method.methods import METHODS
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.batch import baselines_batch, measure_batch, optimize_batch
 from onnx_kernelviz.pipeline.files import write_batch
+from onnx_kernelviz.pipeline.focus import Site
 from onnx_kernelviz.pipeline.journal import SAVE_EVERY, Journal
 from onnx_kernelviz.pipeline.prepare import Prepared, prepare
 from onnx_kernelviz.results import KernelResult, RunHeader
@@ -103,8 +104,11 @@ def run_header(model: Model, layer: Layer, config: ExplainConfig, pp: Preprocess
 
 def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], out: OutDir, journal: Journal,
                   config: ExplainConfig, pp: Preprocess, *, progress: ProgressFn | None = None,
-                  on_step: StepProgressFn | None = None, report: bool = True) -> ExplainRun:
+                  on_step: StepProgressFn | None = None, report: bool = True,
+                  sites: Mapping[tuple[int, int], Site] | None = None) -> ExplainRun:
     """Explain the (image index, kernel) ``items`` of ``prep`` into ``out``, skipping what ``journal`` has finished.
+    In focus scope each item is explained at its kernel's peak (or ``config.at``), or where ``sites`` says
+    (compare: the pair's shared focus; the atlas: its exemplar sites).
 
     Kernels silent on an image are ``inactive`` and kernels whose own activation is NaN/Inf ``failed`` (the other
     kernels of that image are still explained); the rest are optimized in batches, measured, written and saved.
@@ -123,7 +127,7 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
         elif prep.energy[i, k] <= 0:
             journal.add(KernelResult(key[0], k, "inactive", reason="the kernel does not fire on this image "
                                      "(‖r_k(x)‖ = 0)", image_notes=prep.notes[i]))
-        elif config.scope == "focus" and config.at is not None and prep.t_ort[i, k][config.at] <= 0:
+        elif config.scope == "focus" and sites is None and config.at is not None and prep.t_ort[i, k][config.at] <= 0:
             (row, col), (h, w) = config.at, prep.t_ort.shape[-2:]
             journal.add(KernelResult(key[0], k, "inactive", reason=f"the kernel does not fire at row {row}, col "
                                      f"{col} of the {h}×{w} map (r_k = 0 there); it fires elsewhere on this image: "
@@ -144,7 +148,8 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
                 if on_step:
                     on_step(base + in_batch, total)
 
-            for result in _explain_bounded(model, prep, chunk, config, pp, out.path, step):
+            where = None if sites is None else [sites[item] for item in chunk]
+            for result in _explain_bounded(model, prep, chunk, config, pp, out.path, step, where):
                 journal.add(result)
                 done += 1
                 if progress:
@@ -213,10 +218,11 @@ def cuda_batch_size(model: Model, tensor: str, x1: np.ndarray, n: int) -> tuple[
 
 
 def _explain_bounded(model: Model, prep: Prepared, chunk: list[tuple[int, int]], config: ExplainConfig,
-                     pp: Preprocess, out: Path, on_step: Callable[[float, int], None]) -> list[KernelResult]:
+                     pp: Preprocess, out: Path, on_step: Callable[[float, int], None],
+                     sites: list[Site] | None = None) -> list[KernelResult]:
     """Optimize, measure and write one batch, halving it when the GPU runs out of memory instead of failing."""
     try:
-        opt = optimize_batch(model, prep, chunk, config, pp, on_step=on_step)
+        opt = optimize_batch(model, prep, chunk, config, pp, sites=sites, on_step=on_step)
         measured = measure_batch(model, prep, opt, config)
         baselines = baselines_batch(model, prep, opt, config, pp)
     except torch.cuda.OutOfMemoryError:
@@ -225,8 +231,10 @@ def _explain_bounded(model: Model, prep: Prepared, chunk: list[tuple[int, int]],
                                  "--size") from None
         torch.cuda.empty_cache()
         half = len(chunk) // 2
-        return (_explain_bounded(model, prep, chunk[:half], config, pp, out, on_step)
-                + _explain_bounded(model, prep, chunk[half:], config, pp, out, on_step))
+        return (_explain_bounded(model, prep, chunk[:half], config, pp, out, on_step,
+                                 None if sites is None else sites[:half])
+                + _explain_bounded(model, prep, chunk[half:], config, pp, out, on_step,
+                                   None if sites is None else sites[half:]))
     return write_batch(out, prep, opt, measured, baselines, pp)
 
 
