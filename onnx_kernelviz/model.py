@@ -20,14 +20,13 @@ from onnx_kernelviz.errors import ConversionError, ModelError
 from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView
+from onnx_kernelviz.frontend.inputsize import DEFAULT_SIZE, input_size, size_multiple  # noqa: F401 (re-exported)
 from onnx_kernelviz.frontend.layers import Layer, find_layers, resolve_layer
 from onnx_kernelviz.frontend.load import LoadedModel, load_model
 from onnx_kernelviz.frontend.normalize import NormalizedModel, normalize
-from onnx_kernelviz.io.preprocess import MAX_SIDE
+from onnx_kernelviz.io.preprocess import MAX_SIDE, Preprocess
 from onnx_kernelviz.options import Layout
 from onnx_kernelviz.runtime import Devices, OrtRunner, resolve_devices
-
-DEFAULT_SIZE = (224, 224)
 
 
 @dataclass(frozen=True)
@@ -72,14 +71,17 @@ class Model:
         device: ``auto`` (CUDA when a GPU is really there), ``cpu`` or ``cuda``.
         input_name: the image input, for models with several candidates.
         layout: override the detected input layout.
+        ort_threads: onnxruntime's intra-op threads (default: onnxruntime's, one per core); a worker that shares
+            the machine with others (a Ray actor) takes its own share.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str = "auto", input_name: str | None = None,
-                 layout: Layout | None = None) -> None:
+                 layout: Layout | None = None, ort_threads: int | None = None) -> None:
         self.loaded: LoadedModel = load_model(path, input_name=input_name, layout=layout)
         self.graph = GraphView(self.loaded.proto)
         self.layers: list[Layer] = find_layers(self.graph)
         self.devices: Devices = resolve_devices(device)
+        self.ort_threads = ort_threads
         self._ort: dict[tuple[str, ...], OrtRunner] = {}
         self._torch: dict[tuple[str, ...], TorchGraph] = {}
 
@@ -95,35 +97,82 @@ class Model:
     def channels(self) -> int:
         return self.loaded.input.channels or 3
 
-    def input_size(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
-        """The (H, W) to feed: fixed by the model, else ``size``, else 224×224."""
+    def input_size(self, size: tuple[int, int] | None = None, aspect: float | None = None) -> tuple[int, int]:
+        """The (H, W) to feed: the model's fixed sides; free sides from ``size``, else from the image's ``aspect``
+        (width / height) next to a fixed side, rounded to a multiple of the network's stride, else 224
+        (``frontend/inputsize.py``)."""
         info = self.loaded.input
-        if info.height and info.width:
-            if max(info.height, info.width) > MAX_SIDE:  # before anything is allocated at that size
-                raise ModelError(f"{self.path} takes a fixed {info.height}x{info.width} (HxW) input, more than the "
-                                 f"{MAX_SIDE} pixels per side kernelviz handles; re-export the model with a smaller "
-                                 "or dynamic input size (then choose one with --size)")
-            return info.height, info.width
-        return size or DEFAULT_SIZE
+        if info.height and info.width and max(info.height, info.width) > MAX_SIDE:
+            # before anything is allocated at that size
+            raise ModelError(f"{self.path} takes a fixed {info.height}x{info.width} (HxW) input, more than the "
+                             f"{MAX_SIDE} pixels per side kernelviz handles; re-export the model with a smaller "
+                             "or dynamic input size (then choose one with --size)")
+        return input_size(info, self.size_multiple, size, aspect)
+
+    def aspect_matters(self, size: tuple[int, int] | None = None) -> bool:
+        """Whether :meth:`input_size` follows the images' aspect ratio: one side fixed, the other free, no ``size``."""
+        info = self.loaded.input
+        return size is None and bool(info.height) != bool(info.width)
+
+    @cached_property
+    def size_multiple(self) -> tuple[int, int]:
+        """(H, W) multiples that every downsampling of the network divides evenly."""
+        return size_multiple(self.graph)
 
     @cached_property
     def normalized(self) -> NormalizedModel:
-        keep = [t for la in self.layers for t in (la.conv_output, la.tensor)]
+        # A QDQ conv's float output disappears when its group is fused into a QLinearConv (as onnxruntime does)
+        keep = [t for la in self.layers for t in (la.conv_output, la.tensor)
+                if t == la.tensor or la.quant is None or la.quant.kind != "qdq"]
         return normalize(self.loaded, keep=keep)
 
+    @cached_property
+    def readouts(self) -> dict[str, tuple[float, int]]:
+        """``tensor -> (scale, zero_point)`` of the layers whose activation tensor holds integers (quantized graphs)."""
+        return {la.tensor: (float(la.quant.scale), int(la.quant.zero_point or 0)) for la in self.layers
+                if la.quant is not None and la.quant.scale is not None}
+
+    @cached_property
+    def dynamic_quantization(self) -> bool:
+        """The graph quantizes with ranges computed from each input (DynamicQuantizeLinear): a batch's images would
+        share one range, so onnxruntime runs them one at a time."""
+        return any(n.op_type == "DynamicQuantizeLinear" for n in self.graph.nodes)
+
     def ort(self, tensors: tuple[str, ...]) -> OrtRunner:
-        """onnxruntime over the ORIGINAL graph with ``tensors`` exposed as extra outputs (cached)."""
+        """onnxruntime over the ORIGINAL graph with ``tensors`` exposed as extra outputs (cached); integer tensors of
+        a quantized graph come back as real values."""
         key = tuple(dict.fromkeys(tensors))
         if key not in self._ort:
-            info = self.loaded.input
-            self._ort[key] = OrtRunner(expose(self.loaded.proto, list(key)), input_name=info.name,
-                                       layout=info.layout, dtype=info.dtype, fixed_batch=info.fixed_batch,
-                                       providers=self.devices.ort_providers)
+            self._ort[key] = self.ort_session(key)
         return self._ort[key]
+
+    def ort_session(self, tensors: tuple[str, ...]) -> OrtRunner:
+        """A new (uncached) onnxruntime session over the original graph with ``tensors`` exposed."""
+        info = self.loaded.input
+        return OrtRunner(expose(self.loaded.proto, list(tensors)), input_name=info.name,
+                         layout=info.layout, dtype=info.dtype, fixed_batch=info.fixed_batch,
+                         providers=self.devices.ort_providers,
+                         readouts={t: self.readouts[t] for t in tensors if t in self.readouts},
+                         per_sample=self.dynamic_quantization, threads=self.ort_threads)
 
     def run_ort(self, x: np.ndarray, tensors: tuple[str, ...]) -> list[np.ndarray]:
         """Activations of ``tensors`` on the deployed graph for ``x`` ``[B, C, H, W]`` (normalized, NCHW)."""
         return self.ort(tensors).run(x, list(tensors))
+
+    def run_ort_each(self, x: np.ndarray, tensors: tuple[str, ...], *, cache: bool = True) -> list[np.ndarray]:
+        """Each of ``tensors`` as onnxruntime computes it in the graph that exposes it alone (as ``explain`` runs).
+
+        Exposing a tensor can change what onnxruntime computes in an fp16 graph: it runs on the CPU through Casts to
+        fp32 and drops the Cast pairs between nodes, except around a graph output, which is rounded to fp16 and read
+        rounded by the layers after it (with every layer of the default model's fp16 build exposed at once, layer 3
+        moved by 5e-2 relative). So fp16 graphs get one session per tensor (``cache``: kept for the run); fp32 and
+        int8 tensors are exposed exactly as computed, all in one session.
+        """
+        if not self.normalized.fp16_compute:
+            return self.run_ort(x, tensors)
+        if cache:
+            return [self.run_ort(x, (t,))[0] for t in tensors]
+        return [self.ort_session((t,)).run(x, [t])[0] for t in tensors]
 
     def torch_graph(self, tensors: tuple[str, ...]) -> TorchGraph:
         """The normalized graph truncated at ``tensors``, as a frozen torch module on the run's device (cached)."""
@@ -133,7 +182,7 @@ class Model:
             # The copy's names are generated (frontend/names.py); messages about it get the file's names back.
             sub = truncate(norm.proto, norm.input_name, norm.names.safe(key))
             try:
-                tg = to_torch(sub, list(key))
+                tg = to_torch(sub, list(key), readouts={t: self.readouts[t] for t in key if t in self.readouts})
             except ConversionError as e:
                 raise ConversionError(norm.names.restore(str(e))) from e
             zero_nonfinite_weights(tg.module)
@@ -157,11 +206,14 @@ class Model:
                                   f"{self.normalized.names.restore(str(e))[:300]}); {CONVERSION_REMEDY}") from e
         return [o.float().cpu().numpy() for o in outs]
 
-    def synthetic_input(self, batch: int = 2, size: tuple[int, int] | None = None, seed: int = 0) -> np.ndarray:
-        """A deterministic input ``[batch, C, H, W]``: smooth random images, roughly unit-normalized."""
-        h, w = self.input_size(size)
-        rng = np.random.default_rng(seed)
-        coarse = rng.standard_normal((batch, self.channels, max(h // 8, 1), max(w // 8, 1))).astype(np.float32)
-        x = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(h, w), mode="bilinear",
-                                            align_corners=False)
-        return (x + 0.25 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))).numpy()
+    def synthetic_input(self, batch: int = 2, size: tuple[int, int] | None = None, seed: int = 0,
+                        preprocess: Preprocess | None = None) -> np.ndarray:
+        """A deterministic input ``[batch, C, H, W]``: smooth synthetic pictures through ``preprocess`` (default: the
+        model's own, from its sidecar file or ImageNet's), so it has the range a real image has."""
+        from onnx_kernelviz.io.modelinput import to_model_input
+        from onnx_kernelviz.io.preprocess import resolve_preprocess
+        from onnx_kernelviz.io.synthetic import smooth_pictures
+
+        pp = preprocess or resolve_preprocess(self.path, preset=None, overrides={})
+        h, w = self.input_size(size or pp.size)
+        return np.stack([to_model_input(p, pp, (h, w), self.channels) for p in smooth_pictures(batch, (h, w), seed)])

@@ -8,7 +8,7 @@ providers it really got, since onnxruntime silently falls back to the CPU.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -97,13 +97,21 @@ class OrtRunner:
     Args:
         proto: the model to run (the user's graph with tensors exposed).
         input_name, layout, dtype, fixed_batch: from :class:`~onnx_kernelviz.frontend.load.InputInfo`.
+        readouts: ``tensor -> (scale, zero_point)`` for integer tensors of a quantized graph, returned as their real
+            values ``(q − zero_point)·scale`` (what the graph's DequantizeLinear computes).
+        per_sample: run one sample at a time (dynamic quantization takes its range from the whole batch, so an
+            image must be alone to be quantized as it is when deployed).
     """
 
     def __init__(self, proto: onnx.ModelProto, *, input_name: str, layout: str, dtype: np.dtype,
-                 fixed_batch: int | None, providers: tuple[str, ...]) -> None:
+                 fixed_batch: int | None, providers: tuple[str, ...],
+                 readouts: Mapping[str, tuple[float, int]] | None = None, per_sample: bool = False,
+                 threads: int | None = None) -> None:
         ort = _ort()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # errors only: shape-hint warnings are noise for users
+        if threads:
+            opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(proto.SerializeToString(), sess_options=opts,
                                                 providers=list(providers))
@@ -111,6 +119,9 @@ class OrtRunner:
             raise KernelvizError(f"onnxruntime cannot run this model: {str(e).splitlines()[0][:300]}") from e
         self.providers = tuple(self.session.get_providers())
         self.input_name, self.layout, self.dtype, self.fixed_batch = input_name, layout, dtype, fixed_batch
+        self.readouts = dict(readouts or {})
+        if per_sample:
+            self.fixed_batch = 1
 
     def run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
         """Run ``x`` ``[B, C, H, W]`` (float32, normalized) and return float32 arrays for ``outputs``.
@@ -120,8 +131,21 @@ class OrtRunner:
         feed = x.transpose(0, 2, 3, 1) if self.layout == "nhwc" else x
         feed = np.ascontiguousarray(feed, dtype=self.dtype)
         step = self.fixed_batch or len(feed)
-        parts = [self.session.run(outputs, {self.input_name: feed[i:i + step]}) for i in range(0, len(feed), step)]
-        return [np.concatenate([p[j] for p in parts]).astype(np.float32, copy=False) for j in range(len(outputs))]
+        try:
+            parts = [self.session.run(outputs, {self.input_name: feed[i:i + step]})
+                     for i in range(0, len(feed), step)]
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise KernelvizError(f"onnxruntime cannot run this model on an input of shape {list(feed.shape)}: "
+                                 f"{str(e).splitlines()[0][:300]}; check --size and the preprocessing") from e
+        arrays = [np.concatenate([p[j] for p in parts]) for j in range(len(outputs))]
+        return [self._real(name, a) for name, a in zip(outputs, arrays)]
+
+    def _real(self, name: str, a: np.ndarray) -> np.ndarray:
+        """float32 values of output ``name``; integer tensors of a quantized graph dequantized as the graph does."""
+        if name in self.readouts:
+            scale, zero = self.readouts[name]
+            return (a.astype(np.float32) - np.float32(zero)) * np.float32(scale)
+        return a.astype(np.float32, copy=False)
 
 
 @lru_cache(maxsize=1)

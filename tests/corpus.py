@@ -11,6 +11,9 @@ Two kinds of entries:
   ``inspect`` must list and the activation chain of some of them.
 
 :data:`UNCONVERTIBLE` holds graphs that truly cannot be converted: the error must name the op and its opset.
+
+The models people deploy (int8 and fp16 builds made with onnxruntime's tools, text-recognizer shapes, SAME pads,
+Caffe2-era graphs) are in ``tests/corpus_deployed.py``.
 """
 
 from __future__ import annotations

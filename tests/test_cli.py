@@ -75,9 +75,11 @@ def test_inspect_json_schema(models):
     assert doc["inputs"][0] == {"name": "x", "shape": ["N", 3, 16, 16], "layout": "nchw"}
     assert len(doc["layers"]) == 2
     for la in doc["layers"]:
-        assert set(la) == {"index", "name", "op", "tensor", "conv_output", "channels", "shape", "group"}
+        # the contract's keys, and "quantization" (null for float layers; test_quantized.py)
+        assert set(la) == {"index", "name", "op", "tensor", "conv_output", "channels", "shape", "group",
+                           "quantization"}
     assert doc["layers"][1] == {"index": 1, "name": "conv2", "op": "Conv", "tensor": "y", "conv_output": "c2",
-                                "channels": 6, "shape": ["N", 6, 16, 16], "group": 1}
+                                "channels": 6, "shape": ["N", 6, 16, 16], "group": 1, "quantization": None}
 
 
 def test_expose_adds_outputs_and_refuses_overwrite(models, tmp_path):
@@ -101,9 +103,13 @@ def test_verify_table_and_json(models, image):
     assert re.search(r"^\s+0\s+\S+\s+\S+\s+ok\s+r1$", out, re.M)
     assert re.search(r"^\s+1\s+\S+\s+\S+\s+ok\s+y$", out, re.M)
     doc = json.loads(ok("verify", models["two"], image, "--json").output)
-    assert set(doc) == {"model", "tolerance", "ok", "layers"}
+    # the contract's keys, and the tolerance rule's precision and unit (measure/tolerance.py)
+    assert set(doc) == {"model", "tolerance", "ok", "layers", "precision", "tolerance_unit"}
     assert doc["ok"] is True and doc["tolerance"] == 1e-3
-    assert [set(la) for la in doc["layers"]] == [{"index", "tensor", "parity_max_abs", "parity_rel", "ok"}] * 2
+    assert (doc["precision"], doc["tolerance_unit"]) == ("fp32", "relative")
+    assert [set(la) for la in doc["layers"]] == [{"index", "tensor", "parity_max_abs", "parity_rel", "ok", "step",
+                                                  "parity_steps"}] * 2
+    assert doc["layers"][0]["parity_steps"] is None  # in quantization steps for int8 models only
     doc = json.loads(ok("verify", models["dyn"], "--layer", "1", "--size", "16x16", "--json").output)
     assert [la["tensor"] for la in doc["layers"]] == ["y"]
 

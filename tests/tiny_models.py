@@ -83,6 +83,27 @@ def dead_kernel() -> onnx.ModelProto:
                   [_init("w", w), _init("b", np.array([1.0, -1.0]))])
 
 
+def planted() -> onnx.ModelProto:
+    """x [N,3,16,16] -> Conv 3->6 (3x3, pad 1) -> Relu -> Conv 6->8 (3x3, pad 1) -> Relu -> y, with answers planted
+    for the atlas: layer 0 kernel 2 and layer 1 kernel 5 are dead (zero filter, bias -1); layer 0 kernel 4 is an
+    exact copy of kernel 1, layer 1 kernel 6 of kernel 3 (filter and bias). No other pair of kernels correlates
+    above 0.9 on smooth random images (tests/test_atlas.py checks it)."""
+    rng = np.random.default_rng(3)
+    w1, b1 = rng.normal(0, 0.5, (6, 3, 3, 3)), rng.normal(0, 0.1, 6)
+    w2, b2 = rng.normal(0, 0.5, (8, 6, 3, 3)), rng.normal(0, 0.1, 8)
+    w1[2], b1[2] = 0.0, -1.0
+    w1[4], b1[4] = w1[1], b1[1]
+    w2[5], b2[5] = 0.0, -1.0
+    w2[6], b2[6] = w2[3], b2[3]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["y"], name="relu2"),
+    ]
+    return _model(nodes, [_input()], [_out()], [_init("w1", w1), _init("b1", b1), _init("w2", w2), _init("b2", b2)])
+
+
 def no_conv() -> onnx.ModelProto:
     """x -> Relu -> y: a valid image model without any Conv."""
     return _model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [_input()],

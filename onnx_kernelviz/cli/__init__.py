@@ -5,7 +5,7 @@ status 1 (2 for usage errors); ``--debug`` shows the traceback instead. One modu
 importing them registers the commands on :data:`cli`.
 """
 
-from onnx_kernelviz.cli import explain, frontend  # noqa: F401  (registers the commands)
+from onnx_kernelviz.cli import atlas, diff, explain, frontend  # noqa: F401  (registers the commands)
 from onnx_kernelviz.cli.app import cli, main
 
 __all__ = ["cli", "main"]

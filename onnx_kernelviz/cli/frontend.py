@@ -19,6 +19,7 @@ from onnx_kernelviz.cli.app import (
     shown,
 )
 from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.frontend.layers import Layer
 
 
 @cli.command()
@@ -47,11 +48,31 @@ def inspect(model: str, as_json: bool) -> None:
     shape = shown("x".join(str(d) for d in dims))
     click.echo(f"{shown(str(m.path))}  opset {m.loaded.opset}  producer {shown(m.loaded.producer or '?')}")
     click.echo(f"input {shown(info.name)} [{shape}] {info.layout}  {len(m.layers)} conv layers\n")
-    click.echo(f"{'idx':>4}  {'channels':>8}  {'group':>5}  {'shape':<16}  {'chain':<22}  tensor")
+    quantized = any(la.quant is not None for la in m.layers)
+    click.echo(f"{'idx':>4}  {'channels':>8}  {'group':>5}  {'shape':<16}  {'chain':<22}  "
+               + (f"{'op':<11}  {'stored as':<17}  " if quantized else "") + "tensor")
     for la in m.layers:
         sh = shown("?" if la.shape is None else "x".join(str(d) for d in la.shape[1:]))
-        chain = shown("+".join(la.chain) or "-")
-        click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {shown(la.tensor)}")
+        chain = shown("+".join(_SHORT.get(c, c) for c in la.chain) or "-")
+        op = f"{la.op} QDQ" if la.quant is not None and la.quant.kind == "qdq" else la.op
+        quant = f"{op:<11}  {_stored(la):<17}  " if quantized else ""
+        click.echo(f"{la.index:>4}  {la.channels:>8}  {la.group:>5}  {sh:<16}  {chain:<22}  {quant}{shown(la.tensor)}")
+    if quantized:
+        click.echo("\nquantized model: each layer's tensor is read as real values ((q - zero point) x scale); "
+                   "verify judges parity in quantization steps")
+
+
+_SHORT = {"QuantizeLinear": "Q", "DequantizeLinear": "DQ"}
+
+
+def _stored(la: Layer) -> str:
+    """How a quantized graph stores a layer's tensor: e.g. ``uint8 x0.0235 z0`` or ``float (dynamic)``."""
+    q = la.quant
+    if q is None:
+        return "float"
+    if not q.static:
+        return "float (dynamic)"
+    return f"{q.dtype} x{q.scale:.3g} z{q.zero_point}"
 
 
 @cli.command()
@@ -86,7 +107,8 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
 @click.argument("images", nargs=-1, type=click.Path())
 @click.option("--layer", "layers", multiple=True, help="Layers to check (default: all).")
 @click.option("--tolerance", type=float, default=None,
-              help="Largest allowed parity_rel (default 1e-3; 1e-2 for models that compute in fp16).")
+              help="Largest allowed difference, in the unit of the model's rule: parity_rel for fp32 (default 1e-3) "
+                   "and fp16 models (1e-2), quantization steps for int8 models (32).")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON.")
 @preprocess_options
@@ -103,27 +125,30 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
     """
     import numpy as np
 
-    from onnx_kernelviz.io.decode import read_image
+    from onnx_kernelviz.io.decode import median_aspect, read_image
     from onnx_kernelviz.io.images import list_images
     from onnx_kernelviz.io.modelinput import mean_colour, to_model_input
     from onnx_kernelviz.measure.verify import require_parity, verify_model
 
     m, pp = _open(model, device, kw)
     chosen = [m.layer(s) for s in layers] if layers else None
-    x = None
     if images:
-        size = m.input_size(pp.size)
+        paths = list_images(images)
+        # a free side next to a fixed one (text recognizers) follows the images' aspect ratio
+        size = m.input_size(pp.size, median_aspect(paths) if m.aspect_matters(pp.size) else None)
         x = np.stack([to_model_input(read_image(p, size=size, fit=pp.fit, fill=mean_colour(pp)), pp, size,
-                                     m.channels) for p in list_images(images)])
-    elif pp.size:
-        x = m.synthetic_input(batch=2, size=pp.size)
+                                     m.channels) for p in paths])
+    else:  # smooth synthetic pictures through the model's preprocessing (not noise)
+        x = m.synthetic_input(batch=2, size=pp.size, preprocess=pp)
     report = verify_model(m, x, chosen, tolerance)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:
-        click.echo(f"{'idx':>4}  {'parity_max_abs':>14}  {'parity_rel':>10}  ok  tensor")
+        steps = report.rule.precision == "int8"
+        click.echo(f"{'idx':>4}  {'parity_max_abs':>14}  {'parity_rel':>10}  {'steps' if steps else '':>6}  ok  tensor")
         for la in report.layers:
-            click.echo(f"{la.index:>4}  {la.parity_max_abs:>14.3e}  {la.parity_rel:>10.3e}  "
+            st = f"{la.parity_steps:6.1f}" if la.parity_steps is not None else " " * 6
+            click.echo(f"{la.index:>4}  {la.parity_max_abs:>14.3e}  {la.parity_rel:>10.3e}  {st}  "
                        f"{'ok' if la.ok else 'NO'}  {shown(la.tensor)}")
-        click.echo(f"\n{'all layers agree' if report.ok else 'MISMATCH'} (tolerance {report.tolerance:g})")
+        click.echo(f"\n{'all layers agree' if report.ok else 'MISMATCH'} (tolerance {report.rule.describe()})")
     require_parity(report)

@@ -68,7 +68,9 @@ def explain_options(fn: F) -> F:
         click.option("--baselines", is_flag=False, flag_value="all", default=None,
                      help="Compare with baselines at equal area: alone (or 'all') every baseline, or a comma list "
                           "(activation,gradient,...)."),
-        click.option("--tolerance", type=float, default=None, help="parity_ok threshold [default: 1e-3]."),
+        click.option("--tolerance", type=float, default=None,
+                     help="parity_ok threshold in the unit of the model's rule: relative error for fp32 (default "
+                          "1e-3) and fp16 models (1e-2), quantization steps for int8 models (32)."),
         click.option("--force", is_flag=True, help="Write into a non-empty --out folder."),
         click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
                      help="Any ExplainConfig setting, e.g. --set resolution=224 --set tv=0.05 (see "

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import onnx
 import torch
@@ -26,6 +26,7 @@ from onnx2torch.utils.common import OnnxMapping, OnnxToTorchModule, OperationCon
 from torch import nn
 
 from onnx_kernelviz.errors import ConversionError
+from onnx_kernelviz.frontend import quantized  # noqa: F401  (registers the quantization converters)
 from onnx_kernelviz.frontend.graph import GraphView, opset_versions
 from onnx_kernelviz.frontend.names import check_codegen_safe
 
@@ -35,17 +36,25 @@ _REDUCE_OPS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "Reduc
 
 @dataclass(frozen=True)
 class TorchGraph:
-    """A converted (truncated) graph: ``module(x)`` maps ``[B, C, H, W]`` to the tensors named in ``outputs``."""
+    """A converted (truncated) graph: ``module(x)`` maps ``[B, C, H, W]`` to the tensors named in ``outputs``.
+
+    ``readouts`` maps the outputs that hold integers (quantized graphs, fake-quantized in torch) to their
+    ``(scale, zero_point)``; those come back as real values ``(q − zero_point)·scale``, like onnxruntime's.
+    """
 
     module: nn.Module
     outputs: tuple[str, ...]
+    readouts: Mapping[str, tuple[float, int]] = field(default_factory=dict)
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.module(x)
-        return list(out) if isinstance(out, (tuple, list)) else [out]
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        return [(o - self.readouts[n][1]) * self.readouts[n][0] if n in self.readouts else o
+                for n, o in zip(self.outputs, outs)]
 
 
-def to_torch(proto: onnx.ModelProto, outputs: list[str]) -> TorchGraph:
+def to_torch(proto: onnx.ModelProto, outputs: list[str],
+             readouts: Mapping[str, tuple[float, int]] | None = None) -> TorchGraph:
     """Convert a (normalized, truncated) model whose outputs are ``outputs``; eval mode, no parameter grads.
 
     Raises:
@@ -53,6 +62,7 @@ def to_torch(proto: onnx.ModelProto, outputs: list[str]) -> TorchGraph:
     """
     check_codegen_safe(proto)  # the last gate: a name that is not an identifier would become Python source
     ensure_converters(proto)
+    _batchnorm_ranks(proto)
     try:
         with warnings.catch_warnings():
             # onnx2torch warns about every nearest-mode Resize; parity is checked numerically instead.
@@ -67,7 +77,48 @@ def to_torch(proto: onnx.ModelProto, outputs: list[str]) -> TorchGraph:
                               f"{_REMEDY}") from e
     # convert() returns a module in training mode: BatchNorm would use batch statistics and Dropout would drop.
     module.eval().requires_grad_(False)
-    return TorchGraph(module, tuple(outputs))
+    return TorchGraph(module, tuple(outputs), dict(readouts or {}))
+
+
+#: ops whose output has the rank of their first input
+_SAME_RANK = frozenset({"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu",
+                        "Selu", "Mish", "Softplus", "Gelu", "Dropout", "Identity", "BatchNormalization", "Add", "Sub",
+                        "Mul", "Div", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Pad",
+                        "Resize", "Upsample", "Cast", "QuantizeLinear", "DequantizeLinear", "InstanceNormalization",
+                        "LRN", "Concat", "Sum", "Max", "Min", "Transpose"})
+
+
+def _batchnorm_ranks(proto: onnx.ModelProto) -> None:
+    """Give each BatchNormalization input whose rank shape inference could not find (a Reshape to a computed shape,
+    inference that gave up) the rank of the tensor it normalizes: onnx2torch picks BatchNorm1d/2d/3d from the
+    rank in value_info and fails with "spatial rank == -2" without it. The rank comes from the producer: a conv's
+    weight rank, or the rank of the input of an op that keeps it, back to a tensor whose rank is known."""
+    g = proto.graph
+    ranked = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in (*g.input, *g.value_info, *g.output)
+              if vi.type.tensor_type.HasField("shape")}
+    dims = {t.name: len(t.dims) for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+
+    def rank(name: str, depth: int = 0) -> int | None:
+        if name in ranked or depth > 64:
+            return ranked.get(name)
+        node = producer.get(name)
+        if node is None:
+            return None
+        if node.op_type in ("Conv", "ConvInteger", "QLinearConv") and len(node.input) > 1:
+            w = node.input[3 if node.op_type == "QLinearConv" else 1]
+            return dims.get(w) or rank(w, depth + 1)
+        if node.op_type in _SAME_RANK:
+            return rank(node.input[0], depth + 1)
+        return None
+
+    for node in g.node:
+        if node.op_type == "BatchNormalization" and node.input[0] not in ranked:
+            r = rank(node.input[0])
+            if r is not None:
+                vi = onnx.helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, [None] * r)
+                g.value_info.append(vi)
+                ranked[node.input[0]] = r
 
 
 _REMEDY = CONVERSION_REMEDY = ("re-export the model at opset 13-17, or register a converter with "

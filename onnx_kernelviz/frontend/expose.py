@@ -16,14 +16,16 @@ from onnx import helper
 from onnx_kernelviz.errors import ModelError, UsageError
 from onnx_kernelviz.frontend.graph import GraphView
 from onnx_kernelviz.frontend.load import LoadedModel
+from onnx_kernelviz.frontend.quantlayers import integer_dtype
 from onnx_kernelviz.io.files import write_bytes
 
 
 def expose(proto: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
     """A copy of ``proto`` whose outputs are its own outputs followed by ``tensors`` (skipping ones already there).
 
-    The element type of each new output comes from shape inference (fp16 models expose fp16 tensors); the
-    shape is left open so onnxruntime does not check it.
+    The element type of each new output comes from shape inference (fp16 models expose fp16 tensors), or for the
+    integer outputs of com.microsoft QLinear* ops, which inference does not know, from their zero point; the shape
+    is left open so onnxruntime does not check it.
     """
     graph = GraphView(proto)
     missing = [t for t in tensors if not graph.has_tensor(t)]
@@ -37,6 +39,8 @@ def expose(proto: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
         if t in present:
             continue
         dtype = graph.tensor_type(t).dtype
+        if dtype is None:
+            dtype = integer_dtype(graph, t)
         elem = helper.np_dtype_to_tensor_dtype(dtype) if dtype is not None else onnx.TensorProto.FLOAT
         out.graph.output.append(helper.make_tensor_value_info(t, elem, None))
     return out

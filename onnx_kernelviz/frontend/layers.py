@@ -3,6 +3,9 @@
 A layer's activation tensor is the end of the elementwise chain that directly follows its Conv along a single
 consumer path (BatchNormalization, Relu, Clip, SiLU as Sigmoid·Mul, ...), or the Conv output itself
 (CONTRACT.md, "Terms").
+
+Quantized graphs have layers too: QLinearConv, ConvInteger and a Conv between DequantizeLinear and QuantizeLinear
+(QDQ); their chains start and pass through quantization as ``quantlayers`` describes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.frontend.graph import GraphView, NodeView
+from onnx_kernelviz.frontend.quantlayers import Quantization, next_link, start, through_qdq
 
 #: Ops that act channel-wise/elementwise on one tensor and keep its shape: they extend an activation chain.
 UNARY_CHAIN_OPS = frozenset({
@@ -31,7 +35,9 @@ class Layer:
     """One Conv node and its activation tensor.
 
     ``shape`` is the activation shape ``[N, C, H, W]`` (ints, symbolic strings or None) when known.
-    ``chain`` lists the op types between the Conv output and ``tensor``.
+    ``chain`` lists the op types between the Conv output and ``tensor``. ``quant`` says how a quantized graph
+    stores ``tensor`` (None for float layers): a static ``quant`` means ``tensor`` holds integers, read as
+    ``(q − zero_point)·scale``.
     """
 
     index: int
@@ -43,33 +49,38 @@ class Layer:
     group: int
     chain: tuple[str, ...]
     op: str = "Conv"
+    quant: Quantization | None = None
 
     def to_dict(self) -> dict:
-        """The contract's ``inspect --json`` layer entry."""
+        """The contract's ``inspect --json`` layer entry (``quantization``: null for float layers)."""
         return {"index": self.index, "name": self.name, "op": self.op, "tensor": self.tensor,
                 "conv_output": self.conv_output, "channels": self.channels,
-                "shape": None if self.shape is None else list(self.shape), "group": self.group}
+                "shape": None if self.shape is None else list(self.shape), "group": self.group,
+                "quantization": None if self.quant is None else self.quant.to_dict()}
 
 
-def _is_conv(node: NodeView) -> bool:
-    """A standard Conv, or onnxruntime's FusedConv (Conv + its activation in one node, left in models saved after
-    onnxruntime's graph optimizations; its output is already activated)."""
-    return (node.op_type == "Conv" and node.domain in ("", "ai.onnx")) or \
-        (node.op_type == "FusedConv" and node.domain == "com.microsoft")
+#: conv ops (op, domain) and the input index of their weight
+_WEIGHT_INPUT = {("Conv", ""): 1, ("QLinearConv", ""): 3, ("ConvInteger", ""): 1, ("FusedConv", "com.microsoft"): 1}
+
+
+def _weight_input(node: NodeView) -> int | None:
+    """The weight's input index for a conv node: a standard Conv, QLinearConv or ConvInteger, or onnxruntime's
+    FusedConv (Conv + its activation in one node, left in models saved after onnxruntime's graph optimizations;
+    its output is already activated); None for any other node."""
+    return _WEIGHT_INPUT.get((node.op_type, "" if node.domain == "ai.onnx" else node.domain))
 
 
 def find_layers(graph: GraphView) -> list[Layer]:
-    """Every Conv (and FusedConv) of the graph in topological (file) order, with its activation tensor."""
+    """Every conv (Conv, FusedConv, QLinearConv, ConvInteger) of the graph in topological (file) order, with its
+    activation tensor."""
     layers: list[Layer] = []
     for node in graph.nodes:
-        if not _is_conv(node):
+        wi = _weight_input(node)
+        if wi is None:
             continue
-        w_shape: tuple[int | str | None, ...] | None = (graph.constant_shape(node.inputs[1])
-                                                         if len(node.inputs) > 1 else None)
-        if w_shape is None:
-            w_shape = graph.tensor_type(node.inputs[1]).shape
+        w_shape = _weight_shape(graph, node.inputs[wi]) if len(node.inputs) > wi else None
         channels = w_shape[0] if w_shape and isinstance(w_shape[0], int) else None
-        tensor, chain = _activation(graph, node.outputs[0])
+        tensor, chain, quant = _activation(graph, node)
         shape = graph.tensor_type(tensor).shape or graph.tensor_type(node.outputs[0]).shape
         if channels is None and shape and isinstance(shape[1], int):
             channels = shape[1]
@@ -77,31 +88,73 @@ def find_layers(graph: GraphView) -> list[Layer]:
             act = node.attrs.get("activation", "")
             chain = ((act.decode() if isinstance(act, bytes) else str(act)) + " (fused)",) * bool(act) + chain
         layers.append(Layer(len(layers), node.name, tensor, node.outputs[0], int(channels or 0),
-                            shape, int(node.attrs.get("group", 1)), chain, node.op_type))
+                            shape, int(node.attrs.get("group", 1)), chain, node.op_type, quant))
     return layers
+
+
+def _weight_shape(graph: GraphView, name: str) -> tuple[int | str | None, ...] | None:
+    """The weight's shape; a QDQ conv reads its integer weight through a DequantizeLinear."""
+    shape = graph.constant_shape(name)
+    p = graph.producer.get(name)
+    if shape is None and p is not None and p.op_type == "DequantizeLinear":
+        shape = graph.constant_shape(p.inputs[0])
+    return shape if shape is not None else graph.tensor_type(name).shape
 
 
 def conv_weights(graph: GraphView, layer: Layer) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The layer's conv weights ``[C', C/group, kh, kw]`` and bias ``[C']``, each None when it is absent or computed
-    rather than a constant."""
+    rather than a constant. Integer weights come back as their real values (``(q − zero point)·scale``; for
+    QLinearConv and ConvInteger, whose weight scale is separate, the zero-point-shifted integers times the scale)."""
     node = graph.producer.get(layer.conv_output)
-    if node is None or not _is_conv(node):
+    wi = None if node is None else _weight_input(node)
+    if node is None or wi is None:
         return None, None
-    w = graph.constant(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
-    b = graph.constant(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    if node.op_type == "QLinearConv":
+        w = _dequantized(graph, node.inputs[3], node.inputs[4], node.inputs[5])
+        return w, None
+    if node.op_type == "ConvInteger":
+        zero = node.inputs[3] if len(node.inputs) > 3 else ""
+        return _dequantized(graph, node.inputs[1], "", zero), None
+    w = _constant_or_dequantized(graph, node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+    b = _constant_or_dequantized(graph, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     return w, b
 
 
-def _activation(graph: GraphView, start: str) -> tuple[str, tuple[str, ...]]:
-    tensor, chain = start, []
+def _constant_or_dequantized(graph: GraphView, name: str) -> np.ndarray | None:
+    value = graph.constant(name)
+    p = graph.producer.get(name)
+    if value is None and p is not None and p.op_type == "DequantizeLinear":
+        value = _dequantized(graph, p.inputs[0], p.inputs[1], p.inputs[2] if len(p.inputs) > 2 else "")
+    return value
+
+
+def _dequantized(graph: GraphView, q_name: str, scale_name: str, zero_name: str) -> np.ndarray | None:
+    """``(q − zero)·scale`` of constant integer weights, per output channel (axis 0) where scale or zero are 1-D."""
+    q = graph.constant(q_name)
+    if q is None:
+        return None
+    scale = graph.constant(scale_name) if scale_name else np.ones((), np.float32)
+    zero = graph.constant(zero_name) if zero_name else np.zeros((), np.int64)
+    if scale is None or zero is None:
+        return None
+    shape = (-1,) + (1,) * (q.ndim - 1)
+    scale = scale.astype(np.float32).reshape(shape) if scale.size > 1 else scale.astype(np.float32).reshape(())
+    zero = zero.astype(np.int64).reshape(shape) if zero.size > 1 else zero.astype(np.int64).reshape(())
+    return ((q.astype(np.int64) - zero).astype(np.float32) * scale).astype(np.float32)
+
+
+def _activation(graph: GraphView, node: NodeView) -> tuple[str, tuple[str, ...], Quantization | None]:
+    """The end of the chain after conv ``node``, the op labels on the way, and how the graph stores that end."""
+    first = start(graph, node)
+    tensor, chain, quant = first.tensor, list(first.chain), first.quant
     outputs = set(graph.output_names)
     while tensor not in outputs:
-        nxt = _next_link(graph, tensor)
+        nxt = next_link(graph, tensor, quant, first.kind, _next_link)
         if nxt is None:
             break
-        label, tensor = nxt
+        label, tensor, quant = nxt
         chain.append(label)
-    return tensor, tuple(chain)
+    return tensor, tuple(chain), quant
 
 
 def _next_link(graph: GraphView, tensor: str) -> tuple[str, str] | None:
@@ -127,8 +180,10 @@ def _next_link(graph: GraphView, tensor: str) -> tuple[str, str] | None:
     if len(users) == 2:
         gate = next((u for u in users if u.op_type in GATE_OPS and u.inputs[0] == tensor), None)
         mul = next((u for u in users if u.op_type == "Mul"), None)
-        if gate is not None and mul is not None and set(mul.inputs) == {tensor, gate.outputs[0]} \
-                and len(graph.consumers.get(gate.outputs[0], [])) == 1:
+        # QDQ graphs quantize the gate before the Mul reads it
+        gated = through_qdq(graph, gate.outputs[0]) if gate is not None else ""
+        if gate is not None and mul is not None and set(mul.inputs) == {tensor, gated} \
+                and len(graph.consumers.get(gated, [])) == 1:
             return f"{gate.op_type}*Mul", mul.outputs[0]
     return None
 

@@ -84,13 +84,42 @@ def load_model(path: str | os.PathLike[str], *, input_name: str | None = None,
     proto = _parse(p, data)
     _load_external_data(p, proto)
     try:
-        onnx.checker.check_model(proto)
+        try:
+            onnx.checker.check_model(proto)
+        except onnx.checker.ValidationError as e:
+            # onnxruntime's float16 converter (keep_io_types) appends the input Casts after the nodes that read
+            # them; onnxruntime sorts the graph itself and runs such files, so sort them the same way.
+            if "topologically sorted" not in str(e) or not _toposort(proto):
+                raise
+            onnx.checker.check_model(proto)
     except (onnx.checker.ValidationError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{p} fails the ONNX checker ({first[:300]}); re-export the model") from e
     graph = GraphView(proto)
     info = _image_input(p, graph, input_name, layout)
     return LoadedModel(p, proto, hashlib.sha256(data).hexdigest(), info, graph.opset, proto.producer_name or "")
+
+
+def _toposort(proto: onnx.ModelProto) -> bool:
+    """Put the top-level nodes in an order where every input is computed before it is read (stable: nodes keep
+    their relative order where they can). Returns False when the graph has a cycle or reads a missing tensor."""
+    g = proto.graph
+    known = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+    pending, order = list(g.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:
+            return False
+        for n in ready:
+            known.update(n.output)
+        order += ready
+        pending = [n for n in pending if all(n is not r for r in ready)]
+    sorted_nodes = [onnx.NodeProto() for _ in order]
+    for dst, src in zip(sorted_nodes, order):
+        dst.CopyFrom(src)
+    del g.node[:]
+    g.node.extend(sorted_nodes)
+    return True
 
 
 def _read_model_file(p: Path) -> bytes:

@@ -25,6 +25,8 @@ from onnx_kernelviz.errors import ModelError
 from onnx_kernelviz.frontend.graph import opset_version
 from onnx_kernelviz.frontend.load import LoadedModel
 from onnx_kernelviz.frontend.names import NameMap, rename_nodes, rename_tensors
+from onnx_kernelviz.frontend.normalize_pads import explicit_same_pads
+from onnx_kernelviz.frontend.normalize_quant import quantized_for_torch
 
 #: onnx2torch's converters cover opset 9..17 best; older graphs are upgraded (version_converter knows the
 #: BatchNormalization-7 / Dropout-7 / Gemm-7 adapters that onnx2torch lacks).
@@ -81,6 +83,7 @@ def _rewrite(proto: onnx.ModelProto, input_name: str, layout: str, keep: list[st
     """Every rewrite, in order; returns the new proto, its input name and whether the graph computes in fp16."""
     proto = _upgrade_opset(proto, notes)
     _unfuse_ort_convs(proto, notes)
+    quantized_for_torch(proto, notes)
     # Before folding: with a fixed batch of 1 on the input (and in the exporter's value_info), the folder
     # would turn Shape(x) into the constant [1, C, H, W] and bake batch 1 into every shape computed from it.
     _symbolic_input_batch(proto, input_name, notes)
@@ -98,6 +101,7 @@ def _rewrite(proto: onnx.ModelProto, input_name: str, layout: str, keep: list[st
         input_name = _wrap_nhwc(proto, input_name, notes)
     _free_reshape_batch(proto, notes)
     _free_resize_batch(proto, notes)
+    explicit_same_pads(proto, notes)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception as e:  # noqa: BLE001 - conversion can still work without inferred shapes
@@ -174,6 +178,10 @@ def _fold_constants(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto
     # Graph outputs are never renamed by the passes; intermediate names survive too (only constants change).
     model = ir.from_proto(proto)
     n_before = len(model.graph)
+    # IR 3 graphs list every initializer among the inputs too (a default a caller could override); kernelviz feeds
+    # only the image, so they are constants, and the folder must see them so (Caffe2-era exports compute weights
+    # with ConstantOfShape of such an initializer, which onnx2torch then could not find).
+    ir_passes.RemoveInitializersFromInputsPass()(model)
     # onnxscript keeps ConstantOfShape by default (to keep files small); a zero bias built that way must be
     # an initializer for onnx2torch's Conv converter. Shape inference lets Shape(x) fold where H/W are fixed.
     onnxscript.optimizer.fold_constants(model, onnx_shape_inference=True, input_size_limit=1 << 26,

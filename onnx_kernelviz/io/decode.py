@@ -35,7 +35,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 import contextlib  # noqa: E402
 import threading  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -195,6 +195,20 @@ def read_image(path: str | Path, *, size: tuple[int, int] | None = None, fit: st
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
     rgb.flags.writeable = False
     return LoadedImage(path=path, rgb=rgb, original_size=original, notes=tuple(notes))
+
+
+def median_aspect(paths: Sequence[str | Path]) -> float | None:
+    """The median width / height of the pictures as displayed, from their headers (no decoding); None when no
+    header says (a free input side next to a fixed one then stays square)."""
+    ratios = []
+    for p in paths:
+        header = peek_header(read_file(Path(p)))
+        orientation = 1 if header is None or header.decoder_orients else exif_orientation(header.exif)
+        shown = _shown_size(header, orientation)
+        if shown:
+            ratios.append(shown[1] / shown[0])
+    ratios.sort()
+    return ratios[len(ratios) // 2] if ratios else None
 
 
 def _shown_size(header: Header | None, orientation: int) -> tuple[int, int] | None:

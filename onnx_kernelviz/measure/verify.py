@@ -1,7 +1,8 @@
 """Stage 7: check the torch copy against the deployed graph on onnxruntime.
 
 Every number users see comes from onnxruntime; the torch copy is only trusted for gradients after it agrees
-with onnxruntime on the same input, at batch 1 and batch 2, for every tensor that matters.
+with onnxruntime on the same input, at batch 1 and batch 2, for every tensor that matters, within the model's
+tolerance rule (``tolerance.py``: relative for fp32 and fp16, in quantization steps for int8).
 """
 
 from __future__ import annotations
@@ -13,37 +14,51 @@ import numpy as np
 from onnx_kernelviz.errors import ConversionError
 from onnx_kernelviz.frontend.layers import Layer
 from onnx_kernelviz.measure.metrics import parity
+from onnx_kernelviz.measure.tolerance import (
+    DEFAULT_TOLERANCE,
+    FP16_TOLERANCE,
+    ToleranceRule,
+    layer_step,
+    tolerance_rule,
+)
 from onnx_kernelviz.model import Model
 
-DEFAULT_TOLERANCE = 1e-3
-#: fp16 models compute in fp16 on onnxruntime and fp32 in the torch copy: rounding each output to fp16 alone
-#: is up to 2^-11 ~ 4.9e-4 relative, and it compounds layer after layer.
-FP16_TOLERANCE = 1e-2
+__all__ = ["DEFAULT_TOLERANCE", "FP16_TOLERANCE", "LayerParity", "VerifyReport", "default_tolerance",
+           "parity_error", "require_parity", "verify_model"]
 
 
 @dataclass(frozen=True)
 class LayerParity:
-    """Worst torch-vs-onnxruntime difference of one layer's activation tensor over the checked inputs."""
+    """Worst torch-vs-onnxruntime difference of one layer's activation tensor over the checked inputs.
+
+    ``step`` and ``parity_steps`` (the difference in quantization steps) are set for int8 models.
+    """
 
     index: int
     tensor: str
     parity_max_abs: float
     parity_rel: float
     ok: bool
+    step: float | None = None
+    parity_steps: float | None = None
 
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """The contract's ``verify --json`` object."""
+    """The contract's ``verify --json`` object, plus the rule's precision and unit."""
 
     model: str
-    tolerance: float
+    rule: ToleranceRule
     ok: bool
     layers: list[LayerParity]
 
+    @property
+    def tolerance(self) -> float:
+        return self.rule.value
+
     def to_dict(self) -> dict:
-        return {"model": self.model, "tolerance": self.tolerance, "ok": self.ok,
-                "layers": [asdict(la) for la in self.layers]}
+        return {"model": self.model, "tolerance": self.rule.value, "precision": self.rule.precision,
+                "tolerance_unit": self.rule.unit, "ok": self.ok, "layers": [asdict(la) for la in self.layers]}
 
     @property
     def first_failure(self) -> LayerParity | None:
@@ -51,8 +66,8 @@ class VerifyReport:
 
 
 def default_tolerance(model: Model) -> float:
-    """1e-3 (CONTRACT.md, fp32); :data:`FP16_TOLERANCE` for models that compute in fp16 on onnxruntime."""
-    return FP16_TOLERANCE if model.normalized.fp16_compute else DEFAULT_TOLERANCE
+    """The default tolerance of the model's precision (``tolerance.DEFAULTS``), in its rule's unit."""
+    return tolerance_rule(model).value
 
 
 def verify_model(model: Model, x: np.ndarray | None = None, layers: list[Layer] | None = None,
@@ -60,11 +75,11 @@ def verify_model(model: Model, x: np.ndarray | None = None, layers: list[Layer] 
     """Compare torch and onnxruntime on ``x`` ``[B, C, H, W]`` (synthetic when None) for ``layers`` (all).
 
     The torch copy runs the whole batch at once and the first sample alone, so graphs that assumed batch 1
-    are caught; onnxruntime runs the original graph as deployed. ``tolerance`` defaults to
-    :func:`default_tolerance`.
+    are caught; onnxruntime runs the original graph as deployed, with the layers exposed as ``explain`` exposes
+    them (``Model.run_ort_each``). ``tolerance`` replaces the default of the model's rule.
     """
     layers = model.layers if layers is None else layers
-    tolerance = default_tolerance(model) if tolerance is None else tolerance
+    rule = tolerance_rule(model, tolerance)
     if x is None:
         x = model.synthetic_input(batch=2)
     elif len(x) == 1:
@@ -73,7 +88,8 @@ def verify_model(model: Model, x: np.ndarray | None = None, layers: list[Layer] 
     # Convert before running onnxruntime: for a custom op before a conv, the ConversionError naming the op
     # says more than onnxruntime's "not a registered function/op".
     model.torch_graph(tensors)
-    ort_out = dict(zip(tensors, model.run_ort(x, tensors)))
+    # each layer as explain runs it (for fp16 graphs one session per layer; Model.run_ort_each), uncached
+    ort_out = dict(zip(tensors, model.run_ort_each(x, tensors, cache=False)))
     torch_batch = dict(zip(tensors, model.run_torch(x, tensors)))
     torch_one = dict(zip(tensors, model.run_torch(x[:1], tensors)))
     results = []
@@ -88,14 +104,24 @@ def verify_model(model: Model, x: np.ndarray | None = None, layers: list[Layer] 
         a1, r1 = parity(torch_batch[la.tensor], ref)
         a2, r2 = parity(torch_one[la.tensor], ref[:1])
         rel, abs_ = max(r1, r2), max(a1, a2)
-        results.append(LayerParity(la.index, la.tensor, abs_, rel, bool(rel <= tolerance)))
-    return VerifyReport(str(model.path), tolerance, all(r.ok for r in results), results)
+        step = layer_step(la, ref) if rule.precision == "int8" else None
+        ok, steps = rule.judge(abs_, rel, step)
+        results.append(LayerParity(la.index, la.tensor, abs_, rel, ok, step, steps))
+    return VerifyReport(str(model.path), rule, all(r.ok for r in results), results)
+
+
+def parity_error(where: str, rule: ToleranceRule, parity_rel: float, parity_steps: float | None) -> str:
+    """The message for a torch copy that disagrees with onnxruntime at ``where``, naming the rule and --tolerance."""
+    got = f"{parity_steps:.1f} quantization steps" if parity_steps is not None else f"relative error {parity_rel:.2e}"
+    return (f"the torch copy disagrees with onnxruntime at {where}: {got} > tolerance {rule.describe()}; results "
+            f"would not hold for the deployed model. Run `kernelviz verify MODEL` to see which layer diverges "
+            f"first; if the difference is acceptable, raise --tolerance (in the rule's unit: "
+            f"{'quantization steps' if rule.precision == 'int8' else 'relative error'})")
 
 
 def require_parity(report: VerifyReport) -> None:
     """Raise :class:`ConversionError` naming the first layer whose torch copy disagrees with onnxruntime."""
     bad = report.first_failure
     if bad is not None:
-        raise ConversionError(f"the torch copy disagrees with onnxruntime at layer {bad.index} ({bad.tensor}): "
-                              f"relative error {bad.parity_rel:.2e} > tolerance {report.tolerance:.0e}; results "
-                              "would not hold for the deployed model (run `kernelviz verify MODEL` for all layers)")
+        raise ConversionError(parity_error(f"layer {bad.index} ({bad.tensor})", report.rule, bad.parity_rel,
+                                           bad.parity_steps))

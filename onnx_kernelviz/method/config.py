@@ -15,7 +15,6 @@ from dataclasses import dataclass, fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.measure.verify import DEFAULT_TOLERANCE
 from onnx_kernelviz.options import SCOPES
 
 __all__ = ["ExplainConfig", "parse_setting", "SETTING_NAMES", "AREA_KINDS"]
@@ -79,7 +78,9 @@ class ExplainConfig:
     partners: tuple[tuple[int, int], ...] = ()
     contrast: float = 0.0
     top_images: int | None = None
-    tolerance: float = DEFAULT_TOLERANCE
+    #: parity tolerance in the unit of the model's rule (measure/tolerance.py: relative for fp32/fp16, quantization
+    #: steps for int8); None: the rule's default for the model's precision
+    tolerance: float | None = None
     # -- focus scope (method/focus.py; measured in docs/TRADEOFF.md and docs/EVALUATION.md) ----------------------
     focus_mask: str = "box"
     focus_grid: int = 24

@@ -17,6 +17,7 @@ from onnx_kernelviz.baselines.base import BaselineOutcome, evaluate_baselines
 from onnx_kernelviz.io.preprocess import Preprocess, valid_range
 from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
 from onnx_kernelviz.measure.metrics import kernel_metrics, parity
+from onnx_kernelviz.measure.tolerance import layer_step, tolerance_rule
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.methods import METHODS, Method
 from onnx_kernelviz.method.optimize import StepCallback, optimize
@@ -189,6 +190,7 @@ def measure_batch(model: Model, prep: Prepared, opt: Optimized, config: ExplainC
     both = opt.x_mod if opt.bound_x is None else np.concatenate([opt.x_mod, opt.bound_x])
     t_all = model.run_ort(both, (tensor,))[0]
     t_ort, t_bound = t_all[:len(opt.items)], t_all[len(opt.items):]
+    rule = tolerance_rule(model, config.tolerance)
     metrics: list[Metrics | None] = []
     parities: list[Parity | None] = []
     focus: list[FocusNumbers | None] = []
@@ -206,7 +208,8 @@ def measure_batch(model: Model, prep: Prepared, opt: Optimized, config: ExplainC
         area = None if opt.masks is None else float(opt.masks[row].mean())
         metrics.append(Metrics.of(kernel_metrics(prep.t_ort[i], t_ort[row], k), area))
         p_abs, p_rel = parity(opt.t_torch[row], t_ort[row])
-        parities.append(Parity(p_abs, p_rel, bool(p_rel <= config.tolerance)))
+        ok, steps = rule.judge(p_abs, p_rel, layer_step(prep.layer, prep.t_ort[i]))
+        parities.append(Parity(p_abs, p_rel, ok, steps))
         focus.append(None if site is None else focus_metrics(prep.t_ort[i], t_ort[row], k, site.focus.cells))
     scoped = opt.sites is not None
     return Measured(t_ort, metrics, parities, focus if scoped else None, oracle if scoped else None)

@@ -196,7 +196,8 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             else:
                 site = site_of(model, la.tensor, cells, (prep.x.shape[-2], prep.x.shape[-1]))
         cfg = replace(cfg, partners=((a, b), (b, a)), contrast=float(contrast))
-        journal = Journal.start(od.path, run_header(model, la, cfg, preprocess, f"{a},{b}"), resume=False)
+        journal = Journal.start(od.path, run_header(model, la, cfg, preprocess, f"{a},{b}",
+                                                       (int(prep.x.shape[-2]), int(prep.x.shape[-1]))), resume=False)
         run = explain_items(model, prep, [(0, a), (0, b)], od, journal, cfg, preprocess, progress=progress,
                             on_step=on_step, report=False,
                             sites=None if site is None else {(0, a): site, (0, b): site})

@@ -28,6 +28,8 @@ from onnx_kernelviz.io.modelinput import FitPlan
 from onnx_kernelviz.io.outdir import OutDir
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.measure.metrics import parity
+from onnx_kernelviz.measure.tolerance import ToleranceRule, layer_step, tolerance_rule
+from onnx_kernelviz.measure.verify import parity_error
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.kernels import select_items
 from onnx_kernelviz.method.methods import METHODS
@@ -36,7 +38,7 @@ from onnx_kernelviz.pipeline.batch import baselines_batch, measure_batch, optimi
 from onnx_kernelviz.pipeline.files import write_batch
 from onnx_kernelviz.pipeline.focus import Site
 from onnx_kernelviz.pipeline.journal import SAVE_EVERY, Journal
-from onnx_kernelviz.pipeline.prepare import Prepared, prepare
+from onnx_kernelviz.pipeline.prepare import Prepared, input_size_for, prepare
 from onnx_kernelviz.results import KernelResult, RunHeader
 from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
 
@@ -84,7 +86,8 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
     la = model.layer(layer)
     paths = list_images([Path(p) for p in images])  # before touching --out: a typo leaves no empty folder
     with OutDir(out_dir, force=force, resume=resume) as od:
-        journal = Journal.start(od.path, run_header(model, la, config, preprocess, kernels), resume=resume)
+        size = input_size_for(model, paths, preprocess)
+        journal = Journal.start(od.path, run_header(model, la, config, preprocess, kernels, size), resume=resume)
         prep = prepare(model, paths, la, preprocess, config)
         check_at(config.at, prep)
         items = select_items(kernels, prep.energy, config.top_images)
@@ -92,10 +95,14 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
                              on_step=on_step)
 
 
-def run_header(model: Model, layer: Layer, config: ExplainConfig, pp: Preprocess, kernels: str) -> RunHeader:
-    """results.json's header: the settings as used (the method's own loop values filled in)."""
-    settings = {**asdict(METHODS.get(config.method).resolve(config)), "kernels": kernels,
-                "preprocess": pp.to_dict(), "input_size": list(model.input_size(pp.size))}
+def run_header(model: Model, layer: Layer, config: ExplainConfig, pp: Preprocess, kernels: str,
+               size: tuple[int, int] | None = None) -> RunHeader:
+    """results.json's header: the settings as used (the method's own loop values and the tolerance rule filled in).
+    ``size``: the input size fed (default: the model's, for no particular images)."""
+    rule = tolerance_rule(model, config.tolerance)
+    settings = {**asdict(METHODS.get(config.method).resolve(config)), "tolerance": rule.value,
+                "precision": rule.precision, "tolerance_unit": rule.unit, "kernels": kernels,
+                "preprocess": pp.to_dict(), "input_size": list(size or model.input_size(pp.size))}
     return RunHeader(model=str(model.path), model_sha256=model.loaded.sha256, layer=layer.name, tensor=layer.tensor,
                      layer_index=layer.index, method=config.method, device=str(model.devices.torch),
                      ort_providers=tuple(model.ort((layer.tensor,)).providers), version=__version__,
@@ -136,7 +143,7 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
             todo.append((i, k))
     if todo:
         keep_freed_memory()
-        _check_parity(model, prep, config.tolerance)
+        _check_parity(model, prep, tolerance_rule(model, config.tolerance))
     out.commit()  # the start succeeded: from here on, what is written stays
     journal.save()
     total, done = len(items), len(items) - len(todo)
@@ -188,14 +195,14 @@ def _nonfinite_reason(model: Model, layer: Layer, k: int) -> str:
             "preprocessing (--preset/--mean/--std/--scale)")
 
 
-def _check_parity(model: Model, prep: Prepared, tol: float) -> None:
+def _check_parity(model: Model, prep: Prepared, rule: ToleranceRule) -> None:
+    """The torch copy must agree with onnxruntime on the original images, by the model's rule."""
     tensor = prep.layer.tensor
     t_torch = model.run_torch(prep.x[:4], (tensor,))[0]
-    _, rel = parity(t_torch, prep.t_ort[:4])
-    if rel > tol:
-        raise ConversionError(f"the torch copy disagrees with onnxruntime at {tensor} on these images (relative "
-                              f"error {rel:.2e} > {tol:.0e}); results would not hold for the deployed model. "
-                              "Run `kernelviz verify MODEL IMAGE` to see which layer diverges first")
+    p_abs, rel = parity(t_torch, prep.t_ort[:4])
+    ok, steps = rule.judge(p_abs, rel, layer_step(prep.layer, prep.t_ort[:4]))
+    if not ok:
+        raise ConversionError(parity_error(f"{tensor} on these images", rule, rel, steps))
 
 
 def _batch_size(model: Model, prep: Prepared, config: ExplainConfig, n: int) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from onnx_kernelviz.frontend.layers import Layer
-from onnx_kernelviz.io.decode import read_image
+from onnx_kernelviz.io.decode import median_aspect, read_image
 from onnx_kernelviz.io.modelinput import FitPlan, from_model_input, mean_colour, plan_fit, to_model_input
 from onnx_kernelviz.io.preprocess import Preprocess, valid_range
 from onnx_kernelviz.measure.metrics import kernel_energy
@@ -23,7 +23,7 @@ from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.references import REFERENCES
 from onnx_kernelviz.model import Model
 
-__all__ = ["Prepared", "prepare", "image_folder"]
+__all__ = ["Prepared", "prepare", "image_folder", "input_size_for"]
 
 
 @dataclass
@@ -56,9 +56,16 @@ class Prepared:
         return str(self.paths[i])
 
 
+def input_size_for(model: Model, paths: list[Path], pp: Preprocess) -> tuple[int, int]:
+    """The (H, W) the images are fed at: the model's fixed sides, ``--size``, and a free side next to a fixed one
+    following the images' median aspect ratio (read from their headers; frontend/inputsize.py)."""
+    aspect = median_aspect(paths) if model.aspect_matters(pp.size) else None
+    return model.input_size(pp.size, aspect)
+
+
 def prepare(model: Model, paths: list[Path], layer: Layer, pp: Preprocess, config: ExplainConfig) -> Prepared:
     """Read and preprocess the images, build their references, and run them once through onnxruntime."""
-    size = model.input_size(pp.size)
+    size = input_size_for(model, paths, pp)
     # each picture is fitted to the input as it is read, so only input-sized arrays are kept (io/decode.py)
     loaded = [read_image(p, size=size, fit=pp.fit, fill=mean_colour(pp)) for p in paths]
     x = np.stack([to_model_input(im, pp, size, model.channels) for im in loaded])

@@ -47,9 +47,14 @@ class Parity:
     max_abs: float | None
     rel: float | None
     ok: bool | None
+    #: the difference in quantization steps of the layer (int8 models; measure/tolerance.py), else None
+    steps: float | None = None
 
     def to_json(self) -> JSON:
-        return {"parity_max_abs": self.max_abs, "parity_rel": self.rel, "parity_ok": self.ok}
+        d: JSON = {"parity_max_abs": self.max_abs, "parity_rel": self.rel, "parity_ok": self.ok}
+        if self.steps is not None:
+            d["parity_steps"] = self.steps
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], where: str) -> Parity:
@@ -57,7 +62,8 @@ class Parity:
         if ok is not None and not isinstance(ok, bool):
             raise ValueError(f"{where}.parity_ok is not true, false or null")
         return cls(number(d.get("parity_max_abs"), f"{where}.parity_max_abs"),
-                   number(d.get("parity_rel"), f"{where}.parity_rel"), ok)
+                   number(d.get("parity_rel"), f"{where}.parity_rel"), ok,
+                   number(d.get("parity_steps"), f"{where}.parity_steps"))
 
 
 PARITY_KEYS = ("parity_max_abs", "parity_rel", "parity_ok")

@@ -1,0 +1,147 @@
+"""The atlas's output folder: a lock, the run's identity, and checkpoints that ``--resume`` continues from.
+
+``DIR/checkpoint/`` holds ``run.json`` (what the run is: model, images, layers, settings — a resume must match),
+``stats.npz`` (the merged statistics of the finished shards and which shards they are), ``rf.json`` (receptive
+fields) and ``explained/L<layer>/k<kernel>.json`` (one per explained kernel, written after its pictures). Every
+file is written atomically, so Ctrl-C or a lost worker leaves the last complete state. A second run on the same
+folder is refused while the first holds ``DIR/.kernelviz-atlas.lock``. (Own helpers until ``core``'s results
+journal lands in main.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from onnx_kernelviz.atlas.stream import ShardStats
+from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.io.files import atomic_file, write_json
+
+#: what an atlas writes into DIR (``--force`` removes these and nothing else)
+OWN = ("atlas.json", "atlas.html", "kernels.parquet", "pages", "tiles", "checkpoint")
+#: held for the whole run, taken before the folder is judged or cleared (so ``--force`` never clears a running atlas)
+LOCK = ".kernelviz-atlas.lock"
+
+
+class Journal:
+    """The checkpoint folder of one atlas run in ``out``."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.dir = out / "checkpoint"
+
+    # -- the folder ----------------------------------------------------------------------------------------------
+
+    def prepare(self, identity: dict, *, force: bool, resume: bool) -> bool:
+        """Create or accept ``out``; returns whether earlier work is resumed.
+
+        Raises:
+            UsageError: ``out`` is a file, non-empty without ``--force``/``--resume``, or holds another run.
+        """
+        out = self.out
+        identity = json.loads(json.dumps(identity))  # as it reads back from run.json (tuples become lists)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is a file; give a folder")
+        previous = self._read("run.json")
+        if out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
+            if resume and previous is not None:
+                if previous != identity:
+                    what = [k for k in identity if identity.get(k) != previous.get(k)]
+                    raise UsageError(f"{out} holds an atlas with other {', '.join(what) or 'settings'}; resume "
+                                     "with the same model, images, --layers, --top, --explain and preprocessing, "
+                                     "or use --force to start over")
+                return True
+            if resume:
+                raise UsageError(f"--resume: {out} holds no atlas checkpoint; run without --resume (and with "
+                                 "--force if the folder is not empty)")
+            if not force:
+                raise UsageError(f"--out {out} is not empty; use --force to overwrite, --resume to continue an "
+                                 "atlas, or choose a new folder")
+            for name in OWN:
+                p = out / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot create --out {out}: {e.strerror or e}") from e
+        write_json(self.dir / "run.json", identity)
+        return False
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold ``DIR/.kernelviz-atlas.lock`` for the run (released by the OS if the process dies)."""
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"--out {self.out} is a file; give a folder")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot create --out {self.out}: {e.strerror or e}") from e
+        with open(self.out / LOCK, "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"another kernelviz atlas is writing to {self.out}; wait for it or use another "
+                                 "--out") from None
+            f.write(str(os.getpid()))
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _read(self, name: str) -> dict | None:
+        p = self.dir / name
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot resume: {p} is unreadable ({e}); use --force to start over") from e
+
+    # -- statistics ----------------------------------------------------------------------------------------------
+
+    def save_stats(self, stats: ShardStats, shards: list[int]) -> None:
+        with atomic_file(self.dir / "stats.npz") as f:
+            np.savez(f, shards=np.array(sorted(shards), np.int64), **stats.to_arrays())  # type: ignore[arg-type]
+
+    def load_stats(self) -> tuple[ShardStats, list[int]] | None:
+        p = self.dir / "stats.npz"
+        if not p.exists():
+            return None
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return ShardStats.from_arrays(arrays), [int(s) for s in arrays["shards"]]
+
+    # -- receptive fields and explanations -------------------------------------------------------------------------
+
+    def save_json(self, name: str, obj: dict) -> None:
+        write_json(self.dir / name, obj)
+
+    def load_json(self, name: str) -> dict | None:
+        return self._read(name)
+
+    def kernel_path(self, layer: int, kernel: int) -> Path:
+        return self.dir / "explained" / f"L{layer:03d}" / f"k{kernel:04d}.json"
+
+    def explained(self, layer: int, kernel: int) -> list[dict] | None:
+        p = self.kernel_path(layer, kernel)
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))["explanations"]
+        except (OSError, ValueError, KeyError):
+            return None  # a damaged checkpoint is redone, not trusted
+
+    def save_kernel(self, layer: int, kernel: int, explanations: list[dict]) -> None:
+        write_json(self.kernel_path(layer, kernel), {"layer": layer, "kernel": kernel,
+                                                     "explanations": explanations})

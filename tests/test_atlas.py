@@ -1,0 +1,286 @@
+"""``kernelviz atlas`` end to end on a tiny model with planted answers (dead kernels, exact duplicates), its files
+(kernels.parquet read by pyarrow, DuckDB, pandas and polars; atlas.json), resume, bad images and the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tiny_models
+from click.testing import CliRunner
+
+from onnx_kernelviz.atlas import AtlasSettings, run_atlas
+from onnx_kernelviz.cli import cli
+from onnx_kernelviz.io.preprocess import resolve_preprocess
+from onnx_kernelviz.method.config import ExplainConfig
+from onnx_kernelviz.model import Model
+
+#: the planted answers of tiny_models.planted()
+DEAD = [[0, 2], [1, 5]]
+DUPLICATES = {(0, 1, 4), (1, 3, 6)}
+FAST = ExplainConfig(steps=8, batch_size=4, oracle_steps=8, min_steps=2, patience=2)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[Path, Path]:
+    """The planted model and a folder of 6 smooth random 16x16 photos."""
+    d = tmp_path_factory.mktemp("atlas")
+    model = tiny_models.save(tiny_models.planted(), d / "planted.onnx")
+    images = d / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        cv2.imwrite(str(images / f"p{i}.png"), cv2.resize(small, (16, 16), interpolation=cv2.INTER_LINEAR))
+    return model, images
+
+
+def run(model: Path, images, out: Path, **kw):
+    settings = kw.pop("settings", AtlasSettings(top=3, explain=1, shard_size=2, batch_size=2))
+    return run_atlas(Model(model, device="cpu"), [images] if isinstance(images, Path) else images, out,
+                     preprocess=resolve_preprocess(model), settings=settings, config=kw.pop("config", FAST),
+                     device="cpu", **kw)
+
+
+def check_consistent(out: Path) -> dict:
+    """atlas.json and kernels.parquet say the same, in every reader; returns atlas.json."""
+    import duckdb
+    import pandas as pd
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    head = json.loads((out / "atlas.json").read_text())
+    table = pq.read_table(out / "kernels.parquet")
+    rows = table.to_pylist()
+    assert len(rows) == sum(la["channels"] for la in head["layers"])
+    assert sorted([r["layer"], r["kernel"]] for r in rows if r["dead"]) == sorted(head["dead"])
+    dups = {(d[0], d[1], d[2]) for d in head["duplicates"]}
+    for r in rows:
+        if r["duplicate_of"] >= 0:
+            assert (r["layer"], r["duplicate_of"], r["kernel"]) in dups
+        if r["dead"]:
+            assert r["firing_rate"] == 0 and r["max"] == 0 and r["exemplars"] == [] and r["explanations"] == []
+    assert all(any(r["layer"] == a[0] and r["kernel"] == a[2] and r["duplicate_of"] <= a[1] for r in rows)
+               for a in head["duplicates"])
+    # the same table through DuckDB, pandas and polars
+    con = duckdb.connect()
+    dead_db = con.execute(f"select layer, kernel from '{out / 'kernels.parquet'}' where dead order by 1, 2").fetchall()
+    assert [list(t) for t in dead_db] == sorted(head["dead"])
+    assert len(pd.read_parquet(out / "kernels.parquet")) == len(rows)
+    assert pl.read_parquet(out / "kernels.parquet").filter(pl.col("dead")).height == len(head["dead"])
+    return head
+
+
+def test_atlas_reports_exactly_the_planted_answers(planted, tmp_path):
+    model, images = planted
+    result = run(model, images, tmp_path / "a")
+    head = check_consistent(tmp_path / "a")
+    assert head["dead"] == DEAD
+    assert {(a, b, c) for a, b, c, _ in head["duplicates"]} == DUPLICATES
+    assert all(d[3] == pytest.approx(1.0, abs=1e-5) for d in head["duplicates"])
+    # the contract's keys
+    assert {"model", "model_sha256", "images", "engine", "seconds", "layers", "dead", "duplicates"} <= set(head)
+    assert head["images"] == 6 and head["engine"] == "local"
+    assert [{k: la[k] for k in ("index", "tensor", "channels")} for la in head["layers"]] == \
+        [{"index": 0, "tensor": "r1", "channels": 6}, {"index": 1, "tensor": "y", "channels": 8}]
+    rows = {(r["layer"], r["kernel"]): r for r in result.kernels}
+    live = rows[(0, 0)]
+    assert {"layer", "tensor", "kernel", "firing_rate", "mean", "max", "dead", "duplicate_of", "exemplars"} <= set(live)
+    assert len(live["exemplars"]) == 3 and set(live["exemplars"][0]) >= {"image", "row", "col", "value"}
+    e = live["explanations"][0]
+    assert e["status"] == "ok" and e["kept"] is not None and e["parity_ok"]
+    # focus scope: explained at the exemplar cell (the peak of F), with the contract's focus block
+    assert e["focus"]["peak"] == [e["row"], e["col"]] == [live["exemplars"][0]["row"], live["exemplars"][0]["col"]]
+    assert e["focus"]["cells"] >= 1 and e["focus"]["oracle_gain"] is not None and e["rf_box"] == e["focus"]["rf_box"]
+    # the duplicate's exemplars are the original's (same activations everywhere)
+    assert [e["value"] for e in rows[(0, 4)]["exemplars"]] == [e["value"] for e in rows[(0, 1)]["exemplars"]]
+    # a strip of crops for every kernel that fires and every explanation; the html links pages that exist
+    for r in result.kernels:
+        assert (r["exemplar_strip"] is None) == r["dead"]
+        if r["exemplar_strip"]:
+            strip = cv2.imread(str(tmp_path / "a" / r["exemplar_strip"]))
+            assert strip.shape[1] == strip.shape[0] * len(r["exemplars"])  # one square per exemplar
+        for e in r["explanations"]:
+            assert cv2.imread(str(tmp_path / "a" / e["strip"])).shape[1] == 2 * 80
+    assert (tmp_path / "a" / "atlas.html").is_file() and (tmp_path / "a" / "pages" / "L001" / "k0005.html").is_file()
+
+
+def test_map_scope_explains_the_whole_map(planted, tmp_path):
+    model, images = planted
+    res = run(model, images, tmp_path / "m", settings=AtlasSettings(layers="1", top=2, explain=1, scope="map"))
+    e = next(r for r in res.kernels if not r["dead"])["explanations"][0]
+    assert e["status"] == "ok" and e["focus"] is None and e["mask_area"] is not None
+
+
+def test_receptive_fields_translate_exactly(tmp_path):
+    """Every cell's box from the two corner cells equals the graph's own box for that cell (strides, pads)."""
+    from onnx_kernelviz.atlas.rf import receptive_fields
+    from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
+
+    root = Path(__file__).resolve().parent.parent
+    m = Model(root / "models" / "efficientnet_lite0.onnx", device="cpu")
+    layers = [m.layers[i] for i in (0, 4, 10, 20, 34, 48)]  # strides 2 to 32, depthwise and pointwise
+    fields = receptive_fields(m, layers, (224, 224))
+    shapes = tensor_shapes(m.loaded.proto, m.loaded.input.name, (1, 3, 224, 224))
+    for la in layers:
+        h, w = shapes[la.tensor][2:]
+        for r in range(0, h, max(1, h // 9)):
+            for c in range(0, w, max(1, w // 9)):
+                want = receptive_field(m.graph, shapes, la.tensor, (r, c, r + 1, c + 1), m.loaded.input.name,
+                                       "nchw", (224, 224)).box
+                assert fields[la.index].box(r, c) == want, (la.index, r, c)
+
+
+def test_statistics_only_and_a_changed_threshold_on_resume(planted, tmp_path):
+    model, images = planted
+    settings = AtlasSettings(top=2, explain=0, shard_size=4)
+    run(model, images, tmp_path / "s", settings=settings)
+    assert not (tmp_path / "s" / "checkpoint" / "explained").exists()
+    # --dup-corr is applied at the end: a resume may change it without redoing the statistics
+    low = run(model, images, tmp_path / "s", settings=replace(settings, dup_corr=0.2), resume=True)
+    assert len(low.header["duplicates"]) > len(DUPLICATES)
+
+
+def test_bad_images_are_skipped_and_counted(planted, tmp_path):
+    model, images = planted
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    head = run(model, [images, bad], tmp_path / "b",
+               settings=AtlasSettings(top=2, explain=0, shard_size=3)).header
+    assert head["images"] == 6 and head["images_skipped"] == 1
+    assert head["skipped"][0]["image"].endswith("broken.png") and "cannot read image" in head["skipped"][0]["reason"]
+    assert head["dead"] == DEAD
+
+
+def test_resume_after_ctrl_c_in_each_pass_gives_the_same_atlas(planted, tmp_path):
+    model, images = planted
+    whole = run(model, images, tmp_path / "whole")
+    calls = {"statistics": 0, "explanations": 0}
+
+    def stop_in(name: str, after: int):
+        def progress(which: str, advance: int, total: int) -> None:
+            if which == name and advance:
+                calls[name] += 1
+                if calls[name] > after:
+                    raise KeyboardInterrupt
+
+        return progress
+
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        run(model, images, out, progress=stop_in("statistics", 1))
+    assert (out / "checkpoint" / "stats.npz").is_file() and not (out / "atlas.json").exists()
+    with pytest.raises(KeyboardInterrupt):
+        run(model, images, out, resume=True, progress=stop_in("explanations", 1))
+    saved = sorted((out / "checkpoint" / "explained").rglob("*.json"))
+    assert 0 < len(saved) < 12  # some kernels explained before the cut, not all
+    first = {p: p.stat().st_mtime_ns for p in saved}
+    resumed = run(model, images, out, resume=True)
+    assert all(p.stat().st_mtime_ns == t for p, t in first.items())  # finished kernels were not redone
+    assert resumed.header["dead"] == whole.header["dead"]
+    assert resumed.header["duplicates"] == whole.header["duplicates"]
+    a, b = whole.kernels, resumed.kernels
+    assert [r["exemplars"] for r in a] == [r["exemplars"] for r in b]
+    assert [r["firing_rate"] for r in a] == [r["firing_rate"] for r in b]
+    assert np.allclose([r["mean"] for r in a], [r["mean"] for r in b])
+    kept = lambda rows: [e["kept"] for r in rows for e in r["explanations"]]  # noqa: E731
+    assert np.allclose(kept(a), kept(b), atol=1e-5)
+
+
+def test_refusals(planted, tmp_path):
+    model, images = planted
+    out = tmp_path / "r"
+    run(model, images, out, settings=AtlasSettings(top=2, explain=0))
+    with pytest.raises(Exception, match="not empty"):
+        run(model, images, out, settings=AtlasSettings(top=2, explain=0))
+    with pytest.raises(Exception, match="other layers"):
+        run(model, images, out, settings=AtlasSettings(layers="1", top=2, explain=0), resume=True)
+    run(model, images, out, settings=AtlasSettings(layers="1", top=2, explain=0), force=True)
+    assert json.loads((out / "atlas.json").read_text())["layers"][0]["index"] == 1
+    assert not (out / "tiles" / "L000").exists()  # --force removed the earlier atlas's files
+    # a running atlas holds the folder: a second one (even with --force) is refused and removes nothing
+    from onnx_kernelviz.atlas.journal import Journal
+
+    with Journal(out).locked():
+        with pytest.raises(Exception, match="another kernelviz atlas is writing"):
+            run(model, images, out, settings=AtlasSettings(layers="1", top=2, explain=0), force=True)
+    assert (out / "atlas.json").is_file()
+    # no usable image at all: one clear error
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"broken")
+    with pytest.raises(Exception, match="none of the 1 images could be used"):
+        run(model, bad, tmp_path / "none", settings=AtlasSettings(top=2, explain=0))
+
+
+def test_cli_atlas_and_its_errors(planted, tmp_path):
+    model, images = planted
+    runner = CliRunner()
+    res = runner.invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "c"), "--explain", "0",
+                              "--top", "2"])
+    assert res.exit_code == 0, res.output
+    assert "14 kernels in 2 layers over 6 images (0 skipped): 2 dead, 2 duplicate pairs" in res.output
+    for args, code, text in [
+        (["--explain", "3", "--top", "2"], 2, "--explain between 0 and --top"),
+        (["--address", "auto"], 2, "use it with --engine ray"),
+        (["--layers", "7"], 2, "out of range"),
+        ([], 2, "not empty"),
+    ]:
+        res = runner.invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "c"), *args])
+        assert res.exit_code == code and "Error: " in res.output and text in res.output, (args, res.output)
+        assert "Traceback" not in res.output
+
+
+def test_missing_extras_are_named(planted, tmp_path, monkeypatch):
+    import sys
+
+    model, images = planted
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    monkeypatch.delitem(sys.modules, "onnx_kernelviz.atlas.ray_engine", raising=False)
+    from onnx_kernelviz.atlas import engines
+
+    monkeypatch.setattr(engines.ENGINES, "_items", {k: v for k, v in engines.ENGINES._items.items() if k != "ray"})
+    res = CliRunner().invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "x"), "--engine", "ray"])
+    assert res.exit_code == 1 and "pip install 'onnx-kernelviz[ray]'" in res.output, res.output
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    res = CliRunner().invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "y")])
+    assert res.exit_code == 1 and "pip install 'onnx-kernelviz[atlas]'" in res.output, res.output
+    assert not (tmp_path / "y").exists()  # refused before any file was written
+
+
+@pytest.mark.slow
+def test_default_model_with_planted_answers(tmp_path):
+    """A copy of the bundled EfficientNet-Lite0 with a dead kernel (zero filter, bias -1) and an exact duplicate
+    planted in layers 5 and 20 (where the four photos show neither): the atlas reports exactly those."""
+    import onnx
+    from onnx import numpy_helper
+
+    root = Path(__file__).resolve().parent.parent
+    proto = onnx.load(str(root / "models" / "efficientnet_lite0.onnx"))
+    plant = {5: (7, 3, 11), 20: (5, 3, 40)}  # layer: (dead kernel, a, b = copy of a)
+    names = {la.index: la.name for la in Model(root / "models" / "efficientnet_lite0.onnx").layers}
+    inits = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        for layer, (dead, a, b) in plant.items():
+            if node.name == names[layer]:
+                w, bias = (numpy_helper.to_array(inits[n]).copy() for n in node.input[1:3])
+                w[dead], bias[dead] = 0.0, -1.0
+                w[b], bias[b] = w[a], bias[a]
+                inits[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
+                inits[node.input[2]].CopyFrom(numpy_helper.from_array(bias, node.input[2]))
+    model = tmp_path / "planted.onnx"
+    onnx.save(proto, str(model))
+    (tmp_path / "planted.kernelviz.json").write_text((root / "models" / "efficientnet_lite0.kernelviz.json")
+                                                    .read_text())
+    photos = root / "onnx_kernelviz" / "data" / "photos"
+    run(model, photos, tmp_path / "a", settings=AtlasSettings(layers="5,20", top=3, explain=0))
+    head = check_consistent(tmp_path / "a")
+    assert head["images"] == 4
+    assert head["dead"] == [[layer, dead] for layer, (dead, _, _) in plant.items()]
+    assert [d[:3] for d in head["duplicates"]] == [[layer, a, b] for layer, (_, a, b) in plant.items()]
+    assert all(d[3] == pytest.approx(1.0, abs=1e-5) for d in head["duplicates"])
+    assert all(d["filter_cosine"] == pytest.approx(1.0) for d in head["duplicate_details"])
