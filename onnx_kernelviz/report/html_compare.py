@@ -65,7 +65,10 @@ def _why(c: dict, ka: str, kb: str) -> str:
 def _side(folder: Folder, files: dict, s: str, k: str, other: str, kept_self: float | None,
           kept_other: float | None) -> str:
     crop = files.get(f"focus_crop_modified_{s}")
+    # in focus scope: where (the box), what x'_k keeps of the photo there (the outline), and x'_k itself
     pics = (folder.figure(files.get(f"focus_photo_{s}"), "the box on the photo", f"box of kernel {k}")
+            + folder.figure(files.get(f"focus_crop_{s}"), f"the box; yellow: what x′ of {k} keeps",
+                            f"the box of the photo, the region x′ of kernel {k} keeps outlined", True)
             + folder.figure(crop, f"x′ of {k} in the box", f"x′ of kernel {k}, the box", True)) if crop else (
         folder.figure(files.get("original"), "the photo", "original photo")
         + folder.figure(files.get(f"modified_{s}"), f"x′ of {k}", f"x′ of kernel {k}"))
