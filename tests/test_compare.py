@@ -242,3 +242,17 @@ def test_compare_in_focus_scope_measures_on_the_shared_cells(setup, tmp_path):
     apart = compare(model, img, "conv2", (0, 1), tmp_path / "apart", preprocess=PP, config=FAST).to_json()
     assert apart["scope"] == "map" and "never fire on the same cell" in apart["scope_note"]
     assert "focus" not in apart
+    # --at on a cell where one of the pair is silent: one usage error, nothing explained
+    from dataclasses import replace
+
+    t = prepare_t(model, img)
+    cell = tuple(int(v) for v in np.argwhere((t[0] > 0) & (t[1] <= 0))[0])
+    with pytest.raises(UsageError, match=f"kernel 1 does not fire at row {cell[0]}, col {cell[1]}"):
+        compare(model, img, "conv2", (0, 1), tmp_path / "at", preprocess=PP, config=replace(FAST, at=cell))
+
+
+def prepare_t(model, img):
+    """Layer conv2's onnxruntime activations on the image, as compare sees them ``[C, h, w]``."""
+    from onnx_kernelviz.pipeline.prepare import prepare
+
+    return prepare(model, [img], model.layer("conv2"), PP, FAST).t_ort[0]
