@@ -15,6 +15,9 @@ folder under OUT has its report.html.
     python scripts/evaluate.py --pictures docs/img      # also write the eval_* pictures for the docs
     python scripts/evaluate.py --model default:8,20,35 --model ppocr_det:4,12,16 --kernels top2 --no-pairs
 
+(A little over 300 lines: the three evaluations share one pass over the runs; the focus table's code is in
+scripts/focus_quality.py.)
+
 ``--model`` takes a path or a name of scripts/fetch_eval_models.py (``default``: the bundled model), optionally
 with its own layers after a colon; repeat it for several models.
 """
