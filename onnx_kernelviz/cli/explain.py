@@ -32,6 +32,7 @@ def _summary(run: ExplainRun) -> None:
         return statistics.median(v) if v else float("nan")
 
     focus = [r.focus for r in ok if r.focus is not None]
+    from onnx_kernelviz.pipeline.focus import SEPARABLE_GAIN
     if focus:  # focus scope: the numbers the explanation is about (the whole map's are in results.json)
         gains = [f.specificity_after / f.specificity_before for f in focus
                  if f.specificity_after is not None and f.specificity_before]
@@ -40,7 +41,8 @@ def _summary(run: ExplainRun) -> None:
         click.echo(f"on the focus cells, median kept {med(f.kept for f in focus):.3f}  others_kept "
                    f"{med(f.others_kept for f in focus):.3f}  specificity x{med(gains):.1f}"
                    + (f" (best possible x{bound:.1f})" if bound == bound else "")
-                   + (f"; {apart} cannot be told apart from the kernels firing with them" if apart else ""))
+                   + (f"; {apart} cannot be told apart from the other kernels on their focus cells (best "
+                      f"possible gain under x{SEPARABLE_GAIN:g}: see the report)" if apart else ""))
     elif ok:
         m = [r.metrics for r in ok]
         click.echo(f"median kept {med(x.kept for x in m):.3f}  fidelity {med(x.fidelity for x in m):.3f}  "

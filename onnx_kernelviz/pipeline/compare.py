@@ -188,9 +188,10 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
         site, scope_note = None, None
         if cfg.scope == "focus":  # both kernels explained on the same cells: where both fire strongly
             check_at(cfg.at, prep)
-            silent = [k for k in (a, b) if cfg.at is not None and t_x[k][cfg.at] <= 0]
-            if silent:  # no shared focus there: kept of a kernel that does not fire is 0/0
-                raise UsageError(f"kernel {silent[0]} does not fire at row {cfg.at[0]}, col {cfg.at[1]} "
+            at = cfg.at
+            silent = [k for k in (a, b) if at is not None and t_x[k][at] <= 0]
+            if at is not None and silent:  # no shared focus there: kept of a kernel that does not fire is 0/0
+                raise UsageError(f"kernel {silent[0]} does not fire at row {at[0]}, col {at[1]} "
                                  "(r = 0 there), so the pair cannot be compared there; give a cell where both fire, "
                                  "or leave out --at")
             cells = pair_cells(t_x[a], t_x[b], cfg.at)
