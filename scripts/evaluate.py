@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             _layer(model, name, pp, photos, la, args, cfg, out / name if len(args.model or ()) > 1 else out,
                    cases, pairs, runs, t0)
     seconds = _save(out, args, cfg, photos, t0, cases, pairs, runs)
+    if cfg.scope == "focus":
+        print("On the whole activation map (ours is explained on the focus cells: the last table judges it there)\n")
     print(baseline_table(cases))
     print()
     print(pair_table(pairs))
