@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from onnx_kernelviz import __version__
-from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
+from onnx_kernelviz.errors import ConversionError, UsageError
 from onnx_kernelviz.frontend.layers import Layer, conv_weights
 from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.modelinput import FitPlan
@@ -40,7 +40,7 @@ from onnx_kernelviz.pipeline.focus import Site
 from onnx_kernelviz.pipeline.journal import SAVE_EVERY, Journal
 from onnx_kernelviz.pipeline.prepare import Prepared, input_size_for, prepare
 from onnx_kernelviz.results import KernelResult, RunHeader
-from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
+from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, halve_on_oom, keep_freed_memory, probe_row_bytes
 
 __all__ = ["ExplainConfig", "ExplainRun", "ProgressFn", "StepProgressFn", "explain", "explain_items", "run_header",
            "check_at", "prepare", "Prepared", "cuda_batch_size", "SAVE_EVERY"]
@@ -228,21 +228,15 @@ def _explain_bounded(model: Model, prep: Prepared, chunk: list[tuple[int, int]],
                      pp: Preprocess, out: Path, on_step: Callable[[float, int], None],
                      sites: list[Site] | None = None) -> list[KernelResult]:
     """Optimize, measure and write one batch, halving it when the GPU runs out of memory instead of failing."""
-    try:
-        opt = optimize_batch(model, prep, chunk, config, pp, sites=sites, on_step=on_step)
+    def run(lo: int, hi: int) -> list[KernelResult]:
+        part = chunk[lo:hi]
+        opt = optimize_batch(model, prep, part, config, pp, sites=None if sites is None else sites[lo:hi],
+                             on_step=on_step)
         measured = measure_batch(model, prep, opt, config)
         baselines = baselines_batch(model, prep, opt, config, pp)
-    except torch.cuda.OutOfMemoryError:
-        if len(chunk) == 1:
-            raise KernelvizError("out of GPU memory with a single explanation; use --device cpu or a smaller "
-                                 "--size") from None
-        torch.cuda.empty_cache()
-        half = len(chunk) // 2
-        return (_explain_bounded(model, prep, chunk[:half], config, pp, out, on_step,
-                                 None if sites is None else sites[:half])
-                + _explain_bounded(model, prep, chunk[half:], config, pp, out, on_step,
-                                   None if sites is None else sites[half:]))
-    return write_batch(out, prep, opt, measured, baselines, pp)
+        return write_batch(out, prep, opt, measured, baselines, pp)
+
+    return halve_on_oom(run, len(chunk))
 
 
 def _chunks(seq: list[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
