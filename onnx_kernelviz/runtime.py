@@ -11,7 +11,7 @@ import importlib.metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import onnx
@@ -214,3 +214,23 @@ def fit_batch(n: int, free_bytes: int, row_bytes: int, *, fraction: float = 0.5,
     memory is halved and retried (``explainer._explain_bounded``).
     """
     return max(1, min(n, cap, int(free_bytes * fraction) // max(1, row_bytes)))
+
+
+R = TypeVar("R")
+
+
+def halve_on_oom(run: Callable[[int, int], list[R]], n: int) -> list[R]:
+    """``run(lo, hi)`` over rows ``[0, n)`` of a batch; when the GPU runs out of memory, each half is run on its
+    own (recursively) instead of failing, and a single row that does not fit is one clear error."""
+    def part(lo: int, hi: int) -> list[R]:
+        try:
+            return run(lo, hi)
+        except torch.cuda.OutOfMemoryError:
+            if hi - lo == 1:
+                raise KernelvizError("out of GPU memory with a single explanation; use --device cpu or a smaller "
+                                     "--size") from None
+            torch.cuda.empty_cache()
+            mid = (lo + hi) // 2
+            return part(lo, mid) + part(mid, hi)
+
+    return part(0, n)

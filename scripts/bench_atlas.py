@@ -6,7 +6,7 @@ Prints, on the default model and N images made from the bundled photos (random c
      (images/s of each, interleaved repeats, median), for all layers and for one mid layer;
   2. peak memory of the statistics pass over N/4 and N images (it must not grow with N);
   3. the explanation pass's seconds per kernel against ``explain``'s batched seconds per kernel, same
-     (image, kernel) pairs and settings (the whole-map scope, which ``explain`` runs), and the focus scope's
+     (image, kernel) pairs and settings (both in the focus scope, at the kernel's peak), and the focus scope's
      seconds per kernel at its defaults, with and without the bound;
   4. the whole default model (all layers, all kernels, --explain 0) over N images with the local engine: the
      statistics pass and the whole atlas (pictures, parquet, html);
@@ -32,7 +32,6 @@ import numpy as np
 from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
 from onnx_kernelviz.atlas import AtlasSettings, collect_stats, run_atlas, stream_activations
 from onnx_kernelviz.pipeline.demo import PHOTOS, default_model_path
-from onnx_kernelviz.pipeline.focus import FocusConfig
 
 
 def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -127,10 +126,10 @@ def explain_cost(m: Model, pp, paths: list[Path], layer: int, n: int, steps: int
     e, a = statistics.median(v for v, _ in theirs), statistics.median(v for v, _ in ours)
     # the atlas's default scope (kernel k at its exemplar cell), with and without the bound, default settings
     focus = {}
-    for name, cfg_f in (("focus_s_per_kernel", FocusConfig()), ("focus_no_bound_s_per_kernel",
-                                                                 FocusConfig(oracle=False))):
+    for name, cfg_f in (("focus_s_per_kernel", ExplainConfig(batch_size=n)),
+                        ("focus_no_bound_s_per_kernel", ExplainConfig(batch_size=n, oracle=False))):
         t0 = time.perf_counter()
-        explain_sites(m, la, sites, {0: str(image)}, field, cfg, pp, focus=cfg_f)
+        explain_sites(m, la, sites, {0: str(image)}, field, cfg_f, pp)
         focus[name] = round((time.perf_counter() - t0) / n, 3)
     return {"layer": layer, "kernels": n, "steps": steps, "explain_s_per_kernel": round(e, 3),
             "atlas_s_per_kernel": round(a, 3), "ratio": round(a / e, 2),

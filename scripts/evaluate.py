@@ -4,6 +4,8 @@
    baseline (each baseline's saliency -> mask with our mask's area -> x' -> onnxruntime metrics).
 2. Similar kernels: for the most correlated pair of active kernels per photo and layer (correlation >= 0.5),
    how much of itself vs of the other each kernel keeps under its own explanation, ours vs the baselines.
+3. In focus scope (the default), issue #11's quality table per model and layer (scripts/focus_quality.py): the
+   numbers on the focus cells, the bound, the masks' readability, and ours vs each baseline on F at equal area.
 
 Prints markdown tables (pasted into docs/EVALUATION.md) and writes OUT/evaluation.json; every explanation
 folder under OUT has its report.html.
@@ -11,6 +13,13 @@ folder under OUT has its report.html.
     python scripts/evaluate.py                          # layers 12,20,28, top kernel + similar pair, 4 photos
     python scripts/evaluate.py --layers 20 --kernels top5 --steps 300 --out /tmp/eval
     python scripts/evaluate.py --pictures docs/img      # also write the eval_* pictures for the docs
+    python scripts/evaluate.py --model default:8,20,35 --model ppocr_det:4,12,16 --kernels top2 --no-pairs
+
+(A little over 300 lines: the three evaluations share one pass over the runs; the focus table's code is in
+scripts/focus_quality.py.)
+
+``--model`` takes a path or a name of scripts/fetch_eval_models.py (``default``: the bundled model), optionally
+with its own layers after a colon; repeat it for several models.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from focus_quality import cases_of, quality_table  # noqa: E402
 
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
@@ -46,12 +58,14 @@ from onnx_kernelviz.pipeline.prepare import prepare  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "models" / "efficientnet_lite0.onnx"))
+    ap.add_argument("--model", action="append", default=None, metavar="PATH_OR_NAME[:LAYERS]",
+                    help="repeatable (default: the bundled model)")
     ap.add_argument("--images", default=str(ROOT / "onnx_kernelviz" / "data" / "photos"))
     ap.add_argument("--layers", default="12,20,28", help="comma list of layer indices/names")
     ap.add_argument("--kernels", default="top1", help="kernel spec per photo for the baseline table")
     ap.add_argument("--steps", type=int, default=None, help="most steps per explanation (default: ExplainConfig's)")
     ap.add_argument("--min-corr", type=float, default=0.5, help="least correlation for a similar pair")
+    ap.add_argument("--no-pairs", dest="pairs", action="store_false", help="skip the similar pairs (and compare)")
     ap.add_argument("--no-pixel-pairs", dest="pixel_pairs", action="store_false",
                     help="skip `compare --method pixel` on the similar pairs")
     ap.add_argument("--contrast", type=float, default=CONTRAST,
@@ -64,76 +78,111 @@ def main(argv: list[str] | None = None) -> int:
     if args.tables:
         saved = json.loads(Path(args.tables).read_text())
         print(baseline_table(saved["cases"]) + "\n\n" + pair_table(saved["pairs"]))
+        focus = [c for d, m, L, ks in saved.get("runs", []) for c in cases_of(Path(d), m, L) if c["kernel"] in ks]
+        print("\n" + quality_table(focus))
         if args.pictures:
             pictures(saved["cases"], saved["pairs"], Path(args.pictures))
         return 0
 
     t0 = time.perf_counter()
-    model = Model(args.model, device=args.device)
-    pp = resolve_preprocess(args.model)
     cfg = replace(ExplainConfig(), baselines=tuple(BASELINES.names()))
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps)
     photos = list_images([args.images])
     out = Path(args.out)
-    cases, pairs = [], []
-    for layer in [s.strip() for s in args.layers.split(",") if s.strip()]:
-        la = model.layer(int(layer) if layer.isdigit() else layer)
-        prep = prepare(model, photos, la, pp, cfg)
-        top = select_items(args.kernels, prep.energy)
-        for i, photo in enumerate(photos):
-            ks = [k for j, k in top if j == i and prep.energy[i, k] > 0]
-            a, b, corr = most_correlated_pair(prep.t_ort[i])
-            pair = (a, b) if corr >= args.min_corr else None
-            ks_all = list(dict.fromkeys(ks + list(pair or ())))
-            d = out / f"L{la.index}" / photo.stem
-            run = explain(model, [photo], la.index, ",".join(map(str, ks_all)), d, preprocess=pp, config=cfg,
-                          force=True)
-            res = {r.kernel: r.to_json() for r in run.results}
-            for k in ks:
-                r = res[k]
-                if r.get("status") == "ok":
-                    cases.append({"photo": photo.name, "layer": la.index, "kernel": k, "dir": str(d),
-                                  **{f: r[f] for f in ("kept", "fidelity", "others_kept", "specificity_before",
-                                                       "specificity_after", "mask_area")},
-                                  "baselines": r.get("baselines", {})})
-            if pair and all(res[k].get("status") == "ok" for k in pair):
-                ours_kept, theirs_kept = measure_pair(model, la.tensor, prep.t_ort[i], d, res[a]["files"],
-                                                      res[b]["files"], a, b)
-                ours, theirs = ours_kept.to_json(), {n: t.to_json() for n, t in theirs_kept.items()}
-                # what `kernelviz compare` does: each kernel explained against the other in particular
-                cmp = compare(model, photo, la.index, pair, d / "compare", preprocess=pp, config=cfg, force=True,
-                              contrast=args.contrast).to_json()
-                # ... and with the paper's pixel method, which can reach inputs a mask over the photo cannot
-                px = (compare(model, photo, la.index, pair, d / "compare_pixel", preprocess=pp,
-                              config=replace(cfg, method="pixel"), force=True, contrast=args.contrast).to_json()
-                      if args.pixel_pairs else None)
-                pairs.append({"photo": photo.name, "layer": la.index, "kernels": [a, b], "correlation": corr,
-                              "filter_cosine": filter_cosine(model, la, a, b),
-                              "dir": str(d), "files": {k: res[k]["files"] for k in pair},
-                              "ours": ours, "baselines": theirs, "contrast": args.contrast,
-                              "compare_dir": str(d / "compare"), "compare_files": cmp["files"],
-                              "ours_contrast": cmp["ours"], "baselines_contrast": cmp["baselines"],
-                              **({"ours_pixel": px["ours"], "baselines_pixel": px["baselines"]} if px else {})})
-            _save(out, args, cfg, photos, t0, cases, pairs)  # after every photo: a long run stays usable
-            print(f"[{time.perf_counter() - t0:6.0f}s] layer {la.index} {photo.name}: kernels {ks_all}"
-                  + (f", pair {pair} corr {corr:.2f}" if pair else f", no pair (best corr {corr:.2f})"),
-                  file=sys.stderr)
-    seconds = _save(out, args, cfg, photos, t0, cases, pairs)
+    cases: list[dict] = []
+    pairs: list[dict] = []
+    runs: list[list] = []  # [folder, model, layer, kernels]: the focus table's cases
+    for spec in args.model or ["default"]:
+        name, path, layers = _model_spec(spec, args.layers)
+        model = Model(path, device=args.device)
+        pp = resolve_preprocess(path)
+        for layer in layers:
+            la = model.layer(int(layer) if layer.isdigit() else layer)
+            _layer(model, name, pp, photos, la, args, cfg, out / name if len(args.model or ()) > 1 else out,
+                   cases, pairs, runs, t0)
+    seconds = _save(out, args, cfg, photos, t0, cases, pairs, runs)
+    if cfg.scope == "focus":
+        print("On the whole activation map (ours is explained on the focus cells: the last table judges it there)\n")
     print(baseline_table(cases))
     print()
     print(pair_table(pairs))
+    if cfg.scope == "focus":
+        print()
+        print(quality_table([c for d, m, L, ks in runs for c in cases_of(Path(d), m, L) if c["kernel"] in ks]))
     print(f"\n{len(cases)} cases, {len(pairs)} similar pairs, {seconds / 60:.1f} min; details in {out}/evaluation.json")
     if args.pictures:
         pictures(cases, pairs, Path(args.pictures))
     return 0
 
 
-def _save(out: Path, args, cfg: ExplainConfig, photos, t0: float, cases: list, pairs: list) -> float:
+def _model_spec(spec: str, layers: str) -> tuple[str, Path, list[str]]:
+    """``PATH_OR_NAME[:LAYERS]`` -> (name for the tables, model path, layers)."""
+    head, _, tail = spec.rpartition(":")
+    if not head or not (Path(head).exists() or head == "default" or "/" not in head):
+        head, tail = spec, layers
+    if head == "default":
+        path = ROOT / "models" / "efficientnet_lite0.onnx"
+    elif Path(head).exists():
+        path = Path(head)
+    else:
+        import fetch_eval_models
+        path = fetch_eval_models.fetch(head)
+    name = "default" if head == "default" else Path(head).stem
+    return name, path, [s.strip() for s in (tail or layers).split(",") if s.strip()]
+
+
+def _layer(model, name: str, pp, photos, la, args, cfg: ExplainConfig, out: Path, cases: list, pairs: list,
+           runs: list, t0: float) -> None:
+    """Explain the top kernels (and the most correlated pair) of each photo on layer ``la``; add to the lists."""
+    prep = prepare(model, photos, la, pp, cfg)
+    top = select_items(args.kernels, prep.energy)
+    for i, photo in enumerate(photos):
+        ks = [k for j, k in top if j == i and prep.energy[i, k] > 0]
+        a, b, corr = most_correlated_pair(prep.t_ort[i])
+        pair = (a, b) if corr >= args.min_corr and args.pairs else None
+        ks_all = list(dict.fromkeys(ks + list(pair or ())))
+        d = out / f"L{la.index}" / photo.stem
+        run = explain(model, [photo], la.index, ",".join(map(str, ks_all)), d, preprocess=pp, config=cfg,
+                      force=True)
+        runs.append([str(d), name, la.index, ks])
+        res = {r.kernel: r.to_json() for r in run.results}
+        for k in ks:
+            r = res[k]
+            if r.get("status") == "ok":
+                cases.append({"model": name, "photo": photo.name, "layer": la.index, "kernel": k, "dir": str(d),
+                              **{f: r[f] for f in ("kept", "fidelity", "others_kept", "specificity_before",
+                                                   "specificity_after", "mask_area")},
+                              "baselines": r.get("baselines", {})})
+        if pair and all(res[k].get("status") == "ok" for k in pair):
+            ours_kept, theirs_kept = measure_pair(model, la.tensor, prep.t_ort[i], d, res[a]["files"],
+                                                  res[b]["files"], a, b)
+            ours, theirs = ours_kept.to_json(), {n: t.to_json() for n, t in theirs_kept.items()}
+            # what `kernelviz compare` does: each kernel explained against the other in particular
+            cmp = compare(model, photo, la.index, pair, d / "compare", preprocess=pp, config=cfg, force=True,
+                          contrast=args.contrast).to_json()
+            # ... and with the paper's pixel method, which can reach inputs a mask over the photo cannot
+            px = (compare(model, photo, la.index, pair, d / "compare_pixel", preprocess=pp,
+                          config=replace(cfg, method="pixel"), force=True, contrast=args.contrast).to_json()
+                  if args.pixel_pairs else None)
+            pairs.append({"model": name, "photo": photo.name, "layer": la.index, "kernels": [a, b],
+                          "correlation": corr, "filter_cosine": filter_cosine(model, la, a, b),
+                          "dir": str(d), "files": {k: res[k]["files"] for k in pair},
+                          "ours": ours, "baselines": theirs, "contrast": args.contrast,
+                          "compare_dir": str(d / "compare"), "compare_files": cmp["files"],
+                          "ours_contrast": cmp["ours"], "baselines_contrast": cmp["baselines"],
+                          **({"ours_pixel": px["ours"], "baselines_pixel": px["baselines"]} if px else {})})
+        _save(out, args, cfg, photos, t0, cases, pairs, runs)  # after every photo: a long run stays usable
+        print(f"[{time.perf_counter() - t0:6.0f}s] {name} layer {la.index} {photo.name}: kernels {ks_all}"
+              + (f", pair {pair} corr {corr:.2f}" if pair else f", no pair (best corr {corr:.2f})"),
+              file=sys.stderr)
+
+
+def _save(out: Path, args, cfg: ExplainConfig, photos, t0: float, cases: list, pairs: list, runs: list) -> float:
     seconds = time.perf_counter() - t0
-    summary = {"model": args.model, "layers": args.layers, "kernels": args.kernels, "steps": cfg.steps,
-               "config": {k: v for k, v in vars(cfg).items() if k != "baselines"},
-               "photos": [p.name for p in photos], "seconds": seconds, "cases": cases, "pairs": pairs}
+    summary = {"model": args.model or ["default"], "layers": args.layers, "kernels": args.kernels,
+               "steps": cfg.steps, "config": {k: v for k, v in vars(cfg).items() if k != "baselines"},
+               "photos": [p.name for p in photos], "seconds": seconds, "cases": cases, "pairs": pairs, "runs": runs}
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(summary, indent=1))
     return seconds

@@ -138,3 +138,27 @@ def test_exact_fp32_turns_tensorfloat32_off():
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_halved_until_it_fits():
+    import torch
+
+    from onnx_kernelviz.errors import KernelvizError
+    from onnx_kernelviz.runtime import halve_on_oom
+
+    tried = []
+
+    def run(lo: int, hi: int) -> list[int]:
+        tried.append((lo, hi))
+        if hi - lo > 2:  # only two rows fit at once
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return list(range(lo, hi))
+
+    assert halve_on_oom(run, 7) == list(range(7))  # every row once, in order
+    assert tried == [(0, 7), (0, 3), (0, 1), (1, 3), (3, 7), (3, 5), (5, 7)]
+
+    def never(lo: int, hi: int) -> list[int]:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(KernelvizError, match="single explanation"):
+        halve_on_oom(never, 3)

@@ -218,9 +218,12 @@ def test_compare_happy_path_records_the_contrast(tmp_path):
                                    "2", "--contrast", "3", "--steps", "4", "--set", "resolution=8", "--baselines",
                                    "activation", "--mean", "0,0,0", "--std", "1,1,1", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "kernels 0 and 2" in res.output and "ours (contrast 3): under x'_a kept_a" in res.output
+    # focus scope (the default): both explained and measured on the cells where both fire
+    assert "kernels 0 and 2" in res.output and re.search(r"ours \(contrast 3, on the \d+ cells around row \d+, col "
+                                                          r"\d+ where both fire\): under x'_a kept_a", res.output)
     doc = json.loads((out / "compare.json").read_text())
     assert doc["contrast"] == 3 and doc["kernels"] == [0, 2] and list(doc["baselines"]) == ["activation"]
+    assert doc["scope"] == "focus" and list(doc["focus"]["baselines"]) == ["activation"]
     # weights [1, 1, 0, 0] and [1, 0.5, 0, 0]: near-copies, which a mask over the photo cannot tell apart
     assert doc["filter_cosine"] == pytest.approx(0.9487, abs=1e-4) and doc["method"] == "mask"
     assert "not told apart" in res.output and "near-copies (cosine 0.95)" in res.output and "--method pixel" \

@@ -137,8 +137,10 @@ def thirds_image(folder):
 def test_contrast_drops_the_partner_more_than_the_plain_explanation(tmp_path):
     img = thirds_image(tmp_path)
     model = Model(colour_model(tmp_path / "colour.onnx"), device="cpu")
-    # reference black: the default (the photo's mean colour) would put red back where the red third is dropped
-    cfg = ExplainConfig(steps=60, early_stop=False, resolution=8, baselines=("activation",), reference="zeros")
+    # reference black: the default (the photo's mean colour) would put red back where the red third is dropped;
+    # the whole map: in focus scope the pair's shared cells are the red third, where no input keeps 0 and drops 1
+    cfg = ExplainConfig(steps=60, early_stop=False, resolution=8, baselines=("activation",), reference="zeros",
+                        scope="map")
     plain = compare(model, img, "conv", (0, 1), tmp_path / "plain", preprocess=PP, config=cfg,
                     contrast=0).to_json()
     contrast = compare(model, img, "conv", (0, 1), tmp_path / "contrast", preprocess=PP, config=cfg,
@@ -211,3 +213,46 @@ def test_compare_reports_progress(setup, tmp_path):
             config=ExplainConfig(steps=2, early_stop=False, resolution=8, baselines=("activation",)),
             progress=lambda done, total, result: seen.append((done, total)))
     assert seen[0] == (0, 2) and seen[-1] == (2, 2)
+
+
+def test_pair_cells_are_where_both_fire():
+    from onnx_kernelviz.method.focus import pair_cells
+
+    a = np.zeros((6, 6))
+    b = np.zeros((6, 6))
+    a[1:3, 1:5] = 4.0   # a: a wide bar
+    b[1:4, 3:5] = 2.0   # b: a tall bar overlapping a's right end
+    cells = pair_cells(a, b)
+    assert cells is not None and cells.cells.sum() == 4 and cells.cells[1:3, 3:5].all()
+    assert pair_cells(a, np.where(a > 0, 0.0, 1.0)) is None  # never on the same cell
+
+
+def test_compare_in_focus_scope_measures_on_the_shared_cells(setup, tmp_path):
+    model, img = setup
+    doc = compare(model, img, "conv2", None, tmp_path / "focus", preprocess=PP, config=FAST).to_json()
+    assert doc["scope"] == "focus" and "scope_note" not in doc
+    f = doc["focus"]
+    assert f["cells"] >= 1 and len(f["peak"]) == 2 and len(f["rf_box"]) == 4
+    assert set(f["baselines"]) == set(doc["baselines"])
+    # the verdict is made of the numbers on the shared cells, the whole map's stay under "ours"
+    assert doc["separation"] == f["separation"] and doc["told_apart"] == f["told_apart"]
+    assert doc["ours"] != f["ours"]
+    assert "cells around row" in (tmp_path / "focus" / "report.html").read_text()
+    # kernels 0 and 1 (left and right halves) share no cell: the whole maps are compared, and it says so
+    apart = compare(model, img, "conv2", (0, 1), tmp_path / "apart", preprocess=PP, config=FAST).to_json()
+    assert apart["scope"] == "map" and "never fire on the same cell" in apart["scope_note"]
+    assert "focus" not in apart
+    # --at on a cell where one of the pair is silent: one usage error, nothing explained
+    from dataclasses import replace
+
+    t = prepare_t(model, img)
+    cell = tuple(int(v) for v in np.argwhere((t[0] > 0) & (t[1] <= 0))[0])
+    with pytest.raises(UsageError, match=f"kernel 1 does not fire at row {cell[0]}, col {cell[1]}"):
+        compare(model, img, "conv2", (0, 1), tmp_path / "at", preprocess=PP, config=replace(FAST, at=cell))
+
+
+def prepare_t(model, img):
+    """Layer conv2's onnxruntime activations on the image, as compare sees them ``[C, h, w]``."""
+    from onnx_kernelviz.pipeline.prepare import prepare
+
+    return prepare(model, [img], model.layer("conv2"), PP, FAST).t_ort[0]

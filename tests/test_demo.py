@@ -24,10 +24,16 @@ def test_demo_writes_a_report_and_can_be_rerun(tmp_path):
     doc = json.loads((out / "results.json").read_text())
     assert (out / "report.html").stat().st_size > 1000
     assert len(doc["results"]) == 3 and all(CONTRACT_KEYS <= set(res) for res in doc["results"])
+    html = (out / "report.html").read_text()
+    assert doc["settings"]["scope"] == "focus"
     for res in doc["results"]:
         assert res["parity_ok"] and res["status"] == "ok"
         for path in res["files"].values():
             assert path is None or (out / path).exists()
+        # the demo shows the local explanation: where k fires most, its box, the crops
+        assert res["focus"]["cells"] >= 1 and res["focus"]["oracle_gain"] is not None
+        for name in ("focus_photo", "focus_crop", "focus_crop_modified"):
+            assert res["files"][name] in html
 
 
 def test_demo_refuses_a_folder_with_other_files(tmp_path):

@@ -38,6 +38,12 @@ def test_evaluate_prints_both_tables_with_plain_and_contrastive_pairs(tmp_path, 
     assert "| **ours** (mask) |" in text and "filter cos." in text and "contrast 12: x′_a keeps a / b" in text
     assert "- plain explanations" in text and "- contrastive explanations" in text
     assert "- contrastive pixel explanations" in text and "pixel, contrast 12: x′_a" in text
+    # focus scope (the default): issue #11's quality table, one row for the layer, from explain's own folders
+    row = next(line for line in text.splitlines() if line.startswith("| halves | 1 |"))
+    assert "| kept | others_kept | gain | bound | gain/bound |" in text and "activation " in row
+    # --tables reprints every table from evaluation.json, the focus one from the runs' folders
+    assert ev.main(["--tables", str(out / "evaluation.json")]) == 0
+    assert row in capsys.readouterr().out
     saved = json.loads((out / "evaluation.json").read_text())
     assert len(saved["pairs"]) == 2 and any(p["kernels"] == [0, 2] for p in saved["pairs"])
     for p in saved["pairs"]:

@@ -80,6 +80,18 @@ def test_photo_with_box_frames_the_box_and_the_peak_where_they_are():
     np.testing.assert_array_equal(out[:60:s, :100:s], photo[:30, :50])
 
 
+def test_a_small_box_on_a_tiny_input_stays_a_frame():
+    """A 16x16 input is enlarged 28 times: a frame 2 photo pixels wide filled a 5x8 box entirely."""
+    photo = _photo(16, 16)
+    rf = (11, 0, 16, 8)
+    out = photo_with_box(photo, rf)
+    s = out.shape[0] // 16
+    assert s == 28
+    assert _is(out, BOX_COLOUR)[rf[0] * s, rf[1] * s + 40]  # the frame is there
+    centre = out[(rf[0] + 2) * s:(rf[0] + 3) * s, (rf[1] + 4) * s:(rf[1] + 5) * s]
+    np.testing.assert_array_equal(centre, np.broadcast_to(photo[rf[0] + 2, rf[1] + 4], centre.shape))
+
+
 def test_contour_lies_on_the_mask_boundary_and_nowhere_else():
     photo = _photo(64, 64)
     yy, xx = np.mgrid[0:64, 0:64]

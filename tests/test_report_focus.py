@@ -158,6 +158,9 @@ def test_compare_leads_with_the_two_boxes_and_the_verdict(focus_folder, tmp_path
     lead = text.split('id="compare"')[1].split("<h3>Details</h3>")[0]
     assert "<b>Not told apart.</b>" in lead and "Try &lt;another&gt; image." in lead
     assert lead.index(fa["focus_crop_modified"]) < lead.index(fb["focus_crop_modified"])
+    # each side shows what its x' keeps of the photo (the outlined crop) before x' itself
+    crop_a, crop_b = (lead.index(f["focus_crop"] + '"') for f in (fa, fb))
+    assert crop_a < lead.index(fa["focus_crop_modified"]) < crop_b
     assert f"keeps {a}: <b>0.9</b> · keeps {b}: <b>0.7</b>" in lead
     assert "both fire strongly" in text.split("<h3>Details</h3>")[0]
     assert text.index('id="compare"') < text.index("<h2>Summary</h2>")  # the answer before the explanations

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from onnx_kernelviz.atlas.rf import LayerField
 from onnx_kernelviz.atlas.stream import model_input
 from onnx_kernelviz.atlas.tiles import THUMB, crop_pair, jpeg, strip
-from onnx_kernelviz.errors import ImageError, KernelvizError
+from onnx_kernelviz.errors import ImageError
 from onnx_kernelviz.frontend.layers import Layer
 from onnx_kernelviz.io.modelinput import from_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
@@ -35,7 +34,7 @@ from onnx_kernelviz.pipeline.explain import cuda_batch_size
 from onnx_kernelviz.pipeline.focus import focus_block
 from onnx_kernelviz.pipeline.prepare import Prepared, prepare
 from onnx_kernelviz.results import FocusMetrics
-from onnx_kernelviz.runtime import keep_freed_memory
+from onnx_kernelviz.runtime import halve_on_oom, keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -107,16 +106,8 @@ def _batch(model: Model, prep: Prepared, config: ExplainConfig, n: int) -> int:
 def _bounded(model: Model, prep: Prepared, sites: list[Site], items: list[tuple[int, int]], rf: LayerField,
              config: ExplainConfig, pp: Preprocess) -> list[SiteExplanation]:
     """One batch, halved when the GPU runs out of memory (as ``explain`` does)."""
-    try:
-        return _explain_batch(model, prep, sites, items, rf, config, pp)
-    except torch.cuda.OutOfMemoryError:
-        if len(sites) == 1:
-            raise KernelvizError("out of GPU memory with a single explanation; use --device cpu or a smaller "
-                                 "--size") from None
-        torch.cuda.empty_cache()
-        h = len(sites) // 2
-        return (_bounded(model, prep, sites[:h], items[:h], rf, config, pp)
-                + _bounded(model, prep, sites[h:], items[h:], rf, config, pp))
+    return halve_on_oom(lambda lo, hi: _explain_batch(model, prep, sites[lo:hi], items[lo:hi], rf, config, pp),
+                        len(sites))
 
 
 def _picture(prep: Prepared, i: int, x_mod: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, int, int],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +25,29 @@ def _summary(run: ExplainRun) -> None:
         click.echo(shown(fitted))
     counts = {s: sum(1 for r in run.results if r.status == s) for s in ("ok", "inactive", "failed")}
     click.echo(f"{counts['ok']} explained, {counts['inactive']} inactive, {counts['failed']} failed")
-    ok = [r.metrics for r in run.results if r.status == "ok"]
-    if ok:
-        def med(key: str) -> float:
-            values = [v for v in (getattr(m, key) for m in ok) if v is not None]
-            return statistics.median(values) if values else float("nan")
+    ok = [r for r in run.results if r.status == "ok"]
 
-        click.echo(f"median kept {med('kept'):.3f}  fidelity {med('fidelity'):.3f}  others_kept "
-                   f"{med('others_kept'):.3f}  specificity {med('specificity_before'):.3f} -> "
-                   f"{med('specificity_after'):.3f}")
+    def med(values: Iterable[float | None]) -> float:
+        v = [x for x in values if x is not None]
+        return statistics.median(v) if v else float("nan")
+
+    focus = [r.focus for r in ok if r.focus is not None]
+    from onnx_kernelviz.pipeline.focus import SEPARABLE_GAIN
+    if focus:  # focus scope: the numbers the explanation is about (the whole map's are in results.json)
+        gains = [f.specificity_after / f.specificity_before for f in focus
+                 if f.specificity_after is not None and f.specificity_before]
+        bound = med(f.oracle_gain for f in focus)
+        apart = sum(1 for f in focus if f.extra.get("separable") is False)
+        click.echo(f"on the focus cells, median kept {med(f.kept for f in focus):.3f}  others_kept "
+                   f"{med(f.others_kept for f in focus):.3f}  specificity x{med(gains):.1f}"
+                   + (f" (best possible x{bound:.1f})" if bound == bound else "")
+                   + (f"; {apart} cannot be told apart from the other kernels on their focus cells (best "
+                      f"possible gain under x{SEPARABLE_GAIN:g}: see the report)" if apart else ""))
+    elif ok:
+        m = [r.metrics for r in ok]
+        click.echo(f"median kept {med(x.kept for x in m):.3f}  fidelity {med(x.fidelity for x in m):.3f}  "
+                   f"others_kept {med(x.others_kept for x in m):.3f}  specificity "
+                   f"{med(x.specificity_before for x in m):.3f} -> {med(x.specificity_after for x in m):.3f}")
     click.echo(f"report: {shown(str(run.out_dir / 'report.html'))}")
 
 
@@ -101,14 +116,18 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
                       force=force, contrast=CONTRAST if contrast is None else contrast, progress=progress,
                       on_step=on_step)
     a, b = doc.kernels
-    o = doc.ours
+    o = doc.verdict
+    where = "" if doc.focus is None else (f", on the {doc.focus.cells} cells around row {doc.focus.peak[0]}, col "
+                                          f"{doc.focus.peak[1]} where both fire")
     if doc.image_notes:
         click.echo(shown(f"image: {'; '.join(doc.image_notes)}"))
+    if doc.scope_note:
+        click.echo(doc.scope_note)
     why = doc.picked
     because = (f"; picked: both fire strongly (shares {why['share_a']:.2f}, {why['share_b']:.2f} of the strongest "
                "kernel) and alike" if why.get("by") == "score" else "")
     click.echo(f"kernels {a} and {b} (correlation {doc.correlation:.2f}{because})")
-    click.echo(f"ours (contrast {doc.contrast:g}): under x'_a kept_a {o.aa:.2f} kept_b {o.ab:.2f}; "
+    click.echo(f"ours (contrast {doc.contrast:g}{where}): under x'_a kept_a {o.aa:.2f} kept_b {o.ab:.2f}; "
                f"under x'_b kept_a {o.ba:.2f} kept_b {o.bb:.2f}")
     if not o.told_apart:
         click.echo(f"not told apart: the smaller self/other ratio is {o.separation:.2f} (< {SEPARATION}). "

@@ -71,6 +71,19 @@ def focus_cells(r_k: np.ndarray, at: tuple[int, int] | None = None) -> FocusCell
     return FocusCells(peak, labels == labels[peak])
 
 
+def pair_cells(r_a: np.ndarray, r_b: np.ndarray, at: tuple[int, int] | None = None) -> FocusCells | None:
+    """The focus of a pair (``compare`` in focus scope): F of the map both kernels fire on,
+    s = min(r_a / max r_a, r_b / max r_b) ``[h, w]`` (high only where both fire strongly), by the same rule as
+    :func:`focus_cells` (its peak, or ``at``). None when the two never fire on the same cell."""
+    a, b = (np.maximum(np.asarray(r, np.float64), 0.0) for r in (r_a, r_b))
+    if a.max() <= 0 or b.max() <= 0:
+        return None
+    shared = np.minimum(a / a.max(), b / b.max())
+    if shared.max() <= 0:
+        return None
+    return focus_cells(shared, at)
+
+
 def _focus_norms(s: Step, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(‖t_k on F‖², Σ_{j≠k} ‖t_j on F‖²) per row, ``[B]`` each."""
     if s.focus is None:

@@ -29,11 +29,13 @@ from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.measure.metrics import correlation, kernel_energy, kernel_metrics, rectified
 from onnx_kernelviz.measure.pairs import DEFAULT_CONTRAST, SEPARATION, advice, separation
 from onnx_kernelviz.method.config import ExplainConfig
+from onnx_kernelviz.method.focus import pair_cells
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.explain import ProgressFn, StepProgressFn, explain_items, run_header
+from onnx_kernelviz.pipeline.explain import ProgressFn, StepProgressFn, check_at, explain_items, run_header
+from onnx_kernelviz.pipeline.focus import site_of
 from onnx_kernelviz.pipeline.journal import Journal
 from onnx_kernelviz.pipeline.prepare import prepare
-from onnx_kernelviz.results import CompareResult, PairKept
+from onnx_kernelviz.results import CompareResult, FocusPair, PairKept
 
 __all__ = ["compare", "pick_pair", "most_correlated_pair", "cross_kept", "measure_pair", "filter_cosine",
            "separation", "SEPARATION", "CONTRAST"]
@@ -137,9 +139,12 @@ def filter_cosine(model: Model, layer: Layer, a: int, b: int) -> float | None:
     return float(wa @ wb / (np.linalg.norm(wa) * np.linalg.norm(wb) + 1e-12))
 
 
-def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int) -> PairKept:
+def cross_kept(t_x: np.ndarray, t_mod: np.ndarray, a: int, b: int, cells: np.ndarray | None = None) -> PairKept:
     """kept_a and kept_b under x'_a and under x'_b, from activations on x ``[C, h, w]`` and on x'_a, x'_b
-    (``t_mod [2, C, h, w]``)."""
+    (``t_mod [2, C, h, w]``); on the focus cells ``cells`` ``[h, w]`` only when given."""
+    if cells is not None:
+        sel = np.asarray(cells, bool)
+        t_x, t_mod = t_x[:, sel][..., None], t_mod[:, :, sel][..., None]
     return PairKept(*(kernel_metrics(t_x, t_mod[row], kk).kept for row in (0, 1) for kk in (a, b)))
 
 
@@ -180,11 +185,28 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             a, b = (int(k) for k in kernels)
             _check_kernels(a, b, t_x)
             corr, picked = correlation(t_x[a], t_x[b]), {"by": "given"}
+        site, scope_note = None, None
+        if cfg.scope == "focus":  # both kernels explained on the same cells: where both fire strongly
+            check_at(cfg.at, prep)
+            at = cfg.at
+            silent = [k for k in (a, b) if at is not None and t_x[k][at] <= 0]
+            if at is not None and silent:  # no shared focus there: kept of a kernel that does not fire is 0/0
+                raise UsageError(f"kernel {silent[0]} does not fire at row {at[0]}, col {at[1]} "
+                                 "(r = 0 there), so the pair cannot be compared there; give a cell where both fire, "
+                                 "or leave out --at")
+            cells = pair_cells(t_x[a], t_x[b], cfg.at)
+            if cells is None:  # nothing shared to focus on: their maps alone tell them apart, so compare whole maps
+                scope_note = (f"kernels {a} and {b} never fire on the same cell of this image: compared on the "
+                              "whole activation map (--scope map)")
+                cfg = replace(cfg, scope="map", at=None)
+            else:
+                site = site_of(model, la.tensor, cells, (prep.x.shape[-2], prep.x.shape[-1]))
         cfg = replace(cfg, partners=((a, b), (b, a)), contrast=float(contrast))
         journal = Journal.start(od.path, run_header(model, la, cfg, preprocess, f"{a},{b}",
                                                        (int(prep.x.shape[-2]), int(prep.x.shape[-1]))), resume=False)
         run = explain_items(model, prep, [(0, a), (0, b)], od, journal, cfg, preprocess, progress=progress,
-                            on_step=on_step, report=False)
+                            on_step=on_step, report=False,
+                            sites=None if site is None else {(0, a): site, (0, b): site})
         res = {r.kernel: r for r in run.results}
         for k in (a, b):
             if k not in res or res[k].status != "ok":
@@ -192,6 +214,10 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
                                      f"{res[k].reason if k in res else 'no result'}")
         fa, fb = res[a].files, res[b].files
         ours, theirs = measure_pair(model, la.tensor, t_x, od.path, fa, fb, a, b)
+        on_f = None
+        if site is not None:
+            f_ours, f_theirs = measure_pair(model, la.tensor, t_x, od.path, fa, fb, a, b, site.focus.cells)
+            on_f = FocusPair(site.focus.peak, site.focus.count, site.rf_box, f_ours, f_theirs)
         cosine = filter_cosine(model, la, a, b)
         files = {"original": fa["original"], "modified_a": fa["modified"], "modified_b": fb["modified"],
                  "mask_a": fa["mask"], "mask_b": fb["mask"], "act_a": fa["act_before"], "act_b": fb["act_before"]}
@@ -201,9 +227,11 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
             for name in theirs:
                 if f"baseline_modified:{name}" in f:
                     files[f"baseline_modified_{s}:{name}"] = f[f"baseline_modified:{name}"]
+        told = (ours if on_f is None else on_f.ours).told_apart
         result = CompareResult(str(model.path), la.name, la.tensor, la.index, str(paths[0]), prep.notes[0], (a, b),
                                corr, picked, cfg.contrast, cfg.method, cosine, ours, theirs, files,
-                               advice=None if ours.told_apart else advice(cfg.method, cfg.contrast, cosine))
+                               advice=None if told else advice(cfg.method, cfg.contrast, cosine), scope=cfg.scope,
+                               focus=on_f, scope_note=scope_note)
         write_json(od.path / "compare.json", result.to_json())
         from onnx_kernelviz.report.html import write_report
         write_report(od.path)
@@ -224,21 +252,23 @@ def _check_kernels(a: int, b: int, t_x: np.ndarray) -> None:
 
 
 def measure_pair(model: Model, tensor: str, t_x: np.ndarray, out: Path, files_a: Mapping[str, str | None],
-                 files_b: Mapping[str, str | None], a: int, b: int) -> tuple[PairKept, dict[str, PairKept]]:
+                 files_b: Mapping[str, str | None], a: int, b: int,
+                 cells: np.ndarray | None = None) -> tuple[PairKept, dict[str, PairKept]]:
     """kept_a / kept_b under x'_a and x'_b, for ours and for each baseline that ``explain`` ran at our mask's area,
     all from onnxruntime on the x' that ``explain`` saved (``modified.npy``, ``baseline_<name>_modified.npy``), so
     nothing is optimized or computed twice.
 
     Args:
         t_x: onnxruntime activations of the image ``[C, H, W]``; out: the explain folder;
-        files_a, files_b: the ``files`` of kernel a's and kernel b's results.
+        files_a, files_b: the ``files`` of kernel a's and kernel b's results;
+        cells: the pair's focus cells ``[h, w]``: kept on them only (focus scope), else on the whole map.
 
     Returns:
         ``(ours, {name: baseline})``.
     """
     def kept(key_a: str, key_b: str) -> PairKept:
         xb = np.stack([np.load(out / str(files_a[key_a])), np.load(out / str(files_b[key_b]))]).astype(np.float32)
-        return cross_kept(t_x, model.run_ort(xb, (tensor,))[0], a, b)
+        return cross_kept(t_x, model.run_ort(xb, (tensor,))[0], a, b, cells)
 
     prefix = "baseline_modified_npy:"
     names = [key[len(prefix):] for key in files_a if key.startswith(prefix) and key in files_b]

@@ -12,7 +12,7 @@ atlas, ``scripts/bench_explain.py``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from onnx_kernelviz import __version__
-from onnx_kernelviz.errors import ConversionError, KernelvizError, UsageError
+from onnx_kernelviz.errors import ConversionError, UsageError
 from onnx_kernelviz.frontend.layers import Layer, conv_weights
 from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.modelinput import FitPlan
@@ -36,10 +36,11 @@ from onnx_kernelviz.method.methods import METHODS
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.batch import baselines_batch, measure_batch, optimize_batch
 from onnx_kernelviz.pipeline.files import write_batch
+from onnx_kernelviz.pipeline.focus import Site
 from onnx_kernelviz.pipeline.journal import SAVE_EVERY, Journal
 from onnx_kernelviz.pipeline.prepare import Prepared, input_size_for, prepare
 from onnx_kernelviz.results import KernelResult, RunHeader
-from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, keep_freed_memory, probe_row_bytes
+from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, halve_on_oom, keep_freed_memory, probe_row_bytes
 
 __all__ = ["ExplainConfig", "ExplainRun", "ProgressFn", "StepProgressFn", "explain", "explain_items", "run_header",
            "check_at", "prepare", "Prepared", "cuda_batch_size", "SAVE_EVERY"]
@@ -110,8 +111,11 @@ def run_header(model: Model, layer: Layer, config: ExplainConfig, pp: Preprocess
 
 def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], out: OutDir, journal: Journal,
                   config: ExplainConfig, pp: Preprocess, *, progress: ProgressFn | None = None,
-                  on_step: StepProgressFn | None = None, report: bool = True) -> ExplainRun:
+                  on_step: StepProgressFn | None = None, report: bool = True,
+                  sites: Mapping[tuple[int, int], Site] | None = None) -> ExplainRun:
     """Explain the (image index, kernel) ``items`` of ``prep`` into ``out``, skipping what ``journal`` has finished.
+    In focus scope each item is explained at its kernel's peak (or ``config.at``), or where ``sites`` says
+    (compare: the pair's shared focus; the atlas: its exemplar sites).
 
     Kernels silent on an image are ``inactive`` and kernels whose own activation is NaN/Inf ``failed`` (the other
     kernels of that image are still explained); the rest are optimized in batches, measured, written and saved.
@@ -130,7 +134,7 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
         elif prep.energy[i, k] <= 0:
             journal.add(KernelResult(key[0], k, "inactive", reason="the kernel does not fire on this image "
                                      "(‖r_k(x)‖ = 0)", image_notes=prep.notes[i]))
-        elif config.scope == "focus" and config.at is not None and prep.t_ort[i, k][config.at] <= 0:
+        elif config.scope == "focus" and sites is None and config.at is not None and prep.t_ort[i, k][config.at] <= 0:
             (row, col), (h, w) = config.at, prep.t_ort.shape[-2:]
             journal.add(KernelResult(key[0], k, "inactive", reason=f"the kernel does not fire at row {row}, col "
                                      f"{col} of the {h}×{w} map (r_k = 0 there); it fires elsewhere on this image: "
@@ -151,7 +155,8 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
                 if on_step:
                     on_step(base + in_batch, total)
 
-            for result in _explain_bounded(model, prep, chunk, config, pp, out.path, step):
+            where = None if sites is None else [sites[item] for item in chunk]
+            for result in _explain_bounded(model, prep, chunk, config, pp, out.path, step, where):
                 journal.add(result)
                 done += 1
                 if progress:
@@ -220,21 +225,18 @@ def cuda_batch_size(model: Model, tensor: str, x1: np.ndarray, n: int) -> tuple[
 
 
 def _explain_bounded(model: Model, prep: Prepared, chunk: list[tuple[int, int]], config: ExplainConfig,
-                     pp: Preprocess, out: Path, on_step: Callable[[float, int], None]) -> list[KernelResult]:
+                     pp: Preprocess, out: Path, on_step: Callable[[float, int], None],
+                     sites: list[Site] | None = None) -> list[KernelResult]:
     """Optimize, measure and write one batch, halving it when the GPU runs out of memory instead of failing."""
-    try:
-        opt = optimize_batch(model, prep, chunk, config, pp, on_step=on_step)
+    def run(lo: int, hi: int) -> list[KernelResult]:
+        part = chunk[lo:hi]
+        opt = optimize_batch(model, prep, part, config, pp, sites=None if sites is None else sites[lo:hi],
+                             on_step=on_step)
         measured = measure_batch(model, prep, opt, config)
         baselines = baselines_batch(model, prep, opt, config, pp)
-    except torch.cuda.OutOfMemoryError:
-        if len(chunk) == 1:
-            raise KernelvizError("out of GPU memory with a single explanation; use --device cpu or a smaller "
-                                 "--size") from None
-        torch.cuda.empty_cache()
-        half = len(chunk) // 2
-        return (_explain_bounded(model, prep, chunk[:half], config, pp, out, on_step)
-                + _explain_bounded(model, prep, chunk[half:], config, pp, out, on_step))
-    return write_batch(out, prep, opt, measured, baselines, pp)
+        return write_batch(out, prep, opt, measured, baselines, pp)
+
+    return halve_on_oom(run, len(chunk))
 
 
 def _chunks(seq: list[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:

@@ -108,7 +108,9 @@ def photo_with_box(photo: np.ndarray, rf_box: Box, peak_box: Box | None = None,
     Returns ``[scale·H, scale·W, 3]`` uint8."""
     scale = scale or max(1, round(2 * CROP_SIDE / max(photo.shape[:2])))
     out = np.ascontiguousarray(_scale(photo, scale))
-    width = max(2, 2 * scale)  # about 2 pixels of the photo: it stays visible when the page shows it smaller
+    # about 2 pixels of the photo, so it stays visible when the page shows it smaller; at most 6, else on a tiny
+    # input enlarged 28 times the frame of a small box filled the whole box
+    width = min(max(2, 2 * scale), 6)
     def scaled(b: Box) -> Box:
         top, left, bottom, right = clip_box(b, photo.shape[:2])
         return top * scale, left * scale, bottom * scale, right * scale

@@ -16,8 +16,15 @@ def _kept(entry: dict) -> list[float | None]:
     return [num(as_dict(entry.get(s)).get(f"kept_{t}")) for s in "ab" for t in "ab"]
 
 
+def _measured(c: dict) -> dict:
+    """Where the verdict's numbers are: the shared focus block in focus scope (``ours``, ``baselines`` on F), else
+    compare.json itself (the whole map)."""
+    focus = as_dict(c.get("focus"))
+    return focus if focus.get("ours") else c
+
+
 def _verdict(c: dict, ka: str, kb: str) -> str:
-    ours = as_dict(c.get("ours"))
+    ours = as_dict(_measured(c).get("ours"))
     vals = _kept(ours)
     if None in vals:
         return ""
@@ -58,7 +65,10 @@ def _why(c: dict, ka: str, kb: str) -> str:
 def _side(folder: Folder, files: dict, s: str, k: str, other: str, kept_self: float | None,
           kept_other: float | None) -> str:
     crop = files.get(f"focus_crop_modified_{s}")
+    # in focus scope: where (the box), what x'_k keeps of the photo there (the outline), and x'_k itself
     pics = (folder.figure(files.get(f"focus_photo_{s}"), "the box on the photo", f"box of kernel {k}")
+            + folder.figure(files.get(f"focus_crop_{s}"), f"the box; yellow: what x′ of {k} keeps",
+                            f"the box of the photo, the region x′ of kernel {k} keeps outlined", True)
             + folder.figure(crop, f"x′ of {k} in the box", f"x′ of kernel {k}, the box", True)) if crop else (
         folder.figure(files.get("original"), "the photo", "original photo")
         + folder.figure(files.get(f"modified_{s}"), f"x′ of {k}", f"x′ of kernel {k}"))
@@ -67,17 +77,27 @@ def _side(folder: Folder, files: dict, s: str, k: str, other: str, kept_self: fl
             f"<b>{fmt(kept_other)}</b></p></div>")
 
 
+def _where(c: dict) -> str:
+    focus = as_dict(c.get("focus"))
+    peak, cells = focus.get("peak"), num(focus.get("cells"))
+    if not focus.get("ours") or not isinstance(peak, list) or len(peak) != 2 or cells is None:
+        return " · measured on the whole activation map"
+    return (f" · both kernels explained and measured on the <b>{cells:.0f}</b> cells around row {esc(peak[0])}, col "
+            f"{esc(peak[1])} where both fire strongly (the boxed area)")
+
+
 def compare_section(folder: Folder, c: dict) -> str:
     given = c.get("kernels")
     kernels: list[Any] = given[:2] if isinstance(given, list) else []
     a, b = kernels + ["a", "b"][len(kernels):]
     ka, kb = esc(a), esc(b)
     files = as_dict(c.get("files"))
-    vals = _kept(as_dict(c.get("ours")))
+    src = _measured(c)
+    vals = _kept(as_dict(src.get("ours")))
     lead = (f'<div class="pair-grid">{_side(folder, files, "a", str(a), str(b), vals[0], vals[1])}'
             f'{_side(folder, files, "b", str(b), str(a), vals[3], vals[2])}</div>')
-    entries = [("ours", as_dict(c.get("ours")))] + [(str(n), as_dict(v))
-                                                    for n, v in as_dict(c.get("baselines")).items()]
+    entries = [("ours", as_dict(src.get("ours")))] + [(str(n), as_dict(v))
+                                                      for n, v in as_dict(src.get("baselines")).items()]
     rows: list[tuple[list[str], float | None]] = []
     for n, e in entries:
         raw = [as_dict(e.get(s)).get(f"kept_{t}") for s in "ab" for t in "ab"]  # aa, ab, ba, bb
@@ -108,9 +128,9 @@ def compare_section(folder: Folder, c: dict) -> str:
                 if w > 0 else " · ours: plain explanations (contrast 0)")
     return (f'<section class="kernel" id="compare"><h2>Can kernels {ka} and {kb} be told apart?</h2>'
             f"{_verdict(c, str(a), str(b))}{lead}<p>{_why(c, str(a), str(b))}</p>"
-            f'<h3>Details</h3><p class="nums">Image <b>{fmt(c.get("image"))}</b>{extra}{contrast}</p><p>A good '
-            f"explanation separates them: on x′<sub>{ka}</sub> kernel {ka} stays (kept near 1) while {kb} drops, "
-            f"and the reverse on x′<sub>{kb}</sub>; maps that only say where a kernel fires keep or drop both. "
+            f'<h3>Details</h3><p class="nums">Image <b>{fmt(c.get("image"))}</b>{extra}{contrast}{_where(c)}</p>'
+            f"<p>A good explanation separates them: on x′<sub>{ka}</sub> kernel {ka} stays (kept near 1) while {kb} "
+            f"drops, and the reverse on x′<sub>{kb}</sub>; maps that only say where a kernel fires keep or drop both. "
             f"<i>Separation</i> is the smaller of the two self/other ratios (kept {ka} / kept {kb} on "
             f"x′<sub>{ka}</sub>, kept {kb} / kept {ka} on x′<sub>{kb}</sub>); a pair is told apart at "
             f"{SEPARATION:g} or more; highlighted: the largest.</p>{tbl}{grids}</section>")

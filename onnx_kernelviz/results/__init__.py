@@ -7,10 +7,10 @@ record does not know (written by a newer version, or added by hand) are kept in 
 its own keys, unchanged, so resuming never loses them.
 """
 
-from onnx_kernelviz.results.compare import CompareResult, PairKept
+from onnx_kernelviz.results.compare import CompareResult, FocusPair, PairKept
 from onnx_kernelviz.results.fields import JSON
 from onnx_kernelviz.results.header import RunHeader
 from onnx_kernelviz.results.kernel import BaselineMetrics, FocusMetrics, KernelResult, Metrics, Parity
 
-__all__ = ["Metrics", "Parity", "FocusMetrics", "BaselineMetrics", "KernelResult", "RunHeader", "PairKept",
+__all__ = ["Metrics", "Parity", "FocusMetrics", "BaselineMetrics", "KernelResult", "RunHeader", "PairKept", "FocusPair",
            "CompareResult", "JSON"]
