@@ -178,7 +178,8 @@ def test_focus_progress_moves_through_the_bound_and_seconds_include_its_share(mo
 
 def test_focus_progress_counts_the_fine_stage_of_coarse_to_fine(model, image, tmp_path, monkeypatch):
     """``focus_regions`` > 0: the fine stage's steps are a third phase of the bar (after the bound's and the coarse
-    mask's) and of each row's seconds (1 s a clock reading: 3 rows, 4 + 5 + 3 steps = 4 s a row)."""
+    mask's) and of each row's seconds (1 s a clock reading: 3 rows, 4 + 5 + 3 steps = 4 s a row); ``steps`` (8) is
+    still the most an explanation runs: the fine stage's 3 are among them."""
     import itertools
     import types
 
@@ -188,7 +189,7 @@ def test_focus_progress_counts_the_fine_stage_of_coarse_to_fine(model, image, tm
     ticks = itertools.count()
     monkeypatch.setattr(batch, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     steps: list[float] = []
-    cfg = ExplainConfig(steps=5, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=1, focus_fine_steps=3)
+    cfg = ExplainConfig(steps=8, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=1, focus_fine_steps=3)
     run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
                    preprocess=resolve_preprocess(model), config=cfg, on_step=lambda d, t: steps.append(d))
     assert len(steps) == 12 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)

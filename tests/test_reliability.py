@@ -335,14 +335,15 @@ def _interrupt_after_first(monkeypatch):
 
 
 def _count_optimize(monkeypatch) -> list:
-    """The kernels of every explanation optimized (in focus scope the bound and the explanation of a batch are
-    one entry: only the explanation's run is counted)."""
+    """The kernels of every explanation optimized (in focus scope the bound, the explanation and its fine stage of
+    a batch are one entry: only the explanation's first run is counted)."""
+    from onnx_kernelviz.method.focus import SupportBoxMask
     calls = []
     for name in ("onnx_kernelviz.pipeline.batch", "onnx_kernelviz.pipeline.focus"):
         ex = sys.modules[name]
 
         def counting(forward, param, objective, ref, k, cfg, *a, real=ex.optimize, **kw):
-            if not isinstance(param, FreePixels):  # the bound's search
+            if not isinstance(param, (FreePixels, SupportBoxMask)):  # the bound's search, coarse to fine's 2nd stage
                 calls.append(k.tolist())
             return real(forward, param, objective, ref, k, cfg, *a, **kw)
 

@@ -44,8 +44,8 @@ class ExplainConfig:
     (``profile``); the mask (``focus_mask``, registered in ``perturb.PARAMETERIZATIONS``; ``box``: a
     ``focus_grid``² logit grid over the rf_box, Gaussian-smoothed by ``focus_smooth`` cells, starting at logit
     ``focus_init``, one per Laplacian band when ``focus_bands`` > 1). With ``focus_regions`` > 0 (coarse to fine)
-    the mask is then refined for ``focus_fine_steps`` on a ``focus_fine_grid``² grid (smoothed by
-    ``focus_fine_smooth`` cells, TV weight ``focus_fine_tv``) that is 0 outside the first mask's
+    the mask is then refined for ``focus_fine_steps`` of the ``steps`` (at most half) on a ``focus_fine_grid``²
+    grid (smoothed by ``focus_fine_smooth`` cells, TV weight ``focus_fine_tv``) that is 0 outside the first mask's
     ``focus_regions`` largest regions (grown by one cell). ``focus_crop``: run the network on a window
     around the rf_box when that computes F exactly. The bound (``oracle``): free pixels, ``oracle_steps`` Adam
     steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge) + ``oracle_suppress``·others_kept_F.

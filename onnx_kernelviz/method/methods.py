@@ -146,10 +146,22 @@ class MaskMethod(Method):
     confined to the rf_box (``focus_mask``, method/focus.py)."""
 
     loops = {"map": Loop(steps=200, lr=0.2, min_steps=20, patience=10),
-             "focus": Loop(steps=100, lr=0.1, min_steps=30, patience=15)}
+             "focus": Loop(steps=160, lr=0.1, min_steps=30, patience=15)}
 
     def parameterization(self, config: ExplainConfig) -> str:
         return config.mask if config.scope == "map" else config.focus_mask
+
+    def fine_steps(self, config: ExplainConfig) -> int:
+        """Steps of coarse to fine's second stage: ``focus_fine_steps``, at most half of ``steps`` (``steps`` stays
+        the most an explanation runs: the first stage gets the rest); 0 without a second stage."""
+        if config.scope != "focus" or config.focus_regions <= 0:
+            return 0
+        return min(config.focus_fine_steps, super().loop(config).steps // 2)
+
+    def loop(self, config: ExplainConfig) -> OptimizeConfig:
+        """The first stage's loop: ``steps`` less the fine stage's."""
+        loop = super().loop(config)
+        return replace(loop, steps=loop.steps - self.fine_steps(config))
 
     def param_options(self, config: ExplainConfig) -> dict[str, Any]:
         if config.scope == "focus":
@@ -165,8 +177,8 @@ class MaskMethod(Method):
         if config.scope != "focus" or config.focus_regions <= 0:
             return None
         fine = replace(config, focus_tv=config.focus_fine_tv)
-        loop = replace(self.loop(config), steps=config.focus_fine_steps,
-                       min_steps=min(self.loop(config).min_steps, config.focus_fine_steps))
+        steps = self.fine_steps(config)
+        loop = replace(self.loop(config), steps=steps, min_steps=min(self.loop(config).min_steps, steps))
 
         def stage(grid: torch.Tensor) -> tuple[Any, Objective, OptimizeConfig]:
             support = top_regions(grid, config.focus_regions, dilate=1)

@@ -139,7 +139,7 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
     focus = config.scope == "focus"
     bound = focus and config.oracle
     refine = method.refine(config) if focus else None
-    fine_steps = [config.focus_fine_steps] if refine is not None else []
+    fine_steps = [method.fine_steps(config)] if refine is not None else []
     clock = _Clock(len(items), ([config.oracle_steps] if bound else []) + [loop.steps] + fine_steps, on_step)
     bound_x, bound_failed, bound_steps = None, None, []
     if focus:
