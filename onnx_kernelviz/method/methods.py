@@ -118,6 +118,10 @@ class Method:
         None (one stage)."""
         return None
 
+    def fine_steps(self, config: ExplainConfig) -> int:
+        """Steps of the second stage (:meth:`refine`), counted within ``steps``; 0 for one stage."""
+        return 0
+
     def component_names(self, config: ExplainConfig) -> tuple[str, ...]:
         """Captions of a component mask's masks (mask_components.png), empty for a single mask."""
         names: tuple[str, ...] = getattr(PARAMETERIZATIONS.get(self.parameterization(config)), "NAMES", ())
