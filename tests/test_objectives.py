@@ -82,7 +82,10 @@ def test_default_objective_and_loop_settings():
     focus = ExplainConfig()  # the default scope
     assert [type(t).__name__ for _, t in mask.objective(focus).terms] == ["FocusKeep", "FocusSuppress", "BoxArea",
                                                                           "GridTV"]
-    assert mask.loop(focus).steps == mask.loops["focus"].steps and mask.param_options(focus)["grid"] == 24
+    # coarse to fine: the first stage's loop and the fine stage's steps make the focus scope's steps together
+    assert mask.loop(focus).steps + mask.fine_steps(focus) == mask.loops["focus"].steps
+    assert mask.fine_steps(focus) == focus.focus_fine_steps and mask.param_options(focus)["grid"] == 24
+    assert mask.fine_steps(replace(focus, focus_regions=0)) == 0 and mask.fine_steps(cfg) == 0
     assert mask.parameterization(focus) == "box" and mask.parameterization(cfg) == "bands"
     pixel_cfg = ExplainConfig(method="pixel", scope="map")
     pixel = METHODS.get(pixel_cfg.method)
