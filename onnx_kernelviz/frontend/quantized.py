@@ -14,6 +14,9 @@ QuantizeLinear. We register them through onnx2torch's public ``add_converter``:
 
 DynamicQuantizeLinear takes its range from the whole tensor, batch included; onnxruntime runs such models one image
 at a time (``Model``) and the torch copy takes the range per sample, so each image is quantized as it would be alone.
+
+(Over 300 lines on purpose: the converters share the fake-quantization helpers and are registered together; each
+one is short and reads against the ONNX operator it implements.)
 """
 
 from __future__ import annotations

@@ -49,6 +49,26 @@ CONTRAST = DEFAULT_CONTRAST
 MIN_SHARE = 0.05
 
 
+def _candidates(t: np.ndarray, min_share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rectified maps ``[C, h·w]``, each kernel's share ‖r_k‖ / max_j ‖r_j‖ ``[C]``, and the kernels that take
+    part in a pick: a non-constant map and a share ≥ ``min_share`` (every firing kernel when fewer than two pass).
+
+    Raises:
+        UsageError: fewer than two kernels fire with a non-constant map.
+    """
+    r = rectified(t)
+    energy = kernel_energy(t)
+    share = energy / max(float(energy.max()), 1e-30)
+    varying = r.std(axis=1) > 0
+    idx = np.flatnonzero(varying & (share >= min_share))
+    if len(idx) < 2:
+        idx = np.flatnonzero(varying & (energy > 0))
+    if len(idx) < 2:
+        raise UsageError("fewer than two kernels of this layer fire (with a non-constant map) on this image; "
+                         "pick another image or layer, or give --kernel A --kernel B")
+    return r, share, idx
+
+
 def most_correlated_pair(t: np.ndarray, min_share: float = MIN_SHARE) -> tuple[int, int, float]:
     """The pair (a < b) of active kernels whose rectified maps are most correlated, and that correlation.
 
@@ -60,15 +80,7 @@ def most_correlated_pair(t: np.ndarray, min_share: float = MIN_SHARE) -> tuple[i
     Raises:
         UsageError: fewer than two kernels fire with a non-constant map.
     """
-    r = rectified(t)
-    energy = kernel_energy(t)
-    varying = r.std(axis=1) > 0
-    idx = np.flatnonzero(varying & (energy >= min_share * energy.max()))
-    if len(idx) < 2:
-        idx = np.flatnonzero(varying & (energy > 0))
-    if len(idx) < 2:
-        raise UsageError("fewer than two kernels of this layer fire (with a non-constant map) on this image; "
-                         "pick another image or layer, or give --kernel A --kernel B")
+    r, share, idx = _candidates(t, min_share)
     c = np.corrcoef(r[idx])
     np.fill_diagonal(c, -np.inf)
     i, j = np.unravel_index(int(np.argmax(c)), c.shape)
@@ -100,16 +112,7 @@ def pick_pair(t: np.ndarray, min_share: float = MIN_SHARE) -> tuple[int, int, fl
     Raises:
         UsageError: fewer than two kernels fire with a non-constant map.
     """
-    r = rectified(t)
-    energy = kernel_energy(t)
-    share = energy / max(float(energy.max()), 1e-30)
-    varying = r.std(axis=1) > 0
-    idx = np.flatnonzero(varying & (share >= min_share))
-    if len(idx) < 2:
-        idx = np.flatnonzero(varying & (energy > 0))
-    if len(idx) < 2:
-        raise UsageError("fewer than two kernels of this layer fire (with a non-constant map) on this image; "
-                         "pick another image or layer, or give --kernel A --kernel B")
+    r, share, idx = _candidates(t, min_share)
     c = np.corrcoef(r[idx])
     weaker = np.minimum(share[idx][:, None], share[idx][None, :])
     score = np.minimum(np.clip(c, 0, None), weaker)
