@@ -213,6 +213,7 @@ def test_coarse_to_fine_keeps_the_fine_mask_inside_the_coarse_regions(tmp_path):
     mask = METHODS.get("mask")
     refine = mask.refine(cfg)
     assert refine is not None and mask.refine(replace(cfg, focus_regions=0)) is None
+    assert mask.refine(replace(cfg, steps=1)) is None and mask.loop(replace(cfg, steps=1)).steps == 1  # --steps 1
     xt = torch.from_numpy(x)
     first = optimize_on_focus(m.layer_forward(la.tensor), lambda xx, bb, **w: mask.build(xx, bb, cfg, **w),
                               mask.objective(cfg), mask.loop(cfg), xt, torch.zeros_like(xt), torch.tensor([0]),

@@ -178,7 +178,7 @@ class MaskMethod(Method):
         """Coarse to fine (``focus_regions`` > 0): a finer grid over the same rf_box, 0 outside the coarse mask's
         largest regions and starting from it (``box_fine``): the fine stage carves detail and holes, where the
         extra suppression is, without adding islands (one fine stage alone fragments: docs/TRADEOFF.md)."""
-        if config.scope != "focus" or config.focus_regions <= 0:
+        if self.fine_steps(config) <= 0:  # one stage, or no step left for a second one (--steps 1)
             return None
         fine = replace(config, focus_tv=config.focus_fine_tv)
         steps = self.fine_steps(config)
