@@ -46,9 +46,12 @@ class ExplainConfig:
     ``focus_init``, one per Laplacian band when ``focus_bands`` > 1). With ``focus_regions`` > 0 (coarse to fine)
     the mask is then refined for ``focus_fine_steps`` of the ``steps`` (at most half) on a ``focus_fine_grid``²
     grid (smoothed by ``focus_fine_smooth`` cells, TV weight ``focus_fine_tv``) that is 0 outside the first mask's
-    ``focus_regions`` largest regions (grown by one cell). ``focus_crop``: run the network on a window
-    around the rf_box when that computes F exactly. The bound (``oracle``): free pixels, ``oracle_steps`` Adam
-    steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge) + ``oracle_suppress``·others_kept_F.
+    ``focus_regions`` largest regions (grown by one cell), its loss plus ``focus_binarize``·mean 4m(1 − m); the
+    fine stage's last ``focus_sharpen_steps`` build x' from its mask cut at ½ (x' = b outside the kept area, exactly
+    what the contour outlines; inside it x for ``focus_sharpen`` ``binary``, the mask's values above ½ for ``cut``).
+    ``focus_crop``: run the network on a window around the rf_box when that computes F exactly. The bound
+    (``oracle``): free pixels, ``oracle_steps`` Adam steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge)
+    + ``oracle_suppress``·others_kept_F.
     """
 
     method: str = "mask"
@@ -102,6 +105,9 @@ class ExplainConfig:
     focus_fine_smooth: float = 0.5
     focus_fine_tv: float = 0.05
     focus_fine_steps: int = 60
+    focus_sharpen_steps: int = 0
+    focus_sharpen: str = "binary"
+    focus_binarize: float = 0.0
     focus_crop: bool = True
     oracle: bool = True
     oracle_steps: int = 80
@@ -130,7 +136,8 @@ class ExplainConfig:
                     "focus_grid": 1, "focus_smooth": 0, "focus_bands": 1, "focus_keep": 0, "focus_keep_margin": 0,
                     "focus_suppress": 0, "focus_area": 0, "focus_area_target": 0, "focus_tv": 0,
                     "focus_regions": 0, "focus_fine_grid": 1, "focus_fine_smooth": 0, "focus_fine_tv": 0,
-                    "focus_fine_steps": 1, "oracle_steps": 1,
+                    "focus_fine_steps": 1, "focus_sharpen_steps": 0, "focus_binarize": 0,
+                    "oracle_steps": 1,
                     "oracle_keep": 0, "oracle_suppress": 0}
         for name, low in at_least.items():
             value = getattr(self, name)
@@ -158,6 +165,8 @@ class ExplainConfig:
         if self.focus_mask not in PARAMETERIZATIONS:
             raise UsageError(f"--set focus_mask={self.focus_mask}: unknown mask parameterization; use one of: "
                              f"{', '.join(PARAMETERIZATIONS.names())}")
+        if self.focus_sharpen not in SHARPEN_KINDS:
+            raise UsageError(f"--set focus_sharpen={self.focus_sharpen}: use one of: {', '.join(SHARPEN_KINDS)}")
         if self.focus_area_kind not in AREA_KINDS:
             raise UsageError(f"--set focus_area_kind={self.focus_area_kind}: use one of: {', '.join(AREA_KINDS)}")
         REFERENCES.get(self.reference)
@@ -166,6 +175,8 @@ class ExplainConfig:
         return self
 
 
+#: what the sharpen stage keeps inside the contour: x itself, or the mask's values above ½ (method/focus.py)
+SHARPEN_KINDS = ("binary", "cut")
 #: how ``focus_area`` measures a mask: its mean over the rf_box, or TorchRay's sorted profile (method/focus.py)
 AREA_KINDS = ("mean", "profile")
 

@@ -164,6 +164,16 @@ class AreaProfile:
 
 
 @dataclass
+class Binarize:
+    """Mean of 4·m(1 − m) over the grid: 0 for a mask of 0s and 1s, 1 for a mask of ½ (pushes a mask towards
+    the kept area its contour outlines)."""
+
+    def __call__(self, s: Step) -> torch.Tensor:
+        g = _grid(s)
+        return (4 * g * (1 - g)).flatten(1).mean(1)
+
+
+@dataclass
 class GridTV:
     """Mean absolute difference of neighbouring grid cells: regions, not speckle."""
 
@@ -253,10 +263,19 @@ class BoxMask:
     def _grid(self, logits: torch.Tensor) -> torch.Tensor:
         return smooth_mask(torch.sigmoid(logits), self.sigma)  # [b, M, g, g]
 
-    @staticmethod
-    def _blend(g: torch.Tensor, place: torch.Tensor, inside: torch.Tensor, b: torch.Tensor,
+    #: the sharpen stage's cut of the placed mask at ½ (:meth:`_blend`): "" none, "binary" or "cut"
+    hard: str = ""
+
+    def _blend(self, g: torch.Tensor, place: torch.Tensor, inside: torch.Tensor, b: torch.Tensor,
                comps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x' ``[b, C, h, w]`` and the placed masks ``[b, M, h, w]`` of grids ``g`` ``[b, M, g, g]``. With ``hard``,
+        each placed mask is cut at ½ per pixel (the kept area the report outlines), its gradient passed straight
+        through (Bengio et al. 2013): x' is exactly b outside the contour, and inside it x ("binary") or
+        b + m ⊙ (x − b) with m > ½ ("cut")."""
         m = F.grid_sample(g, place, mode="bilinear", padding_mode="border", align_corners=False) * inside
+        if self.hard:
+            kept = (m > 0.5).to(m.dtype)
+            m = m + ((kept if self.hard == "binary" else m * kept) - m).detach()
         return b + (m.unsqueeze(2) * comps).sum(1), m  # exactly b outside the box
 
     def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
@@ -307,8 +326,9 @@ class SupportBoxMask(BoxMask):
     """
 
     def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, support: torch.Tensor,
-                 start: torch.Tensor, grid: int = 48, **options: Any) -> None:
+                 start: torch.Tensor, grid: int = 48, hard: str = "", **options: Any) -> None:
         super().__init__(x, b, boxes=boxes, grid=grid, **options)
+        self.hard = hard  # the sharpen stage (MaskMethod.refine): x' from the mask cut at ½
         g = int(grid)
         self.support = F.interpolate(support.to(x.device, x.dtype), size=(g, g), mode="bilinear",
                                      align_corners=False)

@@ -23,6 +23,7 @@ import torch
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.focus import (
     AreaProfile,
+    Binarize,
     BoxArea,
     FocusKeep,
     FocusSuppress,
@@ -46,7 +47,11 @@ from onnx_kernelviz.method.optimize import OptimizeConfig
 from onnx_kernelviz.method.perturb import PARAMETERIZATIONS, Parameterization
 from onnx_kernelviz.registry import Registry
 
-__all__ = ["Method", "Loop", "MaskMethod", "PixelMethod", "METHODS"]
+__all__ = ["Method", "Loop", "MaskMethod", "PixelMethod", "METHODS", "Stage"]
+
+#: a later stage of a focus explanation from the previous one's grids ``[B, M, g, g]``: (its build, objective,
+#: loop, and the Stage after it or None) (pipeline/focus.py's ``RefineFn``)
+Stage = Callable[[torch.Tensor], tuple[Any, Objective, OptimizeConfig, Any]]
 
 
 @dataclass(frozen=True)
@@ -113,9 +118,9 @@ class Method:
             x, b, **self.param_options(config), **where)
         return param
 
-    def refine(self, config: ExplainConfig) -> Callable[[torch.Tensor], tuple[Any, Objective, OptimizeConfig]] | None:
-        """A second stage of a focus explanation, from the first one's grids (pipeline/focus.py's ``refine``), or
-        None (one stage)."""
+    def refine(self, config: ExplainConfig) -> Stage | None:
+        """A second stage of a focus explanation, from the first one's grids (pipeline/focus.py's ``refine``:
+        its build, objective, loop and the stage after it or None), or None (one stage)."""
         return None
 
     def fine_steps(self, config: ExplainConfig) -> int:
@@ -174,26 +179,43 @@ class MaskMethod(Method):
         return {"resolution": config.resolution, "levels": config.levels, "fine_lr": config.fine_lr,
                 "smooth": config.smooth, "init": config.init}
 
-    def refine(self, config: ExplainConfig) -> Callable[[torch.Tensor], tuple[Any, Objective, OptimizeConfig]] | None:
+    def refine(self, config: ExplainConfig) -> Stage | None:
         """Coarse to fine (``focus_regions`` > 0): a finer grid over the same rf_box, 0 outside the coarse mask's
         largest regions and starting from it (``box_fine``): the fine stage carves detail and holes, where the
-        extra suppression is, without adding islands (one fine stage alone fragments: docs/TRADEOFF.md)."""
+        extra suppression is, without adding islands (one fine stage alone fragments: docs/TRADEOFF.md). With
+        ``focus_sharpen_steps``, its last steps are a third stage on the thresholded mask (``box_fine``'s
+        ``hard``); ``focus_binarize`` adds a pull towards 0/1 to both."""
         if self.fine_steps(config) <= 0:  # one stage, or no step left for a second one (--steps 1)
             return None
         fine = replace(config, focus_tv=config.focus_fine_tv)
-        steps = self.fine_steps(config)
-        loop = replace(self.loop(config), steps=steps, min_steps=min(self.loop(config).min_steps, steps))
+        fine_objective = self.objective(fine)
+        if config.focus_binarize > 0:
+            fine_objective = Objective([*fine_objective.terms, (config.focus_binarize, Binarize())])
+        total = self.fine_steps(config)
+        sharpen = min(config.focus_sharpen_steps, total - 1)  # the fine stage keeps at least one step
 
-        def stage(grid: torch.Tensor) -> tuple[Any, Objective, OptimizeConfig]:
+        def loop_of(steps: int) -> OptimizeConfig:
+            return replace(self.loop(config), steps=steps, min_steps=min(self.loop(config).min_steps, steps))
+
+        def stage(grid: torch.Tensor) -> tuple[Any, Objective, OptimizeConfig, Any]:
             support = top_regions(grid, config.focus_regions, dilate=1)
 
-            def build(x: torch.Tensor, b: torch.Tensor, **where: Any) -> Parameterization:
-                param: Parameterization = PARAMETERIZATIONS.get("box_fine")(
-                    x, b, support=support, start=grid, grid=config.focus_fine_grid, smooth=config.focus_fine_smooth,
-                    bands=config.focus_bands, **where)
-                return param
+            def builder(start: torch.Tensor, hard: str) -> Callable[..., Parameterization]:
+                def build(x: torch.Tensor, b: torch.Tensor, **where: Any) -> Parameterization:
+                    param: Parameterization = PARAMETERIZATIONS.get("box_fine")(
+                        x, b, support=support, start=start, grid=config.focus_fine_grid,
+                        smooth=config.focus_fine_smooth, bands=config.focus_bands, hard=hard, **where)
+                    return param
 
-            return build, self.objective(fine), loop
+                return build
+
+            def sharpened(fine_grid: torch.Tensor) -> tuple[Any, Objective, OptimizeConfig, Any]:
+                # the last steps build x' from the thresholded mask (box_fine's ``hard``), so the saved x', the
+                # metrics and the contour are one and the same kept area (no faded content outside it)
+                return builder(fine_grid, config.focus_sharpen), fine_objective, loop_of(sharpen), None
+
+            return builder(grid, ""), fine_objective, loop_of(total - sharpen), \
+                (sharpened if sharpen > 0 else None)
 
         return stage
 

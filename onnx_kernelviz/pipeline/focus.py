@@ -69,8 +69,9 @@ def locate(model: Model, tensor: str, t: np.ndarray, k: int, size: tuple[int, in
 Crops = tuple[list[tuple[int, int]], tuple[int, int]]
 #: builds a parameterization: (x, b, **where) -> Parameterization; ``where`` holds ``boxes`` and the windows
 BuildFn = Callable[..., Parameterization]
-#: a second stage from the first one's grids ``[B, M, g, g]``: (its build, objective, loop) (method/methods.py)
-RefineFn = Callable[[torch.Tensor], tuple[BuildFn, Objective, OptimizeConfig]]
+#: a further stage from the previous one's grids ``[B, M, g, g]``: (its build, objective, loop, and the RefineFn of
+#: the stage after it or None) (method/methods.py)
+RefineFn = Callable[[torch.Tensor], tuple[BuildFn, Objective, OptimizeConfig, Any]]
 
 
 def plan_crops(boxes: list[tuple[int, int, int, int]], size: tuple[int, int], grid: tuple[int, int],
@@ -144,7 +145,9 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
     other one (the pixel method, the bound's free pixels) is built on the windows, and x' is the photo outside.
 
     With ``refine`` (a box mask refined inside its largest regions), a second optimization starts from the first
-    one's grids, on the same windows; ``steps`` are then both stages' together and ``stages`` each one's.
+    one's grids, on the same windows, and so on while a stage names a next one (the sharpen stage);
+    ``steps`` are then all stages' together and ``stages`` the first one's and the later ones' together (the
+    progress clock's two phases; ``refine_callbacks`` see the later stages' steps as one count).
 
     Returns the result at full size (x' not yet clipped to the valid range; ``mask`` ``[B, 1, H, W]`` or None).
     """
@@ -179,12 +182,17 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
 
     res, param = run(build, objective, loop, callbacks)
     stages = None
-    if refine is not None and res.grid is not None:
-        first = res
-        res, param = run(*refine(res.grid), refine_callbacks)
-        stages = [first.steps, res.steps]
-        res.steps = [a + c for a, c in zip(first.steps, res.steps)]
-        res.failed = [f or g for f, g in zip(first.failed, res.failed)]
+    first, offset = res, 0
+    while refine is not None and res.grid is not None:
+        done = res
+        build, objective, loop, refine = refine(res.grid)
+        shifted = tuple(_shift(cb, offset) for cb in refine_callbacks)
+        res, param = run(build, objective, loop, shifted)
+        offset += loop.steps
+        later = res.steps if stages is None else [a + c for a, c in zip(stages[1], res.steps)]
+        stages = [first.steps, later]
+        res.steps = [a + c for a, c in zip(done.steps, res.steps)]
+        res.failed = [f or g for f, g in zip(done.failed, res.failed)]
     if crops is None:
         return OptimizeResult(res.x_mod, res.mask, res.loss, res.steps, res.failed, res.grid, stages)
     if places_itself:
@@ -193,6 +201,15 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
         x_mod = _paste(x, res.x_mod.detach(), crops)
         mask = None if res.mask is None else _paste(torch.zeros_like(x[:, :1]), res.mask.detach(), crops)
     return OptimizeResult(x_mod, mask, res.loss, res.steps, res.failed, res.grid, stages)
+
+
+def _shift(callback: StepCallback, offset: int) -> StepCallback:
+    """``callback`` with the step counted from ``offset`` (a later stage continues the progress of the one
+    before)."""
+    def shifted(step: int, loss: torch.Tensor, running: int) -> None:
+        callback(step + offset, loss, running)
+
+    return shifted
 
 
 def measure(model: Model, tensor: str, t_x: np.ndarray, x_mod: np.ndarray, k: Sequence[int],
