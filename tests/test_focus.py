@@ -231,26 +231,28 @@ def test_coarse_to_fine_keeps_the_fine_mask_inside_the_coarse_regions(tmp_path):
     assert n[0].kept >= 0.9
 
 
-def test_sharpen_stage_saves_x_prime_of_the_thresholded_mask(tmp_path):
+def test_sharpen_stage_saves_x_prime_of_the_mask_cut_at_one_half(tmp_path):
     m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
     _, site, x, t, la = _bound(m)
     mask, xt = METHODS.get("mask"), torch.from_numpy(x)
     b = torch.full_like(xt, 0.5)
-    for sharpen in (0, 8):
+    for sharpen, kind in ((0, "binary"), (8, "cut"), (8, "binary")):
         seen: list[int] = []
         cfg = replace(ExplainConfig(), steps=40, focus_regions=1, focus_fine_grid=32, focus_fine_steps=20,
-                      focus_sharpen_steps=sharpen, early_stop=False)
+                      focus_sharpen_steps=sharpen, focus_sharpen=kind, early_stop=False)
         res = optimize_on_focus(m.layer_forward(la.tensor), lambda xx, bb, cfg=cfg, **w: mask.build(xx, bb, cfg, **w),
                                 mask.objective(cfg), mask.loop(cfg), xt, b, torch.tensor([0]), [site],
                                 places_itself=True, refine=mask.refine(cfg),
                                 refine_callbacks=(lambda step, loss, running, seen=seen: seen.append(step),))
-        binary = bool(torch.all((res.mask == 0) | (res.mask == 1)))
-        assert binary == (sharpen > 0)  # the soft fine stage alone leaves faded content
-    # both later stages count as one phase (the fine stage's 12 steps, then the sharpen stage's 8 after them)
+        faded = bool(torch.any((res.mask > 0) & (res.mask <= 0.5)))
+        assert faded == (sharpen == 0)  # the soft fine stage alone leaves faded content outside the contour
+        kept = res.mask[0, 0] > 0.5
+        if sharpen:  # x' is the reference wherever the contour does not reach
+            assert kept.any() and torch.allclose(res.x_mod[0][:, ~kept], b[0][:, ~kept], atol=1e-6)
+    # binary: x itself inside the contour; both later stages count as one phase (12 fine steps, then 8 sharpen)
+    assert bool(torch.all((res.mask == 0) | (res.mask == 1)))
+    assert torch.allclose(res.x_mod[0][:, kept], xt[0][:, kept], atol=1e-6)
     assert res.stages == [[20], [20]] and res.steps == [40] and seen == list(range(1, 21))
-    kept = res.mask[0, 0].bool()
-    assert kept.any() and torch.allclose(res.x_mod[0][:, kept], xt[0][:, kept], atol=1e-6)
-    assert torch.allclose(res.x_mod[0][:, ~kept], b[0][:, ~kept], atol=1e-6)  # no faded copy outside the contour
     n, _ = measure(m, la.tensor, t, res.x_mod.detach().numpy(), np.array([0]), [site])
     assert n[0].kept >= 0.9
 

@@ -48,7 +48,8 @@ class ExplainConfig:
     grid (smoothed by ``focus_fine_smooth`` cells, TV weight ``focus_fine_tv``) that is 0 outside the first mask's
     ``focus_regions`` largest regions (grown by one cell), its loss plus ``focus_binarize``·mean 4m(1 − m); the
     fine stage's last ``focus_sharpen_steps`` build x' from its mask cut at ½ (x' = b outside the kept area, exactly
-    what the contour outlines; inside it x for ``focus_sharpen`` ``binary``, the mask's values above ½ for ``cut``).
+    what the contour outlines; inside it x for ``focus_sharpen`` ``binary``, the mask's values above ½ for ``cut``;
+    its edge blurred by ``focus_sharpen_feather`` pixels).
     ``focus_crop``: run the network on a window around the rf_box when that computes F exactly. The bound
     (``oracle``): free pixels, ``oracle_steps`` Adam steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge)
     + ``oracle_suppress``·others_kept_F.
@@ -107,6 +108,7 @@ class ExplainConfig:
     focus_fine_steps: int = 60
     focus_sharpen_steps: int = 0
     focus_sharpen: str = "binary"
+    focus_sharpen_feather: float = 0.0
     focus_binarize: float = 0.0
     focus_crop: bool = True
     oracle: bool = True
@@ -136,7 +138,7 @@ class ExplainConfig:
                     "focus_grid": 1, "focus_smooth": 0, "focus_bands": 1, "focus_keep": 0, "focus_keep_margin": 0,
                     "focus_suppress": 0, "focus_area": 0, "focus_area_target": 0, "focus_tv": 0,
                     "focus_regions": 0, "focus_fine_grid": 1, "focus_fine_smooth": 0, "focus_fine_tv": 0,
-                    "focus_fine_steps": 1, "focus_sharpen_steps": 0, "focus_binarize": 0,
+                    "focus_fine_steps": 1, "focus_sharpen_steps": 0, "focus_binarize": 0, "focus_sharpen_feather": 0,
                     "oracle_steps": 1,
                     "oracle_keep": 0, "oracle_suppress": 0}
         for name, low in at_least.items():

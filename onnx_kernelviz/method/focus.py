@@ -265,6 +265,8 @@ class BoxMask:
 
     #: the sharpen stage's cut of the placed mask at ½ (:meth:`_blend`): "" none, "binary" or "cut"
     hard: str = ""
+    #: sigma in pixels of a Gaussian on the cut mask's edge (0 = none)
+    feather: float = 0.0
 
     def _blend(self, g: torch.Tensor, place: torch.Tensor, inside: torch.Tensor, b: torch.Tensor,
                comps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,7 +277,10 @@ class BoxMask:
         m = F.grid_sample(g, place, mode="bilinear", padding_mode="border", align_corners=False) * inside
         if self.hard:
             kept = (m > 0.5).to(m.dtype)
-            m = m + ((kept if self.hard == "binary" else m * kept) - m).detach()
+            cut = kept if self.hard == "binary" else m * kept
+            if self.feather > 0:  # a soft edge: a hard one is itself an edge the other kernels respond to
+                cut = smooth_mask(cut, self.feather) * inside
+            m = m + (cut - m).detach()
         return b + (m.unsqueeze(2) * comps).sum(1), m  # exactly b outside the box
 
     def __call__(self, rows: torch.Tensor | None = None) -> Perturbed:
@@ -326,9 +331,10 @@ class SupportBoxMask(BoxMask):
     """
 
     def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, support: torch.Tensor,
-                 start: torch.Tensor, grid: int = 48, hard: str = "", **options: Any) -> None:
+                 start: torch.Tensor, grid: int = 48, hard: str = "", feather: float = 0.0,
+                 **options: Any) -> None:
         super().__init__(x, b, boxes=boxes, grid=grid, **options)
-        self.hard = hard  # the sharpen stage (MaskMethod.refine): x' from the mask cut at ½
+        self.hard, self.feather = hard, float(feather)  # the sharpen stage (MaskMethod.refine): the mask cut at ½
         g = int(grid)
         self.support = F.interpolate(support.to(x.device, x.dtype), size=(g, g), mode="bilinear",
                                      align_corners=False)

@@ -204,7 +204,8 @@ class MaskMethod(Method):
                 def build(x: torch.Tensor, b: torch.Tensor, **where: Any) -> Parameterization:
                     param: Parameterization = PARAMETERIZATIONS.get("box_fine")(
                         x, b, support=support, start=start, grid=config.focus_fine_grid,
-                        smooth=config.focus_fine_smooth, bands=config.focus_bands, hard=hard, **where)
+                        smooth=config.focus_fine_smooth, bands=config.focus_bands, hard=hard,
+                        feather=config.focus_sharpen_feather if hard else 0.0, **where)
                     return param
 
                 return build
