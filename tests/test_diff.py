@@ -173,6 +173,25 @@ def test_models_whose_layers_do_not_match_are_refused(deployed_build, photos, tm
     assert not (tmp_path / "d").exists()  # refused before anything was written
 
 
+def test_a_local_explanation_is_judged_on_its_focus_cells_in_both_models(deployed_build, photos, tmp_path):
+    """explain's default is the local (focus) explanation: B is measured on the same focus cells as A, so a model
+    compared with itself gives B's numbers equal to A's focus block (before: A's focus explanation was judged by its
+    whole-map numbers, where its specificity usually falls)."""
+    fp32 = Path(deployed_build("qdq")).parent / "tiny_float.onnx"
+    out = tmp_path / "d"
+    code, text = cli_run("diff", fp32, fp32, photos, "--out", out, "--layers", "1", "--explain", 1, "--steps", 5,
+                         "--device", "cpu")
+    assert code == 0, text
+    expl = json.loads((out / "diff.json").read_text())["examples"][0]["explanation"]
+    assert expl["status"] == "ok" and expl["scope"] == "focus" and expl["cells"] >= 1
+    folder = next((out / "explanations").iterdir())
+    result = json.loads((folder / "results.json").read_text())["results"][0]
+    assert expl["peak"] == result["focus"]["peak"]
+    for key in ("kept", "others_kept", "specificity_before", "specificity_after"):
+        assert expl["a"][key] == result["focus"][key]
+        assert expl["b"][key] == pytest.approx(expl["a"][key], rel=1e-4, abs=1e-6)
+
+
 def test_force_is_needed_to_write_into_a_used_folder(deployed_build, photos, tmp_path):
     fp32 = Path(deployed_build("qdq")).parent / "tiny_float.onnx"
     args = ["diff", fp32, fp32, photos, "--out", tmp_path / "d", "--explain", 0, "--layers", "0"]

@@ -4,11 +4,13 @@ in B.
 For each kernel: the image where A's kernel fires most (B's, if it is silent in A), the photo and the kernel's
 rectified activation in A and in B on one colour scale. Then ``explain`` on model A (the method as everywhere: x′_A
 optimized on A's torch copy, measured on A with onnxruntime) and the same x′_A fed to B on onnxruntime: kept,
-others_kept and specificity in B. x′_A **still isolates** the kernel in B when B keeps at least half of the kernel's
-activation (kept_B ≥ 0.5), its share of the layer rises in B (specificity_after_B > specificity_before_B) and reaches
-at least half of what it reaches in A (specificity_after_B ≥ ½·specificity_after_A). Shares, not gains: a kernel
-that barely fires in B on the photo would turn a tiny rise into a huge ratio. When x′_A does not raise the kernel's
-share in A itself, there is nothing to carry over and the verdict is null.
+others_kept and specificity in B — on the focus cells F of A's local explanation (``explain``'s default scope; the
+same cells in both models), or on the whole map for ``--scope map`` explanations. x′_A **still isolates** the kernel
+in B when B keeps at least half of the kernel's activation (kept_B ≥ 0.5), its share of the layer rises in B
+(specificity_after_B > specificity_before_B) and reaches at least half of what it reaches in A (specificity_after_B
+≥ ½·specificity_after_A). Shares, not gains: a kernel that barely fires in B on the photo would turn a tiny rise
+into a huge ratio. When x′_A does not raise the kernel's share in A itself, there is nothing to carry over and the
+verdict is null.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from onnx_kernelviz.io.decode import read_image
 from onnx_kernelviz.io.images import write_image
 from onnx_kernelviz.io.modelinput import from_model_input, mean_colour, to_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
+from onnx_kernelviz.measure.focus import focus_metrics
 from onnx_kernelviz.measure.metrics import kernel_metrics
+from onnx_kernelviz.method.focus import focus_cells
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.report.charts import activation_map
 
@@ -95,12 +99,17 @@ def _explain_on_a_measure_on_b(model_a: Model, model_b: Model, pairs: Pairs, exa
         run = explain(model_a, [image], la.index, kernels, where, preprocess=pp, config=cfg, force=True)
         by_kernel = {r["kernel"]: r for r in run.results_json()}
         for ex in group:
-            ex["explanation"] = _measure_on_b(model_b, lb.tensor, by_kernel.get(ex["kernel"]), where, out, pp)
+            ex["explanation"] = _measure_on_b(model_a, la.tensor, model_b, lb.tensor, by_kernel.get(ex["kernel"]),
+                                              where, out, pp)
 
 
-def _measure_on_b(model_b: Model, tensor: str, result: dict | None, where: Path, out: Path,
-                  pp: Preprocess) -> dict:
-    """A's metrics of its explanation next to B's on the same x′_A and x (onnxruntime), and the verdict."""
+def _measure_on_b(model_a: Model, tensor_a: str, model_b: Model, tensor: str, result: dict | None, where: Path,
+                  out: Path, pp: Preprocess) -> dict:
+    """A's metrics of its explanation next to B's on the same x′_A and x (onnxruntime), and the verdict.
+
+    A local explanation (focus scope, ``explain``'s default) is judged where it was made: on its focus cells F,
+    found again from A's activation on x at the result's peak, and B measured on those same cells. A whole-map
+    explanation (``scope`` map) is judged on the whole map."""
     if result is None or result.get("status") != "ok":
         return {"status": (result or {}).get("status", "failed"), "reason": (result or {}).get("reason", "")}
     x_mod = np.load(where / result["files"]["modified_npy"])[None]
@@ -109,13 +118,24 @@ def _measure_on_b(model_b: Model, tensor: str, result: dict | None, where: Path,
     photo = read_image(Path(result["image"]), size=size, fit=pp.fit, fill=mean_colour(pp))
     x = to_model_input(photo, pp, size, model_b.channels)[None]
     t = model_b.run_ort_each(np.concatenate([x, x_mod]), (tensor,))[0]
-    mb = kernel_metrics(t[0], t[1], result["kernel"]).to_dict()
+    k = result["kernel"]
     keys = ("kept", "others_kept", "specificity_before", "specificity_after")
-    a, b = {key: result[key] for key in keys}, {key: mb[key] for key in keys}
+    focus = result.get("focus")
+    if focus:
+        t_a = model_a.run_ort(x, (tensor_a,))[0][0]
+        cells = focus_cells(t_a[k], tuple(focus["peak"])).cells
+        mb = focus_metrics(t[0], t[1], k, cells).to_dict()
+        a = {key: focus[key] for key in keys}
+        scope = {"scope": "focus", "peak": list(focus["peak"]), "cells": int(np.count_nonzero(cells))}
+    else:
+        mb = kernel_metrics(t[0], t[1], k).to_dict()
+        a = {key: result[key] for key in keys}
+        scope = {"scope": "map"}
+    b = {key: mb[key] for key in keys}
     isolates = None
     if a["specificity_after"] > a["specificity_before"]:
         isolates = bool((b["kept"] or 0) >= MIN_KEPT and b["specificity_after"] > b["specificity_before"]
                         and b["specificity_after"] >= SHARE * a["specificity_after"])
     files = {key: str((where / v).relative_to(out)) for key, v in result["files"].items()
              if v and key in ("modified", "overlay")}
-    return {"status": "ok", "a": a, "b": b, "isolates_in_b": isolates, "files": files}
+    return {"status": "ok", "a": a, "b": b, "isolates_in_b": isolates, "files": files, **scope}

@@ -89,9 +89,9 @@ def _page(out: Path, doc: dict) -> str:
              "images and positions — 1 when B's map is A's up to scale.</li>"
              "<li><b>exemplar overlap</b>: Jaccard index of the two models' top exemplar sites (image, row, col).</li>"
              "<li><b>drift</b> = (1 − corr) + |‖r_B‖ − ‖r_A‖| / (‖r_A‖ + ‖r_B‖): 0 for an unchanged kernel, up to 3."
-             "</li><li><b>still isolates in B</b>: A's explanation x′_A (optimized on A) raises the kernel's share "
-             "of the layer in B at least half as much as in A, and B keeps at least half of the kernel's "
-             "activation.</li></ul>",
+             "</li><li><b>still isolates in B</b>: A's explanation x′_A (optimized on A, where the kernel fires "
+             "most) raises the kernel's share of the layer in B at least half as much as in A, and B keeps at "
+             "least half of the kernel's activation, both measured on the same focus cells.</li></ul>",
              "<h2>Kernels that changed most</h2><p>Among the kernels that carry signal in A (their activation "
              "energy is at least their layer's median) and still fire in B. "
              f"{len(doc.get('silenced', []))} kernels fire in A and never in B "
