@@ -157,6 +157,13 @@ def _pads(n: NodeView, w: _Walk, data: str, out: str, k: Sequence[int], s: Seque
     return begins
 
 
+def _spatial(box: Box, nsp: int, rule: Callable[[int, int, int], tuple[int, int]]) -> Box:
+    """The input box a window op needs: every leading (batch, channel) axis whole, and each of the last ``nsp``
+    (spatial) intervals ``[lo, hi)`` of ``box`` mapped by ``rule(axis, lo, hi)``; a whole axis stays whole."""
+    spatial = tuple(None if iv is None else rule(a, *iv) for a, iv in enumerate(box[len(box) - nsp:]))
+    return (None,) * (len(box) - nsp) + spatial
+
+
 def _windowed(w: _Walk, n: NodeView, box: Box) -> None:
     """Output cell o of a window op reads input cells [o·s − p, o·s − p + (k − 1)·d + 1)."""
     di, wi = WINDOWED[n.op_type]
@@ -175,16 +182,9 @@ def _windowed(w: _Walk, n: NodeView, box: Box) -> None:
     p = _pads(n, w, data, n.outputs[0], k, s, d)
     if p is None:
         return w.whole(data)
-    lead = tuple(box[:len(box) - nsp])
-    spatial: list[Interval] = []
-    for a, iv in enumerate(box[len(box) - nsp:]):
-        if iv is None:
-            spatial.append(None)
-            continue
-        lo, hi = iv
-        spatial.append((lo * s[a] - p[a], (hi - 1) * s[a] - p[a] + (k[a] - 1) * d[a] + 1))
     # every input channel feeds every output channel (grouped convs: a subset, but the box is spatial)
-    w.need(data, (None,) * len(lead) + tuple(spatial))
+    w.need(data, _spatial(box, nsp, lambda a, lo, hi: (lo * s[a] - p[a],
+                                                       (hi - 1) * s[a] - p[a] + (k[a] - 1) * d[a] + 1)))
 
 
 def _conv_transpose(w: _Walk, n: NodeView, box: Box) -> None:
@@ -199,14 +199,8 @@ def _conv_transpose(w: _Walk, n: NodeView, box: Box) -> None:
     s = list(n.attrs.get("strides", [1] * nsp))
     d = list(n.attrs.get("dilations", [1] * nsp))
     p = list(n.attrs.get("pads", [0] * 2 * nsp))[:nsp]
-    spatial: list[Interval] = []
-    for a, iv in enumerate(box[len(box) - nsp:]):
-        if iv is None:
-            spatial.append(None)
-            continue
-        lo, hi = iv
-        spatial.append((-(-(lo + p[a] - (k[a] - 1) * d[a]) // s[a]), (hi - 1 + p[a]) // s[a] + 1))
-    w.need(data, (None,) * (len(box) - nsp) + tuple(spatial))
+    w.need(data, _spatial(box, nsp, lambda a, lo, hi: (-(-(lo + p[a] - (k[a] - 1) * d[a]) // s[a]),
+                                                       (hi - 1 + p[a]) // s[a] + 1)))
 
 
 def _global(w: _Walk, n: NodeView, box: Box) -> None:
