@@ -86,7 +86,7 @@ def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, 
 
     from onnx_kernelviz.atlas import AtlasSettings, run_atlas
 
-    cfg = replace(config_from(opts, settings), scope=scope, oracle=bound).validate()
+    cfg = replace(config_from(opts, settings), oracle=bound).validate()  # the scope: AtlasSettings.scope
     m, pp = _open(model, device, opts)
     progress, bars = _bars()
     try:
