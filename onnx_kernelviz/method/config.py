@@ -45,7 +45,8 @@ class ExplainConfig:
     ``focus_grid``² logit grid over the rf_box, Gaussian-smoothed by ``focus_smooth`` cells, starting at logit
     ``focus_init``, one per Laplacian band when ``focus_bands`` > 1). With ``focus_regions`` > 0 (coarse to fine)
     the mask is then refined for ``focus_fine_steps`` of the ``steps`` (at most half) on a ``focus_fine_grid``²
-    grid (smoothed by ``focus_fine_smooth`` cells, TV weight ``focus_fine_tv``) that is 0 outside the first mask's
+    grid (smoothed by ``focus_fine_smooth`` cells, TV weight ``focus_fine_tv``; one mask per Laplacian band when
+    ``focus_fine_bands`` > 1, each starting from the first mask) that is 0 outside the first mask's
     ``focus_regions`` largest regions (grown by one cell), its loss plus ``focus_binarize``·mean 4m(1 − m); the
     fine stage's last ``focus_sharpen_steps`` build x' from its mask cut at ½ (x' = b outside the kept area, exactly
     what the contour outlines; inside it x for ``focus_sharpen`` ``binary``, the mask's values above ½ for ``cut``;
@@ -96,7 +97,7 @@ class ExplainConfig:
     focus_bands: int = 1
     focus_keep: float = 20.0
     focus_keep_margin: float = 0.05
-    focus_suppress: float = 6.0
+    focus_suppress: float = 15.0
     focus_area: float = 1.0
     focus_area_kind: str = "mean"
     focus_area_target: float = 0.0
@@ -104,8 +105,9 @@ class ExplainConfig:
     focus_regions: int = 3
     focus_fine_grid: int = 96
     focus_fine_smooth: float = 0.5
-    focus_fine_tv: float = 0.05
-    focus_fine_steps: int = 60
+    focus_fine_tv: float = 0.2
+    focus_fine_steps: int = 80
+    focus_fine_bands: int = 3
     focus_sharpen_steps: int = 0
     focus_sharpen: str = "binary"
     focus_sharpen_feather: float = 0.0
@@ -138,8 +140,8 @@ class ExplainConfig:
                     "focus_grid": 1, "focus_smooth": 0, "focus_bands": 1, "focus_keep": 0, "focus_keep_margin": 0,
                     "focus_suppress": 0, "focus_area": 0, "focus_area_target": 0, "focus_tv": 0,
                     "focus_regions": 0, "focus_fine_grid": 1, "focus_fine_smooth": 0, "focus_fine_tv": 0,
-                    "focus_fine_steps": 1, "focus_sharpen_steps": 0, "focus_binarize": 0, "focus_sharpen_feather": 0,
-                    "oracle_steps": 1,
+                    "focus_fine_steps": 1, "focus_fine_bands": 1, "focus_sharpen_steps": 0, "focus_binarize": 0,
+                    "focus_sharpen_feather": 0, "oracle_steps": 1,
                     "oracle_keep": 0, "oracle_suppress": 0}
         for name, low in at_least.items():
             value = getattr(self, name)

@@ -271,12 +271,14 @@ class BoxMask:
     def _blend(self, g: torch.Tensor, place: torch.Tensor, inside: torch.Tensor, b: torch.Tensor,
                comps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x' ``[b, C, h, w]`` and the placed masks ``[b, M, h, w]`` of grids ``g`` ``[b, M, g, g]``. With ``hard``,
-        each placed mask is cut at ½ per pixel (the kept area the report outlines), its gradient passed straight
-        through (Bengio et al. 2013): x' is exactly b outside the contour, and inside it x ("binary") or
-        b + m ⊙ (x − b) with m > ½ ("cut")."""
+        the placed masks are cut to 0 where their mean is at most ½ (the kept area the report outlines), the gradient
+        passed straight through (Bengio et al. 2013): x' is exactly b outside the contour, and inside it x ("binary")
+        or b + m ⊙ (x − b) ("cut")."""
         m = F.grid_sample(g, place, mode="bilinear", padding_mode="border", align_corners=False) * inside
         if self.hard:
-            kept = (m > 0.5).to(m.dtype)
+            # the contour the report draws is the mean mask's (Perturbed.mask): one cut for every band mask, so
+            # no band shows content outside it
+            kept = (m.mean(1, keepdim=True) > 0.5).to(m.dtype).expand_as(m)
             cut = kept if self.hard == "binary" else m * kept
             if self.feather > 0:  # a soft edge: a hard one is itself an edge the other kernels respond to
                 cut = smooth_mask(cut, self.feather) * inside
@@ -338,7 +340,10 @@ class SupportBoxMask(BoxMask):
         g = int(grid)
         self.support = F.interpolate(support.to(x.device, x.dtype), size=(g, g), mode="bilinear",
                                      align_corners=False)
-        m0 = F.interpolate(start.detach().to(x.device, x.dtype), size=(g, g), mode="bilinear", align_corners=False)
+        start = start.detach().to(x.device, x.dtype)
+        if start.shape[1] != self.logits.shape[1]:  # a stage with another number of band masks starts from the mean
+            start = start.mean(1, keepdim=True)
+        m0 = F.interpolate(start, size=(g, g), mode="bilinear", align_corners=False)
         m0 = m0.expand(-1, self.logits.shape[1], -1, -1).clamp(0.02, 0.98)
         with torch.no_grad():
             self.logits.copy_(torch.log(m0 / (1 - m0)))

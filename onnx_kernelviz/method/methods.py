@@ -182,7 +182,8 @@ class MaskMethod(Method):
     def refine(self, config: ExplainConfig) -> Stage | None:
         """Coarse to fine (``focus_regions`` > 0): a finer grid over the same rf_box, 0 outside the coarse mask's
         largest regions and starting from it (``box_fine``): the fine stage carves detail and holes, where the
-        extra suppression is, without adding islands (one fine stage alone fragments: docs/TRADEOFF.md). With
+        extra suppression is, without adding islands (one fine stage alone fragments: docs/TRADEOFF.md), by default
+        with one mask per Laplacian band (``focus_fine_bands``: texture kept where colour goes, or back). With
         ``focus_sharpen_steps``, its last steps are a third stage on the thresholded mask (``box_fine``'s
         ``hard``); ``focus_binarize`` adds a pull towards 0/1 to both."""
         if self.fine_steps(config) <= 0:  # one stage, or no step left for a second one (--steps 1)
@@ -204,7 +205,7 @@ class MaskMethod(Method):
                 def build(x: torch.Tensor, b: torch.Tensor, **where: Any) -> Parameterization:
                     param: Parameterization = PARAMETERIZATIONS.get("box_fine")(
                         x, b, support=support, start=start, grid=config.focus_fine_grid,
-                        smooth=config.focus_fine_smooth, bands=config.focus_bands, hard=hard,
+                        smooth=config.focus_fine_smooth, bands=config.focus_fine_bands, hard=hard,
                         feather=config.focus_sharpen_feather if hard else 0.0, **where)
                     return param
 
