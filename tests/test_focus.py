@@ -266,6 +266,42 @@ def test_fine_stage_with_band_masks_starts_from_the_coarse_mask_and_stays_in_its
     assert n[0].kept >= 0.9
 
 
+def test_a_fine_stage_that_loses_k_is_undone_for_its_row(tmp_path):
+    """Where the coarse mask keeps k with mass spread thin, its regions cannot hold k: a later stage that drops k
+    below KEEP_FLOOR on F is replaced by the first stage's result for that row (x', mask, grid, loss)."""
+    from onnx_kernelviz.method.focus import SupportBoxMask
+    from onnx_kernelviz.pipeline.focus import KEEP_FLOOR
+
+    m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    _, site, x, t, la = _bound(m)
+    cfg = replace(ExplainConfig(), steps=40, focus_regions=1, focus_fine_grid=32, focus_fine_steps=10,
+                  focus_suppress=_SUPPRESS, early_stop=False)
+    mask, xt, b = METHODS.get("mask"), torch.from_numpy(x), torch.zeros_like(torch.from_numpy(x))
+    forward = m.layer_forward(la.tensor)
+
+    def build(xx, bb, **w):
+        return mask.build(xx, bb, cfg, **w)
+
+    def collapse(grid):  # a fine stage whose support is empty: x' = the reference, k is gone
+        def fine(xx, bb, **w):
+            return SupportBoxMask(xx, bb, support=torch.zeros_like(grid[:, :1]), start=grid, grid=32, bands=3, **w)
+        return fine, mask.objective(cfg), replace(mask.loop(cfg), steps=5, min_steps=5), None
+
+    first = optimize_on_focus(forward, build, mask.objective(cfg), mask.loop(cfg), xt, b, torch.tensor([0]), [site],
+                              places_itself=True)
+    res = optimize_on_focus(forward, build, mask.objective(cfg), mask.loop(cfg), xt, b, torch.tensor([0]), [site],
+                            places_itself=True, refine=collapse)
+    assert res.stages is not None and res.steps == [first.steps[0] + 5]
+    assert torch.allclose(res.x_mod, first.x_mod) and torch.allclose(res.mask, first.mask)
+    assert res.grid.shape[1] == 3 and float(res.grid.max()) > 0  # the coarse mask, in the fine stage's shape
+    n, _ = measure(m, la.tensor, t, res.x_mod.detach().numpy(), np.array([0]), [site])
+    assert n[0].kept >= KEEP_FLOOR
+    # a fine stage that keeps k is left as it is
+    kept = optimize_on_focus(forward, build, mask.objective(cfg), mask.loop(cfg), xt, b, torch.tensor([0]), [site],
+                             places_itself=True, refine=mask.refine(cfg))
+    assert kept.grid.shape[1] == 3 and not torch.allclose(kept.x_mod, first.x_mod)
+
+
 def test_sharpen_stage_saves_x_prime_of_the_mask_cut_at_one_half(tmp_path):
     m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
     _, site, x, t, la = _bound(m)

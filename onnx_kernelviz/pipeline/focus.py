@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
 from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
@@ -159,6 +160,7 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
     if crops is not None and not _exact_crops(forward, x, cells, crops):
         crops = None
     if crops is None:
+        focus = cells
         with torch.no_grad():
             ref = torch.relu(forward(x))
 
@@ -182,7 +184,7 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
 
     res, param = run(build, objective, loop, callbacks)
     stages = None
-    first, offset = res, 0
+    first, first_param, offset = res, param, 0
     while refine is not None and res.grid is not None:
         done = res
         build, objective, loop, refine = refine(res.grid)
@@ -193,14 +195,59 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
         stages = [first.steps, later]
         res.steps = [a + c for a, c in zip(done.steps, res.steps)]
         res.failed = [f or g for f, g in zip(done.failed, res.failed)]
+    back = _lost_k(forward, first.x_mod, res.x_mod, ref, k, focus) if stages is not None else None
+    if back is None or not bool(back.any()):
+        back = None
+    loss, grid = res.loss, res.grid
+    if back is not None:  # those rows keep the first stage's result (and its grid, as the later stage's shape)
+        loss = torch.where(back, first.loss, res.loss)
+        if first.grid is not None and res.grid is not None:
+            coarse = F.interpolate(first.grid.mean(1, keepdim=True), size=res.grid.shape[-2:], mode="bilinear",
+                                   align_corners=False).expand_as(res.grid)
+            grid = _rows(back, coarse, res.grid)
     if crops is None:
-        return OptimizeResult(res.x_mod, res.mask, res.loss, res.steps, res.failed, res.grid, stages)
+        x_mod, mask = res.x_mod, res.mask
+        if back is not None:
+            x_mod = _rows(back, first.x_mod, x_mod)
+            mask = None if mask is None or first.mask is None else _rows(back, first.mask, mask)
+        return OptimizeResult(x_mod, mask, loss, res.steps, res.failed, grid, stages)
     if places_itself:
         x_mod, mask = cast(Any, param).render(res.grid)  # places_itself: the box mask (method/focus.py)
+        if back is not None:
+            x_first, mask_first = cast(Any, first_param).render(first.grid)
+            x_mod, mask = _rows(back, x_first, x_mod), _rows(back, mask_first, mask)
     else:
         x_mod = _paste(x, res.x_mod.detach(), crops)
         mask = None if res.mask is None else _paste(torch.zeros_like(x[:, :1]), res.mask.detach(), crops)
-    return OptimizeResult(x_mod, mask, res.loss, res.steps, res.failed, res.grid, stages)
+    return OptimizeResult(x_mod, mask, loss, res.steps, res.failed, grid, stages)
+
+
+#: a later stage (coarse to fine) that leaves k below this share of its activation on F, where the first stage
+#: kept more, is undone for that row: where the coarse mask keeps k only with faint mass spread over the whole box,
+#: its regions above ½ (the fine stage's support) cannot hold k (docs/TRADEOFF.md, "Second retune")
+KEEP_FLOOR = 0.9
+
+
+def _lost_k(forward: Callable[[torch.Tensor], torch.Tensor], first: torch.Tensor, last: torch.Tensor,
+            ref: torch.Tensor, k: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: rows whose x' ``last`` keeps k on F below :data:`KEEP_FLOOR` while ``first`` keeps more
+    (both ``[B, C, H, W]`` on the inputs ``ref`` ``[B, K, h, w]`` was computed on; ``focus`` ``[B, h, w]``)."""
+    rows = torch.arange(len(k), device=ref.device)
+
+    def kept(x_mod: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            act = torch.relu(forward(x_mod))[rows, k]
+        own = ref[rows, k]
+        return ((act * focus) ** 2).flatten(1).sum(1).sqrt() / \
+            ((own * focus) ** 2).flatten(1).sum(1).sqrt().clamp_min(1e-12)
+
+    a, b = kept(first), kept(last)
+    return (b < KEEP_FLOOR) & (a > b)
+
+
+def _rows(pick: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Rows of ``a`` where ``pick`` ``[B]``, of ``b`` elsewhere."""
+    return torch.where(pick.view(-1, *([1] * (a.dim() - 1))).to(a.device), a, b)
 
 
 def _shift(callback: StepCallback, offset: int) -> StepCallback:
