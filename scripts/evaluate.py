@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from fetch_eval_models import model_path  # noqa: E402
 from focus_quality import cases_of, quality_table  # noqa: E402
 
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
@@ -121,13 +122,7 @@ def _model_spec(spec: str, layers: str) -> tuple[str, Path, list[str]]:
     head, _, tail = spec.rpartition(":")
     if not head or not (Path(head).exists() or head == "default" or "/" not in head):
         head, tail = spec, layers
-    if head == "default":
-        path = ROOT / "models" / "efficientnet_lite0.onnx"
-    elif Path(head).exists():
-        path = Path(head)
-    else:
-        import fetch_eval_models
-        path = fetch_eval_models.fetch(head)
+    path = Path(head) if head != "default" and Path(head).exists() else model_path(head)
     name = "default" if head == "default" else Path(head).stem
     return name, path, [s.strip() for s in (tail or layers).split(",") if s.strip()]
 

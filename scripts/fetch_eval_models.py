@@ -54,6 +54,14 @@ def fetch(name: str, cache: Path = CACHE) -> Path:
     return out
 
 
+def model_path(name: str, cache: Path = CACHE) -> Path:
+    """``default`` (the bundled model, found as the demo finds it) or a model of :data:`MODELS` (:func:`fetch`)."""
+    if name == "default":
+        from onnx_kernelviz.pipeline.demo import default_model_path
+        return default_model_path()
+    return fetch(name, cache)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=CACHE)

@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from fetch_eval_models import model_path  # noqa: E402
+
 from onnx_kernelviz import Model, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.io.images import list_images  # noqa: E402
 from onnx_kernelviz.io.preprocess import valid_range  # noqa: E402
@@ -47,13 +49,6 @@ from onnx_kernelviz.pipeline.focus import optimize_on_focus  # noqa: E402
 from onnx_kernelviz.pipeline.prepare import prepare  # noqa: E402
 
 PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
-
-
-def model_path(name: str) -> Path:
-    if name == "default":
-        return ROOT / "models" / "efficientnet_lite0.onnx"
-    import fetch_eval_models
-    return fetch_eval_models.fetch(name)
 
 
 def config_of(text: str, **over) -> ExplainConfig:

@@ -84,14 +84,33 @@ def pair_cells(r_a: np.ndarray, r_b: np.ndarray, at: tuple[int, int] | None = No
     return focus_cells(shared, at)
 
 
-def _focus_norms(s: Step, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(‖t_k on F‖², Σ_{j≠k} ‖t_j on F‖²) per row, ``[B]`` each."""
+def focus_norms(t: torch.Tensor, k: torch.Tensor, focus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(‖t_k on F‖², Σ_{j≠k} ‖t_j on F‖²) per row, ``[B]`` each, of activations ``t`` ``[B, C, h, w]``, kernels
+    ``k`` ``[B]`` and focus cells ``focus`` ``[B, h, w]``."""
+    f = focus.unsqueeze(1)  # [B, 1, h, w]
+    sq = ((t * f) ** 2).flatten(2).sum(2)  # [B, C]
+    k_sq = sq[torch.arange(len(k), device=t.device), k]
+    return k_sq, sq.sum(1) - k_sq
+
+
+def kept_on_focus(act: torch.Tensor, ref: torch.Tensor, k: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
+    """kept_F = ‖r_k(x') on F‖ / ‖r_k(x) on F‖ per row ``[B]``, from rectified activations on x' (``act``) and on
+    x (``ref``), both ``[B, C, h, w]``: what :class:`FocusKeep` holds up (and pipeline/focus.py checks after a
+    later stage)."""
+    a, _ = focus_norms(act, k, focus)
+    r, _ = focus_norms(ref, k, focus)
+    return torch.sqrt(a + EPS) / (torch.sqrt(r) + EPS)
+
+
+def _cells(s: Step) -> torch.Tensor:
     if s.focus is None:
         raise ValueError("focus terms (FocusKeep, FocusSuppress) need the focus cells (optimize(..., focus=...))")
-    f = s.focus.unsqueeze(1)  # [B, 1, h, w]
-    sq = ((t * f) ** 2).flatten(2).sum(2)  # [B, C]
-    k_sq = sq[torch.arange(len(s.k), device=t.device), s.k]
-    return k_sq, sq.sum(1) - k_sq
+    return s.focus
+
+
+def _focus_norms(s: Step, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`focus_norms` of a step's rows."""
+    return focus_norms(t, s.k, _cells(s))
 
 
 @dataclass
@@ -102,9 +121,7 @@ class FocusKeep:
     margin: float = 0.05
 
     def __call__(self, s: Step) -> torch.Tensor:
-        a, _ = _focus_norms(s, s.act)
-        r, _ = _focus_norms(s, s.ref)
-        return torch.relu(1.0 - self.margin - torch.sqrt(a + EPS) / (torch.sqrt(r) + EPS))
+        return torch.relu(1.0 - self.margin - kept_on_focus(s.act, s.ref, s.k, _cells(s)))
 
 
 @dataclass

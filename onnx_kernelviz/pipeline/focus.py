@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
 from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
-from onnx_kernelviz.method.focus import FocusCells, box_placement, focus_cells
+from onnx_kernelviz.method.focus import FocusCells, box_placement, focus_cells, kept_on_focus
 from onnx_kernelviz.method.objectives import Objective
 from onnx_kernelviz.method.optimize import OptimizeConfig, OptimizeResult, StepCallback, optimize
 from onnx_kernelviz.method.perturb import Parameterization
@@ -232,16 +232,8 @@ def _lost_k(forward: Callable[[torch.Tensor], torch.Tensor], first: torch.Tensor
             ref: torch.Tensor, k: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
     """``[B]`` bool: rows whose x' ``last`` keeps k on F below :data:`KEEP_FLOOR` while ``first`` keeps more
     (both ``[B, C, H, W]`` on the inputs ``ref`` ``[B, K, h, w]`` was computed on; ``focus`` ``[B, h, w]``)."""
-    rows = torch.arange(len(k), device=ref.device)
-
-    def kept(x_mod: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            act = torch.relu(forward(x_mod))[rows, k]
-        own = ref[rows, k]
-        return ((act * focus) ** 2).flatten(1).sum(1).sqrt() / \
-            ((own * focus) ** 2).flatten(1).sum(1).sqrt().clamp_min(1e-12)
-
-    a, b = kept(first), kept(last)
+    with torch.no_grad():
+        a, b = (kept_on_focus(torch.relu(forward(x_mod)), ref, k, focus) for x_mod in (first, last))
     return (b < KEEP_FLOOR) & (a > b)
 
 
