@@ -366,3 +366,129 @@ def test_baselines_in_focus_scope_stay_in_the_box_at_our_area(tmp_path):
         assert float(masks[0].sum()) == float(masks[0, top:bottom, left:right].sum())  # inside the box only
         n, _ = measure(m, la.tensor, t, x_mod.numpy(), np.array([0]), [site])
         assert 0 <= n[0].kept and n[0].specificity_after > 0
+
+
+def test_an_optional_stage_is_taken_per_row_only_within_its_tolerance():
+    """``_takes``: a stage every row takes is refused only where it loses k (KEEP_FLOOR); an optional tidy-up
+    (tolerance δ) only where the specificity stays ≥ (1 − δ) of the row's pick and k keeps as much (or ≥ 0.9)."""
+    from onnx_kernelviz.pipeline.focus import _takes
+
+    first = (torch.tensor([0.95, 0.95, 0.95, 0.80]), torch.tensor([0.50, 0.50, 0.50, 0.50]))
+    new = (torch.tensor([0.93, 0.85, 0.96, 0.85]), torch.tensor([0.46, 0.60, 0.44, 0.48]))
+    pick = torch.zeros(4, dtype=torch.long)
+    assert _takes([first, new], pick, None).tolist() == [True, False, True, True]
+    assert _takes([first, new], pick, 0.1).tolist() == [True, False, False, True]
+    assert _takes([first, new], pick, 0.0).tolist() == [False, False, False, False]
+    # judged against each row's pick so far (row 1 showed the second stage: 0.9 of its 0.60 is 0.54)
+    third = (torch.full((4,), 0.95), torch.full((4,), 0.55))
+    assert _takes([first, new, third], torch.tensor([0, 1, 0, 0]), 0.1).tolist() == [True, True, True, True]
+    assert _takes([first, new, third], torch.tensor([0, 1, 0, 0]), 0.05).tolist() == [True, False, True, True]
+
+
+def test_prune_stage_keeps_the_fine_masks_largest_regions_or_is_refused(tmp_path):
+    """``focus_prune_steps``: the fine stage's last steps re-optimize on its own largest regions (the mask is 0
+    elsewhere) and a row keeps that only within ``focus_prune_tolerance``; a tidy-up that would lose k is refused."""
+    from onnx_kernelviz.method.focus import SupportBoxMask
+    from onnx_kernelviz.method.methods import Later
+    from onnx_kernelviz.pipeline.focus import _scores
+
+    m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    _, site, x, t, la = _bound(m)
+    base = replace(ExplainConfig(), steps=40, focus_regions=1, focus_fine_grid=32, focus_fine_steps=20,
+                   focus_suppress=_SUPPRESS, early_stop=False)
+    mask, xt = METHODS.get("mask"), torch.from_numpy(x)
+    b, forward = torch.zeros_like(xt), m.layer_forward(la.tensor)
+    cfg = replace(base, focus_prune_steps=8, focus_prune_tolerance=1.0)  # always taken when k stays
+
+    def run(cfg, refine):
+        return optimize_on_focus(forward, lambda xx, bb, **w: mask.build(xx, bb, cfg, **w), mask.objective(cfg),
+                                 mask.loop(cfg), xt, b, torch.tensor([0]), [site], places_itself=True,
+                                 refine=refine)
+
+    stage = mask.refine(cfg)
+    fine = stage(run(cfg, None).grid)
+    assert isinstance(fine, Later) and fine.tolerance is None and fine.loop.steps == 12
+    pruned = fine.after(torch.rand(1, 3, 32, 32))
+    assert isinstance(pruned, Later) and pruned.tolerance == 1.0 and pruned.loop.steps == 8
+    res = run(cfg, stage)
+    assert res.stages == [[20], [20]] and res.steps == [40]
+    # the same stages without the prune (coarse 20 steps, fine 12): what the prune stage started from
+    no_prune = replace(cfg, focus_prune_steps=0, focus_fine_steps=12, steps=32)
+    before = run(no_prune, mask.refine(no_prune))
+    # taken here: x' moved on, and the mask is 0 outside the fine mask's largest region grown by a cell
+    assert not torch.allclose(res.x_mod, before.x_mod)
+    support = top_regions(before.grid, 1, dilate=1)
+    assert float(res.grid[(support == 0).expand_as(res.grid)].abs().max()) == 0.0
+
+    def collapse(grid):  # a tidy-up that drops everything: k is gone, so no row takes it
+        def build(xx, bb, **w):
+            return SupportBoxMask(xx, bb, support=torch.zeros_like(grid[:, :1]), start=grid, grid=32, bands=3, **w)
+        return Later(build, mask.objective(cfg), replace(mask.loop(cfg), steps=4, min_steps=4), None, tolerance=1.0)
+
+    def fine_then_collapse(grid):
+        later = Later(*stage(grid))
+        return later._replace(after=collapse)
+
+    kept = run(cfg, fine_then_collapse)
+    assert kept.steps == [36] and torch.allclose(kept.x_mod, before.x_mod) and torch.allclose(kept.grid, before.grid)
+    k_kept, _ = _scores(forward, kept.x_mod, torch.relu(forward(xt)), torch.tensor([0]),
+                        torch.from_numpy(site.focus.cells[None]).float())
+    assert float(k_kept[0]) >= 0.9
+
+
+def test_shown_mask_is_the_share_of_x_that_x_prime_shows():
+    """mask.npy of a focus explanation: for one mask it is that mask (locally averaged); with band masks, a place
+    whose only content (its colour) is kept counts as kept, where the mean of the band masks would say 1/3."""
+    from onnx_kernelviz.method.focus import shown_mask
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64) + 0.5
+    b = torch.zeros_like(x)
+    m = torch.zeros(1, 1, 64, 64)
+    m[..., 16:48, 8:40] = 1.0
+    shown = shown_mask(b + m * (x - b), x, b)[0]
+    assert shown.shape == (64, 64)
+    assert float(shown[20:44, 12:36].min()) > 0.99 and float(shown[:, 50:].max()) < 0.01
+    assert float(shown[m[0, 0] == 0].max()) == 0.0  # not spread by the blur onto pixels x' leaves at b
+    assert float((shown > 0.5).float().mean()) == pytest.approx(float(m.mean()), abs=0.02)
+    half = shown_mask(b + 0.3 * (x - b), x, b)[0]
+    assert torch.allclose(half, torch.full_like(half, 0.3), atol=1e-5)
+    # a flat colour patch (all of its content in the lowest band) kept by the low band's mask alone
+    flat = torch.zeros(1, 3, 64, 64)
+    flat[..., 16:48, 16:48] = 1.0
+    low_only = b + flat  # what x' is when that band's mask is 1 and the two detail bands' 0 (no detail there)
+    assert float(shown_mask(low_only, flat, b)[0, 24:40, 24:40].min()) > 0.99
+    # a thin rf_box (a kernel firing along the image's edge) kept whole reads as kept: the shares are taken
+    # inside the box, so the blur neither dilutes them with the photo outside nor spreads them out of the box
+    thin = torch.zeros(1, 1, 64, 64)
+    thin[..., :, :4] = 1.0
+    strip = shown_mask(b + thin * (x - b), x, b, torch.tensor([[0, 0, 64, 4]]))[0]
+    assert float(strip[:, :4].min()) > 0.99 and float(strip[:, 4:].max()) == 0.0
+    # where x is the reference there is nothing to show (and no tiny difference is blown up to "all of it")
+    assert float(shown_mask(b.clone(), b.clone(), b).max()) == 0.0
+    x[..., :, 32:] = 0.0
+    assert float(shown_mask(b + 1e-7, x, b)[0, :, 48:].max()) < 0.01
+
+
+def test_focus_explanation_reports_the_shown_mask(tmp_path):
+    """What explain saves as a focus explanation's mask is shown_mask of its saved x' (not the band masks' mean)."""
+    from PIL import Image
+
+    from onnx_kernelviz.io.preprocess import Preprocess
+    from onnx_kernelviz.method.focus import shown_mask
+    from onnx_kernelviz.pipeline.batch import optimize_batch
+    from onnx_kernelviz.pipeline.prepare import prepare
+
+    m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    img = np.random.default_rng(1).uniform(60, 190, (32, 32, 3)).astype(np.uint8)
+    img[8:20, 4:16, 0] = 250  # k (channel 0) peaks here
+    Image.fromarray(img).save(tmp_path / "p.png")
+    pp = Preprocess(size=(32, 32), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    cfg = replace(ExplainConfig(), steps=20, focus_fine_steps=10, focus_regions=1, focus_fine_grid=32,
+                  focus_fine_bands=3, oracle=False, early_stop=False)
+    prep = prepare(m, [tmp_path / "p.png"], m.layer(1), pp, cfg)
+    opt = optimize_batch(m, prep, [(0, 0)], cfg, pp)
+    want = shown_mask(torch.from_numpy(opt.x_mod), torch.from_numpy(prep.x[:1]), torch.from_numpy(prep.b[:1]),
+                      torch.tensor([opt.sites[0].rf_box]))
+    assert opt.masks is not None and opt.grids is not None and opt.grids.shape[1] == 3
+    assert np.allclose(opt.masks, want.numpy(), atol=1e-6) and float(opt.masks.max()) > 0.5

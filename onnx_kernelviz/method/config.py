@@ -47,7 +47,10 @@ class ExplainConfig:
     the mask is then refined for ``focus_fine_steps`` of the ``steps`` (at most half) on a ``focus_fine_grid``²
     grid (smoothed by ``focus_fine_smooth`` cells, TV weight ``focus_fine_tv``; one mask per Laplacian band when
     ``focus_fine_bands`` > 1, each starting from the first mask) that is 0 outside the first mask's
-    ``focus_regions`` largest regions (grown by one cell), its loss plus ``focus_binarize``·mean 4m(1 − m); the
+    ``focus_regions`` largest regions (grown by one cell), its loss plus ``focus_binarize``·mean 4m(1 − m). With
+    ``focus_prune_steps``, the fine stage's last steps re-optimize on the fine mask's own ``focus_regions`` largest
+    regions (the islands it split off dropped), and a row keeps that pruned mask only when its specificity on F
+    stays within ``focus_prune_tolerance`` (a share) of the unpruned one's and k keeps as much (or ≥ 0.9). The
     fine stage's last ``focus_sharpen_steps`` build x' from its mask cut at ½ (x' = b outside the kept area, exactly
     what the contour outlines; inside it x for ``focus_sharpen`` ``binary``, the mask's values above ½ for ``cut``;
     its edge blurred by ``focus_sharpen_feather`` pixels).
@@ -108,6 +111,8 @@ class ExplainConfig:
     focus_fine_tv: float = 0.2
     focus_fine_steps: int = 80
     focus_fine_bands: int = 3
+    focus_prune_steps: int = 0
+    focus_prune_tolerance: float = 0.1
     focus_sharpen_steps: int = 0
     focus_sharpen: str = "binary"
     focus_sharpen_feather: float = 0.0
@@ -140,13 +145,17 @@ class ExplainConfig:
                     "focus_grid": 1, "focus_smooth": 0, "focus_bands": 1, "focus_keep": 0, "focus_keep_margin": 0,
                     "focus_suppress": 0, "focus_area": 0, "focus_area_target": 0, "focus_tv": 0,
                     "focus_regions": 0, "focus_fine_grid": 1, "focus_fine_smooth": 0, "focus_fine_tv": 0,
-                    "focus_fine_steps": 1, "focus_fine_bands": 1, "focus_sharpen_steps": 0, "focus_binarize": 0,
+                    "focus_fine_steps": 1, "focus_fine_bands": 1, "focus_prune_steps": 0, "focus_prune_tolerance": 0,
+                    "focus_sharpen_steps": 0, "focus_binarize": 0,
                     "focus_sharpen_feather": 0, "oracle_steps": 1,
                     "oracle_keep": 0, "oracle_suppress": 0}
         for name, low in at_least.items():
             value = getattr(self, name)
             if value is not None and value < low:
                 raise UsageError(f"{_OPTIONS.get(name, f'--set {name}')} must be at least {low} (got {value})")
+        if self.focus_prune_tolerance > 1:
+            raise UsageError(f"--set focus_prune_tolerance must be at most 1 (a share of the specificity; got "
+                             f"{self.focus_prune_tolerance})")
         for name in ("lr", "oracle_lr"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -322,6 +322,45 @@ class BoxMask:
         return x_mod, m.mean(1, keepdim=True)
 
 
+#: :func:`shown_mask`'s blur: sigma = the image's longer side / SHOWN_SCALE (2 px at 224), at most the rf_box's
+#: shorter side / SHOWN_BOX; the floor of its denominator: SHOWN_FLOOR of its median inside the box
+SHOWN_SCALE, SHOWN_BOX, SHOWN_FLOOR = 112.0, 8.0, 0.05
+
+
+def shown_mask(x_mod: torch.Tensor, x: torch.Tensor, b: torch.Tensor,
+               boxes: torch.Tensor | None = None) -> torch.Tensor:
+    """What x' shows of x, per pixel ``[B, H, W]`` in [0, 1]: the local share of x's difference from the
+    reference that x' keeps, G(Σ_c |x' − b|) / G(Σ_c |x − b|), both sums taken inside the row's rf_box only
+    (``boxes`` ``[B, 4]``; None: the whole image), G a Gaussian of side / :data:`SHOWN_SCALE` pixels and at most
+    the box's shorter side / :data:`SHOWN_BOX` (the denominator at least :data:`SHOWN_FLOOR` of its median in the
+    box and 1/1000 of its largest value: where x is the reference there is nothing to show), clipped to [0, 1], and
+    0 wherever x' is b. For one mask m (x' = b + m ⊙ (x − b)) this is m, locally averaged; for band masks it
+    counts a place whose colour is kept but not its texture (or back) by how much of x is visible there, where the
+    mean of the band masks would count a band with no content at that place as a dropped one. This is the mask a
+    focus explanation reports (mask.npy, its contour, its area; docs/TRADEOFF.md "What x′ shows").
+    ``x_mod``, ``x``, ``b`` ``[B, C, H, W]``."""
+    from onnx_kernelviz.method.references import gaussian_blur
+
+    H, W = x.shape[-2:]
+    if boxes is None:
+        inside = torch.ones_like(x[:, :1])
+        boxes = torch.tensor([[0, 0, H, W]] * len(x))
+    else:
+        inside = box_placement(boxes.cpu(), (H, W))[1].to(x.device, x.dtype)
+    out = torch.zeros_like(x[:, 0])
+    with torch.no_grad():
+        for i, (t, left, bottom, right) in enumerate(boxes.tolist()):
+            sigma = min(max(H, W) / SHOWN_SCALE, max(min(bottom - t, right - left), 1) / SHOWN_BOX)
+            shown = gaussian_blur((x_mod[i:i + 1] - b[i:i + 1]).abs().sum(1, keepdim=True) * inside[i:i + 1], sigma)
+            there = gaussian_blur((x[i:i + 1] - b[i:i + 1]).abs().sum(1, keepdim=True) * inside[i:i + 1], sigma)
+            within = there[inside[i:i + 1] > 0]
+            floor = max(SHOWN_FLOOR * float(within.median()) if within.numel() else 0.0, 1e-3 * float(there.max()),
+                        1e-12)
+            share = (shown / there.clamp_min(floor)).clamp(0, 1)
+            out[i] = (share * (x_mod[i:i + 1] != b[i:i + 1]).any(1, keepdim=True) * inside[i:i + 1])[0, 0]
+    return out
+
+
 def top_regions(grid: torch.Tensor, keep: int = 3, threshold: float = 0.5, dilate: int = 1) -> torch.Tensor:
     """The support of a mask's ``keep`` largest regions: for masks ``[B, M, g, g]`` (their mean over M), the
     8-connected regions of {m > threshold} (or, when none is, of {m ≥ ½·max m}), the ``keep`` largest by area,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 
@@ -47,11 +47,27 @@ from onnx_kernelviz.method.optimize import OptimizeConfig
 from onnx_kernelviz.method.perturb import PARAMETERIZATIONS, Parameterization
 from onnx_kernelviz.registry import Registry
 
-__all__ = ["Method", "Loop", "MaskMethod", "PixelMethod", "METHODS", "Stage"]
+__all__ = ["Method", "Loop", "MaskMethod", "PixelMethod", "METHODS", "Stage", "Later"]
 
-#: a later stage of a focus explanation from the previous one's grids ``[B, M, g, g]``: (its build, objective,
-#: loop, and the Stage after it or None) (pipeline/focus.py's ``RefineFn``)
-Stage = Callable[[torch.Tensor], tuple[Any, Objective, OptimizeConfig, Any]]
+
+class Later(NamedTuple):
+    """A later stage of a focus explanation (pipeline/focus.py runs it from the previous stage's grids).
+
+    ``build``: (x, b, **where) -> its parameterization; ``objective``, ``loop``: its loss and loop; ``after``: the
+    :data:`Stage` after it, or None. ``tolerance`` None: every row takes this stage's result (unless it loses k,
+    pipeline/focus.py's ``KEEP_FLOOR``); a share δ: an optional tidy-up that a row takes only where its
+    specificity on F stays ≥ (1 − δ) of the row's result so far and k keeps as much (or ≥ ``KEEP_FLOOR``)."""
+
+    build: Callable[..., Parameterization]
+    objective: Objective
+    loop: OptimizeConfig
+    after: Any = None
+    tolerance: float | None = None
+
+
+#: a later stage of a focus explanation from the previous one's grids ``[B, M, g, g]`` (a :class:`Later`, or a
+#: plain (build, objective, loop, after) tuple)
+Stage = Callable[[torch.Tensor], Any]
 
 
 @dataclass(frozen=True)
@@ -184,8 +200,10 @@ class MaskMethod(Method):
         largest regions and starting from it (``box_fine``): the fine stage carves detail and holes, where the
         extra suppression is, without adding islands (one fine stage alone fragments: docs/TRADEOFF.md), by default
         with one mask per Laplacian band (``focus_fine_bands``: texture kept where colour goes, or back). With
-        ``focus_sharpen_steps``, its last steps are a third stage on the thresholded mask (``box_fine``'s
-        ``hard``); ``focus_binarize`` adds a pull towards 0/1 to both."""
+        ``focus_prune_steps``, its last steps are a stage on the fine mask's own largest regions that a row keeps
+        only when it costs at most ``focus_prune_tolerance`` of the specificity (:class:`Later`'s ``tolerance``).
+        With ``focus_sharpen_steps``, the last steps are a stage on the thresholded mask (``box_fine``'s ``hard``);
+        ``focus_binarize`` adds a pull towards 0/1 to all of them."""
         if self.fine_steps(config) <= 0:  # one stage, or no step left for a second one (--steps 1)
             return None
         fine = replace(config, focus_tv=config.focus_fine_tv)
@@ -194,30 +212,42 @@ class MaskMethod(Method):
             fine_objective = Objective([*fine_objective.terms, (config.focus_binarize, Binarize())])
         total = self.fine_steps(config)
         sharpen = min(config.focus_sharpen_steps, total - 1)  # the fine stage keeps at least one step
+        prune = min(config.focus_prune_steps, total - sharpen - 1)
 
         def loop_of(steps: int) -> OptimizeConfig:
             return replace(self.loop(config), steps=steps, min_steps=min(self.loop(config).min_steps, steps))
 
-        def stage(grid: torch.Tensor) -> tuple[Any, Objective, OptimizeConfig, Any]:
-            support = top_regions(grid, config.focus_regions, dilate=1)
+        def builder(support: torch.Tensor, start: torch.Tensor, hard: str) -> Callable[..., Parameterization]:
+            def build(x: torch.Tensor, b: torch.Tensor, **where: Any) -> Parameterization:
+                param: Parameterization = PARAMETERIZATIONS.get("box_fine")(
+                    x, b, support=support, start=start, grid=config.focus_fine_grid,
+                    smooth=config.focus_fine_smooth, bands=config.focus_fine_bands, hard=hard,
+                    feather=config.focus_sharpen_feather if hard else 0.0, **where)
+                return param
 
-            def builder(start: torch.Tensor, hard: str) -> Callable[..., Parameterization]:
-                def build(x: torch.Tensor, b: torch.Tensor, **where: Any) -> Parameterization:
-                    param: Parameterization = PARAMETERIZATIONS.get("box_fine")(
-                        x, b, support=support, start=start, grid=config.focus_fine_grid,
-                        smooth=config.focus_fine_smooth, bands=config.focus_fine_bands, hard=hard,
-                        feather=config.focus_sharpen_feather if hard else 0.0, **where)
-                    return param
+            return build
 
-                return build
-
-            def sharpened(fine_grid: torch.Tensor) -> tuple[Any, Objective, OptimizeConfig, Any]:
+        def sharpened_on(support: torch.Tensor | None) -> Stage | None:
+            def sharpened(grid: torch.Tensor) -> Later:
                 # the last steps build x' from the thresholded mask (box_fine's ``hard``), so the saved x', the
-                # metrics and the contour are one and the same kept area (no faded content outside it)
-                return builder(fine_grid, config.focus_sharpen), fine_objective, loop_of(sharpen), None
+                # metrics and the contour are one and the same kept area (no faded content outside it); after a
+                # prune, each row's grid is 0 outside the support it kept (pruned or not)
+                where = support if support is not None else (grid.detach().mean(1, keepdim=True) > 0).to(grid.dtype)
+                return Later(builder(where, grid, config.focus_sharpen), fine_objective, loop_of(sharpen))
 
-            return builder(grid, ""), fine_objective, loop_of(total - sharpen), \
-                (sharpened if sharpen > 0 else None)
+            return sharpened if sharpen > 0 else None
+
+        def pruned(grid: torch.Tensor) -> Later:
+            # the fine grid splits the coarse regions into pieces: its own largest ones (and the faded mass a cell
+            # around them) are re-optimized alone; a row keeps that only where it costs little specificity
+            support = top_regions(grid, config.focus_regions, dilate=1)
+            return Later(builder(support, grid, ""), fine_objective, loop_of(prune), sharpened_on(None),
+                         tolerance=config.focus_prune_tolerance)
+
+        def stage(grid: torch.Tensor) -> Later:
+            support = top_regions(grid, config.focus_regions, dilate=1)
+            after = pruned if prune > 0 else sharpened_on(support)
+            return Later(builder(support, grid, ""), fine_objective, loop_of(total - sharpen - prune), after)
 
         return stage
 

@@ -19,6 +19,7 @@ from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
 from onnx_kernelviz.measure.metrics import kernel_metrics, parity
 from onnx_kernelviz.measure.tolerance import layer_step, tolerance_rule
 from onnx_kernelviz.method.config import ExplainConfig
+from onnx_kernelviz.method.focus import shown_mask
 from onnx_kernelviz.method.methods import METHODS, Method
 from onnx_kernelviz.method.optimize import StepCallback, optimize
 from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
@@ -166,8 +167,10 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
     with torch.no_grad():
         t_torch = forward(x_mod).float().cpu().numpy()
     grids = None if res.grid is None or res.grid.shape[1] < 2 else res.grid.detach().cpu().numpy()
-    return Optimized(list(items), x_mod.cpu().numpy(),
-                     None if res.mask is None else res.mask[:, 0].detach().cpu().numpy(), grids,
+    mask = None if res.mask is None else res.mask[:, 0].detach()
+    if focus and mask is not None:  # a focus mask reports what x' shows of x (band masks: not their mean)
+        mask = shown_mask(x_mod, x, b, torch.tensor([s.rf_box for s in sites or []]))
+    return Optimized(list(items), x_mod.cpu().numpy(), None if mask is None else mask.cpu().numpy(), grids,
                      method.component_names(config), res.loss.detach().cpu().numpy(), res.steps, res.failed,
                      clock.seconds(([bound_steps] if bound else []) + (res.stages or [res.steps])), t_torch, sites,
                      bound_x,

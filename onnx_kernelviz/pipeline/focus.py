@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
 from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
-from onnx_kernelviz.method.focus import FocusCells, box_placement, focus_cells, kept_on_focus
-from onnx_kernelviz.method.objectives import Objective
+from onnx_kernelviz.method.focus import FocusCells, box_placement, focus_cells, focus_norms, kept_on_focus
+from onnx_kernelviz.method.methods import Later
+from onnx_kernelviz.method.objectives import EPS, Objective
 from onnx_kernelviz.method.optimize import OptimizeConfig, OptimizeResult, StepCallback, optimize
 from onnx_kernelviz.method.perturb import Parameterization
 from onnx_kernelviz.model import Model
@@ -146,9 +147,12 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
     other one (the pixel method, the bound's free pixels) is built on the windows, and x' is the photo outside.
 
     With ``refine`` (a box mask refined inside its largest regions), a second optimization starts from the first
-    one's grids, on the same windows, and so on while a stage names a next one (the sharpen stage);
-    ``steps`` are then all stages' together and ``stages`` the first one's and the later ones' together (the
-    progress clock's two phases; ``refine_callbacks`` see the later stages' steps as one count).
+    one's grids, on the same windows, and so on while a stage names a next one (:class:`Later`: the prune and
+    sharpen stages); ``steps`` are then all stages' together and ``stages`` the first one's and the later ones'
+    together (the progress clock's two phases; ``refine_callbacks`` see the later stages' steps as one count).
+    Each row shows one stage's result (x', mask, grid, loss): the latest one it takes (:func:`_takes`: a stage
+    that loses k, or an optional one that costs more specificity than its tolerance, is refused for that row), and
+    the next stage starts from each row's pick.
 
     Returns the result at full size (x' not yet clipped to the valid range; ``mask`` ``[B, 1, H, W]`` or None).
     """
@@ -183,42 +187,42 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
             return optimize(forward, param, objective, ref, k, loop, callbacks, partner, focus=focus), param
 
     res, param = run(build, objective, loop, callbacks)
-    stages = None
-    first, first_param, offset = res, param, 0
-    while refine is not None and res.grid is not None:
+    first, outs, grids = res, [(res, param)], [res.grid]
+    pick = torch.zeros(len(k), dtype=torch.long)  # the stage whose result each row shows
+    scores = [_scores(forward, res.x_mod, ref, k, focus)] if refine is not None else []
+    stages, offset, grid = None, 0, res.grid
+    while refine is not None and grid is not None:
+        later = Later(*refine(grid))
+        refine = later.after
         done = res
-        build, objective, loop, refine = refine(res.grid)
-        shifted = tuple(_shift(cb, offset) for cb in refine_callbacks)
-        res, param = run(build, objective, loop, shifted)
-        offset += loop.steps
-        later = res.steps if stages is None else [a + c for a, c in zip(stages[1], res.steps)]
-        stages = [first.steps, later]
+        res, param = run(later.build, later.objective, later.loop,
+                         tuple(_shift(cb, offset) for cb in refine_callbacks))
+        offset += later.loop.steps
+        stages = [first.steps, res.steps if stages is None else [a + c for a, c in zip(stages[1], res.steps)]]
         res.steps = [a + c for a, c in zip(done.steps, res.steps)]
         res.failed = [f or g for f, g in zip(done.failed, res.failed)]
-    back = _lost_k(forward, first.x_mod, res.x_mod, ref, k, focus) if stages is not None else None
-    if back is None or not bool(back.any()):
-        back = None
-    loss, grid = res.loss, res.grid
-    if back is not None:  # those rows keep the first stage's result (and its grid, as the later stage's shape)
-        loss = torch.where(back, first.loss, res.loss)
-        if first.grid is not None and res.grid is not None:
-            coarse = F.interpolate(first.grid.mean(1, keepdim=True), size=res.grid.shape[-2:], mode="bilinear",
-                                   align_corners=False).expand_as(res.grid)
-            grid = _rows(back, coarse, res.grid)
+        scores.append(_scores(forward, res.x_mod, ref, k, focus))
+        outs.append((res, param))
+        grids.append(res.grid)
+        pick = torch.where(_takes(scores, pick, later.tolerance), len(outs) - 1, pick)
+        grid = _picked(grids, pick)
+    dev_loss = res.loss.device
+    loss = torch.stack([o.loss for o, _ in outs])[pick.to(dev_loss), torch.arange(len(k), device=dev_loss)]
+    grid = _picked(grids, pick)
     if crops is None:
-        x_mod, mask = res.x_mod, res.mask
-        if back is not None:
-            x_mod = _rows(back, first.x_mod, x_mod)
-            mask = None if mask is None or first.mask is None else _rows(back, first.mask, mask)
+        x_mod = _choose(pick, [o.x_mod for o, _ in outs])
+        masks = [o.mask for o, _ in outs]
+        mask = None if any(m is None for m in masks) else _choose(pick, cast(list[torch.Tensor], masks))
         return OptimizeResult(x_mod, mask, loss, res.steps, res.failed, grid, stages)
-    if places_itself:
-        x_mod, mask = cast(Any, param).render(res.grid)  # places_itself: the box mask (method/focus.py)
-        if back is not None:
-            x_first, mask_first = cast(Any, first_param).render(first.grid)
-            x_mod, mask = _rows(back, x_first, x_mod), _rows(back, mask_first, mask)
+    if places_itself:  # the box mask (method/focus.py) renders its grids at full size
+        shown = [cast(Any, p).render(o.grid) if bool((pick == i).any()) else None for i, (o, p) in enumerate(outs)]
+        x_mod = _choose(pick, [s[0] if s is not None else None for s in shown])
+        mask = _choose(pick, [s[1] if s is not None else None for s in shown])
     else:
-        x_mod = _paste(x, res.x_mod.detach(), crops)
-        mask = None if res.mask is None else _paste(torch.zeros_like(x[:, :1]), res.mask.detach(), crops)
+        x_mod = _paste(x, _choose(pick, [o.x_mod for o, _ in outs]).detach(), crops)
+        masks = [o.mask for o, _ in outs]
+        mask = None if any(m is None for m in masks) else \
+            _paste(torch.zeros_like(x[:, :1]), _choose(pick, cast(list[torch.Tensor], masks)).detach(), crops)
     return OptimizeResult(x_mod, mask, loss, res.steps, res.failed, grid, stages)
 
 
@@ -228,13 +232,56 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
 KEEP_FLOOR = 0.9
 
 
-def _lost_k(forward: Callable[[torch.Tensor], torch.Tensor], first: torch.Tensor, last: torch.Tensor,
-            ref: torch.Tensor, k: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
-    """``[B]`` bool: rows whose x' ``last`` keeps k on F below :data:`KEEP_FLOOR` while ``first`` keeps more
-    (both ``[B, C, H, W]`` on the inputs ``ref`` ``[B, K, h, w]`` was computed on; ``focus`` ``[B, h, w]``)."""
+def _scores(forward: Callable[[torch.Tensor], torch.Tensor], x_mod: torch.Tensor, ref: torch.Tensor,
+            k: torch.Tensor, focus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept_F, specificity on F) per row ``[B]`` of x' ``x_mod`` ``[B, C, H, W]``, on the inputs ``ref``
+    ``[B, K, h, w]`` was computed on (``focus`` ``[B, h, w]``): what decides which stage a row shows."""
     with torch.no_grad():
-        a, b = (kept_on_focus(torch.relu(forward(x_mod)), ref, k, focus) for x_mod in (first, last))
-    return (b < KEEP_FLOOR) & (a > b)
+        act = torch.relu(forward(x_mod))
+        k_sq, others = focus_norms(act, k, focus)
+        return kept_on_focus(act, ref, k, focus).cpu(), (k_sq / (k_sq + others).clamp_min(EPS)).cpu()
+
+
+def _takes(scores: list[tuple[torch.Tensor, torch.Tensor]], pick: torch.Tensor,
+           tolerance: float | None) -> torch.Tensor:
+    """``[B]`` bool: rows that show the newest stage (``scores[-1]``) rather than their ``pick`` so far. A stage
+    every row takes (``tolerance`` None) is refused only where it leaves k under :data:`KEEP_FLOOR` and the pick
+    kept more; an optional one (a share δ) is taken where the specificity stays ≥ (1 − δ) of the pick's and k
+    keeps at least min(the pick's kept, KEEP_FLOOR)."""
+    rows = torch.arange(len(pick))
+    kept = torch.stack([s[0] for s in scores[:-1]])[pick, rows]
+    spec = torch.stack([s[1] for s in scores[:-1]])[pick, rows]
+    new_kept, new_spec = scores[-1]
+    if tolerance is None:
+        return ~((new_kept < KEEP_FLOOR) & (kept > new_kept))
+    return (new_spec >= (1 - tolerance) * spec) & (new_kept >= torch.clamp(kept, max=KEEP_FLOOR))
+
+
+def _picked(grids: list[torch.Tensor | None], pick: torch.Tensor) -> torch.Tensor | None:
+    """Each row's grid from its picked stage, in the newest stage's shape ``[B, M, g, g]`` (a coarser or
+    one-band grid as its mean, resized: the shape a next stage starts from)."""
+    last = grids[-1]
+    if last is None:
+        return None
+    out = last
+    for i, g in enumerate(grids[:-1]):
+        rows = pick == i
+        if g is None or not bool(rows.any()):
+            continue
+        if g.shape != last.shape:
+            g = F.interpolate(g.mean(1, keepdim=True), size=last.shape[-2:], mode="bilinear",
+                              align_corners=False).expand_as(last)
+        out = _rows(rows, g, out)
+    return out
+
+
+def _choose(pick: torch.Tensor, values: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """Row i of ``values[pick[i]]`` (entries no row picks may be None)."""
+    out = cast(torch.Tensor, values[int(pick.max())])
+    for i, v in enumerate(values):
+        if v is not None and bool((pick == i).any()):
+            out = _rows(pick == i, v, out)
+    return out
 
 
 def _rows(pick: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
