@@ -98,3 +98,16 @@ def test_at_a_cell_where_the_kernel_is_silent_is_inactive_and_says_where_it_fire
     res = run("explain", model, img, "--layer", "1", "--kernel", k, "--at", "16,0", "--out", tmp_path / "q", *FAST)
     assert res.exit_code == 2 and "outside the 16×16 activation map" in res.output
     assert not (tmp_path / "q" / "results.json").exists()
+
+
+def test_prune_option_runs_and_a_bad_tolerance_is_a_usage_error(setup, tmp_path):
+    model, img, _ = setup
+    res = run("explain", model, img, "--layer", "1", "--kernel", "0", "--out", tmp_path / "o", *FAST,
+              "--steps", "8", "--set", "focus_prune_steps=2", "--set", "focus_prune_tolerance=1")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert doc["settings"]["focus_prune_steps"] == 2 and doc["results"][0]["status"] == "ok"
+    res = run("explain", model, img, "--layer", "1", "--kernel", "0", "--out", tmp_path / "q", *FAST,
+              "--set", "focus_prune_tolerance=1.5")
+    assert res.exit_code == 2 and "focus_prune_tolerance must be at most 1" in res.output
+    assert not (tmp_path / "q").exists()
