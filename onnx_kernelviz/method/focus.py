@@ -11,6 +11,7 @@
 * :class:`SupportBoxMask` (``box_fine``): coarse to fine, a finer grid that is 0 outside a first mask's largest
   regions (:func:`top_regions`) and starts from it (``focus_regions`` > 0).
 * :class:`FreePixels`: the bound's parameterization: x' anywhere in the valid pixel range (``oracle_gain``).
+* :func:`shown_mask`: the mask a focus explanation reports: what x' shows of the photo, not its masks' mean.
 
 (Over 300 lines: the focus terms and both box masks share their placement helpers; split them when a third mask
 comes.)
