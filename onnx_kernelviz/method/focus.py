@@ -351,14 +351,15 @@ def shown_mask(x_mod: torch.Tensor, x: torch.Tensor, b: torch.Tensor,
     out = torch.zeros_like(x[:, 0])
     with torch.no_grad():
         for i, (t, left, bottom, right) in enumerate(boxes.tolist()):
+            xm, xi, bi, box = x_mod[i:i + 1], x[i:i + 1], b[i:i + 1], inside[i:i + 1]  # [1, C, H, W], box [1, 1, H, W]
             sigma = min(max(H, W) / SHOWN_SCALE, max(min(bottom - t, right - left), 1) / SHOWN_BOX)
-            shown = gaussian_blur((x_mod[i:i + 1] - b[i:i + 1]).abs().sum(1, keepdim=True) * inside[i:i + 1], sigma)
-            there = gaussian_blur((x[i:i + 1] - b[i:i + 1]).abs().sum(1, keepdim=True) * inside[i:i + 1], sigma)
-            within = there[inside[i:i + 1] > 0]
+            shown = gaussian_blur((xm - bi).abs().sum(1, keepdim=True) * box, sigma)
+            there = gaussian_blur((xi - bi).abs().sum(1, keepdim=True) * box, sigma)
+            within = there[box > 0]
             floor = max(SHOWN_FLOOR * float(within.median()) if within.numel() else 0.0, 1e-3 * float(there.max()),
                         1e-12)
             share = (shown / there.clamp_min(floor)).clamp(0, 1)
-            out[i] = (share * (x_mod[i:i + 1] != b[i:i + 1]).any(1, keepdim=True) * inside[i:i + 1])[0, 0]
+            out[i] = (share * (xm != bi).any(1, keepdim=True) * box)[0, 0]
     return out
 
 

@@ -208,21 +208,17 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
         grid = _picked(grids, pick)
     dev_loss = res.loss.device
     loss = torch.stack([o.loss for o, _ in outs])[pick.to(dev_loss), torch.arange(len(k), device=dev_loss)]
-    grid = _picked(grids, pick)
-    if crops is None:
-        x_mod = _choose(pick, [o.x_mod for o, _ in outs])
-        masks = [o.mask for o, _ in outs]
-        mask = None if any(m is None for m in masks) else _choose(pick, cast(list[torch.Tensor], masks))
-        return OptimizeResult(x_mod, mask, loss, res.steps, res.failed, grid, stages)
-    if places_itself:  # the box mask (method/focus.py) renders its grids at full size
+    if crops is not None and places_itself:  # the box mask (method/focus.py) renders its grids at full size
         shown = [cast(Any, p).render(o.grid) if bool((pick == i).any()) else None for i, (o, p) in enumerate(outs)]
-        x_mod = _choose(pick, [s[0] if s is not None else None for s in shown])
-        mask = _choose(pick, [s[1] if s is not None else None for s in shown])
-    else:
-        x_mod = _paste(x, _choose(pick, [o.x_mod for o, _ in outs]).detach(), crops)
-        masks = [o.mask for o, _ in outs]
-        mask = None if any(m is None for m in masks) else \
-            _paste(torch.zeros_like(x[:, :1]), _choose(pick, cast(list[torch.Tensor], masks)).detach(), crops)
+        return OptimizeResult(_choose(pick, [s[0] if s is not None else None for s in shown]),
+                              _choose(pick, [s[1] if s is not None else None for s in shown]), loss, res.steps,
+                              res.failed, grid, stages)
+    x_mod = _choose(pick, [o.x_mod for o, _ in outs])
+    masks = [o.mask for o, _ in outs]
+    mask = None if any(m is None for m in masks) else _choose(pick, cast(list[torch.Tensor], masks))
+    if crops is not None:  # built on the windows: x' is the photo outside them
+        x_mod = _paste(x, x_mod.detach(), crops)
+        mask = None if mask is None else _paste(torch.zeros_like(x[:, :1]), mask.detach(), crops)
     return OptimizeResult(x_mod, mask, loss, res.steps, res.failed, grid, stages)
 
 
@@ -263,16 +259,13 @@ def _picked(grids: list[torch.Tensor | None], pick: torch.Tensor) -> torch.Tenso
     last = grids[-1]
     if last is None:
         return None
-    out = last
-    for i, g in enumerate(grids[:-1]):
-        rows = pick == i
-        if g is None or not bool(rows.any()):
-            continue
-        if g.shape != last.shape:
-            g = F.interpolate(g.mean(1, keepdim=True), size=last.shape[-2:], mode="bilinear",
-                              align_corners=False).expand_as(last)
-        out = _rows(rows, g, out)
-    return out
+
+    def fit(g: torch.Tensor) -> torch.Tensor:
+        return g if g.shape == last.shape else F.interpolate(
+            g.mean(1, keepdim=True), size=last.shape[-2:], mode="bilinear", align_corners=False).expand_as(last)
+
+    return _choose(pick, [fit(g) if g is not None and bool((pick == i).any()) else None
+                          for i, g in enumerate(grids)])
 
 
 def _choose(pick: torch.Tensor, values: Sequence[torch.Tensor | None]) -> torch.Tensor:
