@@ -34,3 +34,36 @@ def test_explain_writes_the_band_masks_for_component_masks_only(tmp_path):
         if expect:
             assert (tmp_path / mask / files["mask_components"]).is_file()
             assert "What is kept of each band" in (tmp_path / mask / "report.html").read_text()
+
+
+def test_components_picture_of_a_focus_mask_spans_its_rf_box():
+    from onnx_kernelviz.report.crops import crop
+    from onnx_kernelviz.report.pictures import components_picture
+
+    photo = np.zeros((40, 60, 3), np.uint8)
+    photo[:, 30:] = 255  # the box below is the white half
+    grids = np.ones((2, 8, 8), np.float32)
+    img = components_picture(photo, grids, ("a", "b"), box=(0, 30, 40, 60))
+    h, w = crop(photo, (0, 30, 40, 60)).shape[:2]
+    assert img.shape == (h + 22, 2 * w + 4, 3)
+    # the tiles show the box (white, kept everywhere: heat colours over white), not the whole photo's black half
+    assert img[22:, :w].min() > 0
+
+
+def test_a_focus_explanation_draws_its_band_masks_over_the_rf_box(tmp_path):
+    import cv2
+    import tiny_models
+
+    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
+
+    path = tiny_models.save(tiny_models.two_conv(), tmp_path / "net.onnx")
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    m, pp = Model(path, device="cpu"), resolve_preprocess(path)
+    run = explain(m, [img], 1, "top1", tmp_path / "o", preprocess=pp,
+                  config=ExplainConfig(steps=4, focus_fine_steps=2, oracle=False))
+    files = run.results[0].files
+    crop = cv2.imread(str(tmp_path / "o" / files["focus_crop"]))
+    bands = cv2.imread(str(tmp_path / "o" / files["mask_components"]))
+    # one tile per band mask, each the size of the report's crop of the rf_box (not of the whole photo)
+    assert bands.shape[0] == crop.shape[0] + 22 and bands.shape[1] == 3 * crop.shape[1] + 2 * 4

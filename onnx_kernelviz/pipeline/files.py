@@ -125,7 +125,9 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
         write_image(files["overlay"], overlay(photo, mask))
         if bands is not None:
             files["mask_components"] = d / "mask_components.png"
-            write_image(files["mask_components"], components_picture(photo, bands[1], bands[0]))
+            # a focus mask's grids span its rf_box, not the photo
+            write_image(files["mask_components"], components_picture(
+                photo, bands[1], bands[0], None if focus is None else focus["rf_box"]))
     else:
         # pixel method: the change |x' - x| is the closest thing to a mask
         diff = np.abs(x_mod - x).mean(0)

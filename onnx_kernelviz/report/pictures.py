@@ -24,21 +24,29 @@ def overlay(photo: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> np.ndar
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def components_picture(photo: np.ndarray, grids: np.ndarray, names: tuple[str, ...] | list[str]) -> np.ndarray:
+def components_picture(photo: np.ndarray, grids: np.ndarray, names: tuple[str, ...] | list[str],
+                       box: tuple[int, int, int, int] | list[int] | None = None) -> np.ndarray:
     """Each component's mask over the photo, side by side and captioned: what is kept of each band.
 
     Args:
         photo: ``[H, W, 3]`` uint8; grids: the component masks ``[M, h, w]`` in [0, 1] (any grid size);
         names: M captions (missing ones are numbered).
+        box: for a focus explanation, the rf_box ``(top, left, bottom, right)`` the grids span (not the photo):
+            the tiles are then that box of the photo, enlarged as the report's crops (report/crops.py).
     """
+    where = "kept"
+    if box is not None:
+        from onnx_kernelviz.report.crops import crop
+
+        photo, where = crop(photo, box), "of the box kept"
     H, W = photo.shape[:2]
     tiles = []
     for c, g in enumerate(np.asarray(grids, dtype=np.float32)):
         m = np.clip(cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR), 0, 1)
         bar = np.full((22, W, 3), 255, np.uint8)
         name = names[c] if c < len(names) else f"component {c}"
-        cv2.putText(bar, f"{name}: {m.mean():.0%} kept", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (40, 40, 40), 1,
-                    cv2.LINE_AA)
+        cv2.putText(bar, f"{name}: {m.mean():.0%} {where}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (40, 40, 40),
+                    1, cv2.LINE_AA)
         tiles.append(np.vstack([bar, overlay(photo, m)]))
         tiles.append(np.full((H + 22, 4, 3), 255, np.uint8))  # gutter
     return np.hstack(tiles[:-1])
