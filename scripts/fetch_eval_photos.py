@@ -12,6 +12,17 @@ They come from sample data inside two PyPI wheels, so no other download is neede
 | retina.jpg | scikit-image ``data.retina()`` | Wikimedia Commons, CC0 1.0 (Mikael Häggström) |
 | grace_hopper.jpg | matplotlib ``sample_data/grace_hopper.jpg`` | U.S. Navy photograph (public domain) |
 
+``--tuning`` writes a second tuning set instead (.cache/tune/photos; used by scripts/focus_sweep.py
+``--tuning-extra``, never by the evaluation): textures and print, which the four bundled photos lack and which
+make the focus cells large at the OCR model's late layers.
+
+| file | source | licence (as the package states it) |
+|---|---|---|
+| page.jpg | scikit-image ``data.page()`` | scanned printed page, shipped in scikit-image's wheel (BSD-3 package) |
+| brick.jpg | scikit-image ``data.brick()`` | CC0Textures "Bricks25", CC0 |
+| gravel.jpg | scikit-image ``data.gravel()`` | CC0Textures "Gravel04", CC0 |
+| ihc.jpg | scikit-image ``data.immunohistochemistry()`` | CMMI, "no known copyright restrictions" |
+
     pip install scikit-image matplotlib   # the `eval` extra
     python scripts/fetch_eval_photos.py [--out .cache/eval/photos]
 """
@@ -27,6 +38,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".cache" / "eval" / "photos"
+TUNING = ROOT / ".cache" / "tune" / "photos"
 MAX_SIDE = 512
 
 
@@ -38,9 +50,15 @@ def _sources() -> dict:
             "grace_hopper.jpg": lambda: np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")))}
 
 
-def fetch(out: Path = OUT) -> Path:
+def _tuning_sources() -> dict:
+    from skimage import data
+    return {"page.jpg": data.page, "brick.jpg": data.brick, "gravel.jpg": data.gravel,
+            "ihc.jpg": data.immunohistochemistry}
+
+
+def fetch(out: Path = OUT, tuning: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    for name, load in _sources().items():
+    for name, load in (_tuning_sources() if tuning else _sources()).items():
         path = out / name
         if path.exists():
             continue
@@ -54,8 +72,10 @@ def fetch(out: Path = OUT) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=OUT)
-    print(fetch(ap.parse_args(argv).out))
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--tuning", action="store_true", help="the second tuning set (not held out) instead")
+    args = ap.parse_args(argv)
+    print(fetch(args.out or (TUNING if args.tuning else OUT), tuning=args.tuning))
     return 0
 
 

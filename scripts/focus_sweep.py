@@ -16,7 +16,8 @@ onnxruntime on the original model. Prints one row per (setting, model, layer) wi
     python scripts/focus_sweep.py ... --pictures /tmp/kv/pics    # crops of x and x' with the mask contour
 
 Model names: ``default`` (models/efficientnet_lite0.onnx) or those of scripts/fetch_eval_models.py. The bundled
-photos are the tuning set; ``--heldout`` uses scripts/fetch_eval_photos.py's photos instead.
+photos are the tuning set, ``--tuning-extra`` adds scripts/fetch_eval_photos.py --tuning's textures and print;
+``--heldout`` uses scripts/fetch_eval_photos.py's held-out photos instead.
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=["default:20"], help="NAME:LAYER,LAYER ...")
     ap.add_argument("--photos", default=None, help="comma list of bundled photo stems (default: all 4)")
     ap.add_argument("--heldout", action="store_true", help="the held-out photos instead of the bundled ones")
+    ap.add_argument("--tuning-extra", action="store_true", help="add the second tuning set (textures, print)")
     ap.add_argument("--top", type=int, default=3)
     ap.add_argument("--settings", nargs="+", default=["default"])
     ap.add_argument("--chunk", type=int, default=12)
@@ -239,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         photos = list_images([fetch_eval_photos.fetch()])
     else:
         photos = list_images([PHOTOS])
+    if args.tuning_extra:
+        import fetch_eval_photos
+        photos += list_images([fetch_eval_photos.fetch(fetch_eval_photos.TUNING, tuning=True)])
     if args.photos:
         want = args.photos.split(",")
         photos = [p for p in photos if p.stem in want]

@@ -62,7 +62,8 @@ def _caption(folder: Folder, files: dict, key: str, caption: str) -> str:
 WIDE_FIGURES = [
     ("others", "How much each kernel of the layer keeps in x′: k in blue, every other kernel in orange, "
                "the dashed line all other kernels together"),
-    ("mask_components", "What is kept of each band: each band's own mask over the photo"),
+    ("mask_components", "What is kept of each band: each band's own mask over the photo (a focus explanation's: "
+                        "over its rf_box)"),
 ]
 
 
