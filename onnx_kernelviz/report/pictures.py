@@ -38,7 +38,7 @@ def components_picture(photo: np.ndarray, grids: np.ndarray, names: tuple[str, .
     if box is not None:
         from onnx_kernelviz.report.crops import crop
 
-        photo, where = crop(photo, box), "of the box kept"
+        photo, where = crop(photo, (box[0], box[1], box[2], box[3])), "of the box kept"
     H, W = photo.shape[:2]
     tiles = []
     for c, g in enumerate(np.asarray(grids, dtype=np.float32)):
