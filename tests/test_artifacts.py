@@ -10,8 +10,9 @@ def test_components_picture_one_captioned_overlay_per_band():
     grids = np.zeros((3, 8, 12), np.float32)
     grids[1] = 1.0  # the middle band kept everywhere, the others nowhere
     img = components_picture(photo, grids, ("coarse", "mid"))  # the third caption is missing: numbered
-    assert img.shape == (40 + 22, 3 * 60 + 2 * 4, 3) and img.dtype == np.uint8
-    tiles = [img[22:, i * 64: i * 64 + 60].astype(int) for i in range(3)]
+    bar = img.shape[0] - 40  # a 60-px tile takes its caption on two lines
+    assert bar == 44 and img.shape[1:] == (3 * 60 + 2 * 4, 3) and img.dtype == np.uint8
+    tiles = [img[bar:, i * 64: i * 64 + 60].astype(int) for i in range(3)]
     # a kept band shows the heat colours, a dropped one the dimmed photo
     assert np.abs(tiles[1] - tiles[0]).mean() > 20 and np.abs(tiles[2] - tiles[0]).mean() < 1
 
@@ -45,9 +46,20 @@ def test_components_picture_of_a_focus_mask_spans_its_rf_box():
     grids = np.ones((2, 8, 8), np.float32)
     img = components_picture(photo, grids, ("a", "b"), box=(0, 30, 40, 60))
     h, w = crop(photo, (0, 30, 40, 60)).shape[:2]
-    assert img.shape == (h + 22, 2 * w + 4, 3)
+    assert img.shape[1:] == (2 * w + 4, 3) and img.shape[0] - h in (22, 44)
     # the tiles show the box (white, kept everywhere: heat colours over white), not the whole photo's black half
-    assert img[22:, :w].min() > 0
+    assert img[img.shape[0] - h:, :w].min() > 0
+
+
+def test_components_picture_captions_fit_their_tiles():
+    from onnx_kernelviz.report.pictures import components_picture
+
+    grids = np.ones((1, 4, 4), np.float32)
+    wide = components_picture(np.zeros((40, 400, 3), np.uint8), grids, ("coarse: colour, layout",))
+    narrow = components_picture(np.zeros((40, 150, 3), np.uint8), grids, ("coarse: colour, layout",))
+    # one line where it fits; two (name, share) where one would run off a narrow tile (it was cut off)
+    assert wide.shape[0] == 40 + 22 and narrow.shape[0] == 40 + 44
+    assert (narrow[22:44, :60] < 128).any()  # the second line has text
 
 
 def test_a_focus_explanation_draws_its_band_masks_over_the_rf_box(tmp_path):
@@ -66,4 +78,13 @@ def test_a_focus_explanation_draws_its_band_masks_over_the_rf_box(tmp_path):
     crop = cv2.imread(str(tmp_path / "o" / files["focus_crop"]))
     bands = cv2.imread(str(tmp_path / "o" / files["mask_components"]))
     # one tile per band mask, each the size of the report's crop of the rf_box (not of the whole photo)
-    assert bands.shape[0] == crop.shape[0] + 22 and bands.shape[1] == 3 * crop.shape[1] + 2 * 4
+    assert bands.shape[0] - crop.shape[0] in (22, 44) and bands.shape[1] == 3 * crop.shape[1] + 2 * 4
+
+
+def test_a_focus_explanations_band_masks_are_named_as_the_bands():
+    from onnx_kernelviz.method.config import ExplainConfig
+    from onnx_kernelviz.method.methods import METHODS
+    from onnx_kernelviz.method.perturb import BandMask
+
+    # the focus box mask's band masks are BandMask's bands: the picture captions them so ("component 0" before)
+    assert METHODS.get("mask").component_names(ExplainConfig()) == BandMask.NAMES

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.objectives import EPS, Step
-from onnx_kernelviz.method.perturb import PARAMETERIZATIONS, Perturbed, smooth_mask
+from onnx_kernelviz.method.perturb import PARAMETERIZATIONS, BandMask, Perturbed, smooth_mask
 
 _DEFAULTS = ExplainConfig()  # the box mask's defaults are ExplainConfig's focus_* settings (one home)
 
@@ -236,6 +236,9 @@ class BoxMask:
             network run) on that window only; :meth:`render` gives the full-size x' and mask of a grid.
     """
 
+    #: the band masks' captions (mask_components.png): the bands are BandMask's (:meth:`_components`)
+    NAMES: tuple[str, ...] = BandMask.NAMES
+
     def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, grid: int = _DEFAULTS.focus_grid,
                  smooth: float = _DEFAULTS.focus_smooth, init: float = _DEFAULTS.focus_init,
                  bands: int = _DEFAULTS.focus_bands, crops: list[tuple[int, int]] | None = None,
@@ -265,7 +268,6 @@ class BoxMask:
         """x − b split into the masked components ``[B, M, C, H, W]``."""
         if self.bands <= 1:
             return (x - b).unsqueeze(1)
-        from onnx_kernelviz.method.perturb import BandMask
         from onnx_kernelviz.method.references import gaussian_blur
         side = max(x.shape[-2:])
         with torch.no_grad():

@@ -40,13 +40,21 @@ def components_picture(photo: np.ndarray, grids: np.ndarray, names: tuple[str, .
 
         photo, where = crop(photo, (box[0], box[1], box[2], box[3])), "of the box kept"
     H, W = photo.shape[:2]
-    tiles = []
-    for c, g in enumerate(np.asarray(grids, dtype=np.float32)):
-        m = np.clip(cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR), 0, 1)
-        bar = np.full((22, W, 3), 255, np.uint8)
+    masks = [np.clip(cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR), 0, 1)
+             for g in np.asarray(grids, dtype=np.float32)]
+    captions = []
+    for c, m in enumerate(masks):
         name = names[c] if c < len(names) else f"component {c}"
-        cv2.putText(bar, f"{name}: {m.mean():.0%} {where}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (40, 40, 40),
-                    1, cv2.LINE_AA)
+        one = f"{name}: {m.mean():.0%} {where}"
+        # a narrow tile (a small rf_box's crop) takes the caption on two lines rather than cutting it off
+        fits = cv2.getTextSize(one, cv2.FONT_HERSHEY_SIMPLEX, 0.42, 1)[0][0] <= W - 8
+        captions.append([one] if fits else [f"{name}:", f"{m.mean():.0%} {where}"])
+    bar_h = 22 * max(len(c) for c in captions)
+    tiles = []
+    for m, lines in zip(masks, captions):
+        bar = np.full((bar_h, W, 3), 255, np.uint8)
+        for i, line in enumerate(lines):
+            cv2.putText(bar, line, (4, 16 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (40, 40, 40), 1, cv2.LINE_AA)
         tiles.append(np.vstack([bar, overlay(photo, m)]))
-        tiles.append(np.full((H + 22, 4, 3), 255, np.uint8))  # gutter
+        tiles.append(np.full((H + bar_h, 4, 3), 255, np.uint8))  # gutter
     return np.hstack(tiles[:-1])
