@@ -18,13 +18,14 @@ make the focus cells large at the OCR model's late layers.
 
 | file | source | licence (as the package states it) |
 |---|---|---|
-| page.jpg | scikit-image ``data.page()`` | scanned printed page, shipped in scikit-image's wheel (BSD-3 package) |
+| page.jpg | scikit-image ``data.page()`` | a scanned printed page shipped in scikit-image's wheel; no licence stated |
 | brick.jpg | scikit-image ``data.brick()`` | CC0Textures "Bricks25", CC0 |
 | gravel.jpg | scikit-image ``data.gravel()`` | CC0Textures "Gravel04", CC0 |
 | ihc.jpg | scikit-image ``data.immunohistochemistry()`` | CMMI, "no known copyright restrictions" |
 
     pip install scikit-image matplotlib   # the `eval` extra
     python scripts/fetch_eval_photos.py [--out .cache/eval/photos]
+    python scripts/fetch_eval_photos.py --tuning    # the second tuning set, into .cache/tune/photos
 """
 
 from __future__ import annotations

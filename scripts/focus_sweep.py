@@ -223,7 +223,7 @@ def draw(path: Path, prep, res: list[dict], pp) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["default:20"], help="NAME:LAYER,LAYER ...")
-    ap.add_argument("--photos", default=None, help="comma list of bundled photo stems (default: all 4)")
+    ap.add_argument("--photos", default=None, help="comma list of photo stems (default: all)")
     ap.add_argument("--heldout", action="store_true", help="the held-out photos instead of the bundled ones")
     ap.add_argument("--tuning-extra", action="store_true", help="add the second tuning set (textures, print)")
     ap.add_argument("--top", type=int, default=3)
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "focus_sweep",
                     help="folder of the bounds already computed (per model and layer)")
     args = ap.parse_args(argv)
+    if args.heldout and args.tuning_extra:
+        ap.error("--heldout and --tuning-extra: the held-out photos are never mixed with tuning ones")
     if args.heldout:
         import fetch_eval_photos
         photos = list_images([fetch_eval_photos.fetch()])
