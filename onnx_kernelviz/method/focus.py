@@ -346,14 +346,13 @@ def shown_mask(x_mod: torch.Tensor, x: torch.Tensor, b: torch.Tensor,
 
     H, W = x.shape[-2:]
     if boxes is None:
-        inside = torch.ones_like(x[:, :1])
         boxes = torch.tensor([[0, 0, H, W]] * len(x))
-    else:
-        inside = box_placement(boxes.cpu(), (H, W))[1].to(x.device, x.dtype)
     out = torch.zeros_like(x[:, 0])
     with torch.no_grad():
         for i, (t, left, bottom, right) in enumerate(boxes.tolist()):
-            xm, xi, bi, box = x_mod[i:i + 1], x[i:i + 1], b[i:i + 1], inside[i:i + 1]  # [1, C, H, W], box [1, 1, H, W]
+            xm, xi, bi = x_mod[i:i + 1], x[i:i + 1], b[i:i + 1]  # [1, C, H, W]
+            box = torch.zeros_like(xi[:, :1])  # the rf_box's indicator [1, 1, H, W]
+            box[..., max(t, 0):bottom, max(left, 0):right] = 1
             sigma = min(max(H, W) / SHOWN_SCALE, max(min(bottom - t, right - left), 1) / SHOWN_BOX)
             shown = gaussian_blur((xm - bi).abs().sum(1, keepdim=True) * box, sigma)
             there = gaussian_blur((xi - bi).abs().sum(1, keepdim=True) * box, sigma)

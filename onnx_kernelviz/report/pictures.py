@@ -42,19 +42,19 @@ def components_picture(photo: np.ndarray, grids: np.ndarray, names: tuple[str, .
     H, W = photo.shape[:2]
     masks = [np.clip(cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR), 0, 1)
              for g in np.asarray(grids, dtype=np.float32)]
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.42
     captions = []
     for c, m in enumerate(masks):
-        name = names[c] if c < len(names) else f"component {c}"
-        one = f"{name}: {m.mean():.0%} {where}"
+        name, share = names[c] if c < len(names) else f"component {c}", f"{m.mean():.0%} {where}"
         # a narrow tile (a small rf_box's crop) takes the caption on two lines rather than cutting it off
-        fits = cv2.getTextSize(one, cv2.FONT_HERSHEY_SIMPLEX, 0.42, 1)[0][0] <= W - 8
-        captions.append([one] if fits else [f"{name}:", f"{m.mean():.0%} {where}"])
+        fits = cv2.getTextSize(f"{name}: {share}", font, scale, 1)[0][0] <= W - 8
+        captions.append([f"{name}: {share}"] if fits else [f"{name}:", share])
     bar_h = 22 * max(len(c) for c in captions)
     tiles = []
     for m, lines in zip(masks, captions):
         bar = np.full((bar_h, W, 3), 255, np.uint8)
         for i, line in enumerate(lines):
-            cv2.putText(bar, line, (4, 16 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (40, 40, 40), 1, cv2.LINE_AA)
+            cv2.putText(bar, line, (4, 16 + 22 * i), font, scale, (40, 40, 40), 1, cv2.LINE_AA)
         tiles.append(np.vstack([bar, overlay(photo, m)]))
         tiles.append(np.full((H + bar_h, 4, 3), 255, np.uint8))  # gutter
     return np.hstack(tiles[:-1])
