@@ -21,7 +21,7 @@ from onnx_kernelviz.method.focus import (
     focus_cells,
     top_regions,
 )
-from onnx_kernelviz.method.methods import METHODS, Method
+from onnx_kernelviz.method.methods import METHODS, Later, Method
 from onnx_kernelviz.method.objectives import Step
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.focus import _exact_crops, locate, measure, optimize_on_focus, plan_crops
@@ -285,7 +285,7 @@ def test_a_fine_stage_that_loses_k_is_undone_for_its_row(tmp_path):
     def collapse(grid):  # a fine stage whose support is empty: x' = the reference, k is gone
         def fine(xx, bb, **w):
             return SupportBoxMask(xx, bb, support=torch.zeros_like(grid[:, :1]), start=grid, grid=32, bands=3, **w)
-        return fine, mask.objective(cfg), replace(mask.loop(cfg), steps=5, min_steps=5), None
+        return Later(fine, mask.objective(cfg), replace(mask.loop(cfg), steps=5, min_steps=5))
 
     first = optimize_on_focus(forward, build, mask.objective(cfg), mask.loop(cfg), xt, b, torch.tensor([0]), [site],
                               places_itself=True)
@@ -389,7 +389,6 @@ def test_prune_stage_keeps_the_fine_masks_largest_regions_or_is_refused(tmp_path
     """``focus_prune_steps``: the fine stage's last steps re-optimize on its own largest regions (the mask is 0
     elsewhere) and a row keeps that only within ``focus_prune_tolerance``; a tidy-up that would lose k is refused."""
     from onnx_kernelviz.method.focus import SupportBoxMask
-    from onnx_kernelviz.method.methods import Later
     from onnx_kernelviz.pipeline.focus import _scores
 
     m = _tiny(tmp_path / "apart.onnx", [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
@@ -426,8 +425,7 @@ def test_prune_stage_keeps_the_fine_masks_largest_regions_or_is_refused(tmp_path
         return Later(build, mask.objective(cfg), replace(mask.loop(cfg), steps=4, min_steps=4), None, tolerance=1.0)
 
     def fine_then_collapse(grid):
-        later = Later(*stage(grid))
-        return later._replace(after=collapse)
+        return stage(grid)._replace(after=collapse)
 
     kept = run(cfg, fine_then_collapse)
     assert kept.steps == [36] and torch.allclose(kept.x_mod, before.x_mod) and torch.allclose(kept.grid, before.grid)

@@ -61,13 +61,12 @@ class Later(NamedTuple):
     build: Callable[..., Parameterization]
     objective: Objective
     loop: OptimizeConfig
-    after: Any = None
+    after: Stage | None = None
     tolerance: float | None = None
 
 
-#: a later stage of a focus explanation from the previous one's grids ``[B, M, g, g]`` (a :class:`Later`, or a
-#: plain (build, objective, loop, after) tuple)
-Stage = Callable[[torch.Tensor], Any]
+#: a later stage of a focus explanation from the previous one's grids ``[B, M, g, g]``
+Stage = Callable[[torch.Tensor], "Later"]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
 from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
 from onnx_kernelviz.method.focus import FocusCells, box_placement, focus_cells, focus_norms, kept_on_focus
-from onnx_kernelviz.method.methods import Later
+from onnx_kernelviz.method.methods import Stage
 from onnx_kernelviz.method.objectives import EPS, Objective
 from onnx_kernelviz.method.optimize import OptimizeConfig, OptimizeResult, StepCallback, optimize
 from onnx_kernelviz.method.perturb import Parameterization
@@ -71,9 +71,8 @@ def locate(model: Model, tensor: str, t: np.ndarray, k: int, size: tuple[int, in
 Crops = tuple[list[tuple[int, int]], tuple[int, int]]
 #: builds a parameterization: (x, b, **where) -> Parameterization; ``where`` holds ``boxes`` and the windows
 BuildFn = Callable[..., Parameterization]
-#: a further stage from the previous one's grids ``[B, M, g, g]``: (its build, objective, loop, and the RefineFn of
-#: the stage after it or None) (method/methods.py)
-RefineFn = Callable[[torch.Tensor], tuple[BuildFn, Objective, OptimizeConfig, Any]]
+#: a further stage from the previous one's grids ``[B, M, g, g]`` (method/methods.py's :data:`Stage`)
+RefineFn = Stage
 
 
 def plan_crops(boxes: list[tuple[int, int, int, int]], size: tuple[int, int], grid: tuple[int, int],
@@ -192,7 +191,7 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
     scores = [_scores(forward, res.x_mod, ref, k, focus)] if refine is not None else []
     stages, offset, grid = None, 0, res.grid
     while refine is not None and grid is not None:
-        later = Later(*refine(grid))
+        later = refine(grid)
         refine = later.after
         done = res
         res, param = run(later.build, later.objective, later.loop,
