@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from onnx_kernelviz.report.sentence import LOW_GAIN, cannot_isolate, cofiring_kernels, describe
+from onnx_kernelviz.report.sentence import (
+    ENOUGH_GAIN,
+    LOW_GAIN,
+    PART_OF_BOUND,
+    cannot_isolate,
+    cofiring_kernels,
+    describe,
+)
 
 FOCUS = {"peak": [5, 8], "cells": 6, "rf_box": [40, 90, 150, 200], "kept": 0.953, "others_kept": 0.312,
          "specificity_before": 0.05, "specificity_after": 0.4, "oracle_gain": 12.0}
@@ -18,6 +25,18 @@ def test_focus_sentence_says_where_how_much_and_how_large_from_the_numbers():
     assert text == ("Kernel 78 keeps 0.95 of its activation on the 6 cells around row 5, col 8 of the 14×14 map "
                     "(the boxed area of the photo) while the other 79 kernels there drop to 0.31; the kept region "
                     "is 12 % of the boxed area.")
+
+
+def test_a_picture_neither_specific_enough_nor_near_the_bound_says_it_shows_only_part():
+    assert 2.0 / 3.4 < PART_OF_BOUND <= 2.0 / 2.8 and 2.0 < ENOUGH_GAIN <= 8.0
+    text = describe(_result(specificity_after=0.1, oracle_gain=3.4), (14, 14), 80, kept_share=0.123)
+    assert text is not None and text.endswith(
+        "12 % of the boxed area. This picture raises its specificity ×2.0 where some change of the input reaches "
+        "×3.4: it shows only part of what sets kernel 78 apart here.")
+    # near the bound, over it (an optimization, not an exact bound), without one, or specific enough: nothing more
+    for after, bound in ((0.1, 2.8), (0.1, 1.9), (0.1, None), (0.4, 12.0)):
+        assert describe(_result(specificity_after=after, oracle_gain=bound)).endswith("drop to 0.31.")
+    assert describe(_result(specificity_before=None, oracle_gain=3.4)).endswith("drop to 0.31.")
 
 
 def test_focus_sentence_without_the_layer_facts_and_one_cell():
