@@ -8,7 +8,9 @@ scripts/focus_sweep.py.
 The bar (median per model and layer): kept ≥ 0.9; others_kept ≤ 0.4; gain ≥ ×3, or ≥ 0.7 of the bound where the
 bound is lower; ≥ 80 % of the kept area in its 3 largest regions; ≥ 90 % of the mask inside the rf_box; kept area
 ≤ 30 % of the rf_box; IoU of the top kernels' kept areas on one image ≤ 0.3; ≤ 3 s per kernel at the mid layer
-(2 CPU cores, bound included); ours beats each baseline at equal area on F in ≥ 90 % of cases.
+(2 CPU cores, bound included); ours beats each baseline at equal area on F in ≥ 90 % of cases. Beside kept/box
+the table prints ``hidden`` (not part of the bar): the share of the mask's mass at ≤ ½, what x' shows outside
+the kept area, since a faint mask meets the area by hiding content rather than by showing less.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def quality_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         wins = {n: float(np.mean([c["wins"][n] for c in cs if c["wins"] and n in c["wins"]])) for n in names}
         rows.append({"model": key[0], "layer": key[1], "n": len(cs), "iou": _med(ious), "wins": wins,
                      **{m: _med(c[m] for c in cs) for m in ("kept", "others_kept", "gain", "oracle_gain", "ratio",
-                                                            "top3_share", "inside", "box_area", "seconds")}})
+                                                            "top3_share", "inside", "box_area", "hidden", "seconds")}})
     return rows
 
 
@@ -83,11 +85,11 @@ def quality_table(cases: list[dict[str, Any]]) -> str:
     if not cases:
         return "(no focus-scope results)"
     lines = ["| model | layer | n | kept | others_kept | gain | bound | gain/bound | top-3 share | inside box | "
-             "kept/box | IoU top-k | s/kernel | beats each baseline | bar |", "|" + "---|" * 15]
+             "kept/box | hidden | IoU top-k | s/kernel | beats each baseline | bar |", "|" + "---|" * 16]
     for r in quality_rows(cases):
         wins = ", ".join(f"{n} {w:.0%}" for n, w in r["wins"].items()) or "—"
         lines.append(f"| {r['model']} | {r['layer']} | {r['n']} | {r['kept']:.2f} | {r['others_kept']:.2f} | "
                      f"×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | {r['top3_share']:.2f} | "
-                     f"{r['inside']:.2f} | {r['box_area']:.2f} | {r['iou']:.2f} | {r['seconds']:.2f} | {wins} | "
-                     f"{_meets(r)} |")
+                     f"{r['inside']:.2f} | {r['box_area']:.2f} | {r['hidden']:.2f} | {r['iou']:.2f} | "
+                     f"{r['seconds']:.2f} | {wins} | {_meets(r)} |")
     return "\n".join(lines)

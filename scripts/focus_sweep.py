@@ -128,11 +128,9 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
             for j, c in enumerate(cases[a:a + chunk]):
                 n = meas.focus[j]
                 r = readability(opt.masks[j], c["rf_box"])
-                mk = opt.masks[j]
-                hidden = float(mk[mk <= 0.5].sum() / max(mk.sum(), 1e-9))  # mask mass the kept area (m > ½) omits
                 wins = None if base is None else all(n.specificity_after > v.focus.specificity_after
                                                      for v in base[j].values())
-                res.append({**c, **n.to_dict(), "gain": n.gain, **r.to_dict(), "hidden": hidden,
+                res.append({**c, **n.to_dict(), "gain": n.gain, **r.to_dict(),
                             "steps": opt.steps[j],
                             "seconds": opt.seconds[j] + c.get("oracle_seconds", 0.0), "mask": opt.masks[j],
                             "x_mod": opt.x_mod[j], "wins": wins})

@@ -103,7 +103,11 @@ def test_readability_counts_regions_box_share_and_area():
     m[18, 18] = 1        # 1 px, the 4th region
     r = readability(m, (0, 0, 10, 10))
     assert r.regions == 4 and r.top3_share == pytest.approx(21 / 22)
-    assert r.inside == pytest.approx(16 / 22) and r.box_area == pytest.approx(22 / 100)
+    assert r.inside == pytest.approx(16 / 22) and r.box_area == pytest.approx(22 / 100) and r.hidden == 0.0
+    m[0, 10:19] = 0.4  # a faint stripe: no kept area, but 3.6 of the mask's 25.6 mass that x' shows
+    r = readability(m, (0, 0, 10, 10))
+    assert r.box_area == pytest.approx(22 / 100) and r.hidden == pytest.approx(3.6 / 25.6)
+    assert readability(np.zeros((4, 4)), (0, 0, 4, 4)).hidden == 0.0
     assert kept_iou(m, m) == 1.0 and kept_iou(m, np.zeros_like(m)) == 0.0
 
 

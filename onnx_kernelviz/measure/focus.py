@@ -47,13 +47,16 @@ def focus_metrics(t_x: np.ndarray, t_xp: np.ndarray, k: int, cells: np.ndarray) 
 class Readability:
     """``top3_share``: fraction of the kept area (mask > ½) in its 3 largest 8-connected regions (1 when
     nothing is kept); ``regions``: how many regions; ``inside``: fraction of the mask's mass inside the rf_box;
-    ``box_area``: kept area / rf_box area; ``image_area``: kept area / image area."""
+    ``box_area``: kept area / rf_box area; ``image_area``: kept area / image area; ``hidden``: fraction of the
+    mask's mass at ≤ ½, what x' shows outside the kept area (a faint mask keeps little area but hides content
+    outside its contour: read box_area with it)."""
 
     top3_share: float
     regions: int
     inside: float
     box_area: float
     image_area: float
+    hidden: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,8 +72,9 @@ def readability(mask: np.ndarray, box: tuple[int, int, int, int]) -> Readability
     mass = float(np.sum(mask))
     inside = float(np.sum(mask[t:b, left:r])) / mass if mass > 0 else 1.0
     box_px = max((b - t) * (r - left), 1)
+    faint = float(np.sum(np.where(kept > 0, 0.0, mask)))
     return Readability(float(sizes[:3].sum() / total) if total > 0 else 1.0, int(len(sizes)), inside,
-                       total / box_px, total / kept.size)
+                       total / box_px, total / kept.size, faint / mass if mass > 0 else 0.0)
 
 
 def kept_iou(a: np.ndarray, b: np.ndarray) -> float:
