@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from onnx_kernelviz.measure.focus import kept_iou, readability
+from onnx_kernelviz.report.sentence import ENOUGH_GAIN, PART_OF_BOUND  # the bar's gain, one home
 
 __all__ = ["cases_of", "quality_rows", "quality_table"]
 
@@ -73,7 +74,7 @@ def _meets(r: dict[str, Any]) -> str:
     """The bar's rows this (model, layer) misses, or ✓."""
     miss = [name for name, ok in (
         ("kept", r["kept"] >= 0.9), ("others", r["others_kept"] <= 0.4),
-        ("gain", r["gain"] >= 3 or (r["ratio"] == r["ratio"] and r["ratio"] >= 0.7)),
+        ("gain", r["gain"] >= ENOUGH_GAIN or (r["ratio"] == r["ratio"] and r["ratio"] >= PART_OF_BOUND)),
         ("regions", r["top3_share"] >= 0.8), ("inside", r["inside"] >= 0.9), ("area", r["box_area"] <= 0.3),
         ("distinct", not r["iou"] > 0.3), ("baselines", all(w >= 0.9 for w in r["wins"].values())))
         if not ok]

@@ -33,7 +33,7 @@ from onnx_kernelviz.model import Model
 from onnx_kernelviz.results import FocusMetrics
 
 __all__ = ["Site", "site_of", "locate", "plan_crops", "optimize_on_focus", "measure", "baselines_on_focus",
-           "companions", "focus_block", "SEPARABLE_GAIN", "Crops", "BuildFn", "RefineFn"]
+           "companions", "focus_block", "SEPARABLE_GAIN", "Crops", "BuildFn"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,6 @@ def locate(model: Model, tensor: str, t: np.ndarray, k: int, size: tuple[int, in
 Crops = tuple[list[tuple[int, int]], tuple[int, int]]
 #: builds a parameterization: (x, b, **where) -> Parameterization; ``where`` holds ``boxes`` and the windows
 BuildFn = Callable[..., Parameterization]
-#: a further stage from the previous one's grids ``[B, M, g, g]`` (method/methods.py's :data:`Stage`)
-RefineFn = Stage
 
 
 def plan_crops(boxes: list[tuple[int, int, int, int]], size: tuple[int, int], grid: tuple[int, int],
@@ -135,7 +133,7 @@ def _exact_crops(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: BuildFn, objective: Objective,
                       loop: OptimizeConfig, x: torch.Tensor, b: torch.Tensor, k: torch.Tensor, sites: Sequence[Site],
                       *, crop: bool = True, places_itself: bool = False, partner: torch.Tensor | None = None,
-                      callbacks: tuple[StepCallback, ...] = (), refine: RefineFn | None = None,
+                      callbacks: tuple[StepCallback, ...] = (), refine: Stage | None = None,
                       refine_callbacks: tuple[StepCallback, ...] = ()) -> OptimizeResult:
     """Optimize x' for rows (x, b ``[B, C, H, W]``, kernels ``k`` ``[B]``, one Site each) with the loss terms
     seeing F (``Step.focus``).

@@ -12,6 +12,7 @@ import numpy as np
 
 from onnx_kernelviz.io.files import write_json
 from onnx_kernelviz.io.images import write_image, write_npy
+from onnx_kernelviz.report.crops import crop
 
 __all__ = ["overlay", "components_picture", "write_json", "write_image", "write_npy"]
 
@@ -36,8 +37,6 @@ def components_picture(photo: np.ndarray, grids: np.ndarray, names: tuple[str, .
     """
     where = "kept"
     if box is not None:
-        from onnx_kernelviz.report.crops import crop
-
         photo, where = crop(photo, (box[0], box[1], box[2], box[3])), "of the box kept"
     H, W = photo.shape[:2]
     masks = [np.clip(cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR), 0, 1)
