@@ -88,7 +88,8 @@ def build(out: Path, *, evil: str = "", baselines: bool = True, focus: bool = Tr
         box = rf_box(cells)
         yy, xx = np.mgrid[0:SIDE, 0:SIDE]
         cy, cx = peak[0] * STRIDE + 2, peak[1] * STRIDE + 2
-        mask = ((yy - cy) ** 2 + (xx - cx) ** 2 <= 16).astype(np.float32)
+        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        mask = np.where(d2 <= 16, 1.0, np.where(d2 <= 36, 0.3, 0.0)).astype(np.float32)  # a faint ring around it
         mask[:box[0]], mask[box[2]:], mask[:, :box[1]], mask[:, box[3]:] = 0, 0, 0, 0
         x_mod = _blend(x, mask)
         t_mod = model.run_ort(x_mod[None], ("y",))[0][0]

@@ -53,6 +53,9 @@ def test_each_focus_result_leads_with_its_sentence_and_pictures(focus_folder):
     top, left, bottom, right = f["rf_box"]
     share = (mask[top:bottom, left:right] >= 0.5).mean()
     assert f"the kept region is {share * 100:.0f} % of the boxed area" in text
+    # ... and the box's share that x' keeps faintly (the sample's ring at 0.3 around the kept disc)
+    faint = ((mask[top:bottom, left:right] >= 0.25) & (mask[top:bottom, left:right] < 0.5)).mean()
+    assert faint >= 0.05 and f"x′ keeps fainter traces of the photo over another {faint * 100:.0f} %." in text
     card = text.split(expect)[1].split('class="card"')[0]
     for key in ("focus_photo", "focus_crop", "focus_crop_modified", "act_before", "act_after", "others"):
         assert f'src="{good["files"][key]}"' in card, key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from onnx_kernelviz.report.sentence import (
     ENOUGH_GAIN,
+    FAINT_SAID,
     LOW_GAIN,
     PART_OF_BOUND,
     cannot_isolate,
@@ -25,6 +26,16 @@ def test_focus_sentence_says_where_how_much_and_how_large_from_the_numbers():
     assert text == ("Kernel 78 keeps 0.95 of its activation on the 6 cells around row 5, col 8 of the 14×14 map "
                     "(the boxed area of the photo) while the other 79 kernels there drop to 0.31; the kept region "
                     "is 12 % of the boxed area.")
+
+
+def test_the_sentence_names_what_x_prime_shows_faintly_beyond_the_kept_region():
+    text = describe(_result(), (14, 14), 80, kept_share=0.123, faint_share=0.161)
+    assert text is not None and text.endswith(
+        "the kept region is 12 % of the boxed area, and x′ keeps fainter traces of the photo over another 16 %.")
+    # a sliver of faint mask is not worth a clause; without the kept share there is nothing to add it to
+    assert describe(_result(), (14, 14), 80, kept_share=0.123, faint_share=FAINT_SAID / 2).endswith(
+        "is 12 % of the boxed area.")
+    assert describe(_result(), (14, 14), 80, faint_share=0.161).endswith("drop to 0.31.")
 
 
 def test_a_picture_neither_specific_enough_nor_near_the_bound_says_it_shows_only_part():

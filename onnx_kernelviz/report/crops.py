@@ -121,11 +121,11 @@ def photo_with_box(photo: np.ndarray, rf_box: Box, peak_box: Box | None = None,
     return out
 
 
-def crop_share(mask: np.ndarray, box: Box) -> float:
-    """The share of ``box`` that the mask keeps (mask ≥ ½), in [0, 1]."""
+def crop_share(mask: np.ndarray, box: Box, low: float = 0.5, high: float = math.inf) -> float:
+    """The share of ``box`` where ``low`` ≤ mask < ``high`` (by default what the mask keeps: mask ≥ ½), in [0, 1]."""
     box = clip_box(box, mask.shape[:2])
-    inside = np.asarray(mask, np.float32)[box[0]:box[2], box[1]:box[3]] >= 0.5
-    return float(inside.mean()) if inside.size else math.nan
+    inside = np.asarray(mask, np.float32)[box[0]:box[2], box[1]:box[3]]
+    return float(((inside >= low) & (inside < high)).mean()) if inside.size else math.nan
 
 
 def crop_pair(photo: np.ndarray, x_mod_photo: np.ndarray, mask: np.ndarray | None, box: Box,

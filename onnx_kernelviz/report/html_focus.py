@@ -11,7 +11,7 @@ from __future__ import annotations
 from onnx_kernelviz.report.crops import clip_box, crop_share, zoom
 from onnx_kernelviz.report.html_base import Folder, as_dict, best, esc, fmt, num, table
 from onnx_kernelviz.report.html_results import Layer, whole_map_numbers, wide
-from onnx_kernelviz.report.sentence import cannot_isolate, describe
+from onnx_kernelviz.report.sentence import FAINT_LOW, cannot_isolate, describe
 
 __all__ = ["focus_body"]
 
@@ -23,12 +23,14 @@ def _box(focus: dict) -> tuple[int, int, int, int] | None:
     return None
 
 
-def _kept_share(folder: Folder, files: dict, focus: dict, mask_key: str = "mask_npy") -> float | None:
-    """The share of the rf_box the mask keeps (≥ ½), from the mask saved in the folder."""
+def _shares(folder: Folder, files: dict, focus: dict, mask_key: str = "mask_npy") -> tuple[float | None, float | None]:
+    """The shares of the rf_box the mask keeps (≥ ½) and keeps faintly ([FAINT_LOW, ½)), from the mask saved in
+    the folder; (None, None) without it."""
     m, box = folder.mask(files.get(mask_key)), _box(focus)
     if m is None or box is None:
-        return None
-    return crop_share(m, clip_box(box, m.shape))
+        return None, None
+    box = clip_box(box, m.shape)
+    return crop_share(m, box), crop_share(m, box, FAINT_LOW, 0.5)
 
 
 def _focus_numbers(focus: dict) -> str:
@@ -56,7 +58,7 @@ def _crop_caption(focus: dict) -> str:
 def focus_body(folder: Folder, layer: Layer, k: str, r: dict, files: dict, name: str) -> str:
     focus = as_dict(r.get("focus"))
     hopeless = cannot_isolate(focus)
-    sentence = describe(r, layer.map_shape, layer.channels, _kept_share(folder, files, focus))
+    sentence = describe(r, layer.map_shape, layer.channels, *_shares(folder, files, focus))
     out = []
     if sentence:
         out.append(f'<div class="reason inactive">{esc(sentence)}</div>' if hopeless
@@ -65,7 +67,8 @@ def focus_body(folder: Folder, layer: Layer, k: str, r: dict, files: dict, name:
     photo = folder.figure(files.get("focus_photo"), "The photo: the cyan box holds every pixel that can reach "
                           "the focus cells; magenta: the peak cell", f"photo with the box — {name}")
     crops = [folder.figure(files.get("focus_crop"), f"The photo in {_crop_caption(focus)}; yellow line: the edge "
-                           "of the kept region", f"the box of the photo — {name}", True),
+                           "of the kept region, where x′ keeps at least half of the photo",
+                           f"the box of the photo — {name}", True),
              folder.figure(files.get("focus_crop_modified"), f"x′ in the same box: what kernel {k} keeps",
                            f"the box of x′ — {name}", True)]
     maps = [folder.figure(files.get("act_before"), f"Activation of {k} on the photo; white line: the focus "

@@ -2,7 +2,9 @@
 
 It says where (row and column of the activation map, and "the boxed area of the photo": the tool knows
 positions, not what is there, so it never names an eye or a wheel), how much of kernel k survives, what happens
-to the other kernels there, and how large the kept region is. When the bound says no change of the input can
+to the other kernels there, and how large the kept region is, and how much more of the box x′ shows faintly
+(where the mask keeps a quarter to a half of the photo: x′ is a soft mask, so the outline is not all it shows).
+When the bound says no change of the input can
 isolate k (``oracle_gain`` low), it says that instead, and names the kernels that fire with k; when the picture
 is neither specific enough nor close to the bound (:data:`ENOUGH_GAIN`, :data:`PART_OF_BOUND`), it says the picture
 shows only part of what sets k apart.
@@ -13,7 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["LOW_GAIN", "ENOUGH_GAIN", "PART_OF_BOUND", "COFIRING_KEY", "describe", "cannot_isolate", "cofiring_kernels"]
+__all__ = ["LOW_GAIN", "ENOUGH_GAIN", "PART_OF_BOUND", "FAINT_LOW", "FAINT_SAID", "COFIRING_KEY", "describe",
+           "cannot_isolate", "cofiring_kernels"]
 
 #: below this ``oracle_gain`` (the best specificity gain any input change reached on the focus cells), no picture
 #: can show k apart from its neighbours: the report says so instead. The focus block's own ``separable`` decides
@@ -23,6 +26,10 @@ LOW_GAIN = 1.5
 #: much of what sets k apart (issue #11's bar: gain ≥ ×3, or ≥ 0.7 of the bound; PP-OCR 16 stays under it,
 #: docs/EVALUATION.md): the sentence says so, so that a reader does not take the kept region for all of it
 ENOUGH_GAIN, PART_OF_BOUND = 3.0, 0.7
+#: x′ keeps "faint traces" where the mask is in [FAINT_LOW, ½) (report/crops.py ``crop_shares``); the sentence
+#: names their share of the box when it is at least FAINT_SAID, so that the kept region's size is not read as all
+#: that x′ shows (the demo's kernels: 8-14 % kept, 16-22 % faint)
+FAINT_LOW, FAINT_SAID = 0.25, 0.05
 #: the focus block's list of kernels that fire with k on the focus cells (ints, or objects with a "kernel")
 COFIRING_KEY = "companions"
 
@@ -69,8 +76,12 @@ def _others(value: float, count: int | None, where: str) -> str:
     return f"{who}{where} {verb} {value:.2f}"
 
 
-def _share(value: float | None, of: str) -> str:
-    return "" if value is None else f"; the kept region is {value * 100:.0f} % of {of}"
+def _share(value: float | None, of: str, faint: float | None = None) -> str:
+    if value is None:
+        return ""
+    more = (f", and x′ keeps fainter traces of the photo over another {faint * 100:.0f} %"
+            if faint is not None and faint >= FAINT_SAID else "")
+    return f"; the kept region is {value * 100:.0f} % of {of}{more}"
 
 
 def _short_of_bound(k: Any, focus: dict) -> str:
@@ -85,12 +96,13 @@ def _short_of_bound(k: Any, focus: dict) -> str:
 
 
 def describe(r: dict, map_shape: tuple[int, int] | None = None, channels: int | None = None,
-             kept_share: float | None = None) -> str | None:
+             kept_share: float | None = None, faint_share: float | None = None) -> str | None:
     """The sentence for result ``r`` (a results.json entry), or None when it has nothing to say (not ok).
 
     Args:
         map_shape: ``(h, w)`` of the activation map, when known; channels: the layer's kernel count;
-        kept_share: the share of the rf_box (focus) or of the photo (whole map) that the mask keeps (mask ≥ ½).
+        kept_share: the share of the rf_box (focus) or of the photo (whole map) that the mask keeps (mask ≥ ½);
+        faint_share: in focus scope, the share of the rf_box where the mask is in [:data:`FAINT_LOW`, ½).
     """
     if r.get("status", "ok") != "ok":
         return None
@@ -111,7 +123,7 @@ def describe(r: dict, map_shape: tuple[int, int] | None = None, channels: int | 
         at = (f"row {peak[0]}, col {peak[1]}" if isinstance(peak, list) and len(peak) == 2 else "its peak")
         place = (f"on the {cells:.0f} cells around {at}" if cells and cells > 1 else f"at {at}") + grid
         return (f"Kernel {k} keeps {kept:.2f} of its activation {place} (the boxed area of the photo) while "
-                f"{_others(others, others_count, ' there')}{_share(kept_share, 'the boxed area')}."
+                f"{_others(others, others_count, ' there')}{_share(kept_share, 'the boxed area', faint_share)}."
                 + _short_of_bound(k, focus))
     kept, others = _num(r.get("kept")), _num(r.get("others_kept"))
     if kept is None or others is None:
