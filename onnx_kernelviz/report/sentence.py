@@ -4,10 +4,9 @@ It says where (row and column of the activation map, and "the boxed area of the 
 positions, not what is there, so it never names an eye or a wheel), how much of kernel k survives, what happens
 to the other kernels there, and how large the kept region is, and how much more of the box x′ shows faintly
 (where the mask keeps a quarter to a half of the photo: x′ is a soft mask, so the outline is not all it shows).
-When the bound says no change of the input can
-isolate k (``oracle_gain`` low), it says that instead, and names the kernels that fire with k; when the picture
-is neither specific enough nor close to the bound (:data:`ENOUGH_GAIN`, :data:`PART_OF_BOUND`), it says the picture
-shows only part of what sets k apart.
+When the bound says no change of the input can isolate k (``oracle_gain`` low), it says that instead, and names
+the kernels that fire with k; when the picture is neither specific enough nor close to the bound
+(:data:`ENOUGH_GAIN`, :data:`PART_OF_BOUND`), it says the picture shows only part of what sets k apart.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ LOW_GAIN = 1.5
 #: much of what sets k apart (issue #11's bar: gain ≥ ×3, or ≥ 0.7 of the bound; PP-OCR 16 stays under it,
 #: docs/EVALUATION.md): the sentence says so, so that a reader does not take the kept region for all of it
 ENOUGH_GAIN, PART_OF_BOUND = 3.0, 0.7
-#: x′ keeps "faint traces" where the mask is in [FAINT_LOW, ½) (report/crops.py ``crop_shares``); the sentence
+#: x′ keeps "faint traces" where the mask is in [FAINT_LOW, ½) (report/crops.py ``crop_share``); the sentence
 #: names their share of the box when it is at least FAINT_SAID, so that the kept region's size is not read as all
 #: that x′ shows (the demo's kernels: 8-14 % kept, 16-22 % faint)
 FAINT_LOW, FAINT_SAID = 0.25, 0.05
