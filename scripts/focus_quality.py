@@ -10,7 +10,9 @@ bound is lower; ≥ 80 % of the kept area in its 3 largest regions; ≥ 90 % of 
 ≤ 30 % of the rf_box; IoU of the top kernels' kept areas on one image ≤ 0.3; ≤ 3 s per kernel at the mid layer
 (2 CPU cores, bound included); ours beats each baseline at equal area on F in ≥ 90 % of cases. Beside kept/box
 the table prints ``hidden`` (not part of the bar): the share of the mask's mass at ≤ ½, what x' shows outside
-the kept area, since a faint mask meets the area by hiding content rather than by showing less.
+the kept area, since a faint mask meets the area by hiding content rather than by showing less; and ``on ref.``
+(not part of the bar): the share of cases whose kernel keeps ≥ 0.9 of its activation on F on the reference alone
+(``kept_on_reference``), which need no detail of the photo to fire there (the report says so).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from onnx_kernelviz.measure.focus import kept_iou, readability
-from onnx_kernelviz.report.sentence import ENOUGH_GAIN, PART_OF_BOUND  # the bar's gain, one home
+from onnx_kernelviz.report.sentence import ENOUGH_GAIN, PART_OF_BOUND, needs_no_photo  # the bar's gain, one home
 
 __all__ = ["cases_of", "quality_rows", "quality_table"]
 
@@ -44,6 +46,7 @@ def cases_of(folder: Path, model: str, layer: int) -> list[dict[str, Any]]:
         out.append({"model": model, "layer": layer, "image": r["image"], "kernel": r["kernel"], "kept": f["kept"],
                     "others_kept": f["others_kept"], "gain": gain, "oracle_gain": bound,
                     "ratio": gain / bound if gain and bound else None, "seconds": r["seconds"],
+                    "on_reference": needs_no_photo(f),
                     "wins": ({n: f["specificity_after"] > v for n, v in base.items() if v is not None} or None),
                     **readability(mask, tuple(f["rf_box"])).to_dict(), "mask": mask})
     return out
@@ -65,6 +68,7 @@ def quality_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = sorted({n for c in cs for n in (c["wins"] or {})})
         wins = {n: float(np.mean([c["wins"][n] for c in cs if c["wins"] and n in c["wins"]])) for n in names}
         rows.append({"model": key[0], "layer": key[1], "n": len(cs), "iou": _med(ious), "wins": wins,
+                     "on_reference": float(np.mean([c["on_reference"] for c in cs])),
                      **{m: _med(c[m] for c in cs) for m in ("kept", "others_kept", "gain", "oracle_gain", "ratio",
                                                             "top3_share", "inside", "box_area", "hidden", "seconds")}})
     return rows
@@ -86,11 +90,12 @@ def quality_table(cases: list[dict[str, Any]]) -> str:
     if not cases:
         return "(no focus-scope results)"
     lines = ["| model | layer | n | kept | others_kept | gain | bound | gain/bound | top-3 share | inside box | "
-             "kept/box | hidden | IoU top-k | s/kernel | beats each baseline | bar |", "|" + "---|" * 16]
+             "kept/box | hidden | on ref. | IoU top-k | s/kernel | beats each baseline | bar |", "|" + "---|" * 17]
     for r in quality_rows(cases):
         wins = ", ".join(f"{n} {w:.0%}" for n, w in r["wins"].items()) or "—"
         lines.append(f"| {r['model']} | {r['layer']} | {r['n']} | {r['kept']:.2f} | {r['others_kept']:.2f} | "
                      f"×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | {r['top3_share']:.2f} | "
-                     f"{r['inside']:.2f} | {r['box_area']:.2f} | {r['hidden']:.2f} | {r['iou']:.2f} | "
+                     f"{r['inside']:.2f} | {r['box_area']:.2f} | {r['hidden']:.2f} | {r['on_reference']:.2f} | "
+                     f"{r['iou']:.2f} | "
                      f"{r['seconds']:.2f} | {wins} | {_meets(r)} |")
     return "\n".join(lines)

@@ -96,6 +96,11 @@ def test_atlas_reports_exactly_the_planted_answers(planted, tmp_path):
     # focus scope: explained at the exemplar cell (the peak of F), with the contract's focus block
     assert e["focus"]["peak"] == [e["row"], e["col"]] == [live["exemplars"][0]["row"], live["exemplars"][0]["col"]]
     assert e["focus"]["cells"] >= 1 and e["focus"]["oracle_gain"] is not None and e["rf_box"] == e["focus"]["rf_box"]
+    # ... and how much of it k keeps on the reference alone, kept in kernels.parquet too
+    import pandas as pd
+    saved = pd.read_parquet(tmp_path / "a" / "kernels.parquet")
+    focus = saved[(saved.layer == 0) & (saved.kernel == 0)].iloc[0]["explanations"][0]["focus"]
+    assert e["focus"]["kept_on_reference"] >= 0 and focus["kept_on_reference"] == e["focus"]["kept_on_reference"]
     # the duplicate's exemplars are the original's (same activations everywhere)
     assert [e["value"] for e in rows[(0, 4)]["exemplars"]] == [e["value"] for e in rows[(0, 1)]["exemplars"]]
     # a strip of crops for every kernel that fires and every explanation; the html links pages that exist
@@ -284,3 +289,21 @@ def test_default_model_with_planted_answers(tmp_path):
     assert [d[:3] for d in head["duplicates"]] == [[layer, a, b] for layer, (_, a, b) in plant.items()]
     assert all(d[3] == pytest.approx(1.0, abs=1e-5) for d in head["duplicates"])
     assert all(d["filter_cosine"] == pytest.approx(1.0) for d in head["duplicate_details"])
+
+
+def test_the_atlas_says_when_a_kernel_fires_on_the_reference_alone(tmp_path):
+    """The bias-driven kernel of tiny_models.edge_and_bias keeps its activation on the flat reference: its page says
+    it needs no detail of the photo; the edge detector's does not."""
+    model = tiny_models.save(tiny_models.edge_and_bias(), tmp_path / "eb.onnx")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, col in enumerate((6, 9)):
+        step = np.zeros((16, 16, 3), np.uint8)
+        step[:, col:] = 200
+        cv2.imwrite(str(images / f"s{i}.png"), step)
+    result = run(model, images, tmp_path / "a", settings=AtlasSettings(top=1, explain=1, shard_size=2, batch_size=2))
+    on_ref = {r["kernel"]: r["explanations"][0]["focus"]["kept_on_reference"] for r in result.kernels}
+    assert on_ref[1] >= 0.9 and on_ref[0] < 0.1
+    pages = {k: (tmp_path / "a" / "pages" / "L000" / f"k{k:04d}.html").read_text() for k in (0, 1)}
+    assert "needs no detail of the photo to fire here" in pages[1]
+    assert "needs no detail of the photo" not in pages[0]

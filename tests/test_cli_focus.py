@@ -111,3 +111,36 @@ def test_prune_option_runs_and_a_bad_tolerance_is_a_usage_error(setup, tmp_path)
               "--set", "focus_prune_tolerance=1.5")
     assert res.exit_code == 2 and "focus_prune_tolerance must be at most 1" in res.output
     assert not (tmp_path / "q").exists()
+
+
+def test_a_kernel_that_fires_on_the_reference_alone_is_named_so(tmp_path):
+    """``kept_on_reference`` (onnxruntime on the reference, nothing of the photo kept): a bias-driven kernel keeps
+    its activation there and the report and terminal say it needs no detail of the photo; an edge detector does
+    not (a flat image has no edge)."""
+    model = tiny_models.save(tiny_models.edge_and_bias(), tmp_path / "edge_bias.onnx")
+    img = tmp_path / "step.png"
+    step = np.zeros((16, 16, 3), np.uint8)
+    step[:, 8:] = 200  # one vertical edge in the middle: kernel 0 peaks there
+    cv2.imwrite(str(img), step)
+    out = tmp_path / "o"
+    res = run("explain", model, img, "--layer", "0", "--kernel", "0,1", "--out", out, *FAST)
+    assert res.exit_code == 0, res.output
+    assert "1 fires as much on the reference alone as on the photo" in res.output
+    doc = json.loads((out / "results.json").read_text())
+    on_ref = {r["kernel"]: r["focus"]["kept_on_reference"] for r in doc["results"]}
+    rgb = step.astype(np.float32) / 255
+    flat = np.broadcast_to(rgb.mean((0, 1)), rgb.shape).transpose(2, 0, 1)[None].astype(np.float32)
+    sess = ort.InferenceSession(str(model))
+    t_x, t_b = (sess.run(None, {"x": v})[0][0] for v in (rgb.transpose(2, 0, 1)[None], flat))
+    for r in doc["results"]:  # the same number from onnxruntime here, on F
+        k, f = r["kernel"], r["focus"]
+        cells = np.zeros(t_x.shape[1:], bool)
+        top, left = f["peak"]
+        cells[t_x[k] >= 0.5 * t_x[k].max()] = True  # F: this model's blobs are one connected region each
+        assert cells[top, left]
+        expect = np.linalg.norm(t_b[k][cells]) / np.linalg.norm(t_x[k][cells])
+        assert on_ref[k] == pytest.approx(expect, rel=1e-4)
+    assert on_ref[1] >= 0.9 and on_ref[0] < 0.1
+    html = (out / "report.html").read_text()
+    assert html.count("needs no detail of the photo to fire here") == 1
+    assert "kernel 1 needs no detail of the photo" in html and "a flat image of the photo&#x27;s mean colour" in html

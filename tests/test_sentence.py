@@ -7,6 +7,7 @@ from onnx_kernelviz.report.sentence import (
     FAINT_SAID,
     LOW_GAIN,
     PART_OF_BOUND,
+    REFERENCE_KEEPS,
     cannot_isolate,
     cofiring_kernels,
     describe,
@@ -68,6 +69,32 @@ def test_low_bound_says_the_kernel_cannot_be_told_apart_and_names_its_neighbours
     assert "from the kernels that fire with it there" in describe(r)
     r = _result(oracle_gain=1.4, companions=[{"kernel": 7}])
     assert describe(r).startswith("Kernel 78 cannot be told apart from kernel 7 at this layer")
+
+
+def test_a_kernel_that_keeps_its_activation_on_the_reference_alone_needs_no_detail_of_the_photo():
+    r = _result(kept_on_reference=0.97, specificity_after=0.1, oracle_gain=3.4)
+    text = describe(r, (14, 14), 80, kept_share=0.0, reference="mean")
+    # it replaces the short-of-bound sentence: what the picture cannot show comes first
+    assert text is not None and text.endswith(
+        "the kept region is 0 % of the boxed area. It keeps 0.97 of that activation even on a flat image of the "
+        "photo's mean colour, the input x′ starts from: kernel 78 needs no detail of the photo to fire here.")
+    assert "blurred copy of the photo, the input" in describe(r, reference="blur")
+    assert "even on the reference alone, the input" in describe(r, reference="custom") and describe(r)
+    # with a low bound too, after the sentence that says so
+    low = describe(_result(kept_on_reference=0.92, oracle_gain=1.3, companions=[14]), reference="mean")
+    assert low == ("Kernel 78 cannot be told apart from kernel 14 at this layer: no change of the input isolates it "
+                   "(best possible gain ×1.3). It keeps 0.92 of its activation there even on a flat image of the "
+                   "photo's mean colour, the input x′ starts from: kernel 78 needs no detail of the photo to fire "
+                   "here.")
+    # under the threshold, or not measured: nothing
+    for v in (REFERENCE_KEEPS - 0.01, None, "x"):
+        assert "needs no detail" not in describe(_result(kept_on_reference=v), reference="mean")
+
+
+def test_focus_cells_covering_the_whole_map_are_called_so():
+    text = describe(_result(cells=196), (14, 14), 80)
+    assert text is not None and text.startswith("Kernel 78 keeps 0.95 of its activation on all 196 cells of the "
+                                                "14×14 map (the boxed area")
 
 
 def test_the_blocks_own_separable_decides():

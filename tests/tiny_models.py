@@ -60,6 +60,17 @@ def two_conv(*, dynamic: bool = False, pre: tuple[str, ...] = ()) -> onnx.ModelP
     return _model(nodes, [_input(h=h, w=w)], [_out()], inits)
 
 
+def edge_and_bias() -> onnx.ModelProto:
+    """x [N,3,16,16] -> Conv 3->2 (3x3, pad 1) -> Relu -> y: kernel 0 a vertical edge detector (zero-mean weights,
+    no bias: silent on a flat image), kernel 1 a large bias with faint weights (fires the same on any image)."""
+    w = np.zeros((2, 3, 3, 3), np.float32)
+    w[0, :, :, 0], w[0, :, :, 2] = -1.0, 1.0  # dark to the left, bright to the right
+    w[1] = 0.01
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    return _model(nodes, [_input()], [_out()], [_init("w", w), _init("b", np.array([0.0, 3.0]))])
+
+
 def halves() -> onnx.ModelProto:
     """Known answer: one 16x16 conv (no padding, output 1x1) whose kernel 0 sees only the left half of the
     image (columns 0-7) and kernel 1 only the right half (columns 8-15); then Relu. Each kernel is the mean

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from onnx_kernelviz.atlas.outputs import Atlas
 from onnx_kernelviz.io.files import write_text
 from onnx_kernelviz.report.html import CSS_FILE
+from onnx_kernelviz.report.sentence import needs_no_photo
 
 #: kernel tiles per layer page
 PAGE = 256
@@ -254,6 +255,10 @@ class _Writer:
                      f"activation while the others keep {_f(f['others_kept'])}; specificity "
                      f"{_f(f['specificity_before'])} → {_f(f['specificity_after'])}"
                      f"{'' if gain is None else ' (×' + _f(gain) + ')'}{bound}.</p>")
+            if needs_no_photo(f):
+                local += (f'<p class="reason inactive">It keeps {_f(f["kept_on_reference"])} of that activation even '
+                          "on the reference alone, with nothing of the photo kept: it needs no detail of the photo "
+                          "to fire here.</p>")
             if f.get("separable") is False:
                 others = ", ".join(str(j) for j in f.get("companions") or []) or "none listed"
                 local += ('<p class="reason inactive">No input change tells it apart from the kernels that fire with '

@@ -33,16 +33,20 @@ def _summary(run: ExplainRun) -> None:
 
     focus = [r.focus for r in ok if r.focus is not None]
     from onnx_kernelviz.pipeline.focus import SEPARABLE_GAIN
+    from onnx_kernelviz.report.sentence import REFERENCE_KEEPS, needs_no_photo
     if focus:  # focus scope: the numbers the explanation is about (the whole map's are in results.json)
         gains = [f.specificity_after / f.specificity_before for f in focus
                  if f.specificity_after is not None and f.specificity_before]
         bound = med(f.oracle_gain for f in focus)
         apart = sum(1 for f in focus if f.extra.get("separable") is False)
+        flat = sum(1 for f in focus if needs_no_photo(dict(f.extra)))
         click.echo(f"on the focus cells, median kept {med(f.kept for f in focus):.3f}  others_kept "
                    f"{med(f.others_kept for f in focus):.3f}  specificity x{med(gains):.1f}"
                    + (f" (best possible x{bound:.1f})" if bound == bound else "")
                    + (f"; {apart} cannot be told apart from the other kernels on their focus cells (best "
-                      f"possible gain under x{SEPARABLE_GAIN:g}: see the report)" if apart else ""))
+                      f"possible gain under x{SEPARABLE_GAIN:g}: see the report)" if apart else "")
+                   + (f"; {flat} fire{'s' if flat == 1 else ''} as much on the reference alone as on the photo "
+                      f"(keep >= {REFERENCE_KEEPS:g} with nothing of the photo: see the report)" if flat else ""))
     elif ok:
         m = [r.metrics for r in ok]
         click.echo(f"median kept {med(x.kept for x in m):.3f}  fidelity {med(x.fidelity for x in m):.3f}  "

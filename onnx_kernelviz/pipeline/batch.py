@@ -63,13 +63,15 @@ class Optimized:
 @dataclass
 class Measured:
     """onnxruntime on x': activations ``[B, C', h, w]``, and per row the metrics and parity (None when the row
-    failed); in focus scope the numbers on F of x' (``focus``) and of the bound's x' (``oracle``)."""
+    failed); in focus scope the numbers on F of x' (``focus``), of the bound's x' (``oracle``) and of the reference
+    alone (``reference``: x' = b, nothing of the photo kept; its ``kept`` says whether k needs the photo at all)."""
 
     t_ort: np.ndarray
     metrics: list[Metrics | None]
     parity: list[Parity | None]
     focus: list[FocusNumbers | None] | None = None
     oracle: list[FocusNumbers | None] | None = None
+    reference: list[FocusNumbers | None] | None = None
 
 
 def _tensors(model: Model, prep: Prepared, items: Sequence[tuple[int, int]]
@@ -192,18 +194,25 @@ def row_seconds(step_times: Sequence[float], steps: Sequence[int], setup: float 
 
 def measure_batch(model: Model, prep: Prepared, opt: Optimized, config: ExplainConfig) -> Measured:
     """The contract's metrics and parity of each row's x', from onnxruntime on the original model; in focus scope
-    also the numbers on F of x' and of the bound's x' (one onnxruntime run for both)."""
+    also the numbers on F of x', of the bound's x' and of each image's reference alone (one onnxruntime run for
+    all)."""
     tensor = prep.layer.tensor
-    both = opt.x_mod if opt.bound_x is None else np.concatenate([opt.x_mod, opt.bound_x])
-    t_all = model.run_ort(both, (tensor,))[0]
-    t_ort, t_bound = t_all[:len(opt.items)], t_all[len(opt.items):]
+    B = len(opt.items)
+    images = sorted({i for i, _ in opt.items}) if opt.sites is not None else []
+    parts = [opt.x_mod] + ([] if opt.bound_x is None else [opt.bound_x]) + ([prep.b[images]] if images else [])
+    t_all = model.run_ort(np.concatenate(parts) if len(parts) > 1 else opt.x_mod, (tensor,))[0]
+    t_ort = t_all[:B]
+    t_bound = t_all[B:2 * B] if opt.bound_x is not None else t_all[:0]
+    t_ref = dict(zip(images, t_all[len(t_all) - len(images):])) if images else {}
     rule = tolerance_rule(model, config.tolerance)
     metrics: list[Metrics | None] = []
     parities: list[Parity | None] = []
     focus: list[FocusNumbers | None] = []
     oracle: list[FocusNumbers | None] = []
+    reference: list[FocusNumbers | None] = []
     for row, (i, k) in enumerate(opt.items):
         site = None if opt.sites is None else opt.sites[row]
+        reference.append(None if site is None else focus_metrics(prep.t_ort[i], t_ref[i], k, site.focus.cells))
         bound_ok = opt.bound_x is not None and not (opt.bound_failed or [None] * len(opt.items))[row]
         oracle.append(focus_metrics(prep.t_ort[i], t_bound[row], k, site.focus.cells)
                       if site is not None and bound_ok else None)
@@ -219,7 +228,8 @@ def measure_batch(model: Model, prep: Prepared, opt: Optimized, config: ExplainC
         parities.append(Parity(p_abs, p_rel, ok, steps))
         focus.append(None if site is None else focus_metrics(prep.t_ort[i], t_ort[row], k, site.focus.cells))
     scoped = opt.sites is not None
-    return Measured(t_ort, metrics, parities, focus if scoped else None, oracle if scoped else None)
+    return Measured(t_ort, metrics, parities, focus if scoped else None, oracle if scoped else None,
+                    reference if scoped else None)
 
 
 #: the pixel method's "kept area": pixels whose largest channel change is under this fraction of the value range

@@ -47,7 +47,8 @@ def write_batch(out: Path, prep: Prepared, opt: Optimized, meas: Measured,
         focus, cells = None, None
         if opt.sites is not None and meas.focus is not None and (n := meas.focus[row]) is not None:
             site = opt.sites[row]
-            focus = focus_block(site, n, None if meas.oracle is None else meas.oracle[row], prep.t_ort[i], k)
+            focus = focus_block(site, n, None if meas.oracle is None else meas.oracle[row], prep.t_ort[i], k,
+                                None if meas.reference is None else meas.reference[row])
             cells = site.focus.cells
         block = None if focus is None else focus.to_json()
         files = write_explanation(out, prep.folders[i], prep.photos[i], prep.x[i], opt.x_mod[row], mask,

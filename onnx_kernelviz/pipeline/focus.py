@@ -348,14 +348,17 @@ def companions(t_x: np.ndarray, k: int, cells: np.ndarray, at_least: float = 0.5
     return order[:most]
 
 
-def focus_block(site: Site, n: FocusNumbers, oracle: FocusNumbers | None, t_x: np.ndarray, k: int) -> FocusMetrics:
+def focus_block(site: Site, n: FocusNumbers, oracle: FocusNumbers | None, t_x: np.ndarray, k: int,
+                reference: FocusNumbers | None = None) -> FocusMetrics:
     """The contract's ``focus`` block of one result (CONTRACT.md, "Local explanations: focus"), plus
-    ``separable`` (oracle_gain ≥ SEPARABLE_GAIN; null without a bound) and ``companions`` (kernels firing
-    with k on F, listed when it is not separable)."""
+    ``separable`` (oracle_gain ≥ SEPARABLE_GAIN; null without a bound), ``companions`` (kernels firing
+    with k on F, listed when it is not separable) and ``kept_on_reference`` (k's kept on F when x' is the reference
+    alone, nothing of the photo kept; null when not measured)."""
     gain = None if oracle is None else oracle.gain
     separable = None if gain is None else bool(gain >= SEPARABLE_GAIN)
     return FocusMetrics(kept=n.kept, others_kept=n.others_kept, specificity_after=n.specificity_after,
                         specificity_before=n.specificity_before, peak=site.focus.peak, cells=site.focus.count,
                         rf_box=site.rf_box, oracle_gain=gain,
                         extra={"separable": separable,
-                               "companions": companions(t_x, k, site.focus.cells) if separable is False else []})
+                               "companions": companions(t_x, k, site.focus.cells) if separable is False else [],
+                               "kept_on_reference": None if reference is None else reference.kept})

@@ -58,7 +58,7 @@ def _crop_caption(focus: dict) -> str:
 def focus_body(folder: Folder, layer: Layer, k: str, r: dict, files: dict, name: str) -> str:
     focus = as_dict(r.get("focus"))
     hopeless = cannot_isolate(focus)
-    sentence = describe(r, layer.map_shape, layer.channels, *_shares(folder, files, focus))
+    sentence = describe(r, layer.map_shape, layer.channels, *_shares(folder, files, focus), reference=layer.reference)
     out = []
     if sentence:
         out.append(f'<div class="reason inactive">{esc(sentence)}</div>' if hopeless

@@ -69,17 +69,22 @@ WIDE_FIGURES = [
 
 @dataclass(frozen=True)
 class Layer:
-    """What results.json says about the layer, for the sentences: the map's ``(h, w)`` and its kernel count."""
+    """What results.json says about the layer and the run, for the sentences: the map's ``(h, w)``, its kernel
+    count and the reference x' starts from (``settings.reference``)."""
 
     map_shape: tuple[int, int] | None = None
     channels: int | None = None
+    reference: str | None = None
 
     @staticmethod
     def of(data: dict) -> Layer:
+        settings = data.get("settings")
+        ref = settings.get("reference") if isinstance(settings, dict) else None
+        ref = ref if isinstance(ref, str) else None
         shape = data.get("activation_shape")
         if isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape):
-            return Layer((shape[1], shape[2]), shape[0])
-        return Layer()
+            return Layer((shape[1], shape[2]), shape[0], ref)
+        return Layer(reference=ref)
 
 
 def _focus_rows(rs: list[dict]) -> bool:
