@@ -100,13 +100,14 @@ def needs_no_photo(focus: dict) -> bool:
     return v is not None and v >= REFERENCE_KEEPS
 
 
-def _on_reference(k: Any, focus: dict, reference: str | None) -> str:
-    """The sentence for a kernel that fires on the reference alone ("" otherwise)."""
+def _on_reference(k: Any, focus: dict, reference: str | None, of: str = "that activation") -> str:
+    """The sentence for a kernel that fires on the reference alone ("" otherwise); ``of``: what it keeps, as the
+    sentence before names it."""
     if not needs_no_photo(focus):
         return ""
     what = REFERENCE_WORDS.get(reference or "", "the reference alone")
-    return (f" It keeps {_num(focus.get('kept_on_reference')):.2f} of that activation even on {what}, the input "
-            f"x′ starts from: kernel {k} needs no detail of the photo to fire here.")
+    return (f" It keeps {_num(focus.get('kept_on_reference')):.2f} of {of} even on {what}, the input x′ starts "
+            f"from: kernel {k} needs no detail of the photo to fire here.")
 
 
 def _short_of_bound(k: Any, focus: dict) -> str:
@@ -143,7 +144,7 @@ def describe(r: dict, map_shape: tuple[int, int] | None = None, channels: int | 
                 f"kernel {mates[0]}" if mates else "the kernels that fire with it there")
             return (f"Kernel {k} cannot be told apart from {who} at this layer: no change of the input isolates "
                     f"it (best possible gain ×{_num(focus.get('oracle_gain')):.1f})."
-                    + _on_reference(k, focus, reference).replace(" of that activation", " of its activation there"))
+                    + _on_reference(k, focus, reference, "its activation there"))
         peak, cells = focus.get("peak"), _num(focus.get("cells"))
         kept, others = _num(focus.get("kept")), _num(focus.get("others_kept"))
         if kept is None or others is None:
