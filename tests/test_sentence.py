@@ -86,6 +86,9 @@ def test_a_kernel_that_keeps_its_activation_on_the_reference_alone_needs_no_deta
                    "(best possible gain ×1.3). It keeps 0.92 of its activation there even on a flat image of the "
                    "photo's mean colour, the input x′ starts from: kernel 78 needs no detail of the photo to fire "
                    "here.")
+    # well above 1: it fires more on the reference than on the photo
+    assert ("It fires 1.6 times as strongly on a flat image of the photo's mean colour, the input x′ starts from, as "
+            "on the photo:") in describe(_result(kept_on_reference=1.6), reference="mean")
     # under the threshold, or not measured: nothing
     for v in (REFERENCE_KEEPS - 0.01, None, "x"):
         assert "needs no detail" not in describe(_result(kept_on_reference=v), reference="mean")

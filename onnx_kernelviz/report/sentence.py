@@ -106,8 +106,10 @@ def _on_reference(k: Any, focus: dict, reference: str | None, of: str = "that ac
     if not needs_no_photo(focus):
         return ""
     what = REFERENCE_WORDS.get(reference or "", "the reference alone")
-    return (f" It keeps {_num(focus.get('kept_on_reference')):.2f} of {of} even on {what}, the input x′ starts "
-            f"from: kernel {k} needs no detail of the photo to fire here.")
+    v = float(focus["kept_on_reference"])
+    said = (f"It keeps {v:.2f} of {of} even on {what}, the input x′ starts from" if v <= 1.1 else
+            f"It fires {v:.1f} times as strongly on {what}, the input x′ starts from, as on the photo")
+    return f" {said}: kernel {k} needs no detail of the photo to fire here."
 
 
 def _short_of_bound(k: Any, focus: dict) -> str:
