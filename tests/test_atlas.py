@@ -307,3 +307,7 @@ def test_the_atlas_says_when_a_kernel_fires_on_the_reference_alone(tmp_path):
     pages = {k: (tmp_path / "a" / "pages" / "L000" / f"k{k:04d}.html").read_text() for k in (0, 1)}
     assert "needs no detail of the photo to fire here" in pages[1]
     assert "needs no detail of the photo" not in pages[0]
+    # the filter page lists it alone, and its tile has the badge
+    flat = (tmp_path / "a" / "pages" / "flat.html").read_text()
+    assert "L000/k0001.html" in flat and "L000/k0000.html" not in flat and "no photo needed" in flat
+    assert "pages/flat.html" in (tmp_path / "a" / "atlas.html").read_text()

@@ -27,7 +27,8 @@ def atlas_dir(planted, tmp_path_factory) -> Path:  # noqa: F811
 
 
 @pytest.mark.parametrize("page", ["atlas.html", "pages/L000.html", "pages/L000/k0001.html", "pages/L001/k0005.html",
-                                  "pages/duplicates.html", "pages/dead.html", "pages/rare.html"])
+                                  "pages/duplicates.html", "pages/dead.html", "pages/rare.html",
+                                  "pages/flat.html"])
 def test_atlas_pages_render(atlas_dir, page, tmp_path):
     path = atlas_dir / page
     text = path.read_text(encoding="utf-8")

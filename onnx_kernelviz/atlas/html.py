@@ -24,7 +24,7 @@ from urllib.parse import quote
 from onnx_kernelviz.atlas.outputs import Atlas
 from onnx_kernelviz.io.files import write_text
 from onnx_kernelviz.report.html import CSS_FILE
-from onnx_kernelviz.report.sentence import needs_no_photo
+from onnx_kernelviz.report.sentence import REFERENCE_KEEPS, needs_no_photo
 
 #: kernel tiles per layer page
 PAGE = 256
@@ -44,7 +44,7 @@ color:var(--fg);font-size:.8em;line-height:1.25}}
 .tile.one .pics img{{width:102px;height:102px}}
 .tile.dead{{opacity:.55}}.tile .none{{height:50px;display:flex;align-items:center;color:var(--muted)}}
 .b-dead{{background:var(--bad);color:var(--badfg)}}.b-dup{{background:var(--warn);color:var(--warnfg)}}
-.b-rare{{background:#e6ecfb;color:#2c4a9a}}
+.b-rare{{background:#e6ecfb;color:#2c4a9a}}.b-flat{{background:#efe6fb;color:#5a2c9a}}
 .idx a{{display:inline-block;min-width:3.2em;font-variant-numeric:tabular-nums}}
 .hist{{display:flex;align-items:flex-end;gap:1px;height:80px;border-bottom:1px solid var(--line);max-width:600px}}
 .hist div{{flex:1;background:var(--accent);min-height:1px}}
@@ -71,6 +71,12 @@ def _f(v: object, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}g}"
     return _e(v)
+
+
+def _fires_on_flat(row: dict) -> bool:
+    """True when one of the kernel's focus explanations keeps ≥ REFERENCE_KEEPS of its activation on the reference
+    alone (report/sentence.py ``needs_no_photo``): it fires there with no detail of the photo."""
+    return any(e["status"] == "ok" and e.get("focus") and needs_no_photo(e["focus"]) for e in row["explanations"])
 
 
 def _href(path: str, depth: int) -> str:
@@ -130,6 +136,8 @@ class _Writer:
             out += f'<span class="badge b-dup">dup of {row["duplicate_of"]}</span>'
         if row["rarely_firing"]:
             out += '<span class="badge b-rare">rare</span>'
+        if _fires_on_flat(row):
+            out += '<span class="badge b-flat">no photo needed</span>'
         return out
 
     def tile(self, row: dict, depth: int) -> str:
@@ -165,7 +173,9 @@ class _Writer:
                 f'<a href="{_href("pages/duplicates.html", 0)}">{len(h["duplicates"])} duplicate pairs</a> '
                 f'(correlation ≥ {_f(h["settings"]["dup_corr"])}) · '
                 f'<a href="{_href("pages/rare.html", 0)}">rarely firing kernels</a> '
-                f'(on ≤ {h["settings"]["rare"]:.0%} of the images)</p>'
+                f'(on ≤ {h["settings"]["rare"]:.0%} of the images) · '
+                f'<a href="{_href("pages/flat.html", 0)}">kernels that need no detail of the photo</a> '
+                "(fire on the reference alone where explained)</p>"
                 "<h2>Layers</h2><p>Open a layer for its kernels; each layer page has an index of kernel numbers.</p>"
                 '<div class="scroll"><table><thead><tr><th>layer</th><th>tensor</th><th>kernels</th><th>map</th>'
                 f"<th>dead</th><th>duplicate pairs</th><th>rarely firing</th></tr></thead><tbody>{rows}</tbody>"
@@ -294,6 +304,12 @@ class _Writer:
         self.write("pages/rare.html", "Rarely firing kernels",
                    f"<p>Kernels that fire on at most {self.atlas.header['settings']['rare']:.0%} of the images "
                    f'(and are not dead): {len(rare)}.</p><div class="tiles">{tiles}</div>')
+        flat = [r for r in self.atlas.kernels if _fires_on_flat(r)]
+        self.write("pages/flat.html", "Kernels that need no detail of the photo",
+                   f"<p>Kernels that keep ≥ {REFERENCE_KEEPS:g} of their activation at an explained site on the "
+                   "reference alone, with nothing of the photo kept (a large bias, or a response to the overall "
+                   f"colour): what they respond to there is not in the photo. {len(flat)} of the explained kernels "
+                   f'(focus scope only).</p><div class="tiles">{"".join(self.tile(r, 1) for r in flat)}</div>')
 
 
 def write_html(out: Path, atlas: Atlas) -> Path:
