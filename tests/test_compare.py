@@ -256,3 +256,24 @@ def prepare_t(model, img):
     from onnx_kernelviz.pipeline.prepare import prepare
 
     return prepare(model, [img], model.layer("conv2"), PP, FAST).t_ort[0]
+
+
+def test_compare_says_which_kernel_fires_on_the_reference_alone(tmp_path):
+    """tiny_models.edge_and_bias: kernel 1 (a bias) fires on the flat reference as on the photo, kernel 0 (an edge)
+    does not; compare.json's focus block records both numbers and the report names kernel 1 only."""
+    import tiny_models
+
+    model = Model(tiny_models.save(tiny_models.edge_and_bias(), tmp_path / "eb.onnx"), device="cpu")
+    img = tmp_path / "step.png"
+    step = np.zeros((16, 16, 3), np.uint8)
+    step[:, 8:] = 200
+    cv2.imwrite(str(img), step)
+    pp = Preprocess(size=(16, 16), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    doc = compare(model, img, 0, (0, 1), tmp_path / "c", preprocess=pp, config=FAST).to_json()
+    assert doc["scope"] == "focus"
+    on_ref = doc["focus"]["kept_on_reference"]
+    assert on_ref["b"] >= 0.9 and on_ref["a"] < 0.1
+    html = (tmp_path / "c" / "report.html").read_text()
+    note = html.split('<p class="reason inactive">')[1].split("</p>")[0]
+    assert note.startswith("Kernel 1 keeps") and note.endswith("it needs no detail of the photo to fire here.")
+    assert "kernel 0" not in note.lower()

@@ -220,7 +220,10 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
         on_f = None
         if site is not None:
             f_ours, f_theirs = measure_pair(model, la.tensor, t_x, od.path, fa, fb, a, b, site.focus.cells)
-            on_f = FocusPair(site.focus.peak, site.focus.count, site.rf_box, f_ours, f_theirs)
+            blocks = [res[k].focus for k in (a, b)]  # each explanation's focus block, on the same shared cells
+            on_ref = [None if f is None else f.extra.get("kept_on_reference") for f in blocks]
+            on_f = FocusPair(site.focus.peak, site.focus.count, site.rf_box, f_ours, f_theirs,
+                             (on_ref[0], on_ref[1]))
         cosine = filter_cosine(model, la, a, b)
         files = {"original": fa["original"], "modified_a": fa["modified"], "modified_b": fb["modified"],
                  "mask_a": fa["mask"], "mask_b": fb["mask"], "act_a": fa["act_before"], "act_b": fb["act_before"]}

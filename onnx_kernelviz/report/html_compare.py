@@ -7,6 +7,7 @@ from typing import Any
 
 from onnx_kernelviz.measure.pairs import SEPARATION, advice, separation
 from onnx_kernelviz.report.html_base import Folder, as_dict, best, esc, fmt, num, table
+from onnx_kernelviz.report.sentence import needs_no_photo
 
 __all__ = ["compare_section"]
 
@@ -42,6 +43,17 @@ def _verdict(c: dict, ka: str, kb: str) -> str:
         hint = advice(str(c.get("method", "mask")), w if w is not None else 1.0, num(c.get("filter_cosine")))
     return (f'<div class="verdict bad"><b>Not told apart.</b> {esc(detail)}'
             f"<br><b>What to try:</b> {esc(hint)}</div>")
+
+
+def _on_reference(c: dict, ka: str, kb: str) -> str:
+    """A note for each kernel of the pair that keeps ≥ REFERENCE_KEEPS of its activation on the shared cells on the
+    reference alone (compare.json's ``focus.kept_on_reference``): it needs no detail of the photo there."""
+    on_ref = as_dict(as_dict(c.get("focus")).get("kept_on_reference"))
+    notes = [f"kernel {k} keeps {num(on_ref.get(s)):.2f} of its activation on these cells even on the reference "
+             "alone, with nothing of the photo kept: it needs no detail of the photo to fire here"
+             for s, k in (("a", ka), ("b", kb)) if needs_no_photo({"kept_on_reference": on_ref.get(s)})]
+    text = "; ".join(notes)
+    return f'<p class="reason inactive">{esc(text[:1].upper() + text[1:])}.</p>' if notes else ""
 
 
 def _why(c: dict, ka: str, kb: str) -> str:
@@ -127,7 +139,7 @@ def compare_section(folder: Folder, c: dict) -> str:
     contrast = ("" if w is None else f" · ours explains each kernel against the other (contrast <b>{fmt(w)}</b>)"
                 if w > 0 else " · ours: plain explanations (contrast 0)")
     return (f'<section class="kernel" id="compare"><h2>Can kernels {ka} and {kb} be told apart?</h2>'
-            f"{_verdict(c, str(a), str(b))}{lead}<p>{_why(c, str(a), str(b))}</p>"
+            f"{_verdict(c, str(a), str(b))}{_on_reference(c, str(a), str(b))}{lead}<p>{_why(c, str(a), str(b))}</p>"
             f'<h3>Details</h3><p class="nums">Image <b>{fmt(c.get("image"))}</b>{extra}{contrast}{_where(c)}</p>'
             f"<p>A good explanation separates them: on x′<sub>{ka}</sub> kernel {ka} stays (kept near 1) while {kb} "
             f"drops, and the reverse on x′<sub>{kb}</sub>; maps that only say where a kernel fires keep or drop both. "

@@ -47,11 +47,15 @@ class FocusPair:
     rf_box: tuple[int, int, int, int]
     ours: PairKept
     baselines: Mapping[str, PairKept]
+    #: how much of its activation on these cells each kernel keeps on the reference alone (``a``, ``b``; the
+    #: focus block's ``kept_on_reference``), None when not measured
+    on_reference: tuple[float | None, float | None] = (None, None)
 
     def to_json(self) -> JSON:
         return {"peak": list(self.peak), "cells": self.cells, "rf_box": list(self.rf_box), "ours": self.ours.to_json(),
                 "separation": self.ours.separation, "told_apart": self.ours.told_apart,
-                "baselines": {n: b.to_json() for n, b in self.baselines.items()}}
+                "baselines": {n: b.to_json() for n, b in self.baselines.items()},
+                "kept_on_reference": {"a": self.on_reference[0], "b": self.on_reference[1]}}
 
 
 @dataclass(frozen=True)
