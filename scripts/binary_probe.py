@@ -70,9 +70,13 @@ def main() -> int:
     ap.add_argument("--suppress", type=float, default=15.0)
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--top", type=int, default=2)
+    ap.add_argument("--images", nargs="+", default=[str(ROOT / ".cache" / "eval" / "photos")],
+                    help="folders of photos (default: the held-out photos; the tuning sets are "
+                    "onnx_kernelviz/data/photos and .cache/tune/photos)")
     args = ap.parse_args()
     tag, layer = args.row.split(":")
-    photos = sorted((ROOT / ".cache" / "eval" / "photos").glob("*.jpg"))
+    photos = sorted(p for d in args.images for p in Path(d).iterdir()
+                    if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     path = model_path(tag)
     model, pp = Model(path, device="cpu"), resolve_preprocess(path)
     la = model.layer(int(layer))
