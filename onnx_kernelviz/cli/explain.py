@@ -39,7 +39,7 @@ def _summary(run: ExplainRun) -> None:
                  if f.specificity_after is not None and f.specificity_before]
         bound = med(f.oracle_gain for f in focus)
         apart = sum(1 for f in focus if f.extra.get("separable") is False)
-        flat = sum(1 for f in focus if needs_no_photo(dict(f.extra)))
+        flat = sum(1 for f in focus if needs_no_photo(f.extra))
         click.echo(f"on the focus cells, median kept {med(f.kept for f in focus):.3f}  others_kept "
                    f"{med(f.others_kept for f in focus):.3f}  specificity x{med(gains):.1f}"
                    + (f" (best possible x{bound:.1f})" if bound == bound else ""))

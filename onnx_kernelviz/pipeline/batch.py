@@ -197,13 +197,11 @@ def measure_batch(model: Model, prep: Prepared, opt: Optimized, config: ExplainC
     also the numbers on F of x', of the bound's x' and of each image's reference alone (one onnxruntime run for
     all)."""
     tensor = prep.layer.tensor
-    B = len(opt.items)
-    images = sorted({i for i, _ in opt.items}) if opt.sites is not None else []
-    parts = [opt.x_mod] + ([] if opt.bound_x is None else [opt.bound_x]) + ([prep.b[images]] if images else [])
-    t_all = model.run_ort(np.concatenate(parts) if len(parts) > 1 else opt.x_mod, (tensor,))[0]
-    t_ort = t_all[:B]
-    t_bound = t_all[B:2 * B] if opt.bound_x is not None else t_all[:0]
-    t_ref = dict(zip(images, t_all[len(t_all) - len(images):])) if images else {}
+    images = sorted({i for i, _ in opt.items}) if opt.sites is not None else []  # each image's reference, once
+    bound = opt.x_mod[:0] if opt.bound_x is None else opt.bound_x
+    t_ort, t_bound, t_b = np.split(model.run_ort(np.concatenate([opt.x_mod, bound, prep.b[images]]), (tensor,))[0],
+                                   [len(opt.x_mod), len(opt.x_mod) + len(bound)])
+    t_ref = dict(zip(images, t_b))
     rule = tolerance_rule(model, config.tolerance)
     metrics: list[Metrics | None] = []
     parities: list[Parity | None] = []

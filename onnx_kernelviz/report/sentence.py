@@ -15,6 +15,7 @@ what the picture cannot show).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["LOW_GAIN", "ENOUGH_GAIN", "PART_OF_BOUND", "FAINT_LOW", "FAINT_SAID", "REFERENCE_KEEPS", "COFIRING_KEY",
@@ -93,10 +94,10 @@ def _share(value: float | None, of: str, faint: float | None = None) -> str:
     return f"; the kept region is {value * 100:.0f} % of {of}{more}"
 
 
-def needs_no_photo(focus: dict) -> bool:
+def needs_no_photo(focus: Mapping[str, Any]) -> bool:
     """True when the focus block says k keeps ≥ :data:`REFERENCE_KEEPS` of its activation on F on the reference
     alone."""
-    v = _num(_dict(focus).get("kept_on_reference"))
+    v = _num(focus.get("kept_on_reference")) if isinstance(focus, Mapping) else None
     return v is not None and v >= REFERENCE_KEEPS
 
 
