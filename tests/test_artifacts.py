@@ -73,7 +73,7 @@ def test_a_focus_explanation_draws_its_band_masks_over_the_rf_box(tmp_path):
     cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
     m, pp = Model(path, device="cpu"), resolve_preprocess(path)
     run = explain(m, [img], 1, "top1", tmp_path / "o", preprocess=pp,
-                  config=ExplainConfig(steps=4, focus_fine_steps=2, oracle=False))
+                  config=ExplainConfig(steps=4, focus_fine_steps=2, oracle=False, focus_small_box=0))
     files = run.results[0].files
     crop = cv2.imread(str(tmp_path / "o" / files["focus_crop"]))
     bands = cv2.imread(str(tmp_path / "o" / files["mask_components"]))

@@ -46,8 +46,18 @@ def test_batched_equals_one_by_one(setup, tmp_path):
 
 def test_no_early_stop_runs_exactly_steps(setup, tmp_path):
     path, imgs, pp = setup
-    res = _run(path, imgs, pp, tmp_path / "n", early_stop=False)
+    res = _run(path, imgs, pp, tmp_path / "n", early_stop=False, focus_small_box=0)
     assert all(r["steps"] == 25 for r in res if r["status"] == "ok")
+
+
+def test_a_small_box_runs_the_binary_mask_as_well_within_steps(setup, tmp_path):
+    """The 16x16 images' boxes are small: each row runs the soft stages and the binary mask, each at most
+    ``steps``; a row reports the steps of the one its x' shows, and says which one that is."""
+    path, imgs, pp = setup
+    res = [r for r in _run(path, imgs, pp, tmp_path / "n", early_stop=False) if r["status"] == "ok"]
+    assert res and all(r["steps"] == 25 for r in res)
+    assert any(r["focus"]["binary_mask"] for r in res) and all(isinstance(r["focus"]["binary_mask"], bool)
+                                                                for r in res)
 
 
 def test_truncated_module_stops_at_the_layer(setup):

@@ -167,13 +167,35 @@ def test_focus_progress_moves_through_the_bound_and_seconds_include_its_share(mo
     ticks = itertools.count()
     monkeypatch.setattr(batch, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     steps: list[float] = []
-    cfg = ExplainConfig(steps=5, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=0)  # one mask stage
+    cfg = ExplainConfig(steps=5, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=0,  # one mask stage
+                        focus_small_box=0)
     run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
                    preprocess=resolve_preprocess(model), config=cfg, on_step=lambda d, t: steps.append(d))
     assert len(steps) == 9 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)
     assert steps[3] == pytest.approx(3 * 4 / 9)  # the bound's last step: its share of the work
     assert all(r.seconds == pytest.approx(3.0) for r in run_.results)
     assert all(r.focus is not None and r.focus.oracle_gain is not None for r in run_.results)
+
+
+def test_focus_progress_counts_the_binary_candidate_of_small_boxes(model, image, tmp_path, monkeypatch):
+    """The tiny model's boxes are small: the binary mask is a last phase of the bar (4 bound + 5 mask + 5 binary
+    steps, 1 s a clock reading: 14 s for 3 rows), each row's seconds count both candidates, its steps only the
+    shown one's."""
+    import itertools
+    import types
+
+    from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
+    from onnx_kernelviz.pipeline import batch
+
+    ticks = itertools.count()
+    monkeypatch.setattr(batch, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    steps: list[float] = []
+    cfg = ExplainConfig(steps=5, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=0)
+    run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
+                   preprocess=resolve_preprocess(model), config=cfg, on_step=lambda d, t: steps.append(d))
+    assert len(steps) == 14 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)
+    assert steps[8] == pytest.approx(3 * 9 / 14)  # the soft mask's last step
+    assert all(r.seconds == pytest.approx(14 / 3) and r.steps == 5 for r in run_.results)
 
 
 def test_focus_progress_counts_the_fine_stage_of_coarse_to_fine(model, image, tmp_path, monkeypatch):
@@ -189,7 +211,8 @@ def test_focus_progress_counts_the_fine_stage_of_coarse_to_fine(model, image, tm
     ticks = itertools.count()
     monkeypatch.setattr(batch, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     steps: list[float] = []
-    cfg = ExplainConfig(steps=8, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=1, focus_fine_steps=3)
+    cfg = ExplainConfig(steps=8, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=1, focus_fine_steps=3,
+                        focus_small_box=0)
     run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
                    preprocess=resolve_preprocess(model), config=cfg, on_step=lambda d, t: steps.append(d))
     assert len(steps) == 12 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)

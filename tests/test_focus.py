@@ -487,10 +487,11 @@ def test_focus_explanation_reports_the_shown_mask(tmp_path):
     Image.fromarray(img).save(tmp_path / "p.png")
     pp = Preprocess(size=(32, 32), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     cfg = replace(ExplainConfig(), steps=20, focus_fine_steps=10, focus_regions=1, focus_fine_grid=32,
-                  focus_fine_bands=3, oracle=False, early_stop=False)
+                  focus_fine_bands=3, oracle=False, early_stop=False, focus_small_box=0)
     prep = prepare(m, [tmp_path / "p.png"], m.layer(1), pp, cfg)
     opt = optimize_batch(m, prep, [(0, 0)], cfg, pp)
     want = shown_mask(torch.from_numpy(opt.x_mod), torch.from_numpy(prep.x[:1]), torch.from_numpy(prep.b[:1]),
                       torch.tensor([opt.sites[0].rf_box]))
-    assert opt.masks is not None and opt.grids is not None and opt.grids.shape[1] == 3
+    assert opt.masks is not None and opt.grids is not None and opt.grids[0] is not None
+    assert opt.grids[0].shape[0] == 3
     assert np.allclose(opt.masks, want.numpy(), atol=1e-6) and float(opt.masks.max()) > 0.5

@@ -366,7 +366,8 @@ def test_ctrl_c_keeps_finished_work_then_resume_skips_it(models, image, tmp_path
     calls = _count_optimize(monkeypatch)
     result = run(*args, "--resume")
     assert result.exit_code == 0, result.output
-    assert calls == [[1], [2]]  # kernel 0 was not recomputed
+    # kernel 0 was not recomputed (a small box runs two candidates: the soft masks and the binary one)
+    assert sorted({tuple(c) for c in calls}) == [(1,), (2,)]
     results = json.loads((out / "results.json").read_text())["results"]
     assert [r["kernel"] for r in results] == [0, 1, 2]
     assert results[0] == first[0]  # the very same entry, seconds included

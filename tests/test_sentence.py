@@ -39,6 +39,12 @@ def test_the_sentence_names_what_x_prime_shows_faintly_beyond_the_kept_region():
     assert describe(_result(), (14, 14), 80, faint_share=0.161).endswith("drop to 0.31.")
 
 
+def test_a_binary_x_prime_has_scattered_pixels_not_faint_traces():
+    text = describe(_result(binary_mask=True), (14, 14), 80, kept_share=0.123, faint_share=0.161)
+    assert text is not None and text.endswith(
+        "the kept region is 12 % of the boxed area, and x′ keeps scattered pixels of the photo over another 16 %.")
+
+
 def test_a_picture_neither_specific_enough_nor_near_the_bound_says_it_shows_only_part():
     assert 2.0 / 3.4 < PART_OF_BOUND <= 2.0 / 2.8 and 2.0 < ENOUGH_GAIN <= 8.0
     text = describe(_result(specificity_after=0.1, oracle_gain=3.4), (14, 14), 80, kept_share=0.123)

@@ -137,7 +137,8 @@ def _explain_batch(model: Model, prep: Prepared, sites: list[Site], items: list[
         block = None
         if where is not None and on_f is not None:
             block = focus_block(where[n], on_f, None if measured.oracle is None else measured.oracle[n],
-                                prep.t_ort[i], k, None if measured.reference is None else measured.reference[n])
+                                prep.t_ort[i], k, None if measured.reference is None else measured.reference[n],
+                                None if opt.small_box is None else opt.small_box[n])
         mask = None if opt.masks is None else opt.masks[n]
         results.append(SiteExplanation(site, "ok", {**metrics.to_json(), **par.to_json()}, opt.steps[n],
                                        opt.seconds[n], box, _picture(prep, i, opt.x_mod[n], mask, box, pp),

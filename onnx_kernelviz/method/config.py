@@ -54,6 +54,11 @@ class ExplainConfig:
     fine stage's last ``focus_sharpen_steps`` build x' from its mask cut at ½ (x' = b outside the kept area, exactly
     what the contour outlines; inside it x for ``focus_sharpen`` ``binary``, the mask's values above ½ for ``cut``;
     its edge blurred by ``focus_sharpen_feather`` pixels).
+    Small boxes: a row whose rf_box holds at most ``focus_small_box``² pixels (0: none) also runs one binary mask
+    on a ``focus_small_box``² grid over the box (x' = x where kept, b elsewhere, in every step; no smoothing, TV
+    weight ``focus_small_tv``, starting fully kept, ``steps`` steps of its own after the stages above) with area
+    weight ``focus_small_area``, and shows it where k keeps as much (or ≥ 0.9) and the specificity on F gains at
+    least ``focus_small_share`` as much as with the stages above (pipeline/focus.py ``small_takes``).
     ``focus_crop``: run the network on a window around the rf_box when that computes F exactly. The bound
     (``oracle``): free pixels, ``oracle_steps`` Adam steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge)
     + ``oracle_suppress``·others_kept_F.
@@ -117,6 +122,10 @@ class ExplainConfig:
     focus_sharpen: str = "binary"
     focus_sharpen_feather: float = 0.0
     focus_binarize: float = 0.0
+    focus_small_box: int = 48
+    focus_small_area: float = 8.0
+    focus_small_tv: float = 0.0
+    focus_small_share: float = 0.5
     focus_crop: bool = True
     oracle: bool = True
     oracle_steps: int = 80
@@ -147,12 +156,17 @@ class ExplainConfig:
                     "focus_regions": 0, "focus_fine_grid": 1, "focus_fine_smooth": 0, "focus_fine_tv": 0,
                     "focus_fine_steps": 1, "focus_fine_bands": 1, "focus_prune_steps": 0, "focus_prune_tolerance": 0,
                     "focus_sharpen_steps": 0, "focus_binarize": 0,
-                    "focus_sharpen_feather": 0, "oracle_steps": 1,
+                    "focus_sharpen_feather": 0, "focus_small_box": 0, "focus_small_area": 0,
+                    "focus_small_tv": 0, "focus_small_share": 0,
+                    "oracle_steps": 1,
                     "oracle_keep": 0, "oracle_suppress": 0}
         for name, low in at_least.items():
             value = getattr(self, name)
             if value is not None and value < low:
                 raise UsageError(f"{_OPTIONS.get(name, f'--set {name}')} must be at least {low} (got {value})")
+        if self.focus_small_share > 1:
+            raise UsageError(f"--set focus_small_share must be at most 1 (a share of the soft masks' gain; got "
+                             f"{self.focus_small_share})")
         if self.focus_prune_tolerance > 1:
             raise UsageError(f"--set focus_prune_tolerance must be at most 1 (a share of the specificity; got "
                              f"{self.focus_prune_tolerance})")

@@ -234,6 +234,7 @@ class BoxMask:
         bands: 1 = one mask for x − b; 3 = one per Laplacian band (``BandMask``), ``Perturbed.mask`` their mean.
         crops: per row ``(top, left)`` of a window of ``crop_size`` (h, w) holding the box: x' is built (and the
             network run) on that window only; :meth:`render` gives the full-size x' and mask of a grid.
+        hard: "" (a soft mask), or "binary"/"cut": the placed mask cut at ½ in every step (:meth:`_blend`).
     """
 
     #: the band masks' captions (mask_components.png): the bands are BandMask's (:meth:`_components`)
@@ -242,9 +243,9 @@ class BoxMask:
     def __init__(self, x: torch.Tensor, b: torch.Tensor, *, boxes: torch.Tensor, grid: int = _DEFAULTS.focus_grid,
                  smooth: float = _DEFAULTS.focus_smooth, init: float = _DEFAULTS.focus_init,
                  bands: int = _DEFAULTS.focus_bands, crops: list[tuple[int, int]] | None = None,
-                 crop_size: tuple[int, int] | None = None, **_: object) -> None:
+                 crop_size: tuple[int, int] | None = None, hard: str = "", **_: object) -> None:
         self.x, self.b, self.boxes = x, b, boxes.cpu()
-        self.bands = int(bands)
+        self.bands, self.hard = int(bands), hard
         comps = self._components(x, b)
         grids, inside = box_placement(self.boxes, (x.shape[-2], x.shape[-1]))
         grids, inside = grids.to(x.device, x.dtype), inside.to(x.device, x.dtype)

@@ -142,6 +142,11 @@ class Method:
         """Steps of the second stage (:meth:`refine`), counted within ``steps``; 0 for one stage."""
         return 0
 
+    def small_box(self, config: ExplainConfig) -> Later | None:
+        """The stage that explains rows with a small rf_box instead of the method's own (``focus_small_box``), or
+        None: every row is explained alike."""
+        return None
+
     def component_names(self, config: ExplainConfig) -> tuple[str, ...]:
         """Captions of a component mask's masks (mask_components.png), empty for a single mask."""
         names: tuple[str, ...] = getattr(PARAMETERIZATIONS.get(self.parameterization(config)), "NAMES", ())
@@ -163,6 +168,10 @@ class Method:
 
 
 METHODS: Registry[Method] = Registry("method")
+
+
+#: the small-box mask's initial logit: sigmoid 0.88, every pixel of the box kept (MaskMethod.small_box)
+SMALL_INIT = 2.0
 
 
 class MaskMethod(Method):
@@ -249,6 +258,27 @@ class MaskMethod(Method):
             return Later(builder(support, grid, ""), fine_objective, loop_of(total - sharpen - prune), after)
 
         return stage
+
+    def small_box(self, config: ExplainConfig) -> Later | None:
+        """The mask of rows whose rf_box holds at most ``focus_small_box``² pixels (None: off, or not focus
+        scope): one binary mask on a ``focus_small_box``² grid over the box (at least a cell per pixel on average;
+        the same grid for every row, so a row's result does not depend on its batch), cut at ½ in every step
+        (``box``'s ``hard``: x' = x where kept, b elsewhere, the gradient passed straight through), starting fully
+        kept, no smoothing, TV weight ``focus_small_tv``, area weight ``focus_small_area``, ``steps`` steps (a
+        second candidate with the budget of the soft stages together). On a box of a few hundred pixels the soft
+        masks keep faint content over most of it; a binary mask stays in a few regions there without TV
+        (docs/TRADEOFF.md, "Binary masks on small boxes")."""
+        if config.scope != "focus" or config.focus_small_box <= 0:
+            return None
+        small = replace(config, focus_area=config.focus_small_area, focus_tv=config.focus_small_tv,
+                        focus_area_kind="mean", focus_area_target=0.0)
+
+        def build(x: torch.Tensor, b: torch.Tensor, **where: Any) -> Parameterization:
+            param: Parameterization = PARAMETERIZATIONS.get("box")(
+                x, b, grid=config.focus_small_box, smooth=0.0, init=SMALL_INIT, bands=1, hard="binary", **where)
+            return param
+
+        return Later(build, self.objective(small), super().loop(config))  # all ``steps``: one stage
 
     def terms(self, config: ExplainConfig) -> list[tuple[float, Term]]:
         if config.scope == "focus":

@@ -21,10 +21,17 @@ from onnx_kernelviz.measure.tolerance import layer_step, tolerance_rule
 from onnx_kernelviz.method.config import ExplainConfig
 from onnx_kernelviz.method.focus import shown_mask
 from onnx_kernelviz.method.methods import METHODS, Method
-from onnx_kernelviz.method.optimize import StepCallback, optimize
+from onnx_kernelviz.method.optimize import OptimizeResult, StepCallback, optimize
 from onnx_kernelviz.method.perturb import PARAMETERIZATIONS
 from onnx_kernelviz.model import Model
-from onnx_kernelviz.pipeline.focus import Site, baselines_on_focus, locate, optimize_on_focus
+from onnx_kernelviz.pipeline.focus import (
+    Site,
+    baselines_on_focus,
+    locate,
+    optimize_on_focus,
+    scores_on_sites,
+    small_takes,
+)
 from onnx_kernelviz.pipeline.prepare import Prepared
 from onnx_kernelviz.results import Metrics, Parity
 
@@ -39,16 +46,17 @@ StepFn = Callable[[float, int], None]
 @dataclass
 class Optimized:
     """One optimized batch. ``x_mod`` ``[B, C, H, W]`` is x' within the range a real image can hold (what is
-    saved and measured); ``masks`` ``[B, H, W]`` (None: pixel method); ``grids`` the per-component masks
-    ``[B, M, h, w]`` when there are several (else None); ``t_torch`` the torch copy's activations on x'
+    saved and measured); ``masks`` ``[B, H, W]`` (None: pixel method); ``grids`` per row the component masks
+    ``[M, h, w]`` when there are several (else None); ``t_torch`` the torch copy's activations on x'
     ``[B, C', h, w]``; ``seconds`` each row's own share of the optimization time (the bound's included).
     In focus scope, ``sites`` says where each row looks and ``bound_x`` ``[B, C, H, W]`` is the bound's x'
-    (None without the bound), ``bound_failed`` why a row's bound failed."""
+    (None without the bound), ``bound_failed`` why a row's bound failed, ``small_box`` which rows show the small-box
+    mask (MaskMethod.small_box)."""
 
     items: list[tuple[int, int]]
     x_mod: np.ndarray
     masks: np.ndarray | None
-    grids: np.ndarray | None
+    grids: list[np.ndarray | None] | None
     component_names: tuple[str, ...]
     loss: np.ndarray
     steps: list[int]
@@ -58,6 +66,7 @@ class Optimized:
     sites: list[Site] | None = None
     bound_x: np.ndarray | None = None
     bound_failed: list[str | None] | None = None
+    small_box: list[bool] | None = None
 
 
 @dataclass
@@ -97,31 +106,47 @@ def locate_items(model: Model, prep: Prepared, items: Sequence[tuple[int, int]],
 
 
 class _Clock:
-    """Times every optimizer step of a batch's phases (the bound, then the explanation) and reports progress:
-    phase p weighs its share of the steps budget, a running row counts by the share of its steps done."""
+    """Times every optimizer step of a batch's phases (the bound, the explanation's stages, then the small-box
+    mask of the rows with a small rf_box) and reports progress: phase p weighs its share of the steps budget times its rows (``sizes``; all
+    rows by default), a running row counts by the share of its steps done."""
 
-    def __init__(self, rows: int, budgets: Sequence[int], on_step: StepFn | None) -> None:
+    def __init__(self, rows: int, budgets: Sequence[int], on_step: StepFn | None,
+                 sizes: Sequence[int] | None = None) -> None:
         self.rows, self.budgets, self.on_step = rows, list(budgets), on_step
-        total = max(sum(self.budgets), 1)
-        self.weights = [b / total for b in self.budgets]
+        self.sizes = list(sizes) if sizes is not None else [rows] * len(self.budgets)
+        work = [b * n for b, n in zip(self.budgets, self.sizes)]
+        total = max(sum(work), 1)
+        self.weights = [w / total for w in work]
         self.times: list[list[float]] = [[] for _ in self.budgets]
         self.last = time.perf_counter()
 
-    def phase(self, p: int) -> StepCallback:
+    def phase(self, p: int, size: int | None = None) -> StepCallback:
+        """The step callback of phase p, run on ``size`` rows (default: as planned)."""
+        n = max(self.sizes[p] if size is None else size, 1)
+
         def tick(step: int, loss: torch.Tensor, running: int) -> None:
             now = time.perf_counter()
             self.times[p].append(now - self.last)
             self.last = now
             if self.on_step is not None:
-                done = (self.rows - running) + running * min(step / max(self.budgets[p], 1), 1.0)
-                self.on_step(self.rows * sum(self.weights[:p]) + self.weights[p] * done, self.rows)
+                done = (n - running) + running * min(step / max(self.budgets[p], 1), 1.0)
+                share = sum(self.weights[:p]) + self.weights[p] * min(done / n, 1.0)
+                self.on_step(self.rows * share, self.rows)
 
         return tick
 
     def seconds(self, steps: Sequence[Sequence[int]]) -> list[float]:
-        """Each row's share of every phase (``steps[p]``: steps each row ran in phase p)."""
+        """Each row's share of every phase (``steps[p]``: steps each row ran in phase p, 0 for a row not in it)."""
         shares = [row_seconds(t, s) for t, s in zip(self.times, steps) if t]
         return [float(sum(v)) for v in zip(*shares)] if shares else [0.0] * self.rows
+
+
+def small_rows(sites: Sequence[Site], most: int) -> list[int]:
+    """The rows whose rf_box holds at most ``most``² pixels (``focus_small_box``; 0: none). The area, not a side:
+    a strip one kernel wide but the image tall (a kernel firing along a border) has many pixels, and its window
+    is the whole image."""
+    return [r for r, s in enumerate(sites)
+            if most > 0 and (s.rf_box[2] - s.rf_box[0]) * (s.rf_box[3] - s.rf_box[1]) <= most * most]
 
 
 def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], config: ExplainConfig,
@@ -139,44 +164,116 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
     partners = dict(config.partners)
     partner = torch.tensor([partners.get(kk, -1) for _, kk in items], device=x.device) if partners else None
     loop = method.loop(config)
-    focus = config.scope == "focus"
-    bound = focus and config.oracle
-    refine = method.refine(config) if focus else None
-    fine_steps = [method.fine_steps(config)] if refine is not None else []
-    clock = _Clock(len(items), ([config.oracle_steps] if bound else []) + [loop.steps] + fine_steps, on_step)
-    bound_x, bound_failed, bound_steps = None, None, []
-    if focus:
-        sites = sites if sites is not None else locate_items(model, prep, items, [config.at] * len(items))
-        if bound:
-            free = PARAMETERIZATIONS.get("free")
-            bres = optimize_on_focus(forward, lambda xx, bb, **_: free(xx, lo=lo, hi=hi),
-                                     Method.bound_objective(config), Method.bound_loop(config), x, b, k, sites,
-                                     crop=config.focus_crop, callbacks=(clock.phase(0),))
-            bound_x = torch.maximum(torch.minimum(bres.x_mod, hi), lo).detach().cpu().numpy()
-            bound_failed, bound_steps = bres.failed, bres.steps
-        places = hasattr(PARAMETERIZATIONS.get(method.parameterization(config)), "render")
-        res = optimize_on_focus(forward, lambda xx, bb, **where: method.build(xx, bb, config, **where),
-                                method.objective(config), loop, x, b, k, sites, crop=config.focus_crop,
-                                places_itself=places, partner=partner, callbacks=(clock.phase(int(bound)),),
-                                refine=refine, refine_callbacks=(clock.phase(int(bound) + 1),) if refine else ())
-    else:
+    n = len(items)
+    if config.scope != "focus":
+        clock = _Clock(n, [loop.steps], on_step)
         param = method.build(x, b, config)
         with torch.no_grad():
             ref = torch.relu(forward(x))
         res = optimize(forward, param, method.objective(config), ref, k, loop, callbacks=(clock.phase(0),),
                        partner=partner)
-    x_mod = torch.maximum(torch.minimum(res.x_mod, hi), lo).detach()
+        x_mod = torch.maximum(torch.minimum(res.x_mod, hi), lo).detach()
+        mask = None if res.mask is None else res.mask[:, 0].detach()
+        return _optimized(items, x_mod, mask, _grids(res.grid), method.component_names(config), res.loss, res.steps,
+                          res.failed, clock.seconds([res.steps]), forward)
+    sites = sites if sites is not None else locate_items(model, prep, items, [config.at] * n)
+    small = method.small_box(config)
+    few = small_rows(sites, config.focus_small_box) if small is not None else []
+    refine = method.refine(config)
+    budgets = ([config.oracle_steps] if config.oracle else []) + [loop.steps] + \
+        ([method.fine_steps(config)] if refine is not None else [])
+    sizes = [n] * len(budgets)
+    if small is not None and few:
+        budgets, sizes = budgets + [small.loop.steps], sizes + [len(few)]
+    clock = _Clock(n, budgets, on_step, sizes)
+    phase_steps: list[list[int]] = []  # steps each row ran in each phase of the clock
+    bound_x, bound_failed = None, None
+    if config.oracle:
+        free = PARAMETERIZATIONS.get("free")
+        bres = optimize_on_focus(forward, lambda xx, bb, **_: free(xx, lo=lo, hi=hi),
+                                 Method.bound_objective(config), Method.bound_loop(config), x, b, k, sites,
+                                 crop=config.focus_crop, callbacks=(clock.phase(0),))
+        bound_x = torch.maximum(torch.minimum(bres.x_mod, hi), lo).detach().cpu().numpy()
+        bound_failed = bres.failed
+        phase_steps.append(bres.steps)
+    first = len(phase_steps)
+    places = hasattr(PARAMETERIZATIONS.get(method.parameterization(config)), "render")
+    res = optimize_on_focus(forward, lambda xx, bb, **where: method.build(xx, bb, config, **where),
+                            method.objective(config), loop, x, b, k, sites, crop=config.focus_crop,
+                            places_itself=places, partner=partner, callbacks=(clock.phase(first),),
+                            refine=refine, refine_callbacks=(clock.phase(first + 1),) if refine else ())
+    phase_steps += res.stages or [res.steps]
+    out = _Rows(res, _grids(res.grid))
+    if small is not None and few:
+        # small boxes: the binary mask too, shown where it holds k and most of the soft masks' gain
+        ix = torch.tensor(few, device=x.device)
+        on = [sites[r] for r in few]
+        sres = optimize_on_focus(forward, small.build, small.objective, small.loop, x[ix], b[ix], k[ix], on,
+                                 crop=config.focus_crop, places_itself=True,
+                                 partner=None if partner is None else partner[ix],
+                                 callbacks=(clock.phase(len(phase_steps)),))
+        phase_steps.append(_spread(n, few, sres.steps))
+        clip = lambda t: torch.maximum(torch.minimum(t, hi), lo)  # noqa: E731
+        take = small_takes(scores_on_sites(forward, clip(sres.x_mod), x[ix], k[ix], on),
+                           scores_on_sites(forward, clip(res.x_mod[ix]), x[ix], k[ix], on), config.focus_small_share)
+        out.put(few, sres, take.tolist())
+    x_mod = torch.maximum(torch.minimum(out.x_mod, hi), lo).detach()
+    # a focus mask reports what x' shows of x (band masks: not their mean); the pixel method has none
+    mask = shown_mask(x_mod, x, b, torch.tensor([s.rf_box for s in sites])) if res.mask is not None else None
+    opt = _optimized(items, x_mod, mask, out.grids, method.component_names(config), out.loss, out.steps, out.failed,
+                     clock.seconds(phase_steps), forward)
+    opt.sites, opt.bound_x, opt.bound_failed, opt.small_box = sites, bound_x, bound_failed, out.small
+    return opt
+
+
+def _spread(n: int, rows: Sequence[int], values: Sequence[int]) -> list[int]:
+    """A group's per-row values at their ``rows`` of a batch of ``n`` (0 elsewhere)."""
+    out = [0] * n
+    for r, v in zip(rows, values):
+        out[r] = int(v)
+    return out
+
+
+class _Rows:
+    """A focus batch's results: the method's own (``res``), with the small-box mask's where a row takes it."""
+
+    def __init__(self, res: OptimizeResult, grids: list[np.ndarray | None] | None) -> None:
+        n = len(res.steps)
+        self.x_mod, self.loss = res.x_mod.detach().clone(), res.loss.detach().cpu().clone()
+        self.steps, self.failed = list(res.steps), list(res.failed)
+        self.grids: list[np.ndarray | None] | None = grids
+        self.small = [False] * n
+
+    def put(self, rows: Sequence[int], res: OptimizeResult, take: Sequence[bool]) -> None:
+        """Result ``res`` of a group of ``rows``: those it ``take``-s show its x' (and its steps)."""
+        for j, r in enumerate(rows):
+            if take[j]:  # a row's steps are those of the optimization it shows (its seconds count both)
+                self.steps[r] = int(res.steps[j])
+                self.x_mod[r] = res.x_mod[j].detach()
+                self.loss[r] = float(res.loss[j])
+                self.failed[r] = res.failed[j]
+                self.small[r] = True
+                if self.grids is not None:  # one binary mask: no component masks to draw
+                    self.grids[r] = None
+
+
+def _grids(grid: torch.Tensor | None) -> list[np.ndarray | None] | None:
+    """Per row the component masks ``[M, g, g]`` of a stage's grids, when there are several (else None)."""
+    if grid is None or grid.shape[1] < 2:
+        return None
+    return list(grid.detach().cpu().numpy())
+
+
+def _optimized(items: Sequence[tuple[int, int]], x_mod: torch.Tensor, mask: torch.Tensor | None,
+               grids: list[np.ndarray | None] | None, names: tuple[str, ...], loss: torch.Tensor, steps: list[int],
+               failed: list[str | None], seconds: list[float],
+               forward: Callable[[torch.Tensor], torch.Tensor]) -> Optimized:
     with torch.no_grad():
         t_torch = forward(x_mod).float().cpu().numpy()
-    grids = None if res.grid is None or res.grid.shape[1] < 2 else res.grid.detach().cpu().numpy()
-    mask = None if res.mask is None else res.mask[:, 0].detach()
-    if focus and mask is not None:  # a focus mask reports what x' shows of x (band masks: not their mean)
-        mask = shown_mask(x_mod, x, b, torch.tensor([s.rf_box for s in sites or []]))
-    return Optimized(list(items), x_mod.cpu().numpy(), None if mask is None else mask.cpu().numpy(), grids,
-                     method.component_names(config), res.loss.detach().cpu().numpy(), res.steps, res.failed,
-                     clock.seconds(([bound_steps] if bound else []) + (res.stages or [res.steps])), t_torch, sites,
-                     bound_x,
-                     bound_failed)
+    if grids is not None and all(g is None for g in grids):
+        grids = None
+    return Optimized(list(items), x_mod.cpu().numpy(), None if mask is None else mask.detach().cpu().numpy(), grids,
+                     names, loss.detach().cpu().numpy(), steps, failed, seconds, t_torch)
 
 
 def row_seconds(step_times: Sequence[float], steps: Sequence[int], setup: float = 0.0) -> list[float]:

@@ -43,12 +43,14 @@ def write_batch(out: Path, prep: Prepared, opt: Optimized, meas: Measured,
         if failure:
             return KernelResult(image, k, "failed", reason=failure, steps=steps, seconds=seconds, image_notes=notes)
         mask = None if opt.masks is None else opt.masks[row]
-        bands = None if opt.grids is None else (opt.component_names, opt.grids[row])
+        grid = None if opt.grids is None else opt.grids[row]
+        bands = None if grid is None else (opt.component_names, grid)
         focus, cells = None, None
         if opt.sites is not None and meas.focus is not None and (n := meas.focus[row]) is not None:
             site = opt.sites[row]
             focus = focus_block(site, n, None if meas.oracle is None else meas.oracle[row], prep.t_ort[i], k,
-                                None if meas.reference is None else meas.reference[row])
+                                None if meas.reference is None else meas.reference[row],
+                                None if opt.small_box is None else opt.small_box[row])
             cells = site.focus.cells
         block = None if focus is None else focus.to_json()
         files = write_explanation(out, prep.folders[i], prep.photos[i], prep.x[i], opt.x_mod[row], mask,

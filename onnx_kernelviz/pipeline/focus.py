@@ -33,7 +33,8 @@ from onnx_kernelviz.model import Model
 from onnx_kernelviz.results import FocusMetrics
 
 __all__ = ["Site", "site_of", "locate", "plan_crops", "optimize_on_focus", "measure", "baselines_on_focus",
-           "companions", "focus_block", "SEPARABLE_GAIN", "Crops", "BuildFn"]
+           "companions", "focus_block", "scores_on_sites", "small_takes", "SEPARABLE_GAIN", "KEEP_FLOOR",
+           "Crops", "BuildFn"]
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,27 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
 KEEP_FLOOR = 0.9
 
 
+def scores_on_sites(forward: Callable[[torch.Tensor], torch.Tensor], x_mod: torch.Tensor, x: torch.Tensor,
+                    k: torch.Tensor, sites: Sequence[Site]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(kept_F, specificity on F after, before) per row ``[B]`` of x' ``x_mod`` on the whole inputs ``x``
+    ``[B, C, H, W]`` (the torch copy)."""
+    cells = torch.from_numpy(np.stack([s.focus.cells for s in sites])).to(x.device, x.dtype)
+    with torch.no_grad():
+        ref = torch.relu(forward(x))
+        kept, after = _scores(forward, x_mod, ref, k, cells)
+        return kept, after, _scores(forward, x, ref, k, cells)[1]
+
+
+def small_takes(small: tuple[torch.Tensor, ...], soft: tuple[torch.Tensor, ...], share: float) -> torch.Tensor:
+    """``[B]`` bool: rows that show the small-box mask's x' rather than the soft masks': k keeps as much (or ≥
+    :data:`KEEP_FLOOR`) and the specificity on F gains ≥ ``share`` of the soft masks' gain over x
+    (``focus_small_share``: so a kernel the binary mask cannot isolate, e.g. one that averages a whole region, keeps
+    the soft result). ``small``, ``soft``: :func:`scores_on_sites` of each."""
+    kept, spec, before = small
+    soft_kept, soft_spec, _ = soft
+    return (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & (spec - before >= share * (soft_spec - before))
+
+
 def _scores(forward: Callable[[torch.Tensor], torch.Tensor], x_mod: torch.Tensor, ref: torch.Tensor,
             k: torch.Tensor, focus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(kept_F, specificity on F) per row ``[B]`` of x' ``x_mod`` ``[B, C, H, W]``, on the inputs ``ref``
@@ -349,11 +371,12 @@ def companions(t_x: np.ndarray, k: int, cells: np.ndarray, at_least: float = 0.5
 
 
 def focus_block(site: Site, n: FocusNumbers, oracle: FocusNumbers | None, t_x: np.ndarray, k: int,
-                reference: FocusNumbers | None = None) -> FocusMetrics:
+                reference: FocusNumbers | None = None, binary_mask: bool | None = None) -> FocusMetrics:
     """The contract's ``focus`` block of one result (CONTRACT.md, "Local explanations: focus"), plus
     ``separable`` (oracle_gain ≥ SEPARABLE_GAIN; null without a bound), ``companions`` (kernels firing
-    with k on F, listed when it is not separable) and ``kept_on_reference`` (k's kept on F when x' is the reference
-    alone, nothing of the photo kept; null when not measured)."""
+    with k on F, listed when it is not separable), ``kept_on_reference`` (k's kept on F when x' is the reference
+    alone, nothing of the photo kept; null when not measured) and ``binary_mask`` (x' is the small-box mask's:
+    each pixel the photo's or the reference's; null when not known)."""
     gain = None if oracle is None else oracle.gain
     separable = None if gain is None else bool(gain >= SEPARABLE_GAIN)
     return FocusMetrics(kept=n.kept, others_kept=n.others_kept, specificity_after=n.specificity_after,
@@ -361,4 +384,5 @@ def focus_block(site: Site, n: FocusNumbers, oracle: FocusNumbers | None, t_x: n
                         rf_box=site.rf_box, oracle_gain=gain,
                         extra={"separable": separable,
                                "companions": companions(t_x, k, site.focus.cells) if separable is False else [],
-                               "kept_on_reference": None if reference is None else reference.kept})
+                               "kept_on_reference": None if reference is None else reference.kept,
+                               "binary_mask": binary_mask})

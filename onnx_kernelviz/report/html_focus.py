@@ -69,7 +69,9 @@ def focus_body(folder: Folder, layer: Layer, k: str, r: dict, files: dict, name:
     crops = [folder.figure(files.get("focus_crop"), f"The photo in {_crop_caption(focus)}; yellow line: the edge "
                            "of the kept region, where x′ keeps at least half of the photo",
                            f"the box of the photo — {name}", True),
-             folder.figure(files.get("focus_crop_modified"), f"x′ in the same box: what kernel {k} keeps",
+             folder.figure(files.get("focus_crop_modified"), f"x′ in the same box: what kernel {k} keeps"
+                           + (" (each pixel the photo's or the reference's: a binary mask, as the box is small)"
+                              if focus.get("binary_mask") else ""),
                            f"the box of x′ — {name}", True)]
     maps = [folder.figure(files.get("act_before"), f"Activation of {k} on the photo; white line: the focus "
                           "cells", f"activation of kernel {k} on the photo — {name}", True),

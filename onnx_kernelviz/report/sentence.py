@@ -86,10 +86,12 @@ def _others(value: float, count: int | None, where: str) -> str:
     return f"{who}{where} {verb} {value:.2f}"
 
 
-def _share(value: float | None, of: str, faint: float | None = None) -> str:
+def _share(value: float | None, of: str, faint: float | None = None, binary: bool = False) -> str:
     if value is None:
         return ""
-    more = (f", and x′ keeps fainter traces of the photo over another {faint * 100:.0f} %"
+    # a binary x′ has no faint content: what the blurred share counts there is isolated pixels kept in full
+    what = "scattered pixels" if binary else "fainter traces"
+    more = (f", and x′ keeps {what} of the photo over another {faint * 100:.0f} %"
             if faint is not None and faint >= FAINT_SAID else "")
     return f"; the kept region is {value * 100:.0f} % of {of}{more}"
 
@@ -153,11 +155,12 @@ def describe(r: dict, map_shape: tuple[int, int] | None = None, channels: int | 
         if kept is None or others is None:
             return None
         at = (f"row {peak[0]}, col {peak[1]}" if isinstance(peak, list) and len(peak) == 2 else "its peak")
+        binary = focus.get("binary_mask") is True
         all_of = map_shape is not None and cells is not None and cells > 1 and cells == map_shape[0] * map_shape[1]
         place = (f"on all {cells:.0f} cells" if all_of else
                  f"on the {cells:.0f} cells around {at}" if cells and cells > 1 else f"at {at}") + grid
         return (f"Kernel {k} keeps {kept:.2f} of its activation {place} (the boxed area of the photo) while "
-                f"{_others(others, others_count, ' there')}{_share(kept_share, 'the boxed area', faint_share)}."
+                f"{_others(others, others_count, ' there')}{_share(kept_share, 'the boxed area', faint_share, binary)}."
                 + (_on_reference(k, focus, reference) or _short_of_bound(k, focus)))
     kept, others = _num(r.get("kept")), _num(r.get("others_kept"))
     if kept is None or others is None:

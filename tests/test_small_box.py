@@ -1,0 +1,115 @@
+"""The small-box mask (MaskMethod.small_box): a binary mask where a focus explanation's rf_box is small, shown where
+it holds k and most of the soft masks' gain (issue #11: EfficientNet-Lite0 layer 8's kept area)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+import tiny_models
+import torch
+
+from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
+from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.method.focus import BoxMask, FocusCells
+from onnx_kernelviz.pipeline.batch import optimize_batch, small_rows
+from onnx_kernelviz.pipeline.focus import Site, small_takes
+
+
+def _site(box):
+    return Site(FocusCells((0, 0), np.ones((1, 1), bool)), box)
+
+
+def test_small_rows_are_those_whose_box_holds_few_pixels():
+    # by area, not by a side: a strip one kernel wide and the image tall is not small (layout 4's border kernels)
+    sites = [_site((0, 0, 40, 200)), _site((10, 10, 60, 60)), _site((-5, 0, 43, 48)), _site((0, 0, 49, 49)),
+             _site((0, 0, 6, 300)), _site((0, 0, 800, 6))]
+    assert small_rows(sites, 48) == [2, 4]
+    assert small_rows(sites, 0) == []
+
+
+@pytest.mark.parametrize("hard", ["binary", ""])
+def test_the_binary_box_mask_shows_the_photo_or_the_reference_and_passes_gradients(hard):
+    torch.manual_seed(0)
+    x, b = torch.rand(2, 3, 20, 20), torch.rand(2, 3, 20, 20)
+    boxes = torch.tensor([[2, 3, 14, 15], [0, 0, 20, 9]])
+    param = BoxMask(x, b, boxes=boxes, grid=12, smooth=0.0, init=0.0, bands=1, hard=hard)
+    with torch.no_grad():
+        param.logits.normal_(0, 2)
+    p = param()
+    photo = (p.x_mod - x).abs().amax(1) < 1e-6
+    ref = (p.x_mod - b).abs().amax(1) < 1e-6
+    if hard:
+        assert bool((photo | ref).all()) and bool(photo.any()) and bool(ref.any())
+    else:  # the soft mask blends: most pixels in the box are neither
+        assert not bool((photo | ref).all())
+    assert bool(ref[0, :2].all()) and bool(ref[1, :, 9:].all())  # outside the box: the reference
+    (p.x_mod * torch.rand_like(p.x_mod)).sum().backward()
+    assert param.logits.grad is not None and float(param.logits.grad.abs().sum()) > 0
+
+
+def test_the_binary_mask_is_taken_where_it_holds_k_and_half_the_gain():
+    t = torch.tensor
+    before = t([0.5, 0.5, 0.5, 0.5, 0.5])
+    small = (t([0.95, 0.95, 0.85, 0.86, 0.95]), t([0.60, 0.59, 0.70, 0.70, 0.48]), before)
+    soft = (t([0.99, 0.99, 0.99, 0.85, 0.95]), t([0.70, 0.70, 0.70, 0.70, 0.45]), before)
+    # half the soft gain (0.1 of 0.2) is enough; less is not; k under 0.9 where the soft mask keeps it is not;
+    # k as low as the soft mask's is; where the soft masks lose specificity, the binary one may lose less
+    assert small_takes(small, soft, 0.5).tolist() == [True, False, False, True, True]
+    assert small_takes(small, soft, 0.6).tolist() == [False, False, False, True, True]
+
+
+def _image(path):
+    rng = np.random.default_rng(0)
+    a = cv2.GaussianBlur(rng.integers(0, 255, (16, 16, 3)).astype(np.float32), (0, 0), 1.0)
+    a[:, 8:] += 60
+    cv2.imwrite(str(path), np.clip(a, 0, 255).astype(np.uint8))
+    return path
+
+
+def test_rows_show_the_binary_or_the_soft_result_and_say_which(tmp_path):
+    from onnx_kernelviz.pipeline.prepare import prepare
+
+    path = tiny_models.save(tiny_models.planted(), tmp_path / "net.onnx")
+    img = _image(tmp_path / "x.png")
+    m, pp = Model(path, device="cpu"), resolve_preprocess(path)
+    cfg = ExplainConfig(oracle=False)
+    prep = prepare(m, [img], m.layer(1), pp, cfg)
+    items = [(0, k) for k in range(8) if prep.t_ort[0, k].max() > 0]
+    opt = optimize_batch(m, prep, items, cfg, pp)
+    assert opt.small_box is not None and any(opt.small_box) and not all(opt.small_box) and opt.grids is not None
+    for row, binary in enumerate(opt.small_box):
+        photo = np.abs(opt.x_mod[row] - prep.x[0]).max(0) < 1e-6
+        ref = np.abs(opt.x_mod[row] - prep.b[0]).max(0) < 1e-6
+        if binary:  # each pixel the photo's or the reference's, and no band masks to draw
+            assert (photo | ref).all() and opt.grids[row] is None
+        else:
+            assert opt.grids[row] is not None and opt.grids[row].shape[0] == 3
+    # off: every row shows the soft stages (and runs only them)
+    off = optimize_batch(m, prep, items, replace(cfg, focus_small_box=0), pp)
+    assert off.small_box == [False] * len(items) and all(g is not None for g in off.grids or [])
+    # the rows showing the soft stages show the very same result as without the binary candidate
+    soft = [row for row, binary in enumerate(opt.small_box) if not binary]
+    assert soft and np.array_equal(opt.x_mod[soft], off.x_mod[soft])
+
+
+def test_the_report_says_x_prime_is_binary(tmp_path):
+    path = tiny_models.save(tiny_models.planted(), tmp_path / "net.onnx")
+    img = _image(tmp_path / "x.png")
+    m, pp = Model(path, device="cpu"), resolve_preprocess(path)
+    run = explain(m, [img], 1, "all", tmp_path / "o", preprocess=pp, config=ExplainConfig(oracle=False))
+    res = [r for r in run.results_json() if r["status"] == "ok"]
+    binary = [r for r in res if r["focus"]["binary_mask"]]
+    assert binary and all("mask_components" not in r["files"] for r in binary)
+    assert all("mask_components" in r["files"] for r in res if not r["focus"]["binary_mask"])
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert html.count("a binary mask, as the box is small") == len(binary)
+
+
+def test_small_box_settings_are_checked():
+    with pytest.raises(UsageError, match="focus_small_area must be at least 0"):
+        ExplainConfig(focus_small_area=-1.0).validate()
+    with pytest.raises(UsageError, match="focus_small_box must be at least 0"):
+        ExplainConfig(focus_small_box=-1).validate()
