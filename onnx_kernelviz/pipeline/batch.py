@@ -107,8 +107,8 @@ def locate_items(model: Model, prep: Prepared, items: Sequence[tuple[int, int]],
 
 class _Clock:
     """Times every optimizer step of a batch's phases (the bound, the explanation's stages, then the small-box
-    mask of the rows with a small rf_box) and reports progress: phase p weighs its share of the steps budget times its rows (``sizes``; all
-    rows by default), a running row counts by the share of its steps done."""
+    mask of the rows with a small rf_box) and reports progress: phase p weighs its share of the steps budget times
+    its rows (``sizes``; all rows by default), a running row counts by the share of its steps done."""
 
     def __init__(self, rows: int, budgets: Sequence[int], on_step: StepFn | None,
                  sizes: Sequence[int] | None = None) -> None:
