@@ -53,12 +53,12 @@ def test_the_binary_box_mask_shows_the_photo_or_the_reference_and_passes_gradien
 def test_the_binary_mask_is_taken_where_it_holds_k_and_half_the_gain():
     t = torch.tensor
     before = t([0.5, 0.5, 0.5, 0.5, 0.5])
-    small = (t([0.95, 0.95, 0.85, 0.86, 0.95]), t([0.60, 0.59, 0.70, 0.70, 0.48]), before)
-    soft = (t([0.99, 0.99, 0.99, 0.85, 0.95]), t([0.70, 0.70, 0.70, 0.70, 0.45]), before)
+    small = (t([0.95, 0.95, 0.85, 0.86, 0.95]), t([0.60, 0.59, 0.70, 0.70, 0.48]))
+    soft = (t([0.99, 0.99, 0.99, 0.85, 0.95]), t([0.70, 0.70, 0.70, 0.70, 0.45]))
     # half the soft gain (0.1 of 0.2) is enough; less is not; k under 0.9 where the soft mask keeps it is not;
     # k as low as the soft mask's is; where the soft masks lose specificity, the binary one may lose less
-    assert small_takes(small, soft, 0.5).tolist() == [True, False, False, True, True]
-    assert small_takes(small, soft, 0.6).tolist() == [False, False, False, True, True]
+    assert small_takes(small, soft, before, 0.5).tolist() == [True, False, False, True, True]
+    assert small_takes(small, soft, before, 0.6).tolist() == [False, False, False, True, True]
 
 
 def _image(path):

@@ -143,8 +143,8 @@ class Method:
         return 0
 
     def small_box(self, config: ExplainConfig) -> Later | None:
-        """The stage that explains rows with a small rf_box instead of the method's own (``focus_small_box``), or
-        None: every row is explained alike."""
+        """A second candidate for rows with a small rf_box (``focus_small_box``), run after the method's own and
+        shown where pipeline/focus.py's ``small_takes`` says so; None: every row shows the method's own."""
         return None
 
     def component_names(self, config: ExplainConfig) -> tuple[str, ...]:

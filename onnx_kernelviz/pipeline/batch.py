@@ -214,8 +214,8 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
                                  callbacks=(clock.phase(len(phase_steps)),))
         phase_steps.append(_spread(n, few, sres.steps))
         clip = lambda t: torch.maximum(torch.minimum(t, hi), lo)  # noqa: E731
-        take = small_takes(scores_on_sites(forward, clip(sres.x_mod), x[ix], k[ix], on),
-                           scores_on_sites(forward, clip(res.x_mod[ix]), x[ix], k[ix], on), config.focus_small_share)
+        before, (binary, soft) = scores_on_sites(forward, [clip(sres.x_mod), clip(res.x_mod[ix])], x[ix], k[ix], on)
+        take = small_takes(binary, soft, before, config.focus_small_share)
         out.put(few, sres, take.tolist())
     x_mod = torch.maximum(torch.minimum(out.x_mod, hi), lo).detach()
     # a focus mask reports what x' shows of x (band masks: not their mean); the pixel method has none

@@ -226,24 +226,25 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
 KEEP_FLOOR = 0.9
 
 
-def scores_on_sites(forward: Callable[[torch.Tensor], torch.Tensor], x_mod: torch.Tensor, x: torch.Tensor,
-                    k: torch.Tensor, sites: Sequence[Site]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(kept_F, specificity on F after, before) per row ``[B]`` of x' ``x_mod`` on the whole inputs ``x``
-    ``[B, C, H, W]`` (the torch copy)."""
+def scores_on_sites(forward: Callable[[torch.Tensor], torch.Tensor], x_mods: Sequence[torch.Tensor],
+                    x: torch.Tensor, k: torch.Tensor,
+                    sites: Sequence[Site]) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The specificity on F of the whole inputs ``x`` ``[B, C, H, W]`` per row ``[B]``, and (kept_F, specificity on
+    F) per row of each x' of ``x_mods`` (the torch copy; the network runs once on x for all of them)."""
     cells = torch.from_numpy(np.stack([s.focus.cells for s in sites])).to(x.device, x.dtype)
     with torch.no_grad():
         ref = torch.relu(forward(x))
-        kept, after = _scores(forward, x_mod, ref, k, cells)
-        return kept, after, _scores(forward, x, ref, k, cells)[1]
+        return _specificity(ref, k, cells), [_scores(forward, xm, ref, k, cells) for xm in x_mods]
 
 
-def small_takes(small: tuple[torch.Tensor, ...], soft: tuple[torch.Tensor, ...], share: float) -> torch.Tensor:
+def small_takes(small: tuple[torch.Tensor, torch.Tensor], soft: tuple[torch.Tensor, torch.Tensor],
+                before: torch.Tensor, share: float) -> torch.Tensor:
     """``[B]`` bool: rows that show the small-box mask's x' rather than the soft masks': k keeps as much (or ≥
-    :data:`KEEP_FLOOR`) and the specificity on F gains ≥ ``share`` of the soft masks' gain over x
+    :data:`KEEP_FLOOR`) and the specificity on F gains ≥ ``share`` of the soft masks' gain over x's (``before``)
     (``focus_small_share``: so a kernel the binary mask cannot isolate, e.g. one that averages a whole region, keeps
-    the soft result). ``small``, ``soft``: :func:`scores_on_sites` of each."""
-    kept, spec, before = small
-    soft_kept, soft_spec, _ = soft
+    the soft result). ``small``, ``soft``: (kept_F, specificity) of each, from :func:`scores_on_sites`."""
+    kept, spec = small
+    soft_kept, soft_spec = soft
     return (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & (spec - before >= share * (soft_spec - before))
 
 
@@ -253,8 +254,13 @@ def _scores(forward: Callable[[torch.Tensor], torch.Tensor], x_mod: torch.Tensor
     ``[B, K, h, w]`` was computed on (``focus`` ``[B, h, w]``): what decides which stage a row shows."""
     with torch.no_grad():
         act = torch.relu(forward(x_mod))
-        k_sq, others = focus_norms(act, k, focus)
-        return kept_on_focus(act, ref, k, focus).cpu(), (k_sq / (k_sq + others).clamp_min(EPS)).cpu()
+        return kept_on_focus(act, ref, k, focus).cpu(), _specificity(act, k, focus)
+
+
+def _specificity(act: torch.Tensor, k: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
+    """k's share of the squared activation on F per row ``[B]`` (CPU), of rectified activations ``act``."""
+    k_sq, others = focus_norms(act, k, focus)
+    return (k_sq / (k_sq + others).clamp_min(EPS)).cpu()
 
 
 def _takes(scores: list[tuple[torch.Tensor, torch.Tensor]], pick: torch.Tensor,
