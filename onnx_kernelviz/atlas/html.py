@@ -252,7 +252,11 @@ class _Writer:
             return f'<p class="reason failed">{_e(Path(e["image"]).name)}: {_e(e.get("reason") or e["status"])}</p>'
         f = e.get("focus")
         where = "its receptive field" if f else "the cell's receptive field"
-        pics = self.strip(e["strip"], [f"the photo ({where}), the kept region outlined", "x′: what is kept"],
+        # a small-box row may show the binary mask (focus block's binary_mask): x' is the photo or the reference
+        # pixel by pixel, which its caption says, so its specks do not read as a faded picture
+        binary = bool(f and f.get("binary_mask"))
+        kept = "x′: what is kept (binary: the photo's pixels or the reference)" if binary else "x′: what is kept"
+        pics = self.strip(e["strip"], [f"the photo ({where}), the kept region outlined", kept],
                           f"explanation on {Path(e['image']).name}", d)
         whole = (f"whole map: kept {_f(e['kept'])} · others kept {_f(e['others_kept'])} · specificity "
                  f"{_f(e['specificity_before'])} → {_f(e['specificity_after'])} · mask area {_f(e['mask_area'])} · "

@@ -124,7 +124,8 @@ def _schema() -> Any:
     focus = pa.struct([("peak", pa.list_(pa.int32())), ("cells", pa.int32()), ("rf_box", pa.list_(pa.int32())),
                        ("kept", pa.float64()), ("others_kept", pa.float64()), ("specificity_before", pa.float64()),
                        ("specificity_after", pa.float64()), ("oracle_gain", pa.float64()), ("separable", pa.bool_()),
-                       ("companions", pa.list_(pa.int32())), ("kept_on_reference", pa.float64())])
+                       ("companions", pa.list_(pa.int32())), ("kept_on_reference", pa.float64()),
+                       ("binary_mask", pa.bool_())])
     correlated = pa.struct([("kernel", pa.int32()), ("corr", pa.float64()), ("filter_cosine", pa.float64())])
     explanation = pa.struct([("kernel", pa.int32()), ("image", pa.string()), ("row", pa.int32()), ("col", pa.int32()),
                              ("value", pa.float64()), ("status", pa.string()), ("reason", pa.string()),
