@@ -291,47 +291,49 @@ def test_default_model_with_planted_answers(tmp_path):
     assert all(d["filter_cosine"] == pytest.approx(1.0) for d in head["duplicate_details"])
 
 
-def test_the_atlas_keeps_and_shows_which_explanations_are_binary(tmp_path):
+@pytest.fixture(scope="module")
+def edge_and_bias_atlas(tmp_path_factory):
+    """An atlas of tiny_models.edge_and_bias on two 16x16 step images, one explanation per kernel: (its folder,
+    the run's result). Kernel 1 is bias-driven (fires on the flat reference), kernel 0 an edge detector."""
+    tmp = tmp_path_factory.mktemp("eb")
+    model = tiny_models.save(tiny_models.edge_and_bias(), tmp / "eb.onnx")
+    images = tmp / "images"
+    images.mkdir()
+    for i, col in enumerate((6, 9)):
+        step = np.zeros((16, 16, 3), np.uint8)
+        step[:, col:] = 200
+        cv2.imwrite(str(images / f"s{i}.png"), step)
+    out = tmp / "a"
+    return out, run(model, images, out, settings=AtlasSettings(top=1, explain=1, shard_size=2, batch_size=2))
+
+
+def test_the_atlas_keeps_and_shows_which_explanations_are_binary(edge_and_bias_atlas):
     """The focus block's binary_mask (a small rf_box's binary candidate shown) survives into kernels.parquet, and
     the kernel page's x' caption says the picture is binary exactly where it is (it was dropped by the parquet
     schema, and no page said so)."""
     import pyarrow.parquet as pq
 
-    model = tiny_models.save(tiny_models.edge_and_bias(), tmp_path / "eb.onnx")
-    images = tmp_path / "images"
-    images.mkdir()
-    for i, col in enumerate((6, 9)):
-        step = np.zeros((16, 16, 3), np.uint8)
-        step[:, col:] = 200
-        cv2.imwrite(str(images / f"s{i}.png"), step)
-    result = run(model, images, tmp_path / "a", settings=AtlasSettings(top=1, explain=1, shard_size=2, batch_size=2))
+    out, result = edge_and_bias_atlas
     shown = {r["kernel"]: r["explanations"][0]["focus"]["binary_mask"] for r in result.kernels}
     assert sorted(shown.values()) == [False, True]  # a 16x16 image: every box is small, one row takes it
     saved = {r["kernel"]: r["explanations"][0]["focus"]["binary_mask"]
-             for r in pq.read_table(tmp_path / "a" / "kernels.parquet").to_pylist()}
+             for r in pq.read_table(out / "kernels.parquet").to_pylist()}
     assert saved == shown
     for k, binary in shown.items():
-        page = (tmp_path / "a" / "pages" / "L000" / f"k{k:04d}.html").read_text()
+        page = (out / "pages" / "L000" / f"k{k:04d}.html").read_text()
         assert ("x′: what is kept (binary: the photo's pixels or the reference)" in page) == binary
 
 
-def test_the_atlas_says_when_a_kernel_fires_on_the_reference_alone(tmp_path):
+def test_the_atlas_says_when_a_kernel_fires_on_the_reference_alone(edge_and_bias_atlas):
     """The bias-driven kernel of tiny_models.edge_and_bias keeps its activation on the flat reference: its page says
     it needs no detail of the photo; the edge detector's does not."""
-    model = tiny_models.save(tiny_models.edge_and_bias(), tmp_path / "eb.onnx")
-    images = tmp_path / "images"
-    images.mkdir()
-    for i, col in enumerate((6, 9)):
-        step = np.zeros((16, 16, 3), np.uint8)
-        step[:, col:] = 200
-        cv2.imwrite(str(images / f"s{i}.png"), step)
-    result = run(model, images, tmp_path / "a", settings=AtlasSettings(top=1, explain=1, shard_size=2, batch_size=2))
+    out, result = edge_and_bias_atlas
     on_ref = {r["kernel"]: r["explanations"][0]["focus"]["kept_on_reference"] for r in result.kernels}
     assert on_ref[1] >= 0.9 and on_ref[0] < 0.1
-    pages = {k: (tmp_path / "a" / "pages" / "L000" / f"k{k:04d}.html").read_text() for k in (0, 1)}
+    pages = {k: (out / "pages" / "L000" / f"k{k:04d}.html").read_text() for k in (0, 1)}
     assert "needs no detail of the photo to fire here" in pages[1]
     assert "needs no detail of the photo" not in pages[0]
     # the filter page lists it alone, and its tile has the badge
-    flat = (tmp_path / "a" / "pages" / "flat.html").read_text()
+    flat = (out / "pages" / "flat.html").read_text()
     assert "L000/k0001.html" in flat and "L000/k0000.html" not in flat and "no photo needed" in flat
-    assert "pages/flat.html" in (tmp_path / "a" / "atlas.html").read_text()
+    assert "pages/flat.html" in (out / "atlas.html").read_text()
