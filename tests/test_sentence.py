@@ -6,6 +6,7 @@ from onnx_kernelviz.report.sentence import (
     ENOUGH_GAIN,
     FAINT_SAID,
     LOW_GAIN,
+    MOST_OF_MAP,
     PART_OF_BOUND,
     REFERENCE_KEEPS,
     cannot_isolate,
@@ -37,6 +38,20 @@ def test_the_sentence_names_what_x_prime_shows_faintly_beyond_the_kept_region():
     assert describe(_result(), (14, 14), 80, kept_share=0.123, faint_share=FAINT_SAID / 2).endswith(
         "is 12 % of the boxed area.")
     assert describe(_result(), (14, 14), 80, faint_share=0.161).endswith("drop to 0.31.")
+
+
+def test_focus_cells_over_most_of_the_map_are_given_as_a_share_of_it():
+    """A ≥ ½-peak blob over most of the map makes the "local" picture nearly a whole-map one (PP-OCR 16's held-out
+    misses: 110-167 of 196 cells); the sentence says how much of the map, which a cell count alone does not."""
+    assert 0.46 < MOST_OF_MAP < 0.56
+    text = describe(_result(cells=110), (14, 14), 80)
+    assert text is not None and text.startswith(
+        "Kernel 78 keeps 0.95 of its activation on the 110 cells around row 5, col 8 of the 14×14 map (56 % of the "
+        "map; the boxed area of the photo) while the other 79 kernels")
+    # under the share, on all of the map (said already), or without the map's size: as before
+    assert "(the boxed area of the photo)" in describe(_result(cells=90), (14, 14), 80)
+    assert "on all 196 cells of the 14×14 map (the boxed area" in describe(_result(cells=196), (14, 14), 80)
+    assert "of its map (the boxed area" in describe(_result(cells=110))
 
 
 def test_a_binary_x_prime_has_scattered_pixels_not_faint_traces():

@@ -18,8 +18,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["LOW_GAIN", "ENOUGH_GAIN", "PART_OF_BOUND", "FAINT_LOW", "FAINT_SAID", "REFERENCE_KEEPS", "COFIRING_KEY",
-           "describe", "cannot_isolate", "cofiring_kernels", "needs_no_photo"]
+__all__ = ["LOW_GAIN", "ENOUGH_GAIN", "PART_OF_BOUND", "MOST_OF_MAP", "FAINT_LOW", "FAINT_SAID", "REFERENCE_KEEPS",
+           "COFIRING_KEY", "describe", "cannot_isolate", "cofiring_kernels", "needs_no_photo"]
 
 #: below this ``oracle_gain`` (the best specificity gain any input change reached on the focus cells), no picture
 #: can show k apart from its neighbours: the report says so instead. The focus block's own ``separable`` decides
@@ -37,6 +37,9 @@ FAINT_LOW, FAINT_SAID = 0.25, 0.05
 #: ``kept_on_reference``) needs no detail of the photo to fire there (the bar's own "kept": issue #11): on the
 #: held-out photos 17 of the 60 top kernels at the OCR and layout models' layers, none at EfficientNet's
 REFERENCE_KEEPS = 0.9
+#: focus cells over more than this share of the map: the sentence gives the share (a picture of "the cells around
+#: the peak" is then nearly one of the whole map)
+MOST_OF_MAP = 0.5
 #: how the sentence names each registered reference (method/references.py); another one is "the reference"
 REFERENCE_WORDS = {"mean": "a flat image of the photo's mean colour", "blur": "a blurred copy of the photo",
                    "zeros": "an all-zero input", "noise": "random noise"}
@@ -159,7 +162,12 @@ def describe(r: dict, map_shape: tuple[int, int] | None = None, channels: int | 
         all_of = map_shape is not None and cells is not None and cells > 1 and cells == map_shape[0] * map_shape[1]
         place = (f"on all {cells:.0f} cells" if all_of else
                  f"on the {cells:.0f} cells around {at}" if cells and cells > 1 else f"at {at}") + grid
-        return (f"Kernel {k} keeps {kept:.2f} of its activation {place} (the boxed area of the photo) while "
+        # F is the ≥ ½-peak blob: where it covers most of the map the "local" picture is nearly a whole-map one
+        # (PP-OCR 16's misses, docs/EVALUATION.md), which a reader cannot tell from a cell count alone
+        size = map_shape[0] * map_shape[1] if map_shape is not None else 0
+        of_map = cells / size if size > 0 and cells is not None else 0.0
+        spread = f"{100 * of_map:.0f} % of the map; " if MOST_OF_MAP < of_map < 1 else ""
+        return (f"Kernel {k} keeps {kept:.2f} of its activation {place} ({spread}the boxed area of the photo) while "
                 f"{_others(others, others_count, ' there')}{_share(kept_share, 'the boxed area', faint_share, binary)}."
                 + (_on_reference(k, focus, reference) or _short_of_bound(k, focus)))
     kept, others = _num(r.get("kept")), _num(r.get("others_kept"))
