@@ -141,6 +141,11 @@ class _Clock:
         return [float(sum(v)) for v in zip(*shares)] if shares else [0.0] * self.rows
 
 
+def _clip(t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``t`` ``[B, C, H, W]`` within the range a real image can hold (``lo``, ``hi`` per channel), detached."""
+    return torch.maximum(torch.minimum(t, hi), lo).detach()
+
+
 def small_rows(sites: Sequence[Site], most: int) -> list[int]:
     """The rows whose rf_box holds at most ``most``² pixels (``focus_small_box``; 0: none). The area, not a side:
     a strip one kernel wide but the image tall (a kernel firing along a border) has many pixels, and its window
@@ -172,7 +177,7 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
             ref = torch.relu(forward(x))
         res = optimize(forward, param, method.objective(config), ref, k, loop, callbacks=(clock.phase(0),),
                        partner=partner)
-        x_mod = torch.maximum(torch.minimum(res.x_mod, hi), lo).detach()
+        x_mod = _clip(res.x_mod, lo, hi)
         mask = None if res.mask is None else res.mask[:, 0].detach()
         return _optimized(items, x_mod, mask, _grids(res.grid), method.component_names(config), res.loss, res.steps,
                           res.failed, clock.seconds([res.steps]), forward)
@@ -193,7 +198,7 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
         bres = optimize_on_focus(forward, lambda xx, bb, **_: free(xx, lo=lo, hi=hi),
                                  Method.bound_objective(config), Method.bound_loop(config), x, b, k, sites,
                                  crop=config.focus_crop, callbacks=(clock.phase(0),))
-        bound_x = torch.maximum(torch.minimum(bres.x_mod, hi), lo).detach().cpu().numpy()
+        bound_x = _clip(bres.x_mod, lo, hi).cpu().numpy()
         bound_failed = bres.failed
         phase_steps.append(bres.steps)
     first = len(phase_steps)
@@ -213,11 +218,11 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
                                  partner=None if partner is None else partner[ix],
                                  callbacks=(clock.phase(len(phase_steps)),))
         phase_steps.append(_spread(n, few, sres.steps))
-        clip = lambda t: torch.maximum(torch.minimum(t, hi), lo)  # noqa: E731
-        before, (binary, soft) = scores_on_sites(forward, [clip(sres.x_mod), clip(res.x_mod[ix])], x[ix], k[ix], on)
+        before, (binary, soft) = scores_on_sites(forward, [_clip(sres.x_mod, lo, hi), _clip(res.x_mod[ix], lo, hi)],
+                                                 x[ix], k[ix], on)
         take = small_takes(binary, soft, before, config.focus_small_share)
         out.put(few, sres, take.tolist())
-    x_mod = torch.maximum(torch.minimum(out.x_mod, hi), lo).detach()
+    x_mod = _clip(out.x_mod, lo, hi)
     # a focus mask reports what x' shows of x (band masks: not their mean); the pixel method has none
     mask = shown_mask(x_mod, x, b, torch.tensor([s.rf_box for s in sites])) if res.mask is not None else None
     opt = _optimized(items, x_mod, mask, out.grids, method.component_names(config), out.loss, out.steps, out.failed,
@@ -359,7 +364,7 @@ def baselines_batch(model: Model, prep: Prepared, opt: Optimized, config: Explai
     made = baselines_on_focus(list(config.baselines), forward, forward.module, x, b, k, opt.sites, areas)
     out: list[dict[str, BaselineOutcome]] = [{} for _ in opt.items]
     for name, (masks, x_b, sal) in made.items():
-        x_np = torch.maximum(torch.minimum(x_b, hi), lo).detach().cpu().numpy()
+        x_np = _clip(x_b, lo, hi).cpu().numpy()
         t_mod = ort(x_np)
         for row, (i, kk) in enumerate(opt.items):
             whole = Metrics.of(kernel_metrics(prep.t_ort[i], t_mod[row], kk), float(masks[row].mean()))
