@@ -159,13 +159,12 @@ def describe(r: dict, map_shape: tuple[int, int] | None = None, channels: int | 
             return None
         at = (f"row {peak[0]}, col {peak[1]}" if isinstance(peak, list) and len(peak) == 2 else "its peak")
         binary = focus.get("binary_mask") is True
-        all_of = map_shape is not None and cells is not None and cells > 1 and cells == map_shape[0] * map_shape[1]
-        place = (f"on all {cells:.0f} cells" if all_of else
+        size = map_shape[0] * map_shape[1] if map_shape is not None else 0
+        of_map = cells / size if size > 0 and cells is not None else 0.0  # F's share of the map
+        place = (f"on all {cells:.0f} cells" if of_map == 1 and size > 1 else
                  f"on the {cells:.0f} cells around {at}" if cells and cells > 1 else f"at {at}") + grid
         # F is the ≥ ½-peak blob: where it covers most of the map the "local" picture is nearly a whole-map one
         # (PP-OCR 16's misses, docs/EVALUATION.md), which a reader cannot tell from a cell count alone
-        size = map_shape[0] * map_shape[1] if map_shape is not None else 0
-        of_map = cells / size if size > 0 and cells is not None else 0.0
         spread = f"{100 * of_map:.0f} % of the map; " if MOST_OF_MAP < of_map < 1 else ""
         return (f"Kernel {k} keeps {kept:.2f} of its activation {place} ({spread}the boxed area of the photo) while "
                 f"{_others(others, others_count, ' there')}{_share(kept_share, 'the boxed area', faint_share, binary)}."
