@@ -44,3 +44,25 @@ def named_two_conv(tensors: tuple[str, ...] = TENSORS, nodes: tuple[str, ...] = 
     m.ir_version = 8
     onnx.checker.check_model(m)
     return m
+
+
+def sparse_external_bias(location: str, where: str = "initializer") -> onnx.ModelProto:
+    """named_two_conv whose first bias ``b1`` is a sparse tensor with its 4 floats in external file ``location``.
+
+    ``where``: ``"initializer"`` (``graph.sparse_initializer``) or ``"attribute"`` (a Constant's ``sparse_value``).
+    onnx's external-data loader visits neither, yet onnxruntime reads them (relative to its working directory).
+    """
+    m = named_two_conv()
+    g = m.graph
+    dense = [t for t in g.initializer if t.name != "b1"]
+    del g.initializer[:]
+    g.initializer.extend(dense)
+    values = TensorProto(name="b1", data_type=TensorProto.FLOAT, dims=[4], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", "16")):
+        values.external_data.add(key=key, value=value)
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.arange(4, dtype=np.int64), "b1_i"), [4])
+    if where == "initializer":
+        g.sparse_initializer.append(sparse)
+    else:
+        g.node.insert(0, helper.make_node("Constant", [], ["b1"], name="b1_const", sparse_value=sparse))
+    return m

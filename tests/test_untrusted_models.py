@@ -179,3 +179,23 @@ def test_restore_puts_back_file_names_in_one_pass():
 
     n = NameMap(originals={"kv_t5": "kv_n1", "kv_n1": "conv 1", "kv_t7": "a\nb"})
     assert n.restore("node 'kv_t5', kv_t7__conv, 'kv_n1', kv_t99") == "node 'kv_n1', 'a\\nb'__conv, 'conv 1', kv_t99"
+
+
+@pytest.mark.parametrize("where", ["initializer", "attribute"])
+def test_sparse_tensors_read_external_data_only_from_the_models_folder(tmp_path, monkeypatch, where):
+    """A sparse tensor's values can live in external data too. onnx's loader skips sparse tensors, and both its
+    checker and onnxruntime (given the model as bytes) then read the location relative to the working directory:
+    a file there, outside the model's folder, became the model's weights."""
+    monkeypatch.chdir(tmp_path)
+    bias = np.array([1000, 2000, 3000, 4000], np.float32)
+    (tmp_path / "secret.bin").write_bytes(bias.tobytes())
+    (tmp_path / "m").mkdir()
+    p = tiny_models.save(hostile.sparse_external_bias("secret.bin", where), tmp_path / "m" / "net.onnx")
+    r = CliRunner().invoke(cli, ["inspect", str(p)])
+    assert r.exit_code == 1 and r.output.startswith("Error:") and r.output.count("\n") == 1, r.output
+    assert "'secret.bin'" in r.output and "missing; put the data file next to the model" in r.output, r.output
+    # next to the model it is read from there, and onnxruntime computes with those values
+    (tmp_path / "m" / "secret.bin").write_bytes((bias / 1000).tobytes())
+    m = Model(p, device="cpu")
+    act = m.run_ort(m.synthetic_input(1), (m.layers[0].tensor,))[0]
+    assert np.all(act.max(axis=(0, 2, 3)) < 100), act.max(axis=(0, 2, 3))

@@ -6,7 +6,7 @@ node's attributes are, which tensors are constant, what shape and element type a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -138,16 +138,26 @@ def opset_version(model: onnx.ModelProto, domain: str = "") -> int:
 
 def all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
     """Every tensor stored in the model: initializers and tensors in node attributes, in subgraphs and functions
-    too (what external data can back; the set onnx's own external-data loader visits)."""
+    too (what external data can back). Beyond the set onnx's own external-data loader visits, also the values and
+    indices of sparse tensors: onnx skips them, while its checker and onnxruntime read their external data
+    relative to the working directory, outside the model's folder."""
+
+    def sparse(tensors: Iterable[onnx.SparseTensorProto]) -> Iterator[onnx.TensorProto]:
+        for st in tensors:
+            yield from (st.values, st.indices)
 
     def graph_tensors(graph: onnx.GraphProto | onnx.FunctionProto) -> Iterator[onnx.TensorProto]:
         if isinstance(graph, onnx.GraphProto):
             yield from graph.initializer
+            yield from sparse(graph.sparse_initializer)
         for node in graph.node:
             for a in node.attribute:
                 if a.HasField("t"):
                     yield a.t
                 yield from a.tensors
+                if a.HasField("sparse_tensor"):
+                    yield from sparse([a.sparse_tensor])
+                yield from sparse(a.sparse_tensors)
                 if a.type == onnx.AttributeProto.GRAPH:
                     yield from graph_tensors(a.g)
                 yield from (t for g in a.graphs for t in graph_tensors(g))

@@ -199,7 +199,9 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same unknown-key warnings as above
-            external_data_helper.load_external_data_for_model(proto, str(base))
+            # tensor by tensor, not load_external_data_for_model: that one skips sparse tensors (all_tensors)
+            for t in tensors:
+                external_data_helper.load_external_data_for_tensor(t, str(base))
     except MemoryError:
         raise ModelError(f"not enough free memory to load the {total / 1e9:.1f} GB of weights of {p}; close other "
                          "programs or use a machine with more memory") from None
