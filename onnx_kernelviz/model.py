@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from onnx_kernelviz.errors import ConversionError, ModelError
+from onnx_kernelviz.errors import ConversionError, ImageError, ModelError
 from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView
@@ -102,12 +102,17 @@ class Model:
         (width / height) next to a fixed side, rounded to a multiple of the network's stride, else 224
         (``frontend/inputsize.py``)."""
         info = self.loaded.input
-        if info.height and info.width and max(info.height, info.width) > MAX_SIDE:
-            # before anything is allocated at that size
-            raise ModelError(f"{self.path} takes a fixed {info.height}x{info.width} (HxW) input, more than the "
-                             f"{MAX_SIDE} pixels per side kernelviz handles; re-export the model with a smaller "
-                             "or dynamic input size (then choose one with --size)")
-        return input_size(info, self.size_multiple, size, aspect)
+        # before anything is allocated at that size; one fixed side is enough (a free side next to it follows
+        # the image, or copies it without one)
+        if max(info.height or 0, info.width or 0) > MAX_SIDE:
+            raise ModelError(f"{self.path} takes a fixed {info.height or '?'}x{info.width or '?'} (HxW) input, more "
+                             f"than the {MAX_SIDE} pixels per side kernelviz handles; re-export the model with a "
+                             "smaller or dynamic input size (then choose one with --size)")
+        h, w = input_size(info, self.size_multiple, size, aspect)
+        if max(h, w) > MAX_SIDE:  # a free side that followed the proportions of a very long image
+            raise ImageError(f"the images' proportions make the input of {self.path} {h}x{w} (HxW), more than the "
+                             f"{MAX_SIDE} pixels per side kernelviz handles; choose the input size with --size HxW")
+        return h, w
 
     def aspect_matters(self, size: tuple[int, int] | None = None) -> bool:
         """Whether :meth:`input_size` follows the images' aspect ratio: one side fixed, the other free, no ``size``."""

@@ -264,10 +264,10 @@ def test_truncated_data_file_is_named(tmp_path):
 
 # --- a model's own fixed input size ---------------------------------------------------------------------------
 
-def _huge_input_model(path: Path) -> Path:
+def _huge_input_model(path: Path, width: int | str = 100000, height: int = 100000) -> Path:
     w = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "huge",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 100000, 100000])],
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, height, width])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "h", "w"])], [w])
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -286,6 +286,29 @@ def test_huge_fixed_input_is_one_line_before_any_allocation(tmp_path, command):
     assert peak < 64, peak
     assert not out.exists()
     assert run("inspect", model).exit_code == 0  # nothing is allocated to list the layers
+
+
+@pytest.mark.parametrize("image", [False, True])
+def test_one_huge_fixed_side_is_one_line_before_any_allocation(tmp_path, image):
+    """Only a model fixing both sides was checked: one fixed side of 100000 and a free width (which follows the
+    image, or stays square without one) went on to allocate 100000x100000 (120 GB) and failed in OpenCV's
+    allocator with the 'unexpected error' fallback, or took the machine's memory."""
+    model = _huge_input_model(tmp_path / "huge.onnx", width="w")
+    args = ["verify", model, _png(tmp_path / "a.png", 20, 20)] if image else ["verify", model]
+    r, peak = peak_mib(lambda: run(*args))
+    one_error(r, 1, "100000x? (HxW) input", "re-export the model with a smaller or dynamic input size")
+    assert peak < 64, peak
+
+
+def test_a_free_side_that_follows_an_extreme_image_is_refused(tmp_path):
+    """A text recognizer's free width follows the image's proportions: a 2x20000 strip made it 320000 wide."""
+    model = _huge_input_model(tmp_path / "rec.onnx", width="w", height=32)
+    out = tmp_path / "out"
+    r = run("explain", model, _png(tmp_path / "strip.png", 2, 20000), "--layer", "0", "--kernel", "0", "--out", out,
+            *FAST)
+    one_error(r, 1, "32x320000 (HxW)", "--size")
+    assert not out.exists()
+    assert run("verify", model, _png(tmp_path / "wide.png", 20, 200)).exit_code == 0  # 32x320: fine
 
 
 def test_out_of_memory_advice_fits_the_command(model_path, monkeypatch):
