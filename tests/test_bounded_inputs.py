@@ -196,6 +196,26 @@ def test_fifo_named_like_a_sidecar_is_ignored(model_path, tmp_path):
     assert r.exit_code == 0, r.output
 
 
+@pytest.mark.parametrize("special", ["fifo", "device", "sparse 3 GB"])
+def test_report_reads_results_json_only_from_a_bounded_regular_file(tmp_path, special):
+    """``kernelviz report DIR`` reads a folder that may come from elsewhere: a FIFO named results.json blocked
+    forever, a link to /dev/zero read until memory ran out."""
+    path = tmp_path / "results.json"
+    if special == "fifo":
+        os.mkfifo(path)
+    elif special == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        with open(path, "wb") as f:
+            f.truncate(3 << 30)  # sparse: nothing is written
+    r, peak = peak_mib(lambda: run("report", tmp_path))
+    needles = {"fifo": ("named pipe (FIFO), not a regular file",), "device": ("character device, not a regular file",),
+               "sparse 3 GB": ("holds 3.0 GB, more than the 1 GB",)}[special]
+    one_error(r, 1, "results.json", *needles)
+    assert peak < 64, peak
+    assert not (tmp_path / "report.html").exists()
+
+
 def test_model_file_over_two_gb_is_refused_unread(tmp_path):
     p = tmp_path / "huge.onnx"
     with open(p, "wb") as f:

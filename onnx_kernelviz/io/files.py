@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from onnx_kernelviz.errors import KernelvizError
+from onnx_kernelviz.safefile import FileTooLarge, NotRegularFile, read_capped
 
 __all__ = ["atomic_file", "write_bytes", "write_text", "write_json", "read_json_object", "JsonFileError"]
 
@@ -87,6 +88,10 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+#: the most bytes :func:`read_json_object` reads (a results.json of 10^5 explanations with baselines is ~1 GB)
+MAX_JSON_BYTES = 1 << 30
+
+
 class JsonFileError(KernelvizError):
     """A JSON file that cannot be read or is not a JSON object."""
 
@@ -100,7 +105,14 @@ def read_json_object(path: Path, what: str = "") -> dict[str, Any]:
     """
     todo = what or "re-run the command that wrote it"
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        # read_capped: a results folder may come from elsewhere (``kernelviz report DIR``), and a FIFO named
+        # results.json blocked forever, a link to /dev/zero read until memory ran out
+        data = json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"))
+    except NotRegularFile as e:
+        raise JsonFileError(f"{path} is {e.kind}, not a regular file; {todo}") from None
+    except FileTooLarge as e:
+        raise JsonFileError(f"{path} holds {e.size / 2**30:.1f} GB, more than the {MAX_JSON_BYTES >> 30} GB a "
+                            f"kernelviz JSON file can; {todo}") from None
     except OSError as e:
         raise JsonFileError(f"cannot read {path}: {e.strerror or e}; {todo}") from None
     except UnicodeDecodeError:
