@@ -216,6 +216,42 @@ def test_report_reads_results_json_only_from_a_bounded_regular_file(tmp_path, sp
     assert not (tmp_path / "report.html").exists()
 
 
+def _gray_png_of_zeros(path: Path, h: int, w: int) -> Path:
+    """A grey PNG of zeros written row by row (never held whole): 12000x12000 is ~300 KB on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z, row = zlib.compressobj(9), b"\x00" * (w + 1)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_report_does_not_decode_pictures_larger_than_an_input_image(tmp_path):
+    """A results folder may come from elsewhere: its 300 KB 12000x12000 PNG named as a mask was decoded and made
+    float (720 MB), once per result that names it (a 20000x20000 one: 3.5 GB and 7 s a result), and a .npy mask
+    was read whole whatever its header said. Pictures over the input-image limit are skipped like missing ones."""
+    from onnx_kernelviz.report.html_base import Folder
+
+    _gray_png_of_zeros(tmp_path / "bomb.png", 12000, 12000)
+    with open(tmp_path / "bomb.npy", "wb") as f:  # a sparse file: the header, then 576 MB of nothing
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (12000, 12000)})
+        f.truncate(f.tell() + 12000 * 12000 * 4)
+    folder = Folder(tmp_path)
+    for rel in ("bomb.png", "bomb.npy"):
+        got, peak = peak_mib(lambda: (folder.size(rel), folder.mask(rel), folder.img(rel, "a")))  # noqa: B023
+        assert got == (None, None, ""), got
+        assert peak < 64, (rel, peak)
+    _gray_png_of_zeros(tmp_path / "small.png", 30, 40)  # a picture of the usual size still shows
+    np.save(tmp_path / "small.npy", np.ones((30, 40), np.float32))
+    assert folder.size("small.png") == (40, 30) and folder.mask("small.png").shape == (30, 40)
+    assert folder.mask("small.npy").shape == (30, 40)
+
+
 def test_model_file_over_two_gb_is_refused_unread(tmp_path):
     p = tmp_path / "huge.onnx"
     with open(p, "wb") as f:

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import os
 
+from onnx_kernelviz.io.imageheader import MAX_PIXELS
+
 # Must precede the first `import cv2` in the process to take effect (see the module docstring).
-MAX_PIXELS = 100_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 import contextlib  # noqa: E402

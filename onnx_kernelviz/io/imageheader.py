@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: The most pixels an image's header may promise before anything decodes it (input images, io/decode.py; the
+#: pictures of a results folder, report/html_base.py): eight 9999x9999 PNGs of zeros are 2 MB on disk.
+MAX_PIXELS = 100_000_000
+
 
 @dataclass
 class Header:

@@ -1,7 +1,8 @@
 """Building blocks of report.html: escaping and number formatting, tables, and images that exist in the folder.
 
 Every string from the JSON goes through :func:`esc` or :func:`fmt` before it reaches the page; a path in
-``files`` that is missing, empty, outside the folder or unreadable is skipped rather than shown broken.
+``files`` that is missing, empty, outside the folder, unreadable or larger than an input image may be (a picture
+over :data:`MAX_PIXELS`) is skipped rather than shown broken.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+
+from onnx_kernelviz.io.imageheader import MAX_PIXELS, exif_orientation, peek_header
 
 __all__ = ["esc", "num", "fmt", "median", "best", "anchor", "as_dict", "table", "Folder"]
 
@@ -67,15 +70,20 @@ def as_dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
-    with path.open("rb") as fh:
-        head = fh.read(24)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 24:
-        return struct.unpack(">II", head[16:24])
-    import cv2  # only for the rare non-PNG image
+#: the bytes read to find a picture's size (a JPEG's frame header comes after its EXIF and other APPn blocks)
+_HEAD_BYTES = 1 << 20
 
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return None if img is None else (img.shape[1], img.shape[0])
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) as displayed, from the file's header: nothing is decoded. None when the header says no
+    size, or more than :data:`MAX_PIXELS` (a results folder may come from elsewhere, and a 300 KB PNG of zeros
+    can hold 20000x20000: decoded, 3.5 GB and seconds for each result naming it)."""
+    with path.open("rb") as fh:
+        head = peek_header(fh.read(_HEAD_BYTES))
+    if head is None or not head.width or not head.height or head.width * head.height > MAX_PIXELS:
+        return None
+    turned = not head.decoder_orients and exif_orientation(head.exif) in (5, 6, 7, 8)  # browsers apply it too
+    return (head.height, head.width) if turned else (head.width, head.height)
 
 
 def table(header: list[str], rows: list[tuple[list[str], bool]]) -> str:
@@ -136,10 +144,17 @@ class Folder:
         path = self.local(rel)
         if path is None:
             return None
+        m: np.ndarray | None
         try:
             if path.suffix == ".npy":
-                m = np.load(path, allow_pickle=False)
+                # mapped first: its header's shape is checked before any of it is read (nor a sparse file)
+                mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+                if mapped.size > MAX_PIXELS:
+                    return None
+                m = np.array(mapped)
             else:
+                if self.size(rel) is None:  # no size in its header, or too many pixels to decode
+                    return None
                 import cv2
 
                 m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
