@@ -207,7 +207,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(KernelvizError, match="cannot write .*report.html: disk full"):
         write_report(out)
     assert (out / "report.html").read_bytes() == before
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["compare.json", "report.html", "results.json"]
@@ -255,3 +255,18 @@ def test_compare_section_judges_separation_as_the_cli_does(tmp_path):
     text = write_report(out).read_text()
     assert '<tr class="win"><td>activation</td>' in text and '<tr class="win"><td>ours</td>' not in text
     assert "1.36 (not told apart)" in text and "2 (told apart)" in text
+
+
+def test_a_report_that_cannot_be_written_is_one_line(tmp_path):
+    """A folder from elsewhere may hold a folder named report.html: the rename failed with the 'unexpected'
+    fallback that asks users to report a bug."""
+    from click.testing import CliRunner
+
+    from onnx_kernelviz.cli import cli
+
+    out = make_sample(tmp_path / "out")
+    (out / "report.html").mkdir()
+    r = CliRunner().invoke(cli, ["report", str(out)])
+    assert r.exit_code == 1 and r.output.startswith("Error: cannot write") and r.output.count("\n") == 1, r.output
+    assert "report.html: Is a directory" in r.output and "unexpected" not in r.output
+    assert (out / "report.html").is_dir() and not [p for p in out.iterdir() if p.name.endswith(".tmp")]

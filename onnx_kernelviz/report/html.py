@@ -28,7 +28,8 @@ def write_report(out_dir: Path) -> Path:
     """Write ``out_dir/report.html`` from ``results.json`` and/or ``compare.json``; return its path.
 
     Raises:
-        KernelvizError: ``out_dir`` is not a folder, holds neither JSON file, or a JSON file is malformed.
+        KernelvizError: ``out_dir`` is not a folder, holds neither JSON file, a JSON file is malformed, or
+            report.html cannot be written there.
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
@@ -39,8 +40,13 @@ def write_report(out_dir: Path) -> Path:
             f"{out_dir} has no results.json or compare.json; run `kernelviz explain MODEL IMAGE --layer L "
             f"--kernel K --out {out_dir}` (or `kernelviz compare ... --out {out_dir}`) first")
     page = _Page(out_dir).render(results, compare)
-    # A crash or a concurrent reader never sees half a report (io/files.py writes beside it, then renames).
-    return write_text(out_dir / "report.html", page, durable=False)
+    path = out_dir / "report.html"
+    try:
+        # A crash or a concurrent reader never sees half a report (io/files.py writes beside it, then renames).
+        return write_text(path, page, durable=False)
+    except OSError as e:  # a read-only or full folder, or one (from elsewhere) holding a folder named report.html
+        raise KernelvizError(f"cannot write {path}: {e.strerror or e}; fix the folder (or copy it where you can "
+                             "write) and run kernelviz report again") from None
 
 
 def _load(path: Path) -> dict[str, Any] | None:
