@@ -337,3 +337,27 @@ def test_the_atlas_says_when_a_kernel_fires_on_the_reference_alone(edge_and_bias
     flat = (out / "pages" / "flat.html").read_text()
     assert "L000/k0001.html" in flat and "L000/k0000.html" not in flat and "no photo needed" in flat
     assert "pages/flat.html" in (out / "atlas.html").read_text()
+
+
+def test_force_removes_only_an_earlier_atlas(tmp_path):
+    """``--force`` removed every entry named like an atlas's (pages/, tiles/, checkpoint/…) whether or not an atlas
+    wrote them: ``--out ~/site --force`` deleted the site's own pages/ folder."""
+    from onnx_kernelviz.atlas.journal import Journal
+    from onnx_kernelviz.errors import UsageError
+
+    out = tmp_path / "site"
+    (out / "pages").mkdir(parents=True)
+    (out / "pages" / "index.html").write_text("mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.jpg").write_text("mine too")
+    (out / "tiles").symlink_to(elsewhere)
+    with pytest.raises(UsageError, match="holds no atlas"):
+        Journal(out).prepare({"model": "m"}, force=True, resume=False)
+    assert (out / "pages" / "index.html").read_text() == "mine" and (elsewhere / "keep.jpg").exists()
+    # an earlier atlas's folders go (a link among them is removed, not what it points to)
+    (out / "pages" / "index.html").unlink()
+    (out / "checkpoint").mkdir()
+    (out / "checkpoint" / "run.json").write_text('{"model": "old"}')
+    assert Journal(out).prepare({"model": "new"}, force=True, resume=False) is False
+    assert not (out / "pages").exists() and not (out / "tiles").exists() and (elsewhere / "keep.jpg").exists()

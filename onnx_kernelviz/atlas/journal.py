@@ -64,11 +64,17 @@ class Journal:
             if not force:
                 raise UsageError(f"--out {out} is not empty; use --force to overwrite, --resume to continue an "
                                  "atlas, or choose a new folder")
-            for name in OWN:
+            present = [name for name in OWN if (out / name).exists() or (out / name).is_symlink()]
+            # --force replaces an earlier atlas: entries with an atlas's names in a folder no atlas wrote (a web
+            # site's pages/) are the user's, and were deleted
+            if present and previous is None and not (out / "atlas.json").is_file():
+                raise UsageError(f"--out {out} holds no atlas, but has {', '.join(present)}, which an atlas would "
+                                 "replace; --force only replaces an earlier atlas: choose a new folder")
+            for name in present:
                 p = out / name
-                if p.is_dir():
+                if p.is_dir() and not p.is_symlink():
                     shutil.rmtree(p)
-                elif p.exists():
+                else:  # a file, or a link: the link goes, never what it points to
                     p.unlink()
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
