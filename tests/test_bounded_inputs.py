@@ -367,6 +367,29 @@ def test_a_free_side_that_follows_an_extreme_image_is_refused(tmp_path):
     assert run("verify", model, _png(tmp_path / "wide.png", 20, 200)).exit_code == 0  # 32x320: fine
 
 
+def test_atlas_refuses_layers_whose_duplicate_search_exceeds_memory(tmp_path, monkeypatch):
+    """The duplicate search keeps a CxC float64 matrix per layer, several alive at once: a valid 480 KB model (one
+    1x1 conv with 40,000 output channels) had the atlas ask for 5 x 12.8 GB. Here a 600-channel layer against a
+    machine of 20 MB, so the check shows without the allocation."""
+    from onnx_kernelviz.atlas import AtlasSettings, run_atlas
+    from onnx_kernelviz.io.preprocess import resolve_preprocess
+    from onnx_kernelviz.method.config import ExplainConfig
+
+    w = numpy_helper.from_array(np.ones((600, 3, 1, 1), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="wide")], "wide",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 600, 4, 4])], [w])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    model = Model(tiny_models.save(m, tmp_path / "wide.onnx"), device="cpu")
+    monkeypatch.setattr("onnx_kernelviz.atlas.run.physical_memory", lambda: 20 << 20)
+    out = tmp_path / "atlas"
+    with pytest.raises(ModelError, match=r"layer 0 has 600 kernels.*choose fewer or narrower layers with --layers"):
+        run_atlas(model, [_png(tmp_path / "a.png", 4, 4)], out, settings=AtlasSettings(top=1, explain=0),
+                  preprocess=resolve_preprocess(None), config=ExplainConfig(steps=2))
+    assert not out.exists()
+
+
 def test_out_of_memory_advice_fits_the_command(model_path, monkeypatch):
     def no_memory(*a, **k):
         raise MemoryError

@@ -23,8 +23,9 @@ from onnx_kernelviz.atlas.outputs import Atlas, build_atlas, pyarrow_or_fail, wr
 from onnx_kernelviz.atlas.rf import LayerField, receptive_fields
 from onnx_kernelviz.atlas.stream import ShardStats, model_input
 from onnx_kernelviz.atlas.tiles import THUMB, crop, jpeg, strip
-from onnx_kernelviz.errors import KernelvizError, UsageError
+from onnx_kernelviz.errors import KernelvizError, ModelError, UsageError
 from onnx_kernelviz.frontend.layers import Layer
+from onnx_kernelviz.frontend.load import physical_memory
 from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.modelinput import from_model_input
 from onnx_kernelviz.io.preprocess import Preprocess
@@ -53,6 +54,30 @@ class AtlasSettings:
     shard_size: int = 32
     rare: float = 0.05
     scope: str = "focus"
+
+
+#: CxC float64 co-moment matrices of a layer alive at once while a batch is merged (the batch's, its float32
+#: product, the running total, the merged result, and a shard's)
+_MOMENT_COPIES = 5
+
+
+def check_statistics_memory(layers: Sequence[Layer]) -> None:
+    """Refuse, before anything is allocated, layers whose statistics cannot fit in half of this machine's memory.
+
+    The duplicate search keeps each layer's CxC co-moments (``stats.Comoments``): memory grows with the square of
+    the kernels, and a valid 480 KB model (one 1x1 conv with 40,000 output channels) asked for 5 x 12.8 GB.
+
+    Raises:
+        ModelError: naming the widest layer and what to do.
+    """
+    ram = physical_memory()
+    need = sum(_MOMENT_COPIES * 8 * la.channels ** 2 for la in layers)
+    if ram and layers and need > ram // 2:
+        widest = max(layers, key=lambda la: la.channels)
+        raise ModelError(f"the atlas statistics of {len(layers)} layer(s) need {need / 1e9:.1f} GB (a kernels x "
+                         f"kernels matrix per layer for the duplicates; layer {widest.index} has {widest.channels} "
+                         f"kernels), more than half of this machine's {ram / 1e9:.1f} GB of memory; choose fewer or "
+                         "narrower layers with --layers")
 
 
 def select_layers(model: Model, spec: str) -> list[Layer]:
@@ -111,6 +136,7 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
     pyarrow_or_fail()  # before hours of work, not after
     check_engine(engine, address)
     layers = select_layers(model, settings.layers)
+    check_statistics_memory(layers)
     paths = list_images([Path(p) for p in images])
     work = Work(str(Path(model.path).resolve()), device, model.loaded.input.name, preprocess, image_paths(paths),
                 tuple(la.index for la in layers), settings.top, settings.batch_size, config)

@@ -190,7 +190,7 @@ def _load_external_data(p: Path, proto: onnx.ModelProto) -> None:
             raise ModelError(f"{where}, a file with several hard links (it may be a file from elsewhere); "
                              "copy the data file next to the model instead")
     sizes = {t.name: _cap_external_length(p, base, t) for t in tensors}
-    total, ram = sum(sizes.values()), _physical_memory()
+    total, ram = sum(sizes.values()), physical_memory()
     if ram and total > ram:
         largest = max(sizes, key=lambda name: sizes[name])
         raise ModelError(f"the weights of {p} take {total / 1e9:.1f} GB (tensor {largest!r} alone "
@@ -252,7 +252,8 @@ def _cap_external_length(p: Path, base: Path, t: onnx.TensorProto) -> int:
     return needed
 
 
-def _physical_memory() -> int | None:
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the OS does not say."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
