@@ -390,6 +390,23 @@ def test_atlas_refuses_layers_whose_duplicate_search_exceeds_memory(tmp_path, mo
     assert not out.exists()
 
 
+def test_compare_picks_its_pair_among_a_bounded_number_of_kernels(monkeypatch):
+    """``compare`` without --kernel correlated every firing kernel with every other: three CxC float64 matrices,
+    38 GB for that 480 KB model of one 40,000-channel conv. The pick now looks at the strongest
+    MAX_PAIR_CANDIDATES kernels (here 64 of 3000, so the bound shows without the allocation)."""
+    from onnx_kernelviz.pipeline import compare
+
+    monkeypatch.setattr(compare, "MAX_PAIR_CANDIDATES", 64)
+    t = np.random.default_rng(0).uniform(0.5, 1, (3000, 2, 2)).astype(np.float32)
+    t *= np.linspace(0.2, 1, 3000, dtype=np.float32)[:, None, None]
+    strongest = set(np.argsort(-np.linalg.norm(t.reshape(3000, -1), axis=1))[:64].tolist())
+    (a, b, _, why), peak = peak_mib(lambda: compare.pick_pair(t))
+    assert why["candidates"] == 64 and {a, b} <= strongest, (a, b, why)
+    assert peak < 16, peak  # before: 3 x 72 MB
+    (a2, b2, _), peak = peak_mib(lambda: compare.most_correlated_pair(t))
+    assert {a2, b2} <= strongest and peak < 16, peak
+
+
 def test_out_of_memory_advice_fits_the_command(model_path, monkeypatch):
     def no_memory(*a, **k):
         raise MemoryError

@@ -47,11 +47,16 @@ CONTRAST = DEFAULT_CONTRAST
 #: a kernel takes part in the automatic pick when ‖r_k(x)‖ is at least this fraction of the layer's largest:
 #: kernels that fire on a handful of positions correlate by accident and have little to explain.
 MIN_SHARE = 0.05
+#: the most kernels a pick correlates pairwise (the strongest ones): its matrices grow with the square of the
+#: kernels, and a valid 480 KB model (one 1x1 conv with 40,000 output channels) made them 38 GB. Above the widest
+#: layers of real CNNs (2048-4096), so their picks are unchanged; 3 x 4096^2 float64 is 400 MB.
+MAX_PAIR_CANDIDATES = 4096
 
 
 def _candidates(t: np.ndarray, min_share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rectified maps ``[C, h·w]``, each kernel's share ‖r_k‖ / max_j ‖r_j‖ ``[C]``, and the kernels that take
-    part in a pick: a non-constant map and a share ≥ ``min_share`` (every firing kernel when fewer than two pass).
+    part in a pick: a non-constant map and a share ≥ ``min_share`` (every firing kernel when fewer than two pass),
+    at most the :data:`MAX_PAIR_CANDIDATES` strongest.
 
     Raises:
         UsageError: fewer than two kernels fire with a non-constant map.
@@ -66,6 +71,8 @@ def _candidates(t: np.ndarray, min_share: float) -> tuple[np.ndarray, np.ndarray
     if len(idx) < 2:
         raise UsageError("fewer than two kernels of this layer fire (with a non-constant map) on this image; "
                          "pick another image or layer, or give --kernel A --kernel B")
+    if len(idx) > MAX_PAIR_CANDIDATES:
+        idx = np.sort(idx[np.argsort(-share[idx], kind="stable")[:MAX_PAIR_CANDIDATES]])
     return r, share, idx
 
 
