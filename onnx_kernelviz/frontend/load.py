@@ -104,19 +104,33 @@ def _toposort(proto: onnx.ModelProto) -> bool:
     """Put the top-level nodes in an order where every input is computed before it is read (stable: nodes keep
     their relative order where they can). Returns False when the graph has a cycle or reads a missing tensor."""
     g = proto.graph
+    nodes = list(g.node)
     known = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
-    pending, order = list(g.node), []
-    while pending:
-        ready = [n for n in pending if all(i in known for i in n.input)]
-        if not ready:
-            return False
-        for n in ready:
-            known.update(n.output)
-        order += ready
-        pending = [n for n in pending if all(n is not r for r in ready)]
+    # Kahn's algorithm, level by level: level k holds the nodes whose inputs levels < k compute, in file order.
+    # In linear time: rescanning every pending node once per level took a 30,000-node chain listed backwards
+    # ~20 minutes.
+    waiting: dict[str, list[int]] = {}  # tensor -> the nodes still waiting for it
+    missing = [0] * len(nodes)  # how many distinct inputs each node still waits for
+    for i, n in enumerate(nodes):
+        for name in set(n.input) - known:
+            waiting.setdefault(name, []).append(i)
+            missing[i] += 1
+    level, order = [i for i, m in enumerate(missing) if m == 0], []
+    while level:
+        order += level
+        following = []
+        for i in level:
+            for out in nodes[i].output:
+                for j in waiting.pop(out, ()):
+                    missing[j] -= 1
+                    if missing[j] == 0:
+                        following.append(j)
+        level = sorted(following)
+    if len(order) < len(nodes):  # a cycle, or an input nothing computes
+        return False
     sorted_nodes = [onnx.NodeProto() for _ in order]
-    for dst, src in zip(sorted_nodes, order):
-        dst.CopyFrom(src)
+    for dst, i in zip(sorted_nodes, order):
+        dst.CopyFrom(nodes[i])
     del g.node[:]
     g.node.extend(sorted_nodes)
     return True
