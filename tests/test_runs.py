@@ -157,6 +157,49 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(models, images, tmp_path):
     assert not (out / LOCK_NAME).exists() and len(results(out)) == 1
 
 
+
+def test_two_runs_taking_over_one_stale_lock_never_both_hold_it(tmp_path, monkeypatch):
+    """Run B judges the lock of a dead process stale; run A takes it over right then (what a second run started
+    after a kill does). B must not remove A's fresh lock and run alongside it: exactly one of them holds --out."""
+    import fcntl
+
+    import onnx_kernelviz.io.outdir as outdir
+
+    out = tmp_path / "o"
+    out.mkdir()
+    lock = out / LOCK_NAME
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock.write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(), "started": "x"}))
+    a_holds: list[bool] = []
+    real = outdir._stale
+
+    def judged_then_a_takes_over(owner):
+        stale = real(owner)
+        if stale and not a_holds:  # A removes the stale lock as B would (under its flock, when it can get it)
+            fd = os.open(lock, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                a_holds.append(False)  # B is removing it: A would wait, then find B's lock
+            else:
+                lock.unlink()
+                mine = tmp_path / "a.lock"  # A's own lock: a live process on this host
+                mine.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "started": "y"}))
+                os.link(mine, lock)
+                a_holds.append(True)
+            finally:
+                os.close(fd)
+        return stale
+
+    monkeypatch.setattr(outdir, "_stale", judged_then_a_takes_over)
+    try:
+        with outdir.OutDir(out, force=False, resume=True):
+            b_holds = True
+    except outdir.OutDirBusy:
+        b_holds = False
+    assert len(a_holds) == 1 and a_holds[0] + b_holds == 1, (a_holds, b_holds)
+
 def test_sigterm_keeps_finished_work_and_a_second_run_is_refused_meanwhile(models, images, tmp_path):
     """A real second process: while it runs, another run into the same --out fails fast; SIGTERM then exits 143
     keeping every finished explanation (that --resume then skips: test_reliability's Ctrl-C test)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import socket
@@ -135,17 +136,7 @@ class OutDir:
             try:
                 os.link(tmp, self._lock)
             except FileExistsError:
-                owner = self._owner()
-                if owner is not None and not _stale(owner):
-                    raise OutDirBusy(
-                        f"--out {self.path} is in use by another kernelviz run (pid {owner.get('pid')} on "
-                        f"{owner.get('host')}, started {owner.get('started')}); wait for it to finish or choose "
-                        f"another --out (if that run is gone, delete {self._lock})") from None
-                # stale: move it aside under a name of our own, so that of two runs taking it over only one wins
-                aside = self._lock.with_name(f"{LOCK_NAME}.{os.getpid()}.stale")
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(self._lock, aside)
-                    os.unlink(aside)
+                self._remove_if_stale()
                 continue
             except OSError as e:
                 raise out_dir_error(self.path, e) from None
@@ -153,15 +144,39 @@ class OutDir:
             return
         raise OutDirBusy(f"--out {self.path}: could not take its lock {self._lock}; try again")
 
-    def _owner(self) -> dict[str, object] | None:
-        """The lock's content; None when it cannot be read (being written, or garbage: treated as stale)."""
+    def _remove_if_stale(self) -> None:
+        """Remove the lock file there when its owner is gone; raise :class:`OutDirBusy` when it lives.
+
+        Two runs may find the same stale lock at once. Judging it and removing it by name as two steps let the
+        slower one remove the lock the faster one had just taken in its place (both then ran into one --out).
+        So the stale file is judged and removed under an ``flock`` on it, and only while the name still points
+        to that very file: whoever comes second finds the name replaced and looks again.
+        """
         try:
-            data = json.loads(self._lock.read_text(encoding="utf-8"))
+            fd = os.open(self._lock, os.O_RDONLY)
         except FileNotFoundError:
-            return {}  # released meanwhile: not stale, not busy; try again
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+            return  # released meanwhile: try again
+        except OSError as e:
+            raise out_dir_error(self.path, e, "read") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held only by others removing this same stale file, for a moment
+            judged = os.fstat(fd)
+            try:
+                now = os.stat(self._lock)
+            except FileNotFoundError:
+                return
+            if (now.st_dev, now.st_ino) != (judged.st_dev, judged.st_ino):
+                return  # replaced since we opened it (another run took it over): look again
+            owner = _owner(fd)
+            if owner is not None and not _stale(owner):
+                raise OutDirBusy(
+                    f"--out {self.path} is in use by another kernelviz run (pid {owner.get('pid')} on "
+                    f"{owner.get('host')}, started {owner.get('started')}); wait for it to finish or choose "
+                    f"another --out (if that run is gone, delete {self._lock})")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._lock)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._locked:
@@ -170,10 +185,20 @@ class OutDir:
             self._locked = False
 
 
+def _owner(fd: int) -> dict[str, object] | None:
+    """The content of the open lock file ``fd``; None when it is garbage (treated as stale: a lock appears with
+    its content in one step, so it is never half-written)."""
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _stale(owner: dict[str, object]) -> bool:
     """A lock whose owner is gone: same host and no such process. Another host's lock is never presumed dead."""
     if not owner:
-        return True  # released while we looked: take it
+        return True  # ``{}``: garbage, as a lock that cannot be parsed
     pid, host = owner.get("pid"), owner.get("host")
     if host != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool):
         return False
