@@ -216,3 +216,31 @@ def test_default_model_against_its_int8_build(default_build, tmp_path):
     assert first > 0.99 and 0.5 < mid < first
     expl = doc["examples"][0]["explanation"]
     assert expl["status"] == "ok" and expl["isolates_in_b"] in (True, False, None)
+
+
+def test_an_interrupted_diff_points_to_force_not_to_a_resume_it_does_not_have(tmp_path, monkeypatch):
+    """Ctrl-C in the example pass (after the statistics, --out already written to), then the same command: both
+    messages say what works (run again with --force), not the ``--resume`` that diff does not have."""
+    import tiny_models
+
+    import onnx_kernelviz.diff.examples as examples
+
+    model = tiny_models.save(tiny_models.two_conv(), tmp_path / "m.onnx")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(imgs / f"p{i}.png"), np.random.default_rng(i).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+
+    def interrupted(*args, **kwargs):
+        (args[-1] / "kernels").mkdir()  # what the pass had written so far
+        raise KeyboardInterrupt
+
+    args = ["diff", model, model, imgs, "--out", tmp_path / "d", "--explain", 1, "--steps", 3]
+    with monkeypatch.context() as mp:
+        mp.setattr(examples, "show_most_changed", interrupted)
+        code, text = cli_run(*args)
+    assert code == 130 and "Interrupted" in text and "--force" in text and "--resume" not in text, text
+    code, text = cli_run(*args)
+    assert code == 2 and "not empty" in text and "--force" in text and "--resume" not in text, text
+    code, text = cli_run(*args, "--force")
+    assert code == 0 and (tmp_path / "d" / "diff.json").is_file(), text

@@ -103,7 +103,7 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
             if _debug_enabled():
                 raise
             what, code = ("Terminated", 143) if isinstance(e, Terminated) else ("Interrupted", 130)
-            click.echo(f"\n{what}: finished results were kept (resume with --resume).", err=True)
+            click.echo(f"\n{what}: {_interrupt_advice()}", err=True)
             sys.exit(code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -129,6 +129,18 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _interrupt_advice() -> str:
+    """What Ctrl-C or SIGTERM leaves, for the running command: only ``explain`` and ``atlas`` have --resume;
+    pointing ``diff`` or ``compare`` there sent users to an option that does not exist."""
+    ctx = click.get_current_context(silent=True)
+    names = {p.name for p in ctx.command.params} if ctx is not None else set()
+    if "resume" in names:
+        return "finished results were kept (resume with --resume)."
+    if "force" in names:
+        return "this command cannot resume; run it again with --force (its --out may hold partial files)."
+    return "stopped."
 
 
 def _memory_advice() -> str:

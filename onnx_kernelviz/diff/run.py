@@ -76,7 +76,7 @@ def diff_models(model_a: Model, model_b: Model, images: Sequence[str | Path], ou
     paths = list_images([Path(p) for p in images])
     size = _common_size(model_a, model_b, preprocess,
                         median_aspect(paths) if model_a.aspect_matters(preprocess.size) else None)
-    with OutDir(out_dir, force=force, resume=False) as od:
+    with OutDir(out_dir, force=force, resume=False, resumable=False) as od:
         out = od.path
         t0 = time.perf_counter()
         stats = _stream(model_a, model_b, pairs, chosen, paths, size, preprocess, config, progress)

@@ -45,11 +45,13 @@ class OutDir:
 
     Args:
         path: the folder. force: write over our own files in a non-empty folder. resume: continue a run there.
+        resumable: whether the command has ``--resume`` at all (else the refusal of a non-empty folder does
+            not suggest it).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, force: bool, resume: bool) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, force: bool, resume: bool, resumable: bool = True) -> None:
         self.path = Path(path)
-        self.force, self.resume = force, resume
+        self.force, self.resume, self.resumable = force, resume, resumable
         self.committed = False
         self._created: list[Path] = []
         self._lock = self.path / LOCK_NAME
@@ -60,8 +62,8 @@ class OutDir:
         if p.exists() and not p.is_dir():
             raise UsageError(f"--out {p} is a file; give a folder")
         if p.is_dir() and not (self.force or self.resume) and self._has_content():
-            raise UsageError(f"--out {p} is not empty; use --force to overwrite, --resume to continue a run, "
-                             "or choose a new folder")
+            also = ", --resume to continue a run," if self.resumable else ""
+            raise UsageError(f"--out {p} is not empty; use --force to overwrite{also} or choose a new folder")
         self._make_dirs()
         try:
             self._acquire()

@@ -186,7 +186,7 @@ def compare(model: Model, image: str | Path, layer: str | int, kernels: tuple[in
     paths = list_images([Path(image)])
     if len(paths) != 1:
         raise UsageError(f"compare takes one image; {image} holds {len(paths)}")
-    with OutDir(out_dir, force=force, resume=False) as od:
+    with OutDir(out_dir, force=force, resume=False, resumable=False) as od:
         prep = prepare(model, paths, la, preprocess, cfg)  # once: it picks the pair and is explained
         t_x = prep.t_ort[0]
         if kernels is None:
