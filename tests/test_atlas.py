@@ -361,3 +361,34 @@ def test_force_removes_only_an_earlier_atlas(tmp_path):
     (out / "checkpoint" / "run.json").write_text('{"model": "old"}')
     assert Journal(out).prepare({"model": "new"}, force=True, resume=False) is False
     assert not (out / "pages").exists() and not (out / "tiles").exists() and (elsewhere / "keep.jpg").exists()
+
+
+def test_a_full_disk_is_one_clear_line_and_resume_then_finishes(planted, tmp_path, monkeypatch):
+    """The disk fills while a kernel's checkpoint is written: one ``Error:`` line saying so and how to go on (not
+    "unexpected ... please report it"); the checkpoints written before are intact and --resume finishes."""
+    import errno
+    import tempfile
+
+    model, images = planted
+    out = tmp_path / "full"
+    args = ["atlas", str(model), str(images), "--out", str(out), "--top", "2", "--explain", "1", "--steps", "4",
+            "--batch-size", "1", "--device", "cpu"]
+    real = tempfile.mkstemp
+
+    def full(*a, **k):
+        if str(k.get("prefix", "")).startswith(".k0003"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*a, **k)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(tempfile, "mkstemp", full)
+        res = CliRunner().invoke(cli, args)
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert res.exit_code == 1 and len(errors) == 1 and "Traceback" not in res.output, res.output
+    assert "the disk is full" in errors[0] and "--resume" in errors[0] and "unexpected" not in errors[0]
+    assert (out / "checkpoint" / "stats.npz").is_file() and not (out / "atlas.json").exists()
+    saved = sorted((out / "checkpoint" / "explained").rglob("*.json"))
+    assert saved and all(json.loads(p.read_text())["explanations"] for p in saved)
+    res = CliRunner().invoke(cli, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    check_consistent(out)

@@ -8,6 +8,7 @@ cannot forge a second line or send escape sequences to the terminal.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -103,7 +104,7 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
             if _debug_enabled():
                 raise
             what, code = ("Terminated", 143) if isinstance(e, Terminated) else ("Interrupted", 130)
-            click.echo(f"\n{what}: {_interrupt_advice()}", err=True)
+            click.echo(f"\n{what}: {_after_stop()}.", err=True)
             sys.exit(code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -122,6 +123,8 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
         except Exception as e:  # noqa: BLE001 - the contract: never a traceback without --debug
             if _debug_enabled():
                 raise
+            if isinstance(e, OSError) and e.errno in _NO_ROOM:
+                raise _Fail(shown(_no_room(e))) from None
             raise _Fail(shown(f"unexpected {type(e).__name__}: {str(e)[:300]}; rerun with --debug for the "
                               "traceback and please report it")) from None
         finally:
@@ -131,16 +134,28 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _interrupt_advice() -> str:
-    """What Ctrl-C or SIGTERM leaves, for the running command: only ``explain`` and ``atlas`` have --resume;
-    pointing ``diff`` or ``compare`` there sent users to an option that does not exist."""
+#: errors that only a write raises and a user can fix (make room, or another --out): not a bug to report
+_NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the file system is read-only"}
+
+
+def _no_room(e: OSError) -> str:
+    """One line for a full or read-only disk met while writing (the atlas's checkpoints and pages, diff.json,
+    report.html, ...). Each file is written atomically, so the files there before are intact."""
+    where = e.filename or "into --out"  # a failed write() names no file, only open() and mkstemp() do
+    return f"cannot write {where}: {_NO_ROOM[e.errno or 0]}; make room or choose another --out; {_after_stop()}"
+
+
+def _after_stop() -> str:
+    """How to go on after the running command stopped early (Ctrl-C, SIGTERM, a full disk): only ``explain`` and
+    ``atlas`` have --resume; pointing ``diff`` or ``compare`` there sent users to an option that does not exist."""
     ctx = click.get_current_context(silent=True)
     names = {p.name for p in ctx.command.params} if ctx is not None else set()
     if "resume" in names:
-        return "finished results were kept (resume with --resume)."
+        return "finished results were kept (resume with --resume)"
     if "force" in names:
-        return "this command cannot resume; run it again with --force (its --out may hold partial files)."
-    return "stopped."
+        return "run it again with --force (this command cannot resume; its --out may hold partial files)"
+    return "run it again"
 
 
 def _memory_advice() -> str:
