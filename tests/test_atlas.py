@@ -392,3 +392,15 @@ def test_a_full_disk_is_one_clear_line_and_resume_then_finishes(planted, tmp_pat
     res = CliRunner().invoke(cli, [*args, "--resume"])
     assert res.exit_code == 0, res.output
     check_consistent(out)
+
+
+def test_resume_may_change_the_batch_size_and_names_a_changed_explanation_setting(planted, tmp_path):
+    """--batch-size decides no result (as in ``explain --resume``): a resume may change it, e.g. after running out
+    of memory. Another explanation setting is refused naming it and both values, not as "other method"."""
+    model, images = planted
+    out = tmp_path / "b"
+    whole = run(model, images, out)
+    resumed = run(model, images, out, config=replace(FAST, batch_size=1), resume=True)
+    assert resumed.kernels == whole.kernels
+    with pytest.raises(Exception, match=r"other steps \(8 -> 9\)"):
+        run(model, images, out, config=replace(FAST, steps=9), resume=True)

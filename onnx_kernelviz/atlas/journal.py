@@ -30,6 +30,25 @@ OWN = ("atlas.json", "atlas.html", "kernels.parquet", "pages", "tiles", "checkpo
 LOCK = ".kernelviz-atlas.lock"
 
 
+#: explanation settings that decide no result, only how the work is batched: a resume may change them (as
+#: ``explain --resume`` may), e.g. a smaller --batch-size after running out of memory
+_NOT_DECISIVE = frozenset({"batch_size"})
+
+
+def _differences(previous: dict, identity: dict) -> list[str]:
+    """What differs between the run.json there and this run, in words: the keys, and for the explanation settings
+    each one that decides a result, with both values (a bare "other method" left the user guessing which)."""
+    out = []
+    for key in identity.keys() | previous.keys():
+        old, new = previous.get(key), identity.get(key)
+        if key == "method" and isinstance(old, dict) and isinstance(new, dict):
+            out += [f"{k} ({json.dumps(old.get(k))} -> {json.dumps(new.get(k))})"
+                    for k in sorted(old.keys() | new.keys()) if k not in _NOT_DECISIVE and old.get(k) != new.get(k)]
+        elif old != new:
+            out.append(key)
+    return sorted(out)
+
+
 class Journal:
     """The checkpoint folder of one atlas run in ``out``."""
 
@@ -52,11 +71,11 @@ class Journal:
         previous = self._read("run.json")
         if out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
             if resume and previous is not None:
-                if previous != identity:
-                    what = [k for k in identity if identity.get(k) != previous.get(k)]
-                    raise UsageError(f"{out} holds an atlas with other {', '.join(what) or 'settings'}; resume "
-                                     "with the same model, images, --layers, --top, --explain and preprocessing, "
-                                     "or use --force to start over")
+                what = _differences(previous, identity)
+                if what:
+                    raise UsageError(f"{out} holds an atlas with other {', '.join(what)}; resume with the same "
+                                     "model, images, --layers, --top, --explain, preprocessing and explanation "
+                                     "settings, or use --force to start over")
                 return True
             if resume:
                 raise UsageError(f"--resume: {out} holds no atlas checkpoint; run without --resume (and with "
