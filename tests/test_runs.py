@@ -200,6 +200,25 @@ def test_two_runs_taking_over_one_stale_lock_never_both_hold_it(tmp_path, monkey
         b_holds = False
     assert len(a_holds) == 1 and a_holds[0] + b_holds == 1, (a_holds, b_holds)
 
+
+def test_a_run_that_finished_while_this_one_started_is_not_overwritten(tmp_path, monkeypatch):
+    """Another run takes the new folder, writes its results and leaves between this run's look at the folder
+    (empty) and its lock: this run, without --force or --resume, must then refuse, not replace them."""
+    from onnx_kernelviz.errors import UsageError
+    from onnx_kernelviz.io.outdir import OutDir
+
+    out = tmp_path / "o"
+    real = OutDir._acquire
+
+    def another_run_first(self):
+        (self.path / "results.json").write_text('{"theirs": 1}')
+        real(self)
+
+    monkeypatch.setattr(OutDir, "_acquire", another_run_first)
+    with pytest.raises(UsageError, match="is not empty"), OutDir(out, force=False, resume=False):
+        pass
+    assert tree(out) == {"results.json": b'{"theirs": 1}'}  # theirs kept, our lock gone
+
 def test_sigterm_keeps_finished_work_and_a_second_run_is_refused_meanwhile(models, images, tmp_path):
     """A real second process: while it runs, another run into the same --out fails fast; SIGTERM then exits 143
     keeping every finished explanation (that --resume then skips: test_reliability's Ctrl-C test)."""

@@ -61,13 +61,15 @@ class OutDir:
         p = self.path
         if p.exists() and not p.is_dir():
             raise UsageError(f"--out {p} is a file; give a folder")
-        if p.is_dir() and not (self.force or self.resume) and self._has_content():
-            also = ", --resume to continue a run," if self.resumable else ""
-            raise UsageError(f"--out {p} is not empty; use --force to overwrite{also} or choose a new folder")
+        self._refuse_content()
         self._make_dirs()
         try:
             self._acquire()
+            # again, holding the lock: a run that took the folder, wrote it and left between the first look and
+            # our lock would otherwise have its results.json replaced by this run's
+            self._refuse_content()
         except BaseException:
+            self.release()
             self._undo()
             raise
         return self
@@ -83,6 +85,13 @@ class OutDir:
         self.committed = True
 
     # -- the folder ------------------------------------------------------------------------------------------------
+    def _refuse_content(self) -> None:
+        """Without --force or --resume, a folder holding anything but our lock is refused."""
+        if self.path.is_dir() and not (self.force or self.resume) and self._has_content():
+            also = ", --resume to continue a run," if self.resumable else ""
+            raise UsageError(f"--out {self.path} is not empty; use --force to overwrite{also} or choose a new "
+                             "folder")
+
     def _has_content(self) -> bool:
         try:
             return any(not e.name.startswith(LOCK_NAME) for e in os.scandir(self.path))
