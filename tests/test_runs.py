@@ -158,6 +158,22 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(models, images, tmp_path):
 
 
 
+
+@pytest.mark.parametrize("whose", ["ours", "another live process"])
+def test_a_stale_lock_whose_pid_was_reused_is_taken_over(models, images, tmp_path, whose):
+    """A container restarted after a kill runs kernelviz under the pid its lock names (often 1), and pids are reused:
+    a lock whose pid is alive but whose process started at another time is stale, not "in use by pid N"."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to tell processes apart")
+    out = tmp_path / "o"
+    out.mkdir()
+    pid = os.getpid() if whose == "ours" else os.getppid()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "x",
+                                             "process": "an-earlier-boot:12345"}))
+    r = run("explain", models["two"], images[0], "--layer", "1", "--kernel", "0", "--out", out, *FAST)
+    assert r.exit_code == 0, r.output
+    assert not (out / LOCK_NAME).exists() and len(results(out)) == 1
+
 def test_two_runs_taking_over_one_stale_lock_never_both_hold_it(tmp_path, monkeypatch):
     """Run B judges the lock of a dead process stale; run A takes it over right then (what a second run started
     after a kill does). B must not remove A's fresh lock and run alongside it: exactly one of them holds --out."""

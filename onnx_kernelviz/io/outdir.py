@@ -5,7 +5,8 @@ start leaves it exactly as it was.
 the way, a non-empty folder without ``--force``/``--resume``), creates it and takes its lock; on exit it releases
 the lock, and when the run failed before :meth:`OutDir.commit` (nothing of it was written yet) it removes what
 it created. The lock is a file ``.kernelviz.lock`` holding the owner's pid, host and start time: a second run
-fails fast naming the first; a lock left by a process that no longer exists on this host is taken over.
+fails fast naming the first; a lock left by a process that no longer exists on this host is taken over, also when
+its pid now belongs to another process (the lock records the process's own start time too).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ class OutDir:
     def _acquire(self) -> None:
         # The lock appears with its content in one step (a hard link to a finished temp file), so a reader never
         # takes a lock being written for a garbage (stale) one.
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "process": _process_id(os.getpid())}
         tmp = self._lock.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(me), encoding="utf-8")
@@ -206,6 +208,23 @@ def _owner(fd: int) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+def _process_id(pid: int) -> str | None:
+    """``BOOT_ID:START`` of the live process ``pid`` (Linux: the boot and its start time in clock ticks), unique
+    across pid reuse and reboots; ``"gone"`` when no such process exists; None where /proc cannot tell."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "gone" if Path("/proc/self/stat").exists() else None
+    except OSError:
+        return None
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    fields = stat_line.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces and ')'
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None
+
+
 def _stale(owner: dict[str, object]) -> bool:
     """A lock whose owner is gone: same host and no such process. Another host's lock is never presumed dead."""
     if not owner:
@@ -213,6 +232,11 @@ def _stale(owner: dict[str, object]) -> bool:
     pid, host = owner.get("pid"), owner.get("host")
     if host != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool):
         return False
+    # The pid alone is not enough: a container restarted after a kill runs kernelviz under the very pid (often 1)
+    # that the lock names, and any pid is reused in time; the owner's start time tells that process from ours.
+    recorded = owner.get("process")
+    if isinstance(recorded, str) and _process_id(pid) not in (None, recorded):
+        return True
     if pid == os.getpid():
         return False  # this process holds it (a nested use): busy
     try:
