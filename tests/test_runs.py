@@ -402,3 +402,19 @@ def test_read_only_out(models, images, tmp_path, monkeypatch, fail_at):
     error_line(run("explain", models["two"], images[0], "--layer", "1", "--kernel", "0", "--out", out, *FAST), 1,
                "read-only")
     assert not (out / LOCK_NAME).exists()
+
+
+def test_force_over_an_earlier_run_of_a_changed_image_shows_the_new_photo(models, tmp_path):
+    """The same image path with new content (or new preprocessing), explained again with --force: original.png
+    must be this run's photo, not the earlier run's kept beside this run's x' (it was kept when it existed)."""
+    photo = tmp_path / "imgs" / "a.png"
+    photo.parent.mkdir()
+    cmd = ("explain", models["two"], photo, "--layer", "1", "--kernel", "0", *FAST)
+    _png(photo, 0)
+    assert run(*cmd, "--out", tmp_path / "o").exit_code == 0
+    _png(photo, 1)
+    assert run(*cmd, "--out", tmp_path / "o", "--force").exit_code == 0
+    assert run(*cmd, "--out", tmp_path / "fresh").exit_code == 0
+    folder = Path(results(tmp_path / "o")[0]["files"]["original"]).parent
+    assert (tmp_path / "o" / folder / "original.png").read_bytes() == \
+        (tmp_path / "fresh" / folder / "original.png").read_bytes()

@@ -61,10 +61,24 @@ def write_batch(out: Path, prep: Prepared, opt: Optimized, meas: Measured,
                             steps=steps, seconds=seconds, files=files, image_notes=notes, loss=float(opt.loss[row]),
                             baselines=base, focus=focus)
 
+    # Each image's photo, written anew by every batch (one picture per image, beside the batch's many) rather
+    # than kept when it exists: an earlier run in this folder (--force, or the same path holding another image
+    # now) left its own photo there, which the report showed beside this run's x'.
+    for i in sorted({i for (i, _), failure in zip(opt.items, opt.failed) if not failure}):
+        _folder(out / prep.folders[i])
+        write_image(out / prep.folders[i] / "original.png", prep.photos[i])
     # PNG encoding releases the GIL: on a GPU, writing 500 explanations' pictures one at a time took a third of
-    # the run. Files are written atomically, so two rows writing the same image's original.png do not clash.
+    # the run.
     with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
         return list(pool.map(result, range(len(opt.items))))
+
+
+def _folder(d: Path) -> Path:
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where the folder goes, a read-only or full disk
+        raise out_dir_error(d, e, "create") from None
+    return d
 
 
 def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_mod: np.ndarray,
@@ -85,11 +99,7 @@ def write_explanation(out: Path, stem: str, photo: np.ndarray, x: np.ndarray, x_
         cells: the focus cells F ``[h, w]`` bool when the caller has them (compare's shared F); by default F is
             recomputed from ``before`` and the block's ``peak`` (the contract's rule: method.focus.focus_cells).
     """
-    d = out / stem / f"k{k:04d}"
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file where the folder goes, a read-only or full disk
-        raise out_dir_error(d, e, "create") from None
+    d = _folder(out / stem / f"k{k:04d}")
     original = out / stem / "original.png"
     if not original.exists():
         write_image(original, photo)
