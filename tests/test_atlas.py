@@ -404,3 +404,17 @@ def test_resume_may_change_the_batch_size_and_names_a_changed_explanation_settin
     assert resumed.kernels == whole.kernels
     with pytest.raises(Exception, match=r"other steps \(8 -> 9\)"):
         run(model, images, out, config=replace(FAST, steps=9), resume=True)
+
+
+def test_a_second_atlas_on_a_busy_folder_exits_1_like_explain(planted, tmp_path):
+    """A running atlas holds --out: the second one is one ``Error:`` line with exit status 1 (a busy folder, as in
+    ``explain``), not 2, which says the command line was wrong."""
+    from onnx_kernelviz.atlas.journal import Journal
+
+    model, images = planted
+    out = tmp_path / "busy"
+    with Journal(out).locked():
+        res = CliRunner().invoke(cli, ["atlas", str(model), str(images), "--out", str(out), "--explain", "0",
+                                       "--top", "2", "--resume"])
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert res.exit_code == 1 and len(errors) == 1 and "another kernelviz atlas is writing" in errors[0], res.output

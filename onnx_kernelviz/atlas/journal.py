@@ -23,6 +23,7 @@ import numpy as np
 from onnx_kernelviz.atlas.stream import ShardStats
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.io.files import atomic_file, write_json
+from onnx_kernelviz.io.outdir import OutDirBusy
 
 #: what an atlas writes into DIR (``--force`` removes these and nothing else)
 OWN = ("atlas.json", "atlas.html", "kernels.parquet", "pages", "tiles", "checkpoint")
@@ -115,7 +116,8 @@ class Journal:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UsageError(f"another kernelviz atlas is writing to {self.out}; wait for it or use another "
+                # exit 1 like explain's busy --out (OutDirBusy): nothing is wrong with the command line
+                raise OutDirBusy(f"another kernelviz atlas is writing to {self.out}; wait for it or use another "
                                  "--out") from None
             f.write(str(os.getpid()))
             f.flush()
