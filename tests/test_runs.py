@@ -102,6 +102,21 @@ def test_resume_merges_other_kernels_and_images(models, images, tmp_path):
         assert all((out / f).is_file() for f in x["files"].values() if f)
 
 
+
+def test_resume_naming_the_images_by_another_path_redoes_and_duplicates_nothing(models, images, tmp_path,
+                                                                                monkeypatch):
+    """The first run names the image relative to its folder, the resume by its absolute path (a script, another
+    shell): the same file, so its finished result is kept as it was and listed once."""
+    monkeypatch.chdir(images[0].parent)
+    out = tmp_path / "o"
+    base = ("explain", models["two"], "--layer", "1", "--out", out, *FAST)
+    assert run(*base[:2], images[0].name, *base[2:], "--kernel", "0").exit_code == 0
+    first = results(out)
+    r = run(*base[:2], images[0], *base[2:], "--kernel", "0,1", "--resume")
+    assert r.exit_code == 0, r.output
+    merged = results(out)
+    assert [x["kernel"] for x in merged] == [0, 1] and merged[0] == first[0]
+
 @pytest.mark.parametrize("change, needle", [
     (["--steps", "4"], "steps 3 -> 4"),
     (["--mean", "0.5,0.5,0.5"], "preprocess.mean"),

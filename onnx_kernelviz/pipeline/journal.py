@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -71,6 +72,7 @@ class Journal:
         self.header = replace(header, fingerprint=fingerprint(header))
         self._results: dict[tuple[str, int], KernelResult] = {r.key: r for r in earlier}
         self._asked: dict[tuple[str, int], int] = {}
+        self._alias: dict[str, str] = {}
         self.every = every
         self._last_save = 0.0
 
@@ -112,22 +114,29 @@ class Journal:
     # -- the items -----------------------------------------------------------------------------------------------
     def ask(self, keys: Iterable[tuple[str, int]]) -> None:
         """This run's (image, kernel) items, in the order results.json should list them."""
-        self._asked = {k: n for n, k in enumerate(keys)}
+        keys = list(keys)
+        self._alias = _same_images({image for image, _ in keys}, {image for image, _ in self._results})
+        self._asked = {self._key(k): n for n, k in enumerate(keys)}
+
+    def _key(self, key: tuple[str, int]) -> tuple[str, int]:
+        """``key`` with its image spelled as an earlier result spells the same file."""
+        return self._alias.get(key[0], key[0]), key[1]
 
     def finished(self, key: tuple[str, int]) -> KernelResult | None:
         """The earlier result of ``key`` when it need not be redone (ok or inactive), else None."""
-        r = self._results.get(key)
+        r = self._results.get(self._key(key))
         return r if r is not None and r.finished else None
 
     def add(self, result: KernelResult) -> None:
-        self._results[result.key] = result
+        self._results[self._key(result.key)] = result
 
     @property
     def results(self) -> list[KernelResult]:
         """Asked items first, in the order asked, then the earlier results not asked again."""
         n = len(self._asked)
         earlier = {k: i for i, k in enumerate(self._results)}
-        return sorted(self._results.values(), key=lambda r: (self._asked.get(r.key, n), earlier[r.key]))
+        ordered = sorted(self._results.items(), key=lambda kr: (self._asked.get(kr[0], n), earlier[kr[0]]))
+        return [r for _, r in ordered]
 
     # -- saving --------------------------------------------------------------------------------------------------
     def save(self, every: float = 0.0) -> None:
@@ -139,3 +148,21 @@ class Journal:
         except OSError as e:
             raise out_dir_error(self.path, e) from None
         self._last_save = time.monotonic()
+
+
+def _same_images(asked: set[str], earlier: set[str]) -> dict[str, str]:
+    """Each asked image that an earlier result names by another path to the same file (``imgs/a.png`` and
+    ``/home/me/imgs/a.png``, a symlink) -> the earlier path. Results are keyed by the path as given: without this,
+    a resume naming the images another way explained each of them again and listed it twice."""
+    def file_id(path: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return None
+        return st.st_dev, st.st_ino
+
+    known: dict[tuple[int, int], str] = {}
+    for e in sorted(earlier - asked):
+        if (fid := file_id(e)) is not None:
+            known.setdefault(fid, e)
+    return {a: known[fid] for a in asked - earlier if (fid := file_id(a)) is not None and fid in known}
