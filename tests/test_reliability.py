@@ -297,6 +297,35 @@ def test_non_empty_out_is_refused_and_untouched(models, image, tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and (out / "results.json").is_file()
 
 
+@pytest.fixture()
+def tiny_demo(models, image, tmp_path, monkeypatch):
+    """``kernelviz demo`` on the tiny model (as the default model) and ``image`` (as the bundled photo)."""
+    import shutil
+
+    from onnx_kernelviz.pipeline import demo
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(image, photos / demo.DEMO_PHOTO)
+    monkeypatch.setattr(demo, "MODEL_CANDIDATES", (models["two"],))
+    monkeypatch.setattr(demo, "PHOTOS", photos)
+    monkeypatch.setattr(demo, "DEMO_LAYER", 1)
+    return ["demo", *FAST]
+
+
+def test_demo_replaces_only_an_earlier_demo_not_a_users_run(models, image, tmp_path, tiny_demo):
+    """The demo took any folder with a kernelviz results.json for an earlier demo and wrote over the user's own
+    run there; its refusal also told the user to use --force or --resume, which ``demo`` does not have."""
+    out = tmp_path / "mine"
+    assert run(*explain_args(models["two"], image, out, "--layer", "1", "--kernel", "0")).exit_code == 0
+    before = (out / "results.json").read_bytes()
+    line = error_line(run(*tiny_demo, "--out", out), 2, "not empty", "choose a new folder")
+    assert "--force" not in line and "--resume" not in line
+    assert (out / "results.json").read_bytes() == before
+    # an earlier demo is replaced
+    assert run(*tiny_demo, "--out", tmp_path / "demo").exit_code == 0
+    assert run(*tiny_demo, "--out", tmp_path / "demo").exit_code == 0
+
 def test_results_json_valid_after_every_explanation_and_no_temp_files(models, image, tmp_path):
     from onnx_kernelviz.io.preprocess import resolve_preprocess
     from onnx_kernelviz.model import Model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -30,20 +31,35 @@ def default_model_path() -> Path:
 
 def run_demo(out: Path, *, steps: int | None = None, device: str = "auto", progress: ProgressFn | None = None,
              on_step: StepProgressFn | None = None) -> ExplainRun:
-    """Explain the demo kernels into ``out``; an earlier demo there is replaced, any other content refused."""
+    """Explain the demo kernels into ``out``; an earlier demo there is replaced, any other content refused.
+
+    Raises:
+        UsageError: a bad ``steps``, or ``out`` is not empty and holds no earlier demo (both before the model is
+            opened, so a mistake costs no wait).
+    """
     model_path = default_model_path()
-    force = _holds_only_a_demo(out)
+    cfg = (ExplainConfig() if steps is None else ExplainConfig(steps=steps)).validate()
+    force = _holds_a_demo(out, model_path)
+    if not force and out.is_dir() and any(out.iterdir()):
+        # explain's own refusal would suggest --force and --resume, which the demo does not have
+        raise UsageError(f"--out {out} is not empty and holds no earlier demo; choose a new folder (the demo "
+                         "replaces only an earlier demo)")
     m = Model(model_path, device=device)
     pp = resolve_preprocess(model_path)
-    cfg = ExplainConfig() if steps is None else ExplainConfig(steps=steps)
     return explain(m, [PHOTOS / DEMO_PHOTO], DEMO_LAYER, DEMO_KERNELS, out, preprocess=pp, config=cfg,
                    force=force, progress=progress, on_step=on_step)
 
 
-def _holds_only_a_demo(out: Path) -> bool:
-    """True when ``out`` holds an earlier kernelviz run (its results.json), so re-running the demo may replace it."""
+def _holds_a_demo(out: Path, model_path: Path) -> bool:
+    """True when ``out``'s results.json is an earlier demo's (the default model on the bundled photo), so re-running
+    the demo may replace it. Any other run there, e.g. the user's own explain of the same model, is theirs: taking
+    every results.json for a demo wrote over it."""
     try:
         doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
-        return isinstance(doc, dict) and "model_sha256" in doc
+        sha = hashlib.sha256(model_path.read_bytes()).hexdigest()
     except (OSError, ValueError):
         return False
+    if not isinstance(doc, dict) or doc.get("model_sha256") != sha or not isinstance(doc.get("results"), list):
+        return False
+    # by file name: the package's folder may have moved since (a reinstall)
+    return all(isinstance(r, dict) and Path(str(r.get("image"))).name == DEMO_PHOTO for r in doc["results"])
