@@ -141,6 +141,19 @@ def test_resume_with_other_kernels_but_same_settings_is_not_refused(models, imag
     assert run(*base, "--kernel", "3", "--batch-size", "2", "--resume").exit_code == 0  # batching decides nothing
 
 
+
+@pytest.mark.parametrize("command", ["explain", "atlas"])
+def test_resume_with_force_is_refused_before_anything_runs(models, images, tmp_path, command):
+    """--resume continues the run in --out and --force starts over: together, --force was ignored, and a refused
+    resume then told the user to add the --force they had given."""
+    out = tmp_path / "o"
+    base = (command, models["two"], images[0], "--out", out, *FAST) + (("--layer", "1", "--kernel", "0")
+                                                                      if command == "explain" else ())
+    assert run(*base).exit_code == 0
+    before = tree(tmp_path)
+    error_line(run(*base, "--steps", "4", "--resume", "--force"), 2, "--resume", "--force", "give one")
+    assert tree(tmp_path) == before
+
 # --- one run at a time --------------------------------------------------------------------------------------------
 
 def test_a_held_lock_refuses_a_second_run_naming_the_first(models, images, tmp_path):

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, device_option, preprocess_options
-from onnx_kernelviz.cli.options import METHOD_NAMES, config_from
+from onnx_kernelviz.cli.options import METHOD_NAMES, config_from, refuse_resume_with_force
 
 
 def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
@@ -86,6 +86,7 @@ def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, 
 
     from onnx_kernelviz.atlas import AtlasSettings, run_atlas
 
+    refuse_resume_with_force(resume, force)
     cfg = replace(config_from(opts, settings), oracle=bound).validate()  # the scope: AtlasSettings.scope
     m, pp = _open(model, device, opts)
     progress, bars = _bars()

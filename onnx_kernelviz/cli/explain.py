@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, device_option, preprocess_options, shown
-from onnx_kernelviz.cli.options import config_from, explain_options, progress_bar
+from onnx_kernelviz.cli.options import config_from, explain_options, progress_bar, refuse_resume_with_force
 from onnx_kernelviz.errors import UsageError
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def explain(model: str, images: tuple[str, ...], layer: str, kernel: str, out: s
     """
     from onnx_kernelviz.pipeline.explain import explain as run_explain
 
+    refuse_resume_with_force(resume, force)
     cfg = config_from(opts, settings)
     m, pp = _open(model, device, opts)
     progress, on_step = progress_bar("explaining")

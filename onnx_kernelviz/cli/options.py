@@ -95,6 +95,12 @@ def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def refuse_resume_with_force(resume: bool, force: bool) -> None:
+    """--resume and --force together are a usage error: with both, --force was silently ignored, and a refused
+    resume then told the user to add the --force they had already given."""
+    if resume and force:
+        raise UsageError("--resume continues the run in --out and --force starts over; give one of them, not both")
+
 def config_from(opts: dict[str, Any], settings: tuple[str, ...]) -> ExplainConfig:
     """The ExplainConfig of a command: pops :data:`CONFIG_OPTIONS` from ``opts``, applies the precedence above,
     expands ``baselines`` and validates every value."""
