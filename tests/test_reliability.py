@@ -297,6 +297,19 @@ def test_non_empty_out_is_refused_and_untouched(models, image, tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and (out / "results.json").is_file()
 
 
+
+@pytest.mark.parametrize("command", ["compare", "diff"])
+def test_non_empty_out_advice_names_only_the_commands_own_options(models, image, tmp_path, command):
+    """compare and diff have --force but no --resume: their refusal told the user to use --resume."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = ((command, models["two"], image, "--layer", "1") if command == "compare"
+            else (command, models["two"], models["two"], image))
+    line = error_line(run(*args, "--out", out, *FAST), 2, "is not empty", "--force")
+    assert "--resume" not in line
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
 @pytest.fixture()
 def tiny_demo(models, image, tmp_path, monkeypatch):
     """``kernelviz demo`` on the tiny model (as the default model) and ``image`` (as the bundled photo)."""
