@@ -201,6 +201,20 @@ def test_force_is_needed_to_write_into_a_used_folder(deployed_build, photos, tmp
     assert cli_run(*args, "--force")[0] == 0
 
 
+
+@pytest.mark.parametrize("option, value", [("--steps", 0), ("--steps", -3), ("--batch-size", 0), ("--top", 0),
+                                           ("--explain", -1)])
+def test_a_bad_number_is_a_usage_error_naming_its_option(photos, tmp_path, option, value):
+    """--steps 0 (docs/RELIABILITY.md: 'must be at least 1') ran and skipped the --explain asked for, silently;
+    the other numbers' error named all three options whichever was wrong."""
+    import tiny_models
+
+    model = tiny_models.save(tiny_models.two_conv(), tmp_path / "two.onnx")
+    code, text = cli_run("diff", model, model, photos, "--out", tmp_path / "d", option, value)
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
+    assert code == 2 and len(errors) == 1 and errors[0].startswith(f"Error: {option} must be at least"), text
+    assert str(value) in errors[0] and not (tmp_path / "d").exists()
+
 @pytest.mark.slow
 def test_default_model_against_its_int8_build(default_build, tmp_path):
     """The shipped model and its QDQ build (onnxruntime's tools): early layers barely move, later ones drift."""

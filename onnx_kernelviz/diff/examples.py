@@ -66,7 +66,7 @@ def show_most_changed(model_a: Model, model_b: Model, pairs: Pairs, stats: Mappi
         files = _pictures(out, layer, k, from_model_input(x[0], pp), t_a[k], t_b[k])
         examples.append({"layer": layer, "kernel": k, "drift": drift, "image": str(image), "files": files,
                          "sites_a": stats[layer].sites(0, k)[:5], "sites_b": stats[layer].sites(1, k)[:5]})
-    if config.explain and config.steps > 0:
+    if config.explain:
         _explain_on_a_measure_on_b(model_a, model_b, pairs, examples, pp, config, out)
     return examples
 

@@ -69,8 +69,11 @@ def diff_models(model_a: Model, model_b: Model, images: Sequence[str | Path], ou
         ModelError: the models' layers or inputs do not match.
         UsageError: bad ``--layers``, no images, or a non-empty ``out_dir`` without ``force``.
     """
-    if config.batch_size < 1 or config.top < 1 or config.explain < 0:
-        raise UsageError("--batch-size and --top must be at least 1, --explain at least 0")
+    # --steps too (docs/RELIABILITY.md): 0 used to skip the explanations --explain asked for, without a word
+    for option, value, least in (("--batch-size", config.batch_size, 1), ("--top", config.top, 1),
+                                 ("--explain", config.explain, 0), ("--steps", config.steps, 1)):
+        if value < least:
+            raise UsageError(f"{option} must be at least {least} (got {value})")
     pairs = match_layers(model_a.layers, model_b.layers, str(model_a.path), str(model_b.path))
     chosen = parse_layers(config.layers, len(pairs))
     paths = list_images([Path(p) for p in images])
