@@ -198,6 +198,18 @@ def test_no_results_is_an_error(tmp_path):
         write_report(tmp_path)
 
 
+
+@pytest.mark.parametrize("name, page, command", [("atlas.json", "atlas.html", "kernelviz atlas"),
+                                                 ("diff.json", "diff.html", "kernelviz diff")])
+def test_report_on_an_atlas_or_diff_folder_points_to_its_own_page(tmp_path, name, page, command):
+    """The advice was to run `kernelviz explain` into a folder that already holds an atlas or a diff, whose page
+    their own command writes."""
+    (tmp_path / name).write_text("{}")
+    with pytest.raises(KernelvizError) as e:
+        write_report(tmp_path)
+    assert str(tmp_path / page) in str(e.value) and command in str(e.value)
+    assert "kernelviz explain MODEL" not in str(e.value) and not (tmp_path / "report.html").exists()
+
 def test_write_is_atomic(tmp_path, monkeypatch):
     out = make_sample(tmp_path / "out")
     write_report(out)

@@ -36,6 +36,13 @@ def write_report(out_dir: Path) -> Path:
         raise KernelvizError(f"{out_dir} is not a folder; run `kernelviz explain ... --out {out_dir}` first")
     results, compare = _load(out_dir / "results.json"), _load(out_dir / "compare.json")
     if results is None and compare is None:
+        # an atlas or a diff writes its own page: sending the user to `explain` into that folder would mislead
+        for doc, command in (("atlas.json", "atlas"), ("diff.json", "diff")):
+            if (out_dir / doc).exists():
+                own = out_dir / doc.replace(".json", ".html")
+                raise KernelvizError(f"{out_dir} holds a kernelviz {command}, not explanations: its report is {own}, "
+                                     f"written by `kernelviz {command}`; `kernelviz report` rebuilds the report of "
+                                     "`kernelviz explain` and `kernelviz compare`")
         raise KernelvizError(
             f"{out_dir} has no results.json or compare.json; run `kernelviz explain MODEL IMAGE --layer L "
             f"--kernel K --out {out_dir}` (or `kernelviz compare ... --out {out_dir}`) first")
