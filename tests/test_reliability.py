@@ -191,6 +191,8 @@ def test_unexpected_exception_is_one_line(models, monkeypatch):
     (["--layer", "1", "--kernel", "top0"], 2, ["N >= 1"]),
     (["--layer", "1", "--kernel", "0", "--size", "abc"], 2, ["invalid --size 'abc'", "HxW"]),
     (["--layer", "1", "--kernel", "0", "--size", "0x16"], 2, ["invalid --size"]),
+    # the model's input is fixed at 16x16: --size was dropped without a word
+    (["--layer", "1", "--kernel", "0", "--size", "32x32"], 2, ["--size 32x32", "fixed at 16x16", "leave --size out"]),
     (["--layer", "1", "--kernel", "0", "--mean", "1,2"], 2, ["invalid --mean '1,2'"]),
     (["--layer", "1", "--kernel", "0", "--mean", "a,b,c"], 2, ["invalid --mean"]),
     (["--layer", "1", "--kernel", "0", "--std", "1,0,1"], 2, ["invalid --std", "> 0"]),
