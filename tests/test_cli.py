@@ -97,6 +97,19 @@ def test_expose_adds_outputs_and_refuses_overwrite(models, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+
+def test_expose_output_naming_a_folder_or_under_a_file_is_one_clear_error(models, tmp_path):
+    """``-o exposed/`` wrote a file named ``exposed`` (the slash was dropped); ``-o photo.png/x.onnx`` said only
+    "File exists"."""
+    result = run("expose", models["two"], "--layer", "0", "--output", f"{tmp_path / 'exposed'}/")
+    assert result.exit_code == 2 and "names a folder" in result.output and "exposed/" in result.output
+    assert not (tmp_path / "exposed").exists()
+    (tmp_path / "photo.png").write_bytes(b"mine")
+    result = run("expose", models["two"], "--layer", "0", "--output", tmp_path / "photo.png" / "x.onnx")
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and "photo.png is a file" in errors[0], result.output
+    assert (tmp_path / "photo.png").read_bytes() == b"mine"
+
 def test_verify_table_and_json(models, image):
     out = ok("verify", models["two"]).output
     assert "all layers agree" in out

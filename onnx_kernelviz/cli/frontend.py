@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,8 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
     from onnx_kernelviz.frontend.expose import save_exposed
     from onnx_kernelviz.model import Model
 
+    if output.endswith(("/", os.sep)):  # Path() drops the slash: a file named like the folder would be written
+        raise UsageError(f"--output {output} names a folder; give the file to write, e.g. {output}exposed.onnx")
     m = _with_convs(Model(model, device="cpu"))
     out = Path(output)
     if out.exists() and not force:

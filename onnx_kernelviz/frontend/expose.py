@@ -53,7 +53,10 @@ def save_exposed(model: LoadedModel, tensors: list[str], out: Path) -> Path:
     try:
         return write_bytes(out, buffer.getvalue())
     except OSError as e:
-        raise ModelError(f"cannot write {out}: {e.strerror or e}; choose another --output") from None
+        # a file where a folder of the path goes: the OS says only "File exists" or "Not a directory"
+        blocker = next((q for q in out.parents if q.exists() and not q.is_dir()), None)
+        reason = f"{blocker} is a file" if blocker is not None else e.strerror or e
+        raise ModelError(f"cannot write {out}: {reason}; choose another --output") from None
 
 
 def truncate(proto: onnx.ModelProto, input_name: str, tensors: list[str]) -> onnx.ModelProto:
