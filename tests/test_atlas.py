@@ -240,6 +240,40 @@ def test_cli_atlas_and_its_errors(planted, tmp_path):
         assert "Traceback" not in res.output
 
 
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_read_only_out_is_one_line_with_advice(planted, tmp_path, monkeypatch, existing):
+    """Simulated (tests run as root, which ignores permission bits). An existing read-only --out failed on the lock
+    file with "unexpected OSError ... please report it"; a new one was a usage error (exit 2) without advice."""
+    import builtins
+    import errno
+
+    from onnx_kernelviz.atlas import journal
+
+    model, images = planted
+    out = tmp_path / "ro"
+    if existing:
+        out.mkdir()
+
+    def refuse(path, *a, **k):
+        if str(path).startswith(str(out)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return builtins.open(path, *a, **k)
+
+    real_mkdir = Path.mkdir
+
+    def refuse_mkdir(self, *a, **k):
+        if str(self).startswith(str(out)) and not self.exists():
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(journal, "open", refuse, raising=False)
+    monkeypatch.setattr(Path, "mkdir", refuse_mkdir)
+    res = CliRunner().invoke(cli, ["atlas", str(model), str(images), "--out", str(out), "--explain", "0"])
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert res.exit_code == 1 and len(errors) == 1, res.output
+    assert "read-only" in errors[0] and "choose another --out" in errors[0] and "unexpected" not in errors[0]
+
 def test_missing_extras_are_named(planted, tmp_path, monkeypatch):
     import sys
 

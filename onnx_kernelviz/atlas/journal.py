@@ -23,7 +23,7 @@ import numpy as np
 from onnx_kernelviz.atlas.stream import ShardStats
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.io.files import atomic_file, write_json
-from onnx_kernelviz.io.outdir import OutDirBusy
+from onnx_kernelviz.io.outdir import OutDirBusy, out_dir_error
 
 #: what an atlas writes into DIR (``--force`` removes these and nothing else)
 OWN = ("atlas.json", "atlas.html", "kernels.parquet", "pages", "tiles", "checkpoint")
@@ -99,7 +99,7 @@ class Journal:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UsageError(f"cannot create --out {out}: {e.strerror or e}") from e
+            raise out_dir_error(self.dir, e, "create") from None
         write_json(self.dir / "run.json", identity)
         return False
 
@@ -108,11 +108,17 @@ class Journal:
         """Hold ``DIR/.kernelviz-atlas.lock`` for the run (released by the OS if the process dies)."""
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"--out {self.out} is a file; give a folder")
+        # a read-only, full or unwritable --out is the folder's problem (exit 1, explain's own words), not a usage
+        # error, and never "unexpected ... please report it"
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UsageError(f"cannot create --out {self.out}: {e.strerror or e}") from e
-        with open(self.out / LOCK, "w") as f:
+            raise out_dir_error(self.out, e, "create") from None
+        try:
+            lock = open(self.out / LOCK, "w")  # noqa: SIM115 - closed by the with below
+        except OSError as e:
+            raise out_dir_error(self.out, e) from None
+        with lock as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
