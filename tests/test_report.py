@@ -210,6 +210,24 @@ def test_report_on_an_atlas_or_diff_folder_points_to_its_own_page(tmp_path, name
     assert str(tmp_path / page) in str(e.value) and command in str(e.value)
     assert "kernelviz explain MODEL" not in str(e.value) and not (tmp_path / "report.html").exists()
 
+
+def test_a_read_only_folder_is_one_clear_error(tmp_path, monkeypatch):
+    """Simulated (tests run as root): writing report.html into a read-only folder was "unexpected OSError ...
+    please report it"."""
+    import errno
+
+    from onnx_kernelviz.report import html
+
+    (tmp_path / "results.json").write_text(json.dumps({"results": []}))
+
+    def refuse(path, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(html, "write_text", refuse)
+    with pytest.raises(KernelvizError) as e:
+        write_report(tmp_path)
+    assert "report.html" in str(e.value) and "read-only" in str(e.value) and "--out" not in str(e.value)
+
 def test_write_is_atomic(tmp_path, monkeypatch):
     out = make_sample(tmp_path / "out")
     write_report(out)

@@ -32,13 +32,15 @@ class OutDirBusy(KernelvizError):
     """Another run holds the output folder."""
 
 
-def out_dir_error(path: Path, e: OSError, doing: str = "write") -> KernelvizError:
-    """One line for an OSError while writing into the output folder (read-only, full, a file in the way)."""
+def out_dir_error(path: Path, e: OSError, doing: str = "write",
+                  advice: str = "choose another --out or fix the folder") -> KernelvizError:
+    """One line for an OSError while writing into the output folder (read-only, full, a file in the way);
+    ``advice`` for commands without an --out (``report``)."""
     reason = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
               errno.EROFS: "the file system is read-only", errno.ENOSPC: "the disk is full",
               errno.ENOTDIR: "a file is in the way of a folder there", errno.EEXIST: "a file is in the way there",
               errno.ENAMETOOLONG: "the name is too long for the file system"}.get(e.errno or 0, e.strerror or str(e))
-    return KernelvizError(f"cannot {doing} {path}: {reason}; choose another --out or fix the folder")
+    return KernelvizError(f"cannot {doing} {path}: {reason}; {advice}")
 
 
 class OutDir:

@@ -13,6 +13,7 @@ from typing import Any
 
 from onnx_kernelviz.errors import KernelvizError
 from onnx_kernelviz.io.files import read_json_object, write_text
+from onnx_kernelviz.io.outdir import out_dir_error
 from onnx_kernelviz.report.html_base import Folder, as_dict, esc, fmt, table
 from onnx_kernelviz.report.html_compare import compare_section
 from onnx_kernelviz.report.html_results import results_section
@@ -28,8 +29,7 @@ def write_report(out_dir: Path) -> Path:
     """Write ``out_dir/report.html`` from ``results.json`` and/or ``compare.json``; return its path.
 
     Raises:
-        KernelvizError: ``out_dir`` is not a folder, holds neither JSON file, a JSON file is malformed, or
-            report.html cannot be written there.
+        KernelvizError: ``out_dir`` is not a folder, holds neither JSON file, or a JSON file is malformed.
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
@@ -47,13 +47,12 @@ def write_report(out_dir: Path) -> Path:
             f"{out_dir} has no results.json or compare.json; run `kernelviz explain MODEL IMAGE --layer L "
             f"--kernel K --out {out_dir}` (or `kernelviz compare ... --out {out_dir}`) first")
     page = _Page(out_dir).render(results, compare)
-    path = out_dir / "report.html"
+    # A crash or a concurrent reader never sees half a report (io/files.py writes beside it, then renames).
     try:
-        # A crash or a concurrent reader never sees half a report (io/files.py writes beside it, then renames).
-        return write_text(path, page, durable=False)
-    except OSError as e:  # a read-only or full folder, or one (from elsewhere) holding a folder named report.html
-        raise KernelvizError(f"cannot write {path}: {e.strerror or e}; fix the folder (or copy it where you can "
-                             "write) and run kernelviz report again") from None
+        return write_text(out_dir / "report.html", page, durable=False)
+    except OSError as e:  # a read-only or full folder: the folder's problem, not "unexpected ... please report it"
+        raise out_dir_error(out_dir / "report.html", e, advice="make the folder writable, or run `kernelviz "
+                            "report` on a copy of it") from None
 
 
 def _load(path: Path) -> dict[str, Any] | None:
