@@ -120,6 +120,22 @@ def test_method_choices_are_the_registered_methods():
     assert list(METHOD_NAMES) == METHODS.names()
 
 
+
+@pytest.mark.parametrize("command", ["explain", "compare", "atlas"])
+def test_steps_help_states_the_methods_own_defaults(command):
+    """--help said 100 steps in focus scope (explain, compare) and 200 (atlas, whose scope is focus too); the mask
+    method runs 160 there. The numbers in the help must be the registered methods' own."""
+    from onnx_kernelviz.method.config import ExplainConfig
+    from onnx_kernelviz.method.methods import METHODS
+
+    def steps(method: str, scope: str) -> int | None:
+        return METHODS.get(method).resolve(ExplainConfig(method=method, scope=scope)).steps
+
+    others = {steps(m, s) for m in METHODS.names() for s in ("focus", "map")} - {steps("mask", "focus")}
+    assert len(others) == 1
+    text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
+    assert f"[default: {steps('mask', 'focus')} for the mask method in focus scope, else {others.pop()}]" in text
+
 def test_progress_moves_during_a_batch_and_seconds_are_each_rows_share(model, image, tmp_path, monkeypatch):
     """One batch of 3 rows (whole-map scope: one phase): progress is reported after every optimizer step (not only
     when the batch ends); a row that stops at step 1 (its loss is NaN) costs less than the rows that run all 5

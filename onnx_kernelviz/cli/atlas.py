@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, device_option, preprocess_options
-from onnx_kernelviz.cli.options import METHOD_NAMES, config_from, refuse_resume_with_force
+from onnx_kernelviz.cli.options import METHOD_NAMES, STEPS_HELP, config_from, refuse_resume_with_force
 
 
 def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
@@ -61,7 +61,7 @@ def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
                    "cost).")
 @click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
               help="map scope's explanation method [default: mask].")
-@click.option("--steps", type=int, default=None, help="Most optimizer steps per explanation [default: 200].")
+@click.option("--steps", type=int, default=None, help=STEPS_HELP)
 @click.option("--early-stop/--no-early-stop", default=None, help="Stop each explanation when it converges (default).")
 @click.option("--batch-size", type=int, default=None, help="Explanations optimized together (default: auto).")
 @device_option

@@ -32,6 +32,8 @@ CONFIG_OPTIONS = ("method", "scope", "at", "steps", "early_stop", "batch_size", 
 #: ``--method``'s choices: METHODS' names (a test keeps them equal; importing METHODS here would make every
 #: ``kernelviz --help`` wait for torch)
 METHOD_NAMES = ("mask", "pixel")
+#: ``--steps``' help: the methods' own loop lengths (method/methods.py; a test keeps them equal, for the same reason)
+STEPS_HELP = "Most optimizer steps per explanation [default: 160 for the mask method in focus scope, else 200]."
 
 
 def _cell(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -55,9 +57,7 @@ def explain_options(fn: F) -> F:
         click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
                      help="mask (default): a readable mask over the photo; pixel: the paper's direct pixel "
                           "optimization."),
-        click.option("--steps", type=int, default=None,
-                     help="Most optimizer steps per explanation [default: the method's for the scope: mask 100 in "
-                          "focus scope, 200 on the map]."),
+        click.option("--steps", type=int, default=None, help=STEPS_HELP),
         click.option("--early-stop/--no-early-stop", default=None,
                      help="Stop each explanation when it converges (default); --no-early-stop runs exactly --steps."),
         click.option("--batch-size", type=int, default=None, help="Explanations optimized together (default: auto)."),
