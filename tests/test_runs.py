@@ -142,6 +142,20 @@ def test_resume_with_other_kernels_but_same_settings_is_not_refused(models, imag
 
 
 
+
+def test_resume_into_a_folder_with_no_run_is_refused_and_changes_nothing(models, images, tmp_path):
+    """--resume let explain into any non-empty folder, as --force does, and it wrote its report.html and
+    results.json over the user's own files there; with no run to continue it is refused (an empty or new folder
+    is still fine: a script may always pass --resume)."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "report.html").write_text("my own report")
+    before = tree(tmp_path)
+    base = ("explain", models["two"], images[0], "--layer", "1", "--kernel", "0", *FAST, "--resume")
+    error_line(run(*base, "--out", out), 2, "--resume", "results.json", "--force")
+    assert tree(tmp_path) == before
+    assert run(*base, "--out", tmp_path / "new").exit_code == 0
+
 @pytest.mark.parametrize("command", ["explain", "atlas"])
 def test_resume_with_force_is_refused_before_anything_runs(models, images, tmp_path, command):
     """--resume continues the run in --out and --force starts over: together, --force was ignored, and a refused

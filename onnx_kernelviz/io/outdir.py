@@ -50,11 +50,14 @@ class OutDir:
         path: the folder. force: write over our own files in a non-empty folder. resume: continue a run there.
         resumable: whether the command has ``--resume`` at all (else the refusal of a non-empty folder does
             not suggest it).
+        resume_file: the file of a run that ``resume`` continues (explain: results.json); a non-empty folder
+            without it holds nothing to resume, only the user's files, and is refused as without ``resume``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, force: bool, resume: bool, resumable: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, force: bool, resume: bool, resumable: bool = True,
+                 resume_file: str | None = None) -> None:
         self.path = Path(path)
-        self.force, self.resume, self.resumable = force, resume, resumable
+        self.force, self.resume, self.resumable, self.resume_file = force, resume, resumable, resume_file
         self.committed = False
         self._created: list[Path] = []
         self._lock = self.path / LOCK_NAME
@@ -89,11 +92,17 @@ class OutDir:
 
     # -- the folder ------------------------------------------------------------------------------------------------
     def _refuse_content(self) -> None:
-        """Without --force or --resume, a folder holding anything but our lock is refused."""
-        if self.path.is_dir() and not (self.force or self.resume) and self._has_content():
+        """Without --force or --resume, a folder holding anything but our lock is refused; with --resume, one
+        holding no run to continue (``resume_file``)."""
+        p = self.path
+        if p.is_dir() and self.resume and not self.force and self.resume_file is not None \
+                and not (p / self.resume_file).exists() and self._has_content():
+            # --resume let a run into any non-empty folder, where it wrote over the user's report.html
+            raise UsageError(f"--resume: --out {p} holds no {self.resume_file}, so no run to continue; use --force "
+                             "instead to write into it, or choose a new folder")
+        if p.is_dir() and not (self.force or self.resume) and self._has_content():
             also = ", --resume to continue a run," if self.resumable else ""
-            raise UsageError(f"--out {self.path} is not empty; use --force to overwrite{also} or choose a new "
-                             "folder")
+            raise UsageError(f"--out {p} is not empty; use --force to overwrite{also} or choose a new folder")
 
     def _has_content(self) -> bool:
         try:

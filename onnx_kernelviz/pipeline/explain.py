@@ -37,7 +37,7 @@ from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.batch import baselines_batch, measure_batch, optimize_batch
 from onnx_kernelviz.pipeline.files import write_batch
 from onnx_kernelviz.pipeline.focus import Site
-from onnx_kernelviz.pipeline.journal import SAVE_EVERY, Journal
+from onnx_kernelviz.pipeline.journal import RESULTS_NAME, SAVE_EVERY, Journal
 from onnx_kernelviz.pipeline.prepare import Prepared, input_size_for, prepare
 from onnx_kernelviz.results import KernelResult, RunHeader
 from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, halve_on_oom, keep_freed_memory, probe_row_bytes
@@ -85,7 +85,7 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
     config.validate()
     la = model.layer(layer)
     paths = list_images([Path(p) for p in images])  # before touching --out: a typo leaves no empty folder
-    with OutDir(out_dir, force=force, resume=resume) as od:
+    with OutDir(out_dir, force=force, resume=resume, resume_file=RESULTS_NAME) as od:
         size = input_size_for(model, paths, preprocess)
         journal = Journal.start(od.path, run_header(model, la, config, preprocess, kernels, size), resume=resume)
         prep = prepare(model, paths, la, preprocess, config)
