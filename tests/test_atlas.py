@@ -222,22 +222,15 @@ def test_refusals(planted, tmp_path):
         run(model, bad, tmp_path / "none", settings=AtlasSettings(top=2, explain=0))
 
 
-def test_cli_atlas_and_its_errors(planted, tmp_path):
+
+def test_force_starts_over_from_a_damaged_checkpoint(planted, tmp_path):
+    """A damaged checkpoint refused --force itself (it said "cannot resume ...; use --force to start over")."""
     model, images = planted
-    runner = CliRunner()
-    res = runner.invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "c"), "--explain", "0",
-                              "--top", "2"])
-    assert res.exit_code == 0, res.output
-    assert "14 kernels in 2 layers over 6 images (0 skipped): 2 dead, 2 duplicate pairs" in res.output
-    for args, code, text in [
-        (["--explain", "3", "--top", "2"], 2, "--explain between 0 and --top"),
-        (["--address", "auto"], 2, "use it with --engine ray"),
-        (["--layers", "7"], 2, "out of range"),
-        ([], 2, "not empty"),
-    ]:
-        res = runner.invoke(cli, ["atlas", str(model), str(images), "--out", str(tmp_path / "c"), *args])
-        assert res.exit_code == code and "Error: " in res.output and text in res.output, (args, res.output)
-        assert "Traceback" not in res.output
+    out = tmp_path / "o"
+    run(model, images, out, settings=AtlasSettings(top=1, explain=0))
+    (out / "checkpoint" / "run.json").write_text("garbage")
+    run(model, images, out, settings=AtlasSettings(top=2, explain=0), force=True)
+    assert json.loads((out / "checkpoint" / "run.json").read_text())["top"] == 2
 
 
 

@@ -69,7 +69,8 @@ class Journal:
         identity = json.loads(json.dumps(identity))  # as it reads back from run.json (tuples become lists)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} is a file; give a folder")
-        previous = self._read("run.json")
+        # read only to resume: a damaged checkpoint must not refuse the --force that its message advises
+        previous = self._read("run.json") if resume else None
         if out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
             if resume and previous is not None:
                 what = _differences(previous, identity)
@@ -85,9 +86,10 @@ class Journal:
                 raise UsageError(f"--out {out} is not empty; use --force to overwrite, --resume to continue an "
                                  "atlas, or choose a new folder")
             present = [name for name in OWN if (out / name).exists() or (out / name).is_symlink()]
-            # --force replaces an earlier atlas: entries with an atlas's names in a folder no atlas wrote (a web
-            # site's pages/) are the user's, and were deleted
-            if present and previous is None and not (out / "atlas.json").is_file():
+            # --force replaces an earlier atlas (its checkpoint, even a damaged one, or its atlas.json): entries with
+            # an atlas's names in a folder no atlas wrote (a web site's pages/) are the user's, and were deleted
+            earlier = (self.dir / "run.json").exists() or (out / "atlas.json").is_file()
+            if present and not earlier:
                 raise UsageError(f"--out {out} holds no atlas, but has {', '.join(present)}, which an atlas would "
                                  "replace; --force only replaces an earlier atlas: choose a new folder")
             for name in present:
