@@ -208,6 +208,21 @@ def test_bad_arguments(models, image, tmp_path, extra, code, needles):
     assert not out.exists() or not any(out.iterdir())
 
 
+
+@pytest.mark.parametrize("where", ["--out", "image", "expose", "report"])
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(models, image, tmp_path, monkeypatch, where):
+    """``--out "$OUT"`` with OUT unset: pathlib reads "" as ".", so explain wrote into the current folder (with
+    --force over its report.html and results.json), report rebuilt it, and an empty IMAGE read its images."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report.html").write_text("mine")
+    args = {"--out": ("explain", models["two"], image, "--layer", "1", "--kernel", "0", *FAST, "--force", "--out", ""),
+            "image": ("explain", models["two"], "", "--layer", "1", "--kernel", "0", *FAST, "--out", tmp_path / "o"),
+            "expose": ("expose", models["two"], "--layer", "0", "--output", ""),
+            "report": ("report", "")}[where]
+    error_line(run(*args), 2, "empty path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    assert (tmp_path / "report.html").read_text() == "mine"
+
 # --- 3. images -------------------------------------------------------------------------------------------------
 
 def _odd_images(d: Path) -> dict[str, Path]:

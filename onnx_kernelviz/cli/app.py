@@ -84,6 +84,16 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         ctx.find_root().meta["kernelviz.debug"] = True
 
 
+class GivenPath(click.Path):
+    """``click.Path`` that refuses an empty string: pathlib reads ``""`` as ``"."``, so ``--out "$OUT"`` with OUT
+    unset wrote into the current folder (with --force over its report.html and results.json)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value == "":
+            self.fail("an empty path; give a file or folder (is a shell variable unset?)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 device_option = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                              help="Where to optimize: auto is CUDA when torch sees a GPU.")
 

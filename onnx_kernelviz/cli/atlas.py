@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, device_option, preprocess_options
+from onnx_kernelviz.cli.app import GivenPath, _friendly, _open, cli, debug_option, device_option, preprocess_options
 from onnx_kernelviz.cli.options import METHOD_NAMES, STEPS_HELP, config_from, refuse_resume_with_force
 
 
@@ -36,9 +36,9 @@ def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.argument("model", type=GivenPath(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=GivenPath())
+@click.option("--out", required=True, type=GivenPath(file_okay=False), help="Output folder.")
 @click.option("--layers", default="all", show_default=True, help="all, or layers such as 0,5,10-12 (or names).")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
               help="Exemplar sites kept per kernel (the images where it fires most, at their peak).")

@@ -9,15 +9,15 @@ from typing import Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, _with_convs, cli, debug_option, preprocess_options
+from onnx_kernelviz.cli.app import GivenPath, _friendly, _open, _with_convs, cli, debug_option, preprocess_options
 from onnx_kernelviz.errors import KernelvizError
 
 
 @cli.command()
-@click.argument("model_a", type=click.Path(dir_okay=False))
-@click.argument("model_b", type=click.Path(dir_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.argument("model_a", type=GivenPath(dir_okay=False))
+@click.argument("model_b", type=GivenPath(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=GivenPath())
+@click.option("--out", required=True, type=GivenPath(file_okay=False), help="Output folder.")
 @click.option("--layers", default="all", show_default=True, help="all, or indices and ranges: 3,7,10-12.")
 @click.option("--force", is_flag=True, help="Write into a non-empty --out folder.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per onnxruntime run.")

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from onnx_kernelviz.cli.app import _friendly, _open, cli, debug_option, device_option, preprocess_options, shown
+from onnx_kernelviz.cli.app import (
+    GivenPath,
+    _friendly,
+    _open,
+    cli,
+    debug_option,
+    device_option,
+    preprocess_options,
+    shown,
+)
 from onnx_kernelviz.cli.options import config_from, explain_options, progress_bar, refuse_resume_with_force
 from onnx_kernelviz.errors import UsageError
 
@@ -59,11 +68,11 @@ def _summary(run: ExplainRun) -> None:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("model", type=GivenPath(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=GivenPath())
 @click.option("--layer", required=True, help="Layer index, Conv name or tensor name (see `kernelviz inspect`).")
 @click.option("--kernel", "kernel", default="top5", show_default=True, help="7 | 3,7,12 | top5 | all")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", required=True, type=GivenPath(file_okay=False), help="Output folder.")
 @click.option("--top-images", type=int, default=None, help="With a folder: the N images where each kernel fires most.")
 @click.option("--resume", is_flag=True, help="Continue a run in --out: earlier results stay, finished ones are "
                                              "not redone (the settings must be the same).")
@@ -92,12 +101,12 @@ def explain(model: str, images: tuple[str, ...], layer: str, kernel: str, out: s
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("image", type=click.Path())
+@click.argument("model", type=GivenPath(dir_okay=False))
+@click.argument("image", type=GivenPath())
 @click.option("--layer", required=True, help="Layer index, Conv name or tensor name.")
 @click.option("--kernel", "kernels", multiple=True, type=int,
               help="Two kernels (default: a pair that both fire strongly and alike).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", required=True, type=GivenPath(file_okay=False), help="Output folder.")
 @click.option("--contrast", type=click.FloatRange(min=0), default=None,
               help="Weight of suppressing the other kernel of the pair in particular, so that x'_a shows what a "
                    "responds to and b does not [default: 12]; 0 explains each kernel as `explain` does.")
@@ -144,7 +153,7 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=GivenPath(file_okay=False))
 @debug_option
 @_friendly
 def report(directory: str) -> None:
@@ -155,7 +164,7 @@ def report(directory: str) -> None:
 
 
 @cli.command()
-@click.option("--out", default="kernelviz-demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default="kernelviz-demo", show_default=True, type=GivenPath(file_okay=False))
 @click.option("--steps", type=int, default=None, help="Most optimizer steps per explanation.")
 @device_option
 @debug_option

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from onnx_kernelviz.cli.app import (
+    GivenPath,
     _friendly,
     _open,
     _with_convs,
@@ -24,7 +25,7 @@ from onnx_kernelviz.frontend.layers import Layer
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=GivenPath(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON instead of a table.")
 @debug_option
 @_friendly
@@ -77,9 +78,9 @@ def _stored(la: Layer) -> str:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=GivenPath(dir_okay=False))
 @click.option("--layer", "layers", multiple=True, required=True, help="Layer index, Conv name or tensor name.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Where to write the model.")
+@click.option("--output", "-o", required=True, type=GivenPath(dir_okay=False), help="Where to write the model.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @debug_option
 @_friendly
@@ -106,8 +107,8 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("images", nargs=-1, type=click.Path())
+@click.argument("model", type=GivenPath(dir_okay=False))
+@click.argument("images", nargs=-1, type=GivenPath())
 @click.option("--layer", "layers", multiple=True, help="Layers to check (default: all).")
 @click.option("--tolerance", type=float, default=None,
               help="Largest allowed difference, in the unit of the model's rule: parity_rel for fp32 (default 1e-3) "
