@@ -127,6 +127,16 @@ def test_verify_table_and_json(models, image):
     assert [la["tensor"] for la in doc["layers"]] == ["y"]
 
 
+
+@pytest.mark.parametrize("value, needle", [("-1", "--tolerance must be at least 0"), ("nan", "finite")])
+def test_verify_refuses_a_tolerance_explain_refuses(models, value, needle):
+    """verify ran with --tolerance -1 or nan and reported every layer as a MISMATCH (exit 1, "the torch copy
+    disagrees"); explain refuses both as usage errors."""
+    result = run("verify", models["two"], "--tolerance", value)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and needle in errors[0], result.output
+    assert "MISMATCH" not in result.output
+
 def test_verify_mismatch_names_the_first_bad_layer(models, monkeypatch):
     import onnx_kernelviz.measure.verify as verify
 

@@ -134,6 +134,10 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
     from onnx_kernelviz.io.modelinput import mean_colour, to_model_input
     from onnx_kernelviz.measure.verify import require_parity, verify_model
 
+    if tolerance is not None:  # explain's rule and words: -1 or nan made every layer a "MISMATCH" (exit 1)
+        from onnx_kernelviz.method.config import ExplainConfig
+
+        ExplainConfig(tolerance=tolerance).validate()
     m, pp = _open(model, device, kw)
     chosen = [m.layer(s) for s in layers] if layers else None
     if images:
