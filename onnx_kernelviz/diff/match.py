@@ -18,6 +18,8 @@ def parse_layers(spec: str | None, count: int) -> list[int]:
             idx = range(int(lo), int(hi) + 1) if sep else [int(lo)]
         except ValueError:
             raise UsageError(f"--layers {spec!r}: use all, or indices and ranges like 3,7,10-12") from None
+        if sep and not idx:  # 4-2 is an empty range: the diff ran on no layer and exited 0
+            raise UsageError(f"--layers {spec!r}: a range goes from the smaller index to the larger")
         for i in idx:
             if not -count <= i < count:
                 raise UsageError(f"--layers {spec!r}: layer {i} is out of range (the models have {count} conv "
