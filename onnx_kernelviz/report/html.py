@@ -29,7 +29,8 @@ def write_report(out_dir: Path) -> Path:
     """Write ``out_dir/report.html`` from ``results.json`` and/or ``compare.json``; return its path.
 
     Raises:
-        KernelvizError: ``out_dir`` is not a folder, holds neither JSON file, or a JSON file is malformed.
+        KernelvizError: ``out_dir`` is not a folder, holds neither JSON file, a JSON file is malformed, or
+            report.html cannot be written there.
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
