@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import click
 
 from onnx_kernelviz import __version__
-from onnx_kernelviz.errors import KernelvizError, ModelError, UsageError
+from onnx_kernelviz.errors import KernelvizError, ModelError
 from onnx_kernelviz.options import DEVICES, FITS, LAYOUTS
 
 if TYPE_CHECKING:  # imported lazily at run time: `kernelviz --help` must not wait for torch
@@ -212,22 +212,23 @@ def _open(model: str, device: str, kw: dict[str, Any]) -> tuple[Model, Preproces
                             overrides={k: kw.pop(k) for k in ("size", "mean", "std", "scale", "bgr", "layout", "fit")})
     m = _with_convs(Model(model, device=device, input_name=kw.pop("input_name"), layout=pp.layout))
     if size_given:
-        _refuse_size_against_fixed_sides(m, pp.size)
+        _note_size_against_fixed_sides(m, pp.size)
     return m, pp
 
 
-def _refuse_size_against_fixed_sides(m: Model, size: tuple[int, int] | None) -> None:
-    """A ``--size`` the model's fixed sides contradict is a usage error: the fixed sides win (frontend/inputsize.py),
-    so the run used another input size than the one asked for, without a word. Only the command line's --size is
-    checked: a sidecar's or preset's describes the model and may repeat its fixed sides."""
+def _note_size_against_fixed_sides(m: Model, size: tuple[int, int] | None) -> None:
+    """Say so on stderr when the model's fixed sides override a ``--size`` (frontend/inputsize.py: the fixed sides
+    win), so a run does not use another input size than the one asked for without a word. A note, not an error:
+    scripts that pass one --size to many models kept working. Only the command line's --size is checked: a
+    sidecar's or preset's describes the model and may repeat its fixed sides."""
     info = m.loaded.input
     if size is None:
         return
     if (info.height and size[0] != info.height) or (info.width and size[1] != info.width):
         free = "" if info.height and info.width else ", ? = free"
         fixed = f"{info.height or '?'}x{info.width or '?'} (HxW{free})"
-        raise UsageError(f"--size {size[0]}x{size[1]} does not fit {m.path}, whose input is fixed at {fixed}; leave "
-                         "--size out, or give the fixed sides as they are (--size sets only the free ones)")
+        click.echo(shown(f"Note: --size {size[0]}x{size[1]} does not fit {m.path}, whose input is fixed at {fixed}; "
+                         "the fixed sides are used (--size sets only the free ones)"), err=True)
 
 
 def _with_convs(m: Model) -> Model:
