@@ -251,3 +251,13 @@ def test_compare_happy_path_records_the_contrast(tmp_path):
     assert doc["filter_cosine"] == pytest.approx(0.9487, abs=1e-4) and doc["method"] == "mask"
     assert "not told apart" in res.output and "near-copies (cosine 0.95)" in res.output and "--method pixel" \
         in res.output
+
+
+def test_expose_names_each_tensor_once_and_which_were_outputs_already(models, tmp_path):
+    """``--layer 0 --layer 0`` printed "r1, r1", and ``--layer 1`` (y, already a graph output) said y was added."""
+    out = tmp_path / "exposed.onnx"
+    result = ok("expose", models["two"], "--layer", "0", "--layer", "r1", "--layer", "1", "--output", out)
+    assert "r1, r1" not in result.output
+    assert re.search(r"extra outputs: r1\b", result.output)
+    assert "(y is already an output)" in result.output
+    assert [o.name for o in onnx.load(str(out)).graph.output] == ["y", "r1"]

@@ -101,9 +101,13 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
         raise UsageError(f"{out} exists; use --force to overwrite it or choose another --output")
     if out.resolve() == Path(model).resolve():
         raise UsageError("--output is the input model; write the exposed model to another file")
-    tensors = [m.layer(spec).tensor for spec in layers]
+    tensors = list(dict.fromkeys(m.layer(spec).tensor for spec in layers))  # 0, conv1 and r1 name one tensor
     save_exposed(m.loaded, tensors, out)
-    click.echo(shown(f"wrote {out} with extra outputs: {', '.join(tensors)}"))
+    present = set(m.graph.output_names)
+    added = [t for t in tensors if t not in present]
+    already = [t for t in tensors if t in present]
+    note = f" ({', '.join(already)} {'is already an output' if len(already) == 1 else 'are already outputs'})"
+    click.echo(shown(f"wrote {out} with extra outputs: {', '.join(added) or 'none'}" + (note if already else "")))
 
 
 @cli.command()
