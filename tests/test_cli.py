@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import cv2
 import numpy as np
 import onnx
@@ -261,3 +262,26 @@ def test_expose_names_each_tensor_once_and_which_were_outputs_already(models, tm
     assert re.search(r"extra outputs: r1\b", result.output)
     assert "(y is already an output)" in result.output
     assert [o.name for o in onnx.load(str(out)).graph.output] == ["y", "r1"]
+
+
+def _option_help(command: str, option: str) -> str:
+    """The help text of ``command``'s ``option``, whitespace collapsed."""
+    from onnx_kernelviz.cli.app import cli as group
+
+    ctx = click.Context(group.commands[command])
+    record = next(p for p in group.commands[command].params if option in getattr(p, "opts", ()))
+    got = record.get_help_record(ctx)
+    return " ".join((got[1] if got else "").split())
+
+
+@pytest.mark.parametrize("command, option, wanted, unwanted", [
+    ("verify", "--device", "torch copy", "optimize"),  # verify optimizes nothing
+    ("diff", "--device", "auto is CUDA", None),  # had no help at all
+    ("atlas", "--method", "pixel", "map scope"),  # the method is used in focus scope too
+    ("compare", "--kernel", "twice", None),
+    ("demo", "--out", "Output folder", None),
+])
+def test_help_texts_say_what_the_option_does_there(command, option, wanted, unwanted):
+    text = _option_help(command, option)
+    assert wanted in text
+    assert unwanted is None or unwanted not in text

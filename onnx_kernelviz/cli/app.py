@@ -97,6 +97,12 @@ class GivenPath(click.Path):
 device_option = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                              help="Where to optimize: auto is CUDA when torch sees a GPU.")
 
+
+def device_option_for(what: str) -> Callable[[F], F]:
+    """``--device`` for a command that does not (only) optimize: its help says what runs there."""
+    return click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                        help=f"Where {what} run: auto is CUDA when torch sees a GPU.")
+
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
                             help="Show Python tracebacks instead of one-line errors.")
 

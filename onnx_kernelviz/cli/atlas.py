@@ -60,7 +60,7 @@ def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
               help="focus scope: also measure the most any input change can show (oracle_gain; about doubles the "
                    "cost).")
 @click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
-              help="map scope's explanation method [default: mask].")
+              help="mask (default): a readable mask over the photo; pixel: the paper's direct pixel optimization.")
 @click.option("--steps", type=int, default=None, help=STEPS_HELP)
 @click.option("--early-stop/--no-early-stop", default=None, help="Stop each explanation when it converges (default).")
 @click.option("--batch-size", type=int, default=None, help="Explanations optimized together (default: auto).")

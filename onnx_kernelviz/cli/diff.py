@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from onnx_kernelviz.cli.app import GivenPath, _friendly, _open, _with_convs, cli, debug_option, preprocess_options
+from onnx_kernelviz.cli.app import (
+    GivenPath,
+    _friendly,
+    _open,
+    _with_convs,
+    cli,
+    debug_option,
+    device_option_for,
+    preprocess_options,
+)
 from onnx_kernelviz.errors import KernelvizError
 
 
@@ -24,8 +33,8 @@ from onnx_kernelviz.errors import KernelvizError
 @click.option("--top", type=int, default=16, show_default=True, help="Exemplar sites per kernel and model.")
 @click.option("--explain", "explain_n", type=int, default=6, show_default=True,
               help="How many of the most changed kernels get A's explanation measured on B (0: none).")
-@click.option("--steps", type=int, default=200, show_default=True, help="Optimizer steps per explanation.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--steps", type=int, default=200, show_default=True, help="Most optimizer steps per explanation.")
+@device_option_for("the models and the explanations")
 @preprocess_options
 @debug_option
 @_friendly

@@ -105,7 +105,8 @@ def explain(model: str, images: tuple[str, ...], layer: str, kernel: str, out: s
 @click.argument("image", type=GivenPath())
 @click.option("--layer", required=True, help="Layer index, Conv name or tensor name.")
 @click.option("--kernel", "kernels", multiple=True, type=int,
-              help="Two kernels (default: a pair that both fire strongly and alike).")
+              help="A kernel of the pair; give it twice (--kernel 3 --kernel 7) [default: a pair that both fire "
+                   "strongly and alike].")
 @click.option("--out", required=True, type=GivenPath(file_okay=False), help="Output folder.")
 @click.option("--contrast", type=click.FloatRange(min=0), default=None,
               help="Weight of suppressing the other kernel of the pair in particular, so that x'_a shows what a "
@@ -164,7 +165,8 @@ def report(directory: str) -> None:
 
 
 @cli.command()
-@click.option("--out", default="kernelviz-demo", show_default=True, type=GivenPath(file_okay=False))
+@click.option("--out", default="kernelviz-demo", show_default=True, type=GivenPath(file_okay=False),
+              help="Output folder.")
 @click.option("--steps", type=int, default=None, help="Most optimizer steps per explanation.")
 @device_option
 @debug_option

@@ -16,7 +16,7 @@ from onnx_kernelviz.cli.app import (
     _with_convs,
     cli,
     debug_option,
-    device_option,
+    device_option_for,
     preprocess_options,
     shown,
 )
@@ -117,7 +117,7 @@ def expose(model: str, layers: tuple[str, ...], output: str, force: bool) -> Non
 @click.option("--tolerance", type=float, default=None,
               help="Largest allowed difference, in the unit of the model's rule: parity_rel for fp32 (default 1e-3) "
                    "and fp16 models (1e-2), quantization steps for int8 models (32).")
-@device_option
+@device_option_for("the torch copy and onnxruntime")
 @click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON.")
 @preprocess_options
 @debug_option
@@ -126,7 +126,7 @@ def verify(model: str, images: tuple[str, ...], layers: tuple[str, ...], toleran
            as_json: bool, **kw: Any) -> None:
     """Check that the torch copy matches onnxruntime on every layer (batch 1 and 2).
 
-    Without IMAGE a deterministic synthetic input is used. Exit status 1 names the first layer that disagrees.
+    Without IMAGES a deterministic synthetic input is used. Exit status 1 names the first layer that disagrees.
 
     \b
     Example:  kernelviz verify net.onnx photo.jpg --json
