@@ -434,7 +434,22 @@ def test_out_of_memory_advice_fits_the_command(model_path, monkeypatch):
     line = one_error(run("inspect", model_path), 1, "out of memory")
     assert "--batch-size" not in line and "--size" not in line
     monkeypatch.setattr("onnx_kernelviz.model.load_model", no_memory)
-    one_error(run("verify", model_path), 1, "out of memory", "--size")
+    assert "--size" not in one_error(run("verify", model_path), 1, "out of memory", "close other programs")
+
+
+def test_out_of_memory_advice_names_size_only_where_it_sets_the_input(model_path, tmp_path, monkeypatch):
+    """--size was suggested for models whose input size is fixed (where the fixed sides override it) and for a
+    model that ran out of memory while loading; it is suggested once a model with a free side is open."""
+    dynamic = tiny_models.save(tiny_models.two_conv(dynamic=True), tmp_path / "dyn.onnx")
+
+    def no_memory(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr("onnx_kernelviz.measure.verify.verify_model", no_memory)
+    assert "--size" not in one_error(run("verify", model_path), 1, "out of memory", "close other programs")
+    one_error(run("verify", dynamic, "--size", "16x16"), 1, "out of memory", "use a smaller --size")
+    monkeypatch.setattr("onnx_kernelviz.model.load_model", no_memory)
+    assert "--size" not in one_error(run("verify", dynamic), 1, "out of memory")
 
 
 # --- every case: one line, its own message, nothing written, never the fallback -----------------------------

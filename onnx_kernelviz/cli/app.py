@@ -175,13 +175,21 @@ def _after_stop() -> str:
 
 
 def _memory_advice() -> str:
-    """What the running command lets a user do about memory (``inspect`` has no --batch-size)."""
+    """What the running command lets a user do about memory (``inspect`` has no --batch-size). ``--size`` only
+    once a model whose input has a free side is open (:func:`_open`): the fixed sides override it, and it does not
+    help to load a model."""
     ctx = click.get_current_context(silent=True)
     names = {p.name for p in ctx.command.params} if ctx is not None else set()
+    if ctx is None or not ctx.meta.get(_SIZE_FREE):
+        names.discard("size")
     options = [o for o, n in (("--batch-size", "batch_size"), ("--size", "size")) if n in names]
     if options:
         return f"use a smaller {' or '.join(options)}, or close other programs"
     return "close other programs or use a machine with more memory"
+
+
+#: click context meta: the opened model's input has a free side, so --size sets its input size
+_SIZE_FREE = "kernelviz.size_free"
 
 
 def preprocess_options(fn: F) -> F:
@@ -217,6 +225,9 @@ def _open(model: str, device: str, kw: dict[str, Any]) -> tuple[Model, Preproces
     pp = resolve_preprocess(model, preset=kw.pop("preset"),
                             overrides={k: kw.pop(k) for k in ("size", "mean", "std", "scale", "bgr", "layout", "fit")})
     m = _with_convs(Model(model, device=device, input_name=kw.pop("input_name"), layout=pp.layout))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[_SIZE_FREE] = not (m.loaded.input.height and m.loaded.input.width)
     if size_given:
         _note_size_against_fixed_sides(m, pp.size)
     return m, pp
