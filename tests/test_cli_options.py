@@ -234,3 +234,40 @@ def test_focus_progress_counts_the_fine_stage_of_coarse_to_fine(model, image, tm
     assert len(steps) == 12 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)
     assert steps[8] == pytest.approx(3 * 9 / 12)  # the coarse mask's last step
     assert all(r.seconds == pytest.approx(4.0) and r.steps == 8 for r in run_.results)
+
+
+def one_usage_error(result, *needles: str) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command, key, value, needles", [
+    ("atlas", "at", "1,1", ("exemplar",)),  # the atlas explained each kernel at its own sites: --at was dropped
+    ("atlas", "top_images", "1", ("--top",)),
+    ("atlas", "partners", "0:1", ("compare",)),
+    ("atlas", "contrast", "3", ("compare",)),
+    ("compare", "partners", "0:1", ("--kernel",)),  # compare replaced it by its pair
+    ("compare", "top_images", "1", ("one image",)),
+])
+def test_set_keys_a_command_cannot_use_are_refused(model, image, tmp_path, command, key, value, needles):
+    args = [command, model, image, "--layer", "1"] if command == "compare" else [command, model, image]
+    one_usage_error(run(*args, "--out", tmp_path / "o", *FAST, "--set", f"{key}={value}"), f"--set {key}", *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_explain_contrast_needs_a_partner_and_partners_need_a_contrast(model, image, tmp_path):
+    """``--set contrast=3`` did nothing in explain (no partner kernel to suppress); ``--set partners=1`` said only
+    "not a valid tuple"; partners without a contrast did nothing either."""
+    args = ("explain", model, image, "--layer", "1", "--kernel", "0", "--out", tmp_path / "o", *FAST)
+    one_usage_error(run(*args, "--set", "contrast=3"), "--set contrast", "kernelviz compare", "partners=")
+    one_usage_error(run(*args, "--set", "partners=1"), "--set partners=1", "KERNEL:PARTNER", "3:7")
+    one_usage_error(run(*args, "--set", "partners=0:1"), "--set partners", "--set contrast=")
+    for outside in ("0:6", "0:-1"):
+        one_usage_error(run(*args, "--set", f"partners={outside}", "--set", "contrast=3"), "no kernel", "0..5")
+    s = settings_of(model, image, tmp_path / "ok", *FAST, "--set", "partners=0:1", "--set", "contrast=3")
+    assert s["partners"] == [[0, 1]] and s["contrast"] == 3
+

@@ -87,7 +87,7 @@ def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, 
     from onnx_kernelviz.atlas import AtlasSettings, run_atlas
 
     refuse_resume_with_force(resume, force)
-    cfg = replace(config_from(opts, settings), oracle=bound).validate()  # the scope: AtlasSettings.scope
+    cfg = replace(config_from(opts, settings, "atlas"), oracle=bound).validate()  # the scope: AtlasSettings.scope
     m, pp = _open(model, device, opts)
     progress, bars = _bars()
     try:

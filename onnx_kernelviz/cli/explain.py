@@ -92,7 +92,7 @@ def explain(model: str, images: tuple[str, ...], layer: str, kernel: str, out: s
     from onnx_kernelviz.pipeline.explain import explain as run_explain
 
     refuse_resume_with_force(resume, force)
-    cfg = config_from(opts, settings)
+    cfg = config_from(opts, settings, "explain")
     m, pp = _open(model, device, opts)
     progress, on_step = progress_bar("explaining")
     run = run_explain(m, images, layer, kernel, out, preprocess=pp, config=cfg, force=force, resume=resume,
@@ -127,7 +127,7 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
 
     if kernels and len(kernels) != 2:
         raise UsageError("give exactly two --kernel values, or none to let compare pick a pair")
-    cfg = config_from(opts, settings)
+    cfg = config_from(opts, settings, "compare")
     m, pp = _open(model, device, opts)
     progress, on_step = progress_bar("comparing")
     doc = run_compare(m, image, layer, (kernels[0], kernels[1]) if kernels else None, out, preprocess=pp, config=cfg,

@@ -81,6 +81,19 @@ def explain_options(fn: F) -> F:
     return fn
 
 
+_PAIR = "to explain one kernel against another, use `kernelviz compare MODEL IMAGE --kernel A --kernel B --contrast W`"
+#: ``--set`` keys a command has no use for, and why: refused (exit 2) rather than silently ignored
+UNUSABLE: dict[str, dict[str, str]] = {
+    "atlas": {"at": "the atlas explains each kernel at its own exemplar sites (--top, --explain); to explain one "
+                    "cell, use `kernelviz explain ... --at ROW,COL`",
+              "top_images": "the atlas picks each kernel's exemplar images itself (--top, --explain)",
+              "partners": f"the atlas explains each kernel on its own; {_PAIR}",
+              "contrast": f"the atlas explains each kernel on its own; {_PAIR}"},
+    "compare": {"partners": "compare sets it from its pair; choose the pair with --kernel A --kernel B",
+                "top_images": "compare explains one image"},
+}
+
+
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
     """``--set KEY=VALUE`` pairs as typed ExplainConfig changes (by each field's annotation); the last wins."""
     from onnx_kernelviz.method.config import parse_setting
@@ -101,13 +114,18 @@ def refuse_resume_with_force(resume: bool, force: bool) -> None:
     if resume and force:
         raise UsageError("--resume continues the run in --out and --force starts over; give one of them, not both")
 
-def config_from(opts: dict[str, Any], settings: tuple[str, ...]) -> ExplainConfig:
-    """The ExplainConfig of a command: pops :data:`CONFIG_OPTIONS` from ``opts``, applies the precedence above,
-    expands ``baselines`` and validates every value."""
+def config_from(opts: dict[str, Any], settings: tuple[str, ...], command: str) -> ExplainConfig:
+    """The ExplainConfig of ``command``: pops :data:`CONFIG_OPTIONS` from ``opts``, applies the precedence above,
+    expands ``baselines`` and validates every value; refuses the ``--set`` keys the command cannot use
+    (:data:`UNUSABLE`) and, in ``explain``, a contrast without partners or partners without a contrast (each alone
+    changes nothing)."""
     from onnx_kernelviz.baselines import resolve_names
     from onnx_kernelviz.method.config import ExplainConfig
 
     changes = parse_settings(settings)
+    for key in changes:
+        if key in UNUSABLE.get(command, {}):
+            raise UsageError(f"--set {key}: not used by {command}: {UNUSABLE[command][key]}")
     named = {k: opts.pop(k, None) for k in CONFIG_OPTIONS}
     changes.update({k: v for k, v in named.items() if v is not None})
     if isinstance(changes.get("baselines"), str):
@@ -115,7 +133,14 @@ def config_from(opts: dict[str, Any], settings: tuple[str, ...]) -> ExplainConfi
     if "baselines" in changes:
         names = [n for item in changes["baselines"] for n in str(item).split(",")]
         changes["baselines"] = tuple(resolve_names(names))
-    return replace(ExplainConfig(), **changes).validate()
+    cfg = replace(ExplainConfig(), **changes).validate()
+    if command == "explain" and cfg.contrast > 0 and not cfg.partners:
+        raise UsageError(f"--set contrast={cfg.contrast:g} weighs suppressing a partner kernel, and none is given; "
+                         f"{_PAIR}, or name partners here with --set partners=K:P (kernel K against kernel P)")
+    if command == "explain" and cfg.partners and cfg.contrast == 0:
+        raise UsageError("--set partners changes nothing without --set contrast=W (W > 0: the weight of "
+                         "suppressing each kernel's partner)")
+    return cfg
 
 
 def progress_bar(desc: str) -> tuple[ProgressFn, StepProgressFn]:

@@ -245,8 +245,14 @@ def parse_setting(key: str, text: str) -> Any:
     try:
         return _parse(kind, text.strip())
     except ValueError:
-        name = getattr(kind, "__name__", str(kind))
-        raise UsageError(f"--set {key}={text}: not a valid {name}") from None
+        name = _FORMATS.get(key) or f"not a valid {getattr(kind, '__name__', str(kind))}"
+        raise UsageError(f"--set {key}={text}: {name}") from None
+
+
+#: what a ``--set`` value of a tuple field looks like (the type's name alone, "tuple", says nothing)
+_FORMATS = {"partners": "give KERNEL:PARTNER pairs, e.g. partners=3:7 or 3:7,7:3 (each kernel against its partner; "
+                        "with --set contrast=W)",
+            "at": "give ROW,COL, two whole numbers from 0 (a cell of the layer's activation map, e.g. at=6,8)"}
 
 
 def _parse(kind: Any, text: str) -> Any:

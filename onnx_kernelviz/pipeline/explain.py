@@ -84,6 +84,10 @@ def explain(model: Model, images: Sequence[str | Path], layer: str | int, kernel
     """
     config.validate()
     la = model.layer(layer)
+    outside = [k for pair in config.partners for k in pair if not 0 <= k < la.channels]
+    if outside:  # a torch IndexError (or, negative, another kernel counted from the end) mid-run otherwise
+        raise UsageError(f"--set partners: layer {la.index} has no kernel {outside[0]}; give kernels 0.."
+                         f"{la.channels - 1}")
     paths = list_images([Path(p) for p in images])  # before touching --out: a typo leaves no empty folder
     with OutDir(out_dir, force=force, resume=resume, resume_file=RESULTS_NAME) as od:
         size = input_size_for(model, paths, preprocess)
