@@ -271,3 +271,15 @@ def test_explain_contrast_needs_a_partner_and_partners_need_a_contrast(model, im
     s = settings_of(model, image, tmp_path / "ok", *FAST, "--set", "partners=0:1", "--set", "contrast=3")
     assert s["partners"] == [[0, 1]] and s["contrast"] == 3
 
+
+
+def test_compare_takes_set_contrast_when_contrast_is_not_given(model, image, tmp_path):
+    """compare replaced --set contrast=W by its own default (12) without a word."""
+    def contrast(out, *extra):
+        r = run("compare", model, image, "--layer", "1", "--out", out, *FAST, *extra)
+        assert r.exit_code == 0, r.output
+        return json.loads((out / "compare.json").read_text())["contrast"]
+
+    assert contrast(tmp_path / "a", "--set", "contrast=3") == 3
+    assert contrast(tmp_path / "b", "--set", "contrast=3", "--contrast", "5") == 5
+

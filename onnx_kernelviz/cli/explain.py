@@ -19,7 +19,13 @@ from onnx_kernelviz.cli.app import (
     preprocess_options,
     shown,
 )
-from onnx_kernelviz.cli.options import config_from, explain_options, progress_bar, refuse_resume_with_force
+from onnx_kernelviz.cli.options import (
+    config_from,
+    explain_options,
+    parse_settings,
+    progress_bar,
+    refuse_resume_with_force,
+)
 from onnx_kernelviz.errors import UsageError
 
 if TYPE_CHECKING:
@@ -128,10 +134,12 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
     if kernels and len(kernels) != 2:
         raise UsageError("give exactly two --kernel values, or none to let compare pick a pair")
     cfg = config_from(opts, settings, "compare")
+    if contrast is None:  # the precedence of every setting: --contrast > --set contrast=W > compare's default
+        contrast = parse_settings(settings).get("contrast", CONTRAST)
     m, pp = _open(model, device, opts)
     progress, on_step = progress_bar("comparing")
     doc = run_compare(m, image, layer, (kernels[0], kernels[1]) if kernels else None, out, preprocess=pp, config=cfg,
-                      force=force, contrast=CONTRAST if contrast is None else contrast, progress=progress,
+                      force=force, contrast=contrast, progress=progress,
                       on_step=on_step)
     a, b = doc.kernels
     o = doc.verdict
