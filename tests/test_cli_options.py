@@ -283,3 +283,16 @@ def test_compare_takes_set_contrast_when_contrast_is_not_given(model, image, tmp
     assert contrast(tmp_path / "a", "--set", "contrast=3") == 3
     assert contrast(tmp_path / "b", "--set", "contrast=3", "--contrast", "5") == 5
 
+
+
+def test_atlas_takes_set_scope_and_oracle_when_their_options_are_not_given(model, image, tmp_path):
+    """atlas's --scope and --bound defaults replaced --set scope=map and --set oracle=false without a word."""
+    def method(out, *extra):
+        r = run("atlas", model, image, "--out", out, "--layers", "0", *FAST, *extra)
+        assert r.exit_code == 0, r.output
+        return json.loads((out / "atlas.json").read_text())["settings"]
+
+    s = method(tmp_path / "a", "--set", "scope=map", "--set", "oracle=false")
+    assert s["scope"] == "map" and s["method"]["scope"] == "map" and s["method"]["oracle"] is False
+    s = method(tmp_path / "b", "--set", "scope=map", "--scope", "focus", "--set", "oracle=false", "--bound")
+    assert s["scope"] == "focus" and s["method"]["oracle"] is True

@@ -53,12 +53,12 @@ def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
               help="Images per onnxruntime run in the statistics pass.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted atlas in --out from its checkpoints.")
 @click.option("--force", is_flag=True, help="Start over in a non-empty --out (removes an earlier atlas there).")
-@click.option("--scope", type=click.Choice(["focus", "map"]), default="focus", show_default=True,
-              help="focus: each kernel explained at its exemplar cell (the local explanation); map: its whole map "
-                   "on the exemplar image (--method).")
-@click.option("--bound/--no-bound", default=True, show_default=True,
+@click.option("--scope", type=click.Choice(["focus", "map"]), default=None,
+              help="focus (default): each kernel explained at its exemplar cell (the local explanation); map: its "
+                   "whole map on the exemplar image.")
+@click.option("--bound/--no-bound", default=None,
               help="focus scope: also measure the most any input change can show (oracle_gain; about doubles the "
-                   "cost).")
+                   "cost) [default: bound].")
 @click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
               help="mask (default): a readable mask over the photo; pixel: the paper's direct pixel optimization.")
 @click.option("--steps", type=int, default=None, help=STEPS_HELP)
@@ -71,7 +71,8 @@ def _bars() -> tuple[Callable[[str, int, int], None], dict[str, Any]]:
 @debug_option
 @_friendly
 def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, n_explain: int, dup_corr: float,
-          engine: str, address: str | None, stats_batch: int, resume: bool, force: bool, scope: str, bound: bool,
+          engine: str, address: str | None, stats_batch: int, resume: bool, force: bool, scope: str | None,
+          bound: bool | None,
           device: str, settings: tuple[str, ...], **opts: Any) -> None:
     """Audit every kernel of a model over your images: statistics, dead kernels, duplicate pairs, and each
     kernel explained where it fires most. Writes DIR/atlas.html, DIR/kernels.parquet and DIR/atlas.json.
@@ -87,14 +88,15 @@ def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, 
     from onnx_kernelviz.atlas import AtlasSettings, run_atlas
 
     refuse_resume_with_force(resume, force)
-    cfg = replace(config_from(opts, settings, "atlas"), oracle=bound).validate()  # the scope: AtlasSettings.scope
+    cfg = config_from(opts, settings, "atlas")  # --scope and --bound, where given, win over --set scope / oracle
+    cfg = replace(cfg, scope=scope or cfg.scope, oracle=cfg.oracle if bound is None else bound).validate()
     m, pp = _open(model, device, opts)
     progress, bars = _bars()
     try:
         result = run_atlas(m, images, out, preprocess=pp, config=cfg, engine=engine, address=address,
                            device=device, settings=AtlasSettings(layers=layers, top=top, explain=n_explain,
                                                                  dup_corr=dup_corr, batch_size=stats_batch,
-                                                                 scope=scope),
+                                                                 scope=cfg.scope),
                            resume=resume, force=force, progress=progress)
     finally:
         for bar in bars.values():
