@@ -445,3 +445,17 @@ def test_a_second_atlas_on_a_busy_folder_exits_1_like_explain(planted, tmp_path)
                                        "--top", "2", "--resume"])
     errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
     assert res.exit_code == 1 and len(errors) == 1 and "another kernelviz atlas is writing" in errors[0], res.output
+
+
+def test_seconds_after_a_resume_count_every_run(planted, tmp_path):
+    """After --resume atlas.json's and atlas.html's ``seconds`` were the last run's alone (0.05 s after a no-op
+    resume of an atlas that took minutes); now the total over the runs, with this run's own beside it."""
+    model, images = planted
+    settings = AtlasSettings(top=2, explain=0, shard_size=4)
+    first = run(model, images, tmp_path / "s", settings=settings).header
+    assert first["runs"] == 1 and first["seconds"] == first["seconds_this_run"] > 0
+    again = run(model, images, tmp_path / "s", settings=settings, resume=True).header
+    assert again["runs"] == 2 and 0 < again["seconds_this_run"] < again["seconds"]
+    assert again["seconds"] >= first["seconds"] + again["seconds_this_run"] - 0.002  # rounding
+    page = (tmp_path / "s" / "atlas.html").read_text()
+    assert "over 2 runs" in page and "this run" in page

@@ -63,6 +63,14 @@ def _e(v: object) -> str:
     return html.escape(str(v), quote=True)
 
 
+def _seconds(h: dict) -> str:
+    """The atlas's wall time: over all its runs after a --resume, with this run's own beside it."""
+    runs = h.get("runs", 1)
+    if runs > 1:
+        return f'{_f(h["seconds"], 4)} over {runs} runs (this run {_f(h["seconds_this_run"], 4)})'
+    return _f(h["seconds"], 4)
+
+
 def _f(v: object, digits: int = 3) -> str:
     if v is None:
         return "—"
@@ -168,7 +176,7 @@ class _Writer:
         body = (f'<div class="meta"><div><b>model</b><code>{_e(h["model"])}</code></div>'
                 f'<div><b>images</b>{h["images"]} ({h["images_skipped"]} skipped)</div>'
                 f'<div><b>kernels</b>{total} in {len(h["layers"])} layers</div>'
-                f'<div><b>engine</b>{_e(h["engine"])}</div><div><b>seconds</b>{_f(h["seconds"], 4)}</div></div>'
+                f'<div><b>engine</b>{_e(h["engine"])}</div><div><b>seconds</b>{_seconds(h)}</div></div>'
                 f'<h2>Filters</h2><p><a href="{_href("pages/dead.html", 0)}">{len(h["dead"])} dead kernels</a> · '
                 f'<a href="{_href("pages/duplicates.html", 0)}">{len(h["duplicates"])} duplicate pairs</a> '
                 f'(correlation ≥ {_f(h["settings"]["dup_corr"])}) · '

@@ -2,7 +2,8 @@
 
 ``DIR/checkpoint/`` holds ``run.json`` (what the run is: model, images, layers, settings — a resume must match),
 ``stats.npz`` (the merged statistics of the finished shards and which shards they are), ``rf.json`` (receptive
-fields) and ``explained/L<layer>/k<kernel>.json`` (one per explained kernel, written after its pictures). Every
+fields), ``explained/L<layer>/k<kernel>.json`` (one per explained kernel, written after its pictures) and
+``time.json`` (the wall time and number of the runs so far, for atlas.json's ``seconds``). Every
 file is written atomically, so Ctrl-C or a lost worker leaves the last complete state. A second run on the same
 folder is refused while the first holds ``DIR/.kernelviz-atlas.lock``. (Own helpers until ``core``'s results
 journal lands in main.)
@@ -15,7 +16,9 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,25 @@ from onnx_kernelviz.io.outdir import OutDirBusy, out_dir_error
 OWN = ("atlas.json", "atlas.html", "kernels.parquet", "pages", "tiles", "checkpoint")
 #: held for the whole run, taken before the folder is judged or cleared (so ``--force`` never clears a running atlas)
 LOCK = ".kernelviz-atlas.lock"
+
+
+#: the checkpoint file of the runs' wall time (:meth:`Journal.timed`)
+TIME = "time.json"
+
+
+@dataclass
+class RunTime:
+    """The wall time of one atlas over its runs: ``earlier`` seconds in ``runs`` - 1 earlier runs, and this one's
+    since ``start`` (``time.perf_counter``)."""
+
+    start: float
+    earlier: float
+    runs: int
+
+    def header(self) -> dict:
+        """atlas.json's ``seconds`` (the total over the runs), ``seconds_this_run`` and ``runs``."""
+        now = time.perf_counter() - self.start
+        return {"seconds": round(self.earlier + now, 3), "seconds_this_run": round(now, 3), "runs": self.runs}
 
 
 #: explanation settings that decide no result, only how the work is batched: a resume may change them (as
@@ -142,6 +164,25 @@ class Journal:
             return json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise UsageError(f"cannot resume: {p} is unreadable ({e}); use --force to start over") from e
+
+    @contextlib.contextmanager
+    def timed(self, resumed: bool, start: float) -> Iterator[RunTime]:
+        """This run's :class:`RunTime`, after the earlier runs' (recorded in ``time.json``) when resuming. Recorded
+        on the way out however the run ends (Ctrl-C, an error), so the next ``--resume`` adds it; a run killed
+        outright (SIGKILL), or one before kernelviz recorded it, is not counted."""
+        earlier, runs = 0.0, 0
+        try:
+            recorded = self._read(TIME) if resumed else None
+            if recorded is not None:
+                earlier, runs = float(recorded["seconds"]), int(recorded["runs"])
+        except (UsageError, KeyError, TypeError, ValueError):
+            pass  # a damaged record costs the earlier runs' time, not the resume
+        clock = RunTime(start, earlier, runs + 1)
+        try:
+            yield clock
+        finally:
+            with contextlib.suppress(OSError):  # never hide why the run stopped
+                write_json(self.dir / TIME, {"seconds": clock.header()["seconds"], "runs": clock.runs})
 
     # -- statistics ----------------------------------------------------------------------------------------------
 

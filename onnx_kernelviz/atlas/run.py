@@ -147,26 +147,27 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
     journal = Journal(Path(out_dir))
     with journal.locked():
         resumed = journal.prepare(identity, force=force, resume=resume)
-        options = {**(engine_options or {}), **({"model": model} if engine == "local" else {})}
-        eng = open_engine(engine, address, **options)
-        try:
-            run = _Run(model, layers, work, journal, eng, settings, progress or (lambda *_: None),
-                       model.input_size(preprocess.size))
-            stats = _statistics(run, resumed)
-            run.fields = receptive_fields(model, layers, run.size)
-            _exemplar_tiles(run, stats)
-            explained = _explanations(run, stats)
-        finally:
-            eng.close()
-        result = build_atlas(model, layers, paths, stats, run.fields, explained, settings,
-                             header={"engine": eng.name, "seconds": round(time.perf_counter() - t0, 3),
-                                     "version": __version__, "notes": run.notes,
-                                     "settings": {**asdict(settings), "preprocess": preprocess.to_dict(),
-                                                  "input_size": list(run.size),
-                                                  "method": asdict(config) if settings.explain else None}})
-        write_outputs(journal.out, result)
-        from onnx_kernelviz.atlas.html import write_html
-        write_html(journal.out, result)
+        with journal.timed(resumed, t0) as clock:
+            options = {**(engine_options or {}), **({"model": model} if engine == "local" else {})}
+            eng = open_engine(engine, address, **options)
+            try:
+                run = _Run(model, layers, work, journal, eng, settings, progress or (lambda *_: None),
+                           model.input_size(preprocess.size))
+                stats = _statistics(run, resumed)
+                run.fields = receptive_fields(model, layers, run.size)
+                _exemplar_tiles(run, stats)
+                explained = _explanations(run, stats)
+            finally:
+                eng.close()
+            result = build_atlas(model, layers, paths, stats, run.fields, explained, settings,
+                                 header={"engine": eng.name, **clock.header(),
+                                         "version": __version__, "notes": run.notes,
+                                         "settings": {**asdict(settings), "preprocess": preprocess.to_dict(),
+                                                      "input_size": list(run.size),
+                                                      "method": asdict(config) if settings.explain else None}})
+            write_outputs(journal.out, result)
+            from onnx_kernelviz.atlas.html import write_html
+            write_html(journal.out, result)
     return result
 
 
