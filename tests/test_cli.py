@@ -285,3 +285,9 @@ def test_help_texts_say_what_the_option_does_there(command, option, wanted, unwa
     text = _option_help(command, option)
     assert wanted in text
     assert unwanted is None or unwanted not in text
+
+
+def test_atlas_summary_counts_read_as_words(models, image, tmp_path):
+    """The summary said "4 kernels in 1 layers over 1 images"."""
+    out = ok("atlas", models["two"], image, "--layers", "0", "--explain", "0", "--out", tmp_path / "a").output
+    assert "4 kernels in 1 layer over 1 image (0 skipped): 0 dead, 0 duplicate pairs" in out

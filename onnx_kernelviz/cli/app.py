@@ -62,6 +62,11 @@ def shown(text: str) -> str:
     return "".join(out)
 
 
+def count(n: int, noun: str) -> str:
+    """``1 layer``, ``2 layers``: a summary line's counts."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C would be, so that every ``finally`` saves the finished work the same way."""
 

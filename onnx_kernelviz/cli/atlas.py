@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from onnx_kernelviz.cli.app import GivenPath, _friendly, _open, cli, debug_option, device_option, preprocess_options
+from onnx_kernelviz.cli.app import (
+    GivenPath,
+    _friendly,
+    _open,
+    cli,
+    count,
+    debug_option,
+    device_option,
+    preprocess_options,
+)
 from onnx_kernelviz.cli.options import METHOD_NAMES, STEPS_HELP, config_from, refuse_resume_with_force
 
 
@@ -102,7 +111,7 @@ def atlas(model: str, images: tuple[str, ...], out: str, layers: str, top: int, 
         for bar in bars.values():
             bar.close()
     h = result.header
-    click.echo(f"{sum(la['channels'] for la in h['layers'])} kernels in {len(h['layers'])} layers over "
-               f"{h['images']} images ({h['images_skipped']} skipped): {len(h['dead'])} dead, "
-               f"{len(h['duplicates'])} duplicate pairs")
+    click.echo(f"{count(sum(la['channels'] for la in h['layers']), 'kernel')} in {count(len(h['layers']), 'layer')} "
+               f"over {count(h['images'], 'image')} ({h['images_skipped']} skipped): {len(h['dead'])} dead, "
+               f"{count(len(h['duplicates']), 'duplicate pair')}")
     click.echo(f"atlas: {Path(out) / 'atlas.html'}")

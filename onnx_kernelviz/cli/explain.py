@@ -14,6 +14,7 @@ from onnx_kernelviz.cli.app import (
     _friendly,
     _open,
     cli,
+    count,
     debug_option,
     device_option,
     preprocess_options,
@@ -143,8 +144,8 @@ def compare(model: str, image: str, layer: str, kernels: tuple[int, ...], out: s
                       on_step=on_step)
     a, b = doc.kernels
     o = doc.verdict
-    where = "" if doc.focus is None else (f", on the {doc.focus.cells} cells around row {doc.focus.peak[0]}, col "
-                                          f"{doc.focus.peak[1]} where both fire")
+    where = "" if doc.focus is None else (f", on the {count(doc.focus.cells, 'cell')} around row "
+                                          f"{doc.focus.peak[0]}, col {doc.focus.peak[1]} where both fire")
     if doc.image_notes:
         click.echo(shown(f"image: {'; '.join(doc.image_notes)}"))
     if doc.scope_note:
