@@ -21,6 +21,8 @@ def test_demo_writes_a_report_and_can_be_rerun(tmp_path):
     for _ in range(2):  # a second run replaces the earlier demo instead of refusing
         r = CliRunner().invoke(cli, ["demo", "--out", str(out), "--steps", "8", "--device", "cpu"])
         assert r.exit_code == 0, r.output
+        # the photo is cropped to the input; demo has no --fit to point to (it said "--fit pad keeps ...")
+        assert "centre-cropped" in r.output and "--fit" not in r.output
     doc = json.loads((out / "results.json").read_text())
     assert (out / "report.html").stat().st_size > 1000
     assert len(doc["results"]) == 3 and all(CONTRACT_KEYS <= set(res) for res in doc["results"])

@@ -33,10 +33,11 @@ if TYPE_CHECKING:
     from onnx_kernelviz.pipeline.explain import ExplainRun
 
 
-def _summary(run: ExplainRun) -> None:
+def _summary(run: ExplainRun, fit_option: bool = True) -> None:
+    """The run's summary lines; ``fit_option``: the command has --fit (``demo`` has not)."""
     from onnx_kernelviz.io.modelinput import fit_summary
 
-    fitted = fit_summary(run.fits)
+    fitted = fit_summary(run.fits, hints=fit_option)
     if fitted:
         click.echo(shown(fitted))
     counts = {s: sum(1 for r in run.results if r.status == s) for s in ("ok", "inactive", "failed")}
@@ -189,4 +190,4 @@ def demo(out: str, steps: int | None, device: str) -> None:
 
     progress, on_step = progress_bar("demo")
     run = run_demo(Path(out), steps=steps, device=device, progress=progress, on_step=on_step)
-    _summary(run)
+    _summary(run, fit_option=False)

@@ -89,8 +89,9 @@ class FitPlan:
                      int(x0 * fx):max(int(x0 * fx) + 1, round(x1 * fx))]
 
 
-def fit_summary(plans: list[FitPlan]) -> str | None:
-    """One terminal line for a run: how many pictures were cropped, padded, squashed or resized to the input."""
+def fit_summary(plans: list[FitPlan], hints: bool = True) -> str | None:
+    """One terminal line for a run: how many pictures were cropped, padded, squashed or resized to the input;
+    ``hints``: and the ``--fit`` that would keep more (for a command that has ``--fit``)."""
     count = {k: sum(1 for p in plans if p.kind == k) for k in ("cropped", "padded", "squashed", "resized")}
     if not any(count.values()):
         return None
@@ -100,7 +101,7 @@ def fit_summary(plans: list[FitPlan]) -> str | None:
     parts = [f"{n} image{'s' * (n > 1)} {said[k]}" for k, n in count.items() if n]
     hint = {"cropped": " (--fit pad keeps the whole photo, --fit squash stretches it)",
             "squashed": " (proportions not kept; --fit crop keeps them)"}
-    return f"{', '.join(parts)} to fit the {h}x{w} input" + next((hint[k] for k in hint if count[k]), "")
+    return f"{', '.join(parts)} to fit the {h}x{w} input" + next((hint[k] for k in hint if count[k] and hints), "")
 
 
 def plan_fit(src: tuple[int, int], dst: tuple[int, int], fit: str = DEFAULT_FIT) -> FitPlan:
