@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 _KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
@@ -46,6 +47,33 @@ def _kind(mode: int) -> str | None:
     return next((words for test, words in _KINDS if test(mode)), None)
 
 
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened for binary reading, refusing anything but a regular file, without ever blocking.
+
+    For readers that need a file object rather than bytes (``np.load`` of an ``.npz`` reads only the members it
+    is asked for); :func:`read_capped` is this plus a cap.
+
+    Raises:
+        NotRegularFile: a FIFO, device or socket (checked before opening and on the open descriptor).
+        IsADirectoryError, FileNotFoundError, PermissionError, OSError: as ``open`` raises them.
+    """
+    kind = special_kind(path)
+    if kind:
+        raise NotRegularFile(kind)
+    # O_NONBLOCK: the path may have become a FIFO since the stat, and opening a FIFO for reading blocks
+    fd = os.open(Path(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(_kind(st.st_mode) or "not a regular file")
+        return os.fdopen(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_capped(path: str | os.PathLike[str], limit: int) -> bytes:
     """The bytes of the regular file ``path``, refusing more than ``limit`` of them.
 
@@ -54,29 +82,15 @@ def read_capped(path: str | os.PathLike[str], limit: int) -> bytes:
         FileTooLarge: the file is (or grows) larger than ``limit``.
         IsADirectoryError, FileNotFoundError, PermissionError, OSError: as ``open`` raises them.
     """
-    kind = special_kind(path)
-    if kind:
-        raise NotRegularFile(kind)
-    fd = os.open(Path(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "Is a directory", str(path))
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(_kind(st.st_mode) or "not a regular file")
-        if st.st_size > limit:
-            raise FileTooLarge(st.st_size, limit)
-        chunks, total, want = [], 0, st.st_size + 1  # +1 to see growth; read(n) allocates n bytes up front
-        with os.fdopen(fd, "rb", closefd=True) as f:
-            fd = -1
-            while chunk := f.read(min(want, limit + 1 - total)):
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > limit:
-                    raise FileTooLarge(total, limit)
-                want = 1 << 20  # files in /proc and friends report size 0 yet hold data
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise FileTooLarge(size, limit)
+        chunks, total, want = [], 0, size + 1  # +1 to see growth; read(n) allocates n bytes up front
+        while chunk := f.read(min(want, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise FileTooLarge(total, limit)
+            want = 1 << 20  # files in /proc and friends report size 0 yet hold data
         return b"".join(chunks)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-

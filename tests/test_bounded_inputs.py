@@ -22,12 +22,14 @@ import tiny_models
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_kernelviz.atlas.journal import Journal
 from onnx_kernelviz.cli import cli
-from onnx_kernelviz.errors import ImageError, ModelError
+from onnx_kernelviz.errors import ImageError, ModelError, UsageError
 from onnx_kernelviz.frontend.load import load_model
 from onnx_kernelviz.io.decode import read_image
 from onnx_kernelviz.io.preprocess import Preprocess
 from onnx_kernelviz.model import Model
+from onnx_kernelviz.pipeline.demo import _holds_a_demo
 from onnx_kernelviz.pipeline.explain import ExplainConfig, prepare
 
 FAST = ["--steps", "2", "--device", "cpu"]
@@ -550,3 +552,52 @@ def test_reduced_jpeg_decode_matches_the_full_decode(tmp_path, kind, monkeypatch
     assert scales == [8, 1]
     assert reduced.notes == full.notes and reduced.original_size == full.original_size
     assert np.abs(reduced.rgb - full.rgb).mean() < 2 / 255
+
+
+# --- files of an existing output folder: the same guard as results.json -------------------------------------
+
+@contextmanager
+def no_hang(seconds: int = 20):
+    """Like :func:`deadline`, but the alarm raises ``pytest.fail``'s BaseException: a TimeoutError is an OSError,
+    which the readers below catch (as "damaged, redo it"), so it would have hidden the hang."""
+    def boom(*_):
+        pytest.fail(f"still blocked after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("name", ["run.json", "stats.npz", "explained"])
+def test_atlas_resume_reads_its_checkpoint_only_from_regular_files(tmp_path, name):
+    """An atlas folder may come from elsewhere: a FIFO named like a checkpoint file blocked ``--resume`` forever
+    (the journal read them with ``read_text`` / ``np.load``, without read_capped's guard)."""
+    journal = Journal(tmp_path / "atlas")
+    identity = {"model": "m"}
+    journal.prepare(identity, force=False, resume=False)
+    if name == "explained":
+        journal.kernel_path(0, 0).parent.mkdir(parents=True)
+        os.mkfifo(journal.kernel_path(0, 0))
+        with no_hang():
+            assert journal.explained(0, 0) is None  # redone, like any damaged kernel checkpoint
+        return
+    (journal.dir / name).unlink(missing_ok=True)
+    os.mkfifo(journal.dir / name)
+    with no_hang(), pytest.raises(UsageError, match=r"cannot resume: .*named pipe \(FIFO\), not a regular file"):
+        if name == "run.json":
+            journal.prepare(identity, force=False, resume=True)
+        else:
+            journal.load_stats()
+
+
+def test_demo_reads_an_earlier_results_json_only_from_a_regular_file(tmp_path):
+    """``kernelviz demo --out D`` looks at D/results.json to see whether D holds an earlier demo: a FIFO there
+    hung the demo before it said anything."""
+    model = tiny_models.save(tiny_models.two_conv(), tmp_path / "m.onnx")
+    os.mkfifo(tmp_path / "results.json")
+    with no_hang():
+        assert _holds_a_demo(tmp_path, model) is False

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,9 @@ import numpy as np
 
 from onnx_kernelviz.atlas.stream import ShardStats
 from onnx_kernelviz.errors import UsageError
-from onnx_kernelviz.io.files import atomic_file, write_json
+from onnx_kernelviz.io.files import JsonFileError, atomic_file, read_json_object, write_json
 from onnx_kernelviz.io.outdir import OutDirBusy, out_dir_error
+from onnx_kernelviz.safefile import NotRegularFile, open_regular
 
 #: what an atlas writes into DIR (``--force`` removes these and nothing else)
 OWN = ("atlas.json", "atlas.html", "kernels.parquet", "pages", "tiles", "checkpoint")
@@ -157,13 +159,20 @@ class Journal:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _read(self, name: str) -> dict | None:
+        """The JSON object ``checkpoint/name``, or None when there is none.
+
+        Raises:
+            UsageError: it is unreadable, not a JSON object, a FIFO or device, or over the JSON size cap.
+        """
         p = self.dir / name
         if not p.exists():
             return None
+        # read_json_object, not read_text: an atlas folder may come from elsewhere, and a FIFO named run.json
+        # blocked --resume forever (a link to /dev/zero read until memory ran out)
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise UsageError(f"cannot resume: {p} is unreadable ({e}); use --force to start over") from e
+            return read_json_object(p, "use --force to start over")
+        except JsonFileError as e:
+            raise UsageError(f"cannot resume: {e}") from None
 
     @contextlib.contextmanager
     def timed(self, resumed: bool, start: float) -> Iterator[RunTime]:
@@ -194,8 +203,15 @@ class Journal:
         p = self.dir / "stats.npz"
         if not p.exists():
             return None
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        # open_regular: a FIFO named stats.npz blocked --resume forever (np.load opens whatever it is given)
+        try:
+            with open_regular(p) as f, np.load(f, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except NotRegularFile as e:
+            raise UsageError(f"cannot resume: {p} is {e.kind}, not a regular file; use --force to start over") \
+                from None
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise UsageError(f"cannot resume: {p} is unreadable ({e}); use --force to start over") from None
         return ShardStats.from_arrays(arrays), [int(s) for s in arrays["shards"]]
 
     # -- receptive fields and explanations -------------------------------------------------------------------------
@@ -214,9 +230,11 @@ class Journal:
         if not p.exists():
             return None
         try:
-            return json.loads(p.read_text(encoding="utf-8"))["explanations"]
-        except (OSError, ValueError, KeyError):
+            # read_json_object: a FIFO named like a kernel's checkpoint blocked --resume forever
+            saved = read_json_object(p)["explanations"]
+        except (JsonFileError, KeyError):
             return None  # a damaged checkpoint is redone, not trusted
+        return saved if isinstance(saved, list) else None
 
     def save_kernel(self, layer: int, kernel: int, explanations: list[dict]) -> None:
         write_json(self.kernel_path(layer, kernel), {"layer": layer, "kernel": kernel,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.io.files import JsonFileError, read_json_object
 from onnx_kernelviz.io.sidecar import resolve_preprocess
 from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.explain import ExplainConfig, ExplainRun, ProgressFn, StepProgressFn, explain
@@ -55,11 +55,12 @@ def _holds_a_demo(out: Path, model_path: Path) -> bool:
     the demo may replace it. Any other run there, e.g. the user's own explain of the same model, is theirs: taking
     every results.json for a demo wrote over it."""
     try:
-        doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        # read_json_object: --out is the user's folder, and a FIFO named results.json there hung the demo
+        doc = read_json_object(out / "results.json")
         sha = hashlib.sha256(model_path.read_bytes()).hexdigest()
-    except (OSError, ValueError):
+    except (JsonFileError, OSError):
         return False
-    if not isinstance(doc, dict) or doc.get("model_sha256") != sha or not isinstance(doc.get("results"), list):
+    if doc.get("model_sha256") != sha or not isinstance(doc.get("results"), list):
         return False
     # by file name: the package's folder may have moved since (a reinstall)
     return all(isinstance(r, dict) and Path(str(r.get("image"))).name == DEMO_PHOTO for r in doc["results"])
