@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -459,3 +460,20 @@ def test_seconds_after_a_resume_count_every_run(planted, tmp_path):
     assert again["seconds"] >= first["seconds"] + again["seconds_this_run"] - 0.002  # rounding
     page = (tmp_path / "s" / "atlas.html").read_text()
     assert "over 2 runs" in page and "this run" in page
+
+
+@pytest.mark.parametrize("model, image", [("-m.onnx", "--out=elsewhere.jpg"), ("a b.onnx", "-h.jpg"),
+                                          ("/abs/m.onnx", "photos/cat.jpg")])
+def test_the_suggested_compare_command_reads_every_path_as_a_path(tmp_path, monkeypatch, model, image):
+    """The kernel pages' ``kernelviz compare …`` line is pasted into a shell: ``shlex.quote`` kept a file named
+    ``--out=elsewhere.jpg`` one word, but Click then read it as ``--out`` (and ``-h.jpg`` as ``-h``)."""
+    from types import SimpleNamespace
+
+    from onnx_kernelviz.atlas.html import _Writer
+
+    line = _Writer.compare(SimpleNamespace(model=model), image, 3, 1, 2)  # type: ignore[arg-type]
+    words = shlex.split(line)
+    assert words[:2] == ["kernelviz", "compare"]
+    ctx = cli.commands["compare"].make_context("compare", words[2:])
+    assert Path(ctx.params["model"]) == Path(model) and Path(ctx.params["image"]) == Path(image)
+    assert ctx.params["out"] == "compare_L3_1_2" and ctx.params["kernels"] == (1, 2)

@@ -87,6 +87,16 @@ def _fires_on_flat(row: dict) -> bool:
     return any(e["status"] == "ok" and e.get("focus") and needs_no_photo(e["focus"]) for e in row["explanations"])
 
 
+def shell_path(path: str) -> str:
+    """``path`` as one shell word that the command reads as a path, for commands users copy and paste.
+
+    ``shlex.quote`` stops the shell from splitting or expanding it, but a relative path that starts with ``-``
+    (an image named ``--help.jpg``, or ``-rf``) stays an option for the command: Click would read ``--out …``
+    hidden in a file name as an option. ``./`` in front makes it a path again and names the same file.
+    """
+    return shlex.quote(f"./{path}" if path.startswith("-") else path)
+
+
 def _href(path: str, depth: int) -> str:
     """A DIR-relative path as a link from a page ``depth`` folders below DIR."""
     return _e("../" * depth + quote(path))
@@ -289,7 +299,7 @@ class _Writer:
                 f'</p>{pics}{local}<p class="nums">{whole}</p></div>')
 
     def compare(self, image: str, layer: int, a: int, b: int) -> str:
-        return (f"kernelviz compare {shlex.quote(self.model)} {shlex.quote(image)} --layer {layer} "
+        return (f"kernelviz compare {shell_path(self.model)} {shell_path(image)} --layer {layer} "
                 f"--kernel {a} --kernel {b} --out compare_L{layer}_{a}_{b}")
 
     def filters(self) -> None:
