@@ -66,3 +66,18 @@ def sparse_external_bias(location: str, where: str = "initializer") -> onnx.Mode
     else:
         g.node.insert(0, helper.make_node("Constant", [], ["b1"], name="b1_const", sparse_value=sparse))
     return m
+
+
+def declared_weight_shape(kernels: int = 10**12, *, outputs: bool = False) -> onnx.ModelProto:
+    """named_two_conv whose first conv reads its weight ``w1`` [4, 3, 3, 3] through an Identity ``w1i``, with a
+    ``value_info`` declaring ``w1i`` as [kernels, 3, 3, 3]; ``outputs``: the conv output and the graph output
+    declared with ``kernels`` channels too. onnx's shape inference keeps such declared shapes."""
+    m = named_two_conv()
+    g = m.graph
+    g.node.insert(0, helper.make_node("Identity", ["w1"], ["w1i"], name="w1_identity"))
+    g.node[1].input[1] = "w1i"
+    g.value_info.append(helper.make_tensor_value_info("w1i", TensorProto.FLOAT, [kernels, 3, 3, 3]))
+    if outputs:
+        g.value_info.append(helper.make_tensor_value_info("c1", TensorProto.FLOAT, ["N", kernels, 16, 16]))
+        g.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", kernels, 16, 16]))
+    return m

@@ -199,3 +199,21 @@ def test_sparse_tensors_read_external_data_only_from_the_models_folder(tmp_path,
     m = Model(p, device="cpu")
     act = m.run_ort(m.synthetic_input(1), (m.layers[0].tensor,))[0]
     assert np.all(act.max(axis=(0, 2, 3)) < 100), act.max(axis=(0, 2, 3))
+
+
+@pytest.mark.parametrize("outputs", [False, True])
+def test_kernel_counts_come_from_the_weights_not_declared_shapes(tmp_path, outputs):
+    """A conv weight reached through an Identity, declared [10^12, 3, 3, 3] in value_info: onnx's shape inference
+    kept the claim, so ``inspect`` showed 10^12 kernels and ``diff`` ran out of memory. The weight holds 4."""
+    import cv2
+
+    path = tiny_models.save(hostile.declared_weight_shape(outputs=outputs), tmp_path / "m.onnx")
+    r = CliRunner().invoke(cli, ["inspect", str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    layers = json.loads(r.output)["layers"]
+    assert [(la["channels"], la["shape"][1:]) for la in layers] == [(4, [4, 16, 16]), (6, [6, 16, 16])]
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    r = CliRunner().invoke(cli, ["diff", str(path), str(path), str(img), "--out", str(tmp_path / "d"), "--explain",
+                                 "0", "--device", "cpu"])
+    assert r.exit_code == 0, r.output

@@ -54,6 +54,46 @@ def _tensor_type(vi: onnx.ValueInfoProto) -> TensorType:
     return TensorType(dtype, tuple(dims))
 
 
+#: initializers with more elements than this are given to the derived shape inference as shapes only: inference
+#: reads values only of small tensors (shapes, axes, pads), and copying the weights would double their memory
+_SHAPE_ONLY_ABOVE = 1 << 16
+
+
+def _derived_types(model: onnx.ModelProto) -> dict[str, TensorType]:
+    """The types onnx's shape inference derives from the graph's inputs, constants and ops alone, ignoring every
+    shape the file declares for intermediate tensors (``value_info``) and outputs; ``{}`` if inference fails."""
+    g = model.graph
+    bare = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
+    bg = bare.graph
+    bg.node.extend(g.node)
+    bg.input.extend(g.input)
+    bg.sparse_initializer.extend(g.sparse_initializer)
+    for t in g.initializer:
+        if int(np.prod(t.dims, dtype=np.float64)) > _SHAPE_ONLY_ABOVE:
+            bg.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims)
+        else:
+            bg.initializer.append(t)
+    for o in g.output:  # the name and element type only: a declared output shape is a claim too
+        bg.output.add(name=o.name).type.tensor_type.elem_type = o.type.tensor_type.elem_type
+    try:
+        inferred = onnx.shape_inference.infer_shapes(bare, strict_mode=False).graph
+    except Exception:  # noqa: BLE001 - as in GraphView._types: unknown shapes are allowed everywhere
+        return {}
+    return {vi.name: _tensor_type(vi) for vi in (*inferred.value_info, *inferred.output)}
+
+
+def _merged(derived: TensorType, declared: TensorType | None) -> TensorType:
+    """``derived`` with its unknown dims (symbolic or None) filled from ``declared`` where both have one rank."""
+    if declared is None:
+        return derived
+    dtype = derived.dtype or declared.dtype
+    if derived.shape is None or declared.shape is None or len(derived.shape) != len(declared.shape):
+        return TensorType(dtype, derived.shape if derived.shape is not None else declared.shape)
+    dims = tuple(d if isinstance(d, int) else (c if isinstance(c, int) else (d or c))
+                 for d, c in zip(derived.shape, declared.shape, strict=True))
+    return TensorType(dtype, dims)
+
+
 class GraphView:
     """A read-only index over ``model.graph`` (top-level graph only; subgraphs are not needed for CNN layers)."""
 
@@ -111,7 +151,17 @@ class GraphView:
             except Exception:  # noqa: BLE001 - inference is a nicety: unknown shapes are allowed everywhere
                 model = self._model
         g = model.graph
-        return {vi.name: _tensor_type(vi) for vi in (*g.input, *g.value_info, *g.output)}
+        types = {vi.name: _tensor_type(vi) for vi in (*g.input, *g.value_info, *g.output)}
+        if not self._infer:
+            return types
+        # A declared shape (value_info, an output's type) is what the file claims, and onnx's inference keeps it
+        # where it contradicts the graph: a conv weight reached through an Identity, declared [10^12, 3, 3, 3],
+        # made inspect show 10^12 kernels and diff run out of memory. Dims that follow from the inputs and
+        # constants alone win; a declared dim fills in only where inference cannot tell.
+        derived = _derived_types(self._model)
+        for name, t in derived.items():
+            types[name] = _merged(t, types.get(name))
+        return types
 
     def tensor_type(self, name: str) -> TensorType:
         """Element type and shape of a tensor, as far as shape inference knows them."""
