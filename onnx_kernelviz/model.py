@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from onnx_kernelviz.errors import ConversionError, ImageError, ModelError
+from onnx_kernelviz.frontend.computed import check_computed_sizes
 from onnx_kernelviz.frontend.convert import CONVERSION_REMEDY, TorchGraph, to_torch
 from onnx_kernelviz.frontend.expose import expose, truncate
 from onnx_kernelviz.frontend.graph import GraphView
@@ -84,6 +85,7 @@ class Model:
         self.ort_threads = ort_threads
         self._ort: dict[tuple[str, ...], OrtRunner] = {}
         self._torch: dict[tuple[str, ...], TorchGraph] = {}
+        self._computed_sizes_checked = False
 
     @property
     def path(self) -> Path:
@@ -124,11 +126,24 @@ class Model:
         """(H, W) multiples that every downsampling of the network divides evenly."""
         return size_multiple(self.graph)
 
+    def check_computed_sizes(self) -> None:
+        """Refuse a graph that computes a tensor too large for this machine (``frontend/computed.py``), once per
+        model, before anything computes one: constant folding and onnxruntime allocate such tensors before any
+        size limit of theirs applies. ``inspect`` does neither, and still lists the layers.
+
+        Raises:
+            ModelError: one line naming the node.
+        """
+        if not self._computed_sizes_checked:
+            check_computed_sizes(self.loaded.proto, self.path)
+            self._computed_sizes_checked = True
+
     @cached_property
     def normalized(self) -> NormalizedModel:
         # A QDQ conv's float output disappears when its group is fused into a QLinearConv (as onnxruntime does)
         keep = [t for la in self.layers for t in (la.conv_output, la.tensor)
                 if t == la.tensor or la.quant is None or la.quant.kind != "qdq"]
+        self.check_computed_sizes()  # normalize's constant folding computes them
         return normalize(self.loaded, keep=keep)
 
     @cached_property
@@ -153,6 +168,7 @@ class Model:
 
     def ort_session(self, tensors: tuple[str, ...]) -> OrtRunner:
         """A new (uncached) onnxruntime session over the original graph with ``tensors`` exposed."""
+        self.check_computed_sizes()  # onnxruntime folds constants when the session starts, and runs the rest
         info = self.loaded.input
         return OrtRunner(expose(self.loaded.proto, list(tensors)), input_name=info.name,
                          layout=info.layout, dtype=info.dtype, fixed_batch=info.fixed_batch,

@@ -81,3 +81,39 @@ def declared_weight_shape(kernels: int = 10**12, *, outputs: bool = False) -> on
         g.value_info.append(helper.make_tensor_value_info("c1", TensorProto.FLOAT, ["N", kernels, 16, 16]))
         g.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", kernels, 16, 16]))
     return m
+
+
+#: the ops of :func:`computes_huge`, each computing a huge tensor from constants (and the fixed input's sides)
+HUGE_KINDS = ("ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Shape->ConstantOfShape")
+
+
+def computes_huge(kind: str = "ConstantOfShape") -> onnx.ModelProto:
+    """named_two_conv (batch fixed at 1) plus a branch no output uses, node ``huge``, whose output holds 5e9 or
+    more elements (20 GB and up), all from constants and the input's fixed sides: a 2 KB file."""
+    m = named_two_conv()
+    g = m.graph
+    g.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+
+    def const(name: str, value, dtype=np.int64) -> str:
+        g.initializer.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    n = 5_000_000_000
+    node = {
+        "ConstantOfShape": lambda: helper.make_node("ConstantOfShape", [const("s", [n])], ["big"]),
+        "Expand": lambda: helper.make_node("Expand", [const("one", [1.0], np.float32), const("s", [n])], ["big"]),
+        "Tile": lambda: helper.make_node("Tile", ["x", const("r", [1, 1, 100000, 100000])], ["big"]),
+        "Range": lambda: helper.make_node("Range", [const("a", 0.0, np.float32), const("b", float(n), np.float32),
+                                                    const("d", 1.0, np.float32)], ["big"]),
+        "Resize": lambda: helper.make_node("Resize", ["x", "", const("sc", [1, 1, 20000, 20000], np.float32)],
+                                           ["big"]),
+    }
+    if kind == "Shape->ConstantOfShape":  # the shape is computed from the input's (fixed) sides
+        g.node.extend([helper.make_node("Shape", ["x"], ["sx"], name="shape"),
+                       helper.make_node("Mul", ["sx", const("k", [1, 1, 100000, 100000])], ["s2"], name="mul"),
+                       helper.make_node("ConstantOfShape", ["s2"], ["big"], name="huge")])
+    else:
+        g.node.append(node[kind]())
+        g.node[-1].name = "huge"
+    onnx.checker.check_model(m)
+    return m

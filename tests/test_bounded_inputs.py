@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
+import hostile
 import numpy as np
 import onnx
 import pytest
@@ -601,3 +602,32 @@ def test_demo_reads_an_earlier_results_json_only_from_a_regular_file(tmp_path):
     os.mkfifo(tmp_path / "results.json")
     with no_hang():
         assert _holds_a_demo(tmp_path, model) is False
+
+
+# --- tensors the graph computes: refused before constant folding or onnxruntime allocate them ---------------
+
+@pytest.mark.parametrize("kind", hostile.HUGE_KINDS)
+def test_a_huge_computed_tensor_is_refused_by_name(tmp_path, kind):
+    """Sizes come from shape inference over the constants (and the fixed input), before anything computes."""
+    path = tiny_models.save(hostile.computes_huge(kind), tmp_path / "m.onnx")
+    model = Model(path, device="cpu")
+    with pytest.raises(ModelError, match=r"node 'huge' \(.*\) of .* computes a tensor of shape \[.*GB\), more than"):
+        model.check_computed_sizes()
+
+
+@pytest.mark.parametrize("command", ["verify", "explain"])
+def test_a_2_kb_file_asking_for_20_gb_is_one_line_before_any_allocation(tmp_path, command):
+    """``ConstantOfShape`` of a constant [5e9] in a branch no output uses: onnxscript's constant folding (forced for
+    ConstantOfShape in normalize) computed all 20 GB before checking its size limit, and onnxruntime's session
+    allocated it again. ``inspect`` computes nothing and still lists the layers."""
+    path = tiny_models.save(hostile.computes_huge(), tmp_path / "m.onnx")
+    assert path.stat().st_size < 2048
+    _png(tmp_path / "a.png", 16, 16)
+    out = tmp_path / "out"
+    args = (["explain", path, tmp_path / "a.png", "--layer", "0", "--kernel", "0", "--out", out, *FAST]
+            if command == "explain" else ["verify", path])
+    r, peak = peak_mib(lambda: run(*args))
+    one_error(r, 1, "node 'huge' (ConstantOfShape)", "[5000000000] (20.0 GB)", "re-export it without that node")
+    assert peak < 256, peak
+    assert not out.exists()
+    assert run("inspect", path).exit_code == 0

@@ -59,9 +59,10 @@ def _tensor_type(vi: onnx.ValueInfoProto) -> TensorType:
 _SHAPE_ONLY_ABOVE = 1 << 16
 
 
-def _derived_types(model: onnx.ModelProto) -> dict[str, TensorType]:
+def derived_types(model: onnx.ModelProto, *, data_prop: bool = False) -> dict[str, TensorType]:
     """The types onnx's shape inference derives from the graph's inputs, constants and ops alone, ignoring every
-    shape the file declares for intermediate tensors (``value_info``) and outputs; ``{}`` if inference fails."""
+    shape the file declares for intermediate tensors (``value_info``) and outputs; ``{}`` if inference fails.
+    ``data_prop``: also follow the values of shape tensors (``Shape`` -> ``Concat`` -> ``ConstantOfShape``)."""
     g = model.graph
     bare = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
     bg = bare.graph
@@ -76,7 +77,7 @@ def _derived_types(model: onnx.ModelProto) -> dict[str, TensorType]:
     for o in g.output:  # the name and element type only: a declared output shape is a claim too
         bg.output.add(name=o.name).type.tensor_type.elem_type = o.type.tensor_type.elem_type
     try:
-        inferred = onnx.shape_inference.infer_shapes(bare, strict_mode=False).graph
+        inferred = onnx.shape_inference.infer_shapes(bare, strict_mode=False, data_prop=data_prop).graph
     except Exception:  # noqa: BLE001 - as in GraphView._types: unknown shapes are allowed everywhere
         return {}
     return {vi.name: _tensor_type(vi) for vi in (*inferred.value_info, *inferred.output)}
@@ -158,7 +159,7 @@ class GraphView:
         # where it contradicts the graph: a conv weight reached through an Identity, declared [10^12, 3, 3, 3],
         # made inspect show 10^12 kernels and diff run out of memory. Dims that follow from the inputs and
         # constants alone win; a declared dim fills in only where inference cannot tell.
-        derived = _derived_types(self._model)
+        derived = derived_types(self._model)
         for name, t in derived.items():
             types[name] = _merged(t, types.get(name))
         return types

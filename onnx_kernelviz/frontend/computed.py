@@ -1,0 +1,79 @@
+"""Stage 1b: refuse graphs that compute tensors too large for this machine, before anything computes them.
+
+A model is a program, and a 1 KB file can ask for any amount of memory: ``ConstantOfShape`` of a constant shape
+``[5e9]`` (or Expand, Tile, Range, Resize with constant arguments). onnxscript's constant folding, which
+``normalize`` runs (and forces for ``ConstantOfShape``), computes such a tensor before it checks its size limit,
+and onnxruntime allocates it when a session starts or runs, even in a branch no output uses. Both come after
+:func:`check_computed_sizes`, which sizes every node's output from what shape inference knows statically (the
+constants and the fixed sides of the input) and refuses the graph with one line naming the node.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import onnx
+
+from onnx_kernelviz.errors import ModelError
+from onnx_kernelviz.frontend.graph import GraphView, NodeView, TensorType, derived_types
+from onnx_kernelviz.frontend.load import physical_memory
+
+#: the largest share of this machine's memory one computed tensor may take: onnxscript's folder and onnxruntime
+#: each hold a copy, and a run needs room for the activations and the torch copy besides; a real CNN's largest
+#: activation at a fixed input that kernelviz can explain is far below it
+MEMORY_SHARE = 4
+#: the bound where the OS does not say how much memory there is (a quarter of 64 GB)
+FALLBACK_BYTES = 16 << 30
+
+
+def max_computed_bytes() -> int:
+    """The most bytes one tensor the graph computes may take on this machine."""
+    ram = physical_memory()
+    return ram // MEMORY_SHARE if ram else FALLBACK_BYTES
+
+
+def check_computed_sizes(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse ``proto`` when a node's statically known output is larger than :func:`max_computed_bytes`.
+
+    Sizes come from onnx's shape inference with data propagation over the inputs and constants (never the
+    shapes the file declares) and, where inference gives up, from a constant shape argument directly. Outputs
+    whose size depends on a free input side are not known here and not checked. Top-level graph only.
+
+    Raises:
+        ModelError: one line naming the node, its output's shape and size, and what to do.
+    """
+    limit = max_computed_bytes()
+    graph = GraphView(proto, infer_shapes=False)
+    types = derived_types(proto, data_prop=True)
+    for node in graph.nodes:
+        for out in (o for o in node.outputs if o):
+            t = types.get(out, TensorType(None, None))
+            dims = _static(t.shape) or _from_shape_argument(graph, node)
+            if dims is None:
+                continue
+            # float: a product of crafted dims would overflow int64 silently
+            nbytes = math.prod(float(max(d, 0)) for d in dims) * (t.dtype.itemsize if t.dtype is not None else 4)
+            if nbytes > limit:
+                raise ModelError(
+                    f"node {node.name!r} ({node.op_type}) of {path} computes a tensor of shape "
+                    f"[{', '.join(str(d) for d in dims)}] ({nbytes / 1e9:.1f} GB), more than the {limit / 1e9:.1f} GB "
+                    "one computed tensor may take here (a quarter of this machine's memory); the file may be "
+                    "crafted: use the model from its source, or re-export it without that node")
+
+
+def _static(shape: tuple[int | str | None, ...] | None) -> tuple[int, ...] | None:
+    """``shape`` when every dim is a number, else None (it depends on a free input side, or is unknown)."""
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    return tuple(int(d) for d in shape if d is not None)
+
+
+def _from_shape_argument(graph: GraphView, node: NodeView) -> tuple[int, ...] | None:
+    """Where inference gives up (e.g. on an input it cannot type), a constant shape argument still gives at least
+    the output's element count: ConstantOfShape's input 0, Expand's input 1."""
+    index = {"ConstantOfShape": 0, "Expand": 1}.get(node.op_type)
+    if index is None or node.domain not in ("", "ai.onnx") or len(node.inputs) <= index:
+        return None
+    shape = graph.constant(node.inputs[index])
+    return tuple(int(d) for d in shape.ravel()) if shape is not None and shape.size <= 64 else None
