@@ -117,3 +117,28 @@ def computes_huge(kind: str = "ConstantOfShape") -> onnx.ModelProto:
         g.node[-1].name = "huge"
     onnx.checker.check_model(m)
     return m
+
+
+def runtime_weight(kernels: int = 10**12) -> onnx.ModelProto:
+    """One conv whose weight [4, 3, 3, 3] is reshaped at run time by a shape computed from the input's free
+    height (``4 * (H / H)``), so no inference can know it, with a ``value_info`` declaring ``kernels`` kernels.
+    onnxruntime runs it; onnx2torch cannot convert it (the weight is not a constant)."""
+    def const(name: str, value, dtype=np.int64) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.asarray(value, dtype), name)
+
+    inits = [const("wf", np.random.default_rng(0).normal(size=108), np.float32), const("st", [2]),
+             const("en", [3]), const("c4", [4]), const("c333", [3, 3, 3])]
+    nodes = [helper.make_node("Shape", ["x"], ["sx"]), helper.make_node("Slice", ["sx", "st", "en"], ["h"]),
+             helper.make_node("Div", ["h", "h"], ["one"]), helper.make_node("Mul", ["c4", "one"], ["k"]),
+             helper.make_node("Concat", ["k", "c333"], ["ws"], axis=0),
+             helper.make_node("Reshape", ["wf", "ws"], ["w"]),
+             helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    graph = helper.make_graph(nodes, "tiny", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "C", "h", "w"])], inits,
+                              value_info=[helper.make_tensor_value_info("w", TensorProto.FLOAT, [kernels, 3, 3, 3])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="hostile")
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m

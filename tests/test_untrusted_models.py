@@ -217,3 +217,22 @@ def test_kernel_counts_come_from_the_weights_not_declared_shapes(tmp_path, outpu
     r = CliRunner().invoke(cli, ["diff", str(path), str(path), str(img), "--out", str(tmp_path / "d"), "--explain",
                                  "0", "--device", "cpu"])
     assert r.exit_code == 0, r.output
+
+
+def test_a_kernel_count_known_only_from_a_declared_shape_is_not_trusted(tmp_path):
+    """A weight reshaped at run time, declared with 10^12 kernels: the count is unknown (0) rather than the claim,
+    and the commands that size statistics by it (diff, atlas) refuse the layer in one line before allocating."""
+    import cv2
+
+    path = tiny_models.save(hostile.runtime_weight(), tmp_path / "m.onnx")
+    assert [la.channels for la in Model(path, device="cpu").layers] == [0]
+    (tmp_path / "img").mkdir()
+    cv2.imwrite(str(tmp_path / "img" / "a.png"), np.zeros((16, 16, 3), np.uint8))
+    for args in (["diff", path, path, tmp_path / "img", "--out", tmp_path / "d", "--explain", "0"],
+                 ["atlas", path, tmp_path / "img", "--out", tmp_path / "a", "--explain", "0"]):
+        r = CliRunner().invoke(cli, [str(a) for a in (*args, "--size", "16", "--device", "cpu")])
+        assert r.exit_code == 1, r.output
+        assert [ln for ln in r.output.splitlines() if ln.startswith("Error:")] == [
+            f"Error: the kernel count of conv layer 0 ('conv') of {path} is not known before running: its weight is "
+            "computed at run time, and kernelviz explains convs whose weights are constants; re-export the model "
+            "with constant weights"], r.output

@@ -24,7 +24,7 @@ from onnx_kernelviz.atlas.rf import LayerField, receptive_fields
 from onnx_kernelviz.atlas.stream import ShardStats, model_input
 from onnx_kernelviz.atlas.tiles import THUMB, crop, jpeg, strip
 from onnx_kernelviz.errors import KernelvizError, ModelError, UsageError
-from onnx_kernelviz.frontend.layers import Layer
+from onnx_kernelviz.frontend.layers import Layer, require_kernel_counts
 from onnx_kernelviz.frontend.load import physical_memory
 from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.modelinput import from_model_input
@@ -136,6 +136,7 @@ def atlas(model: Model, images: Sequence[str | Path], out_dir: str | Path, *, pr
     pyarrow_or_fail()  # before hours of work, not after
     check_engine(engine, address)
     layers = select_layers(model, settings.layers)
+    require_kernel_counts(layers, str(model.path))  # the statistics are sized by them
     check_statistics_memory(layers)
     paths = list_images([Path(p) for p in images])
     work = Work(str(Path(model.path).resolve()), device, model.loaded.input.name, preprocess, image_paths(paths),

@@ -21,6 +21,7 @@ from onnx_kernelviz.diff.examples import Pairs
 from onnx_kernelviz.diff.match import match_layers, parse_layers
 from onnx_kernelviz.diff.stats import TOP_SITES, LayerPairStats
 from onnx_kernelviz.errors import ModelError, UsageError
+from onnx_kernelviz.frontend.layers import require_kernel_counts
 from onnx_kernelviz.io.decode import median_aspect, read_image
 from onnx_kernelviz.io.images import list_images
 from onnx_kernelviz.io.modelinput import mean_colour, to_model_input
@@ -76,6 +77,10 @@ def diff_models(model_a: Model, model_b: Model, images: Sequence[str | Path], ou
             raise UsageError(f"{option} must be at least {least} (got {value})")
     pairs = match_layers(model_a.layers, model_b.layers, str(model_a.path), str(model_b.path))
     chosen = parse_layers(config.layers, len(pairs))
+    # before LayerPairStats allocates per-kernel statistics (a kernel count of 0 is unknown, never trusted from
+    # a declared shape)
+    require_kernel_counts([pairs[i][0] for i in chosen], str(model_a.path))
+    require_kernel_counts([pairs[i][1] for i in chosen], str(model_b.path))
     paths = list_images([Path(p) for p in images])
     size = _common_size(model_a, model_b, preprocess,
                         median_aspect(paths) if model_a.aspect_matters(preprocess.size) else None)

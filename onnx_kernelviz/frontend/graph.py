@@ -159,14 +159,23 @@ class GraphView:
         # where it contradicts the graph: a conv weight reached through an Identity, declared [10^12, 3, 3, 3],
         # made inspect show 10^12 kernels and diff run out of memory. Dims that follow from the inputs and
         # constants alone win; a declared dim fills in only where inference cannot tell.
-        derived = derived_types(self._model)
-        for name, t in derived.items():
+        for name, t in self._derived.items():
             types[name] = _merged(t, types.get(name))
         return types
+
+    @cached_property
+    def _derived(self) -> dict[str, TensorType]:
+        return derived_types(self._model) if self._infer else {}
 
     def tensor_type(self, name: str) -> TensorType:
         """Element type and shape of a tensor, as far as shape inference knows them."""
         return self._types.get(name, TensorType(None, None))
+
+    def computed_type(self, name: str) -> TensorType:
+        """Element type and shape of a computed tensor as far as inference derives them from the inputs and
+        constants alone: never a shape the file declares (which :meth:`tensor_type` uses where inference cannot
+        tell, and which a crafted file can set to anything)."""
+        return self._derived.get(name, TensorType(None, None))
 
     def has_tensor(self, name: str) -> bool:
         return name in self.producer or name in self.input_names or name in self.initializer_names

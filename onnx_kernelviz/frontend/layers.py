@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.errors import ModelError, UsageError
 from onnx_kernelviz.frontend.graph import GraphView, NodeView
 from onnx_kernelviz.frontend.quantlayers import Quantization, next_link, start, through_qdq
 
@@ -81,9 +81,14 @@ def find_layers(graph: GraphView) -> list[Layer]:
         w_shape = _weight_shape(graph, node.inputs[wi]) if len(node.inputs) > wi else None
         channels = w_shape[0] if w_shape and isinstance(w_shape[0], int) else None
         tensor, chain, quant = _activation(graph, node)
+        computed = graph.computed_type(tensor).shape or graph.computed_type(node.outputs[0]).shape
+        if channels is None and computed and len(computed) > 1 and isinstance(computed[1], int):
+            channels = computed[1]
         shape = graph.tensor_type(tensor).shape or graph.tensor_type(node.outputs[0]).shape
-        if channels is None and shape and isinstance(shape[1], int):
-            channels = shape[1]
+        if shape and len(shape) > 1:
+            # the kernel count is what the weights or inference say, never a declared shape (0: unknown; a weight
+            # computed from the input, declared with 10^12 kernels, made inspect list and diff allocate them)
+            shape = (shape[0], channels, *shape[2:])
         if node.op_type == "FusedConv":
             act = node.attrs.get("activation", "")
             chain = ((act.decode() if isinstance(act, bytes) else str(act)) + " (fused)",) * bool(act) + chain
@@ -93,12 +98,13 @@ def find_layers(graph: GraphView) -> list[Layer]:
 
 
 def _weight_shape(graph: GraphView, name: str) -> tuple[int | str | None, ...] | None:
-    """The weight's shape; a QDQ conv reads its integer weight through a DequantizeLinear."""
+    """The weight's shape; a QDQ conv reads its integer weight through a DequantizeLinear. A computed weight's
+    shape is what inference derives (through an Identity, a Reshape, ...), never what the file declares."""
     shape = graph.constant_shape(name)
     p = graph.producer.get(name)
     if shape is None and p is not None and p.op_type == "DequantizeLinear":
         shape = graph.constant_shape(p.inputs[0])
-    return shape if shape is not None else graph.tensor_type(name).shape
+    return shape if shape is not None else graph.computed_type(name).shape
 
 
 def conv_weights(graph: GraphView, layer: Layer) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -194,6 +200,23 @@ def _broadcasts_per_channel(graph: GraphView, name: str) -> bool:
     if shape is None:
         return False
     return len(shape) <= 4 and sum(1 for d in shape if d != 1) <= 1
+
+
+def require_kernel_counts(layers: list[Layer], path: str) -> None:
+    """Refuse layers whose kernel count is unknown (``channels`` 0) before a command sizes anything by it.
+
+    A count comes from the conv's weight or from shape inference, never from a shape the file declares: a weight
+    computed from the input at run time, declared with 10^12 kernels, made ``diff`` allocate statistics for them.
+    Such a conv cannot be explained either (onnx2torch needs constant weights).
+
+    Raises:
+        ModelError: naming the first such layer and what to do.
+    """
+    for la in layers:
+        if la.channels <= 0:
+            raise ModelError(f"the kernel count of conv layer {la.index} ({la.name!r}) of {path} is not known before "
+                             "running: its weight is computed at run time, and kernelviz explains convs whose "
+                             "weights are constants; re-export the model with constant weights")
 
 
 def resolve_layer(layers: list[Layer], spec: str | int) -> Layer:
