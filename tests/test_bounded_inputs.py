@@ -38,9 +38,11 @@ FAST = ["--steps", "2", "--device", "cpu"]
 
 @contextmanager
 def deadline(seconds: int = 60):
-    """Fail instead of hanging (a FIFO opened for reading blocks until a writer comes)."""
+    """Fail instead of hanging (a FIFO opened for reading blocks until a writer comes). The alarm raises
+    ``pytest.fail``'s BaseException, not a TimeoutError: that is an OSError, which readers catch (an atlas
+    checkpoint's as "damaged, redo it"), so it would have hidden the hang."""
     def boom(*_):
-        raise TimeoutError(f"still blocked after {seconds} s")
+        pytest.fail(f"still blocked after {seconds} s")
 
     old = signal.signal(signal.SIGALRM, boom)
     signal.alarm(seconds)
@@ -557,22 +559,6 @@ def test_reduced_jpeg_decode_matches_the_full_decode(tmp_path, kind, monkeypatch
 
 # --- files of an existing output folder: the same guard as results.json -------------------------------------
 
-@contextmanager
-def no_hang(seconds: int = 20):
-    """Like :func:`deadline`, but the alarm raises ``pytest.fail``'s BaseException: a TimeoutError is an OSError,
-    which the readers below catch (as "damaged, redo it"), so it would have hidden the hang."""
-    def boom(*_):
-        pytest.fail(f"still blocked after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
 @pytest.mark.parametrize("name", ["run.json", "stats.npz", "explained"])
 def test_atlas_resume_reads_its_checkpoint_only_from_regular_files(tmp_path, name):
     """An atlas folder may come from elsewhere: a FIFO named like a checkpoint file blocked ``--resume`` forever
@@ -583,12 +569,12 @@ def test_atlas_resume_reads_its_checkpoint_only_from_regular_files(tmp_path, nam
     if name == "explained":
         journal.kernel_path(0, 0).parent.mkdir(parents=True)
         os.mkfifo(journal.kernel_path(0, 0))
-        with no_hang():
+        with deadline(20):
             assert journal.explained(0, 0) is None  # redone, like any damaged kernel checkpoint
         return
     (journal.dir / name).unlink(missing_ok=True)
     os.mkfifo(journal.dir / name)
-    with no_hang(), pytest.raises(UsageError, match=r"cannot resume: .*named pipe \(FIFO\), not a regular file"):
+    with deadline(20), pytest.raises(UsageError, match=r"cannot resume: .*named pipe \(FIFO\), not a regular file"):
         if name == "run.json":
             journal.prepare(identity, force=False, resume=True)
         else:
@@ -600,7 +586,7 @@ def test_demo_reads_an_earlier_results_json_only_from_a_regular_file(tmp_path):
     hung the demo before it said anything."""
     model = tiny_models.save(tiny_models.two_conv(), tmp_path / "m.onnx")
     os.mkfifo(tmp_path / "results.json")
-    with no_hang():
+    with deadline(20):
         assert _holds_a_demo(tmp_path, model) is False
 
 
