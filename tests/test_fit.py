@@ -74,6 +74,19 @@ def _thirds(path: Path, h: int = 16, w: int = 48) -> Path:
     return path
 
 
+@pytest.mark.parametrize("size", [None, "16x32"])
+def test_the_fit_line_says_that_size_sets_a_size_kernelviz_chose(tmp_path, size):
+    """A model with free sides and no --size: the images were fitted to an input size kernelviz chose (224x224),
+    and the line naming it did not say that --size sets it. With --size given, it has nothing to add."""
+    model = tiny_models.save(tiny_models.two_conv(dynamic=True), tmp_path / "dyn.onnx")
+    img = _thirds(tmp_path / "thirds.png")
+    args = ["explain", model, img, "--layer", "0", "--kernel", "top1", "--out", tmp_path / "out", *FAST]
+    r = CliRunner().invoke(cli, [str(a) for a in args] + ([] if size is None else ["--size", size]))
+    assert r.exit_code == 0, r.output
+    line = next(line for line in r.output.splitlines() if "to fit the" in line)
+    assert ("--size HxW sets the input size" in line) == (size is None), line
+
+
 @pytest.mark.parametrize("fit, expect_line", [
     ("crop", "1 image centre-cropped to fit the 16x16 input (--fit pad keeps the whole photo"),
     ("squash", "1 image squashed to fit the 16x16 input (proportions not kept; --fit crop keeps them)"),

@@ -193,8 +193,17 @@ def _memory_advice() -> str:
     return "close other programs or use a machine with more memory"
 
 
-#: click context meta: the opened model's input has a free side, so --size sets its input size
-_SIZE_FREE = "kernelviz.size_free"
+#: click context meta: the opened model's input has a free side, so --size sets its input size; and no --size
+#: (nor sidecar or preset) gave one, so kernelviz chose it
+_SIZE_FREE, _SIZE_CHOSEN = "kernelviz.size_free", "kernelviz.size_chosen"
+
+
+def size_hint() -> str:
+    """Words to add where the terminal names the input size the images were fitted to, when kernelviz chose that
+    size for a model with free sides (frontend/inputsize.py: 224, or the images' proportions): that ``--size``
+    sets it. Empty otherwise (a fixed input, or a size that was given)."""
+    ctx = click.get_current_context(silent=True)
+    return "; --size HxW sets the input size" if ctx is not None and ctx.meta.get(_SIZE_CHOSEN) else ""
 
 
 def preprocess_options(fn: F) -> F:
@@ -233,6 +242,7 @@ def _open(model: str, device: str, kw: dict[str, Any]) -> tuple[Model, Preproces
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         ctx.meta[_SIZE_FREE] = not (m.loaded.input.height and m.loaded.input.width)
+        ctx.meta[_SIZE_CHOSEN] = ctx.meta[_SIZE_FREE] and pp.size is None
     if size_given:
         _note_size_against_fixed_sides(m, pp.size)
     return m, pp

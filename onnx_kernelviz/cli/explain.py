@@ -19,6 +19,7 @@ from onnx_kernelviz.cli.app import (
     device_option,
     preprocess_options,
     shown,
+    size_hint,
 )
 from onnx_kernelviz.cli.options import (
     config_from,
@@ -39,7 +40,7 @@ def _summary(run: ExplainRun, fit_option: bool = True) -> None:
 
     fitted = fit_summary(run.fits, hints=fit_option)
     if fitted:
-        click.echo(shown(fitted))
+        click.echo(shown(fitted + (size_hint() if fit_option else "")))
     counts = {s: sum(1 for r in run.results if r.status == s) for s in ("ok", "inactive", "failed")}
     click.echo(f"{counts['ok']} explained, {counts['inactive']} inactive, {counts['failed']} failed")
     ok = [r for r in run.results if r.status == "ok"]
