@@ -86,6 +86,7 @@ class Model:
         self._ort: dict[tuple[str, ...], OrtRunner] = {}
         self._torch: dict[tuple[str, ...], TorchGraph] = {}
         self._computed_sizes_checked = False
+        self._sizes_checked: set[tuple[int, int]] = set()  # input sizes checked for computed tensors
 
     @property
     def path(self) -> Path:
@@ -114,6 +115,12 @@ class Model:
         if max(h, w) > MAX_SIDE:  # a free side that followed the proportions of a very long image
             raise ImageError(f"the images' proportions make the input of {self.path} {h}x{w} (HxW), more than the "
                              f"{MAX_SIDE} pixels per side kernelviz handles; choose the input size with --size HxW")
+        if not (info.height and info.width) and (h, w) not in self._sizes_checked:
+            # a tensor whose size follows a free input side (Shape -> Mul -> ConstantOfShape) is known only now,
+            # before anything runs at this size: one image per run (a batch multiplies it by at most its size)
+            shape = (1, self.channels, h, w) if info.layout == "nchw" else (1, h, w, self.channels)
+            check_computed_sizes(self.loaded.proto, self.path, {info.name: shape})
+            self._sizes_checked.add((h, w))
         return h, w
 
     def aspect_matters(self, size: tuple[int, int] | None = None) -> bool:

@@ -87,12 +87,16 @@ def declared_weight_shape(kernels: int = 10**12, *, outputs: bool = False) -> on
 HUGE_KINDS = ("ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Shape->ConstantOfShape")
 
 
-def computes_huge(kind: str = "ConstantOfShape") -> onnx.ModelProto:
+def computes_huge(kind: str = "ConstantOfShape", free: bool = False) -> onnx.ModelProto:
     """named_two_conv (batch fixed at 1) plus a branch no output uses, node ``huge``, whose output holds 5e9 or
-    more elements (20 GB and up), all from constants and the input's fixed sides: a 2 KB file."""
+    more elements (20 GB and up), all from constants and the input's fixed sides: a 2 KB file. ``free``: the
+    input's height and width are free (``H``, ``W``), so a size that follows them is known only at run time."""
     m = named_two_conv()
     g = m.graph
     g.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    if free:
+        for d, name in zip(g.input[0].type.tensor_type.shape.dim[2:], "HW"):
+            d.dim_param = name
 
     def const(name: str, value, dtype=np.int64) -> str:
         g.initializer.append(numpy_helper.from_array(np.asarray(value, dtype), name))

@@ -601,6 +601,21 @@ def test_a_huge_computed_tensor_is_refused_by_name(tmp_path, kind):
         model.check_computed_sizes()
 
 
+def test_a_huge_tensor_that_follows_a_free_input_side_is_refused_at_the_chosen_size(tmp_path):
+    """``Shape(x) * 100000 -> ConstantOfShape`` on a model with free sides: nothing is known when the model is
+    opened, and onnxruntime (or the torch copy) allocated it at the first run. Checked when the input size is
+    chosen, before anything runs at it."""
+    path = tiny_models.save(hostile.computes_huge("Shape->ConstantOfShape", free=True), tmp_path / "m.onnx")
+    Model(path, device="cpu").check_computed_sizes()  # unknown until the size is chosen
+    _png(tmp_path / "a.png", 16, 16)
+    out = tmp_path / "out"
+    r, peak = peak_mib(lambda: run("explain", path, tmp_path / "a.png", "--layer", "0", "--kernel", "0", "--out",
+                                   out, "--size", "16x16", *FAST))
+    one_error(r, 1, "node 'huge' (ConstantOfShape)", "at the input shape [1, 3, 16, 16]")
+    assert peak < 256, peak
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", ["verify", "explain"])
 def test_a_2_kb_file_asking_for_20_gb_is_one_line_before_any_allocation(tmp_path, command):
     """``ConstantOfShape`` of a constant [5e9] in a branch no output uses: onnxscript's constant folding (forced for

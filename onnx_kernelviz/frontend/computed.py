@@ -33,19 +33,21 @@ def max_computed_bytes() -> int:
     return ram // MEMORY_SHARE if ram else FALLBACK_BYTES
 
 
-def check_computed_sizes(proto: onnx.ModelProto, path: Path) -> None:
+def check_computed_sizes(proto: onnx.ModelProto, path: Path, inputs: dict[str, tuple[int, ...]] | None = None,
+                         ) -> None:
     """Refuse ``proto`` when a node's statically known output is larger than :func:`max_computed_bytes`.
 
     Sizes come from onnx's shape inference with data propagation over the inputs and constants (never the
     shapes the file declares) and, where inference gives up, from a constant shape argument directly. Outputs
-    whose size depends on a free input side are not known here and not checked. Top-level graph only.
+    whose size depends on a free input side are known only with ``inputs`` (the concrete input shapes a run will
+    feed, by input name: ``Model.input_size`` checks each size it picks). Top-level graph only.
 
     Raises:
         ModelError: one line naming the node, its output's shape and size, and what to do.
     """
     limit = max_computed_bytes()
     graph = GraphView(proto, infer_shapes=False)
-    types = derived_types(proto, data_prop=True)
+    types = derived_types(proto, data_prop=True, inputs=inputs)
     for node in graph.nodes:
         for out in (o for o in node.outputs if o):
             t = types.get(out, TensorType(None, None))
@@ -58,8 +60,9 @@ def check_computed_sizes(proto: onnx.ModelProto, path: Path) -> None:
                 raise ModelError(
                     f"node {node.name!r} ({node.op_type}) of {path} computes a tensor of shape "
                     f"[{', '.join(str(d) for d in dims)}] ({nbytes / 1e9:.1f} GB), more than the {limit / 1e9:.1f} GB "
-                    "one computed tensor may take here (a quarter of this machine's memory); the file may be "
-                    "crafted: use the model from its source, or re-export it without that node")
+                    "one computed tensor may take here (a quarter of this machine's memory)"
+                    + (f" at the input shape {list(next(iter(inputs.values())))}" if inputs else "")
+                    + "; the file may be crafted: use the model from its source, or re-export it without that node")
 
 
 def _static(shape: tuple[int | str | None, ...] | None) -> tuple[int, ...] | None:

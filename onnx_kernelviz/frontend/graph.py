@@ -59,15 +59,23 @@ def _tensor_type(vi: onnx.ValueInfoProto) -> TensorType:
 _SHAPE_ONLY_ABOVE = 1 << 16
 
 
-def derived_types(model: onnx.ModelProto, *, data_prop: bool = False) -> dict[str, TensorType]:
+def derived_types(model: onnx.ModelProto, *, data_prop: bool = False,
+                  inputs: dict[str, tuple[int, ...]] | None = None) -> dict[str, TensorType]:
     """The types onnx's shape inference derives from the graph's inputs, constants and ops alone, ignoring every
     shape the file declares for intermediate tensors (``value_info``) and outputs; ``{}`` if inference fails.
-    ``data_prop``: also follow the values of shape tensors (``Shape`` -> ``Concat`` -> ``ConstantOfShape``)."""
+    ``data_prop``: also follow the values of shape tensors (``Shape`` -> ``Concat`` -> ``ConstantOfShape``).
+    ``inputs``: concrete shapes for graph inputs (by name) in place of their declared, possibly free, dims."""
     g = model.graph
     bare = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
     bg = bare.graph
     bg.node.extend(g.node)
     bg.input.extend(g.input)
+    for vi in bg.input:
+        if inputs and vi.name in inputs:
+            shape = vi.type.tensor_type.shape
+            shape.ClearField("dim")
+            for d in inputs[vi.name]:
+                shape.dim.add(dim_value=int(d))
     bg.sparse_initializer.extend(g.sparse_initializer)
     for t in g.initializer:
         if int(np.prod(t.dims, dtype=np.float64)) > _SHAPE_ONLY_ABOVE:
