@@ -85,8 +85,9 @@ class Model:
         self.ort_threads = ort_threads
         self._ort: dict[tuple[str, ...], OrtRunner] = {}
         self._torch: dict[tuple[str, ...], TorchGraph] = {}
-        self._computed_sizes_checked = False
-        self._sizes_checked: set[tuple[int, int]] = set()  # input sizes checked for computed tensors
+        # the checks of computed tensor sizes done so far: None for the input's fixed sides alone, (H, W) for a
+        # size given to its free sides
+        self._sizes_checked: set[tuple[int, int] | None] = set()
 
     @property
     def path(self) -> Path:
@@ -115,12 +116,10 @@ class Model:
         if max(h, w) > MAX_SIDE:  # a free side that followed the proportions of a very long image
             raise ImageError(f"the images' proportions make the input of {self.path} {h}x{w} (HxW), more than the "
                              f"{MAX_SIDE} pixels per side kernelviz handles; choose the input size with --size HxW")
-        if not (info.height and info.width) and (h, w) not in self._sizes_checked:
+        if not (info.height and info.width):
             # a tensor whose size follows a free input side (Shape -> Mul -> ConstantOfShape) is known only now,
             # before anything runs at this size: one image per run (a batch multiplies it by at most its size)
-            shape = (1, self.channels, h, w) if info.layout == "nchw" else (1, h, w, self.channels)
-            check_computed_sizes(self.loaded.proto, self.path, {info.name: shape})
-            self._sizes_checked.add((h, w))
+            self._check_sizes_at((h, w))
         return h, w
 
     def aspect_matters(self, size: tuple[int, int] | None = None) -> bool:
@@ -141,9 +140,20 @@ class Model:
         Raises:
             ModelError: one line naming the node.
         """
-        if not self._computed_sizes_checked:
-            check_computed_sizes(self.loaded.proto, self.path)
-            self._computed_sizes_checked = True
+        self._check_sizes_at(None)
+
+    def _check_sizes_at(self, size: tuple[int, int] | None) -> None:
+        """:func:`check_computed_sizes` once per ``size`` (H, W) fed to the input's free sides, or None: the fixed
+        sides and constants alone."""
+        if size in self._sizes_checked:
+            return
+        info = self.loaded.input
+        inputs: dict[str, tuple[int, ...]] | None = None
+        if size is not None:
+            h, w = size
+            inputs = {info.name: (1, self.channels, h, w) if info.layout == "nchw" else (1, h, w, self.channels)}
+        check_computed_sizes(self.loaded.proto, self.path, inputs)
+        self._sizes_checked.add(size)
 
     @cached_property
     def normalized(self) -> NormalizedModel:

@@ -99,14 +99,18 @@ class GivenPath(click.Path):
         return super().convert(value, param, ctx)
 
 
-device_option = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-                             help="Where to optimize: auto is CUDA when torch sees a GPU.")
+def _device_option(where: str) -> Callable[[F], F]:
+    """``--device``, its help starting with ``where`` (what runs there)."""
+    return click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                        help=f"{where}: auto is CUDA when torch sees a GPU.")
+
+
+device_option = _device_option("Where to optimize")
 
 
 def device_option_for(what: str) -> Callable[[F], F]:
     """``--device`` for a command that does not (only) optimize: its help says what runs there."""
-    return click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-                        help=f"Where {what} run: auto is CUDA when torch sees a GPU.")
+    return _device_option(f"Where {what} run")
 
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
                             help="Show Python tracebacks instead of one-line errors.")
