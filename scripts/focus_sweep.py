@@ -17,7 +17,8 @@ onnxruntime on the original model. Prints one row per (setting, model, layer) wi
 
 Model names: ``default`` (models/efficientnet_lite0.onnx) or those of scripts/fetch_eval_models.py. The bundled
 photos are the tuning set, ``--tuning-extra`` adds scripts/fetch_eval_photos.py --tuning's textures and print;
-``--heldout`` uses scripts/fetch_eval_photos.py's held-out photos instead.
+``--heldout`` uses scripts/fetch_eval_photos.py's held-out photos instead; ``--faces`` its face crops (for the
+face models; tuning's, or held-out ones with ``--heldout``).
 """
 
 from __future__ import annotations
@@ -224,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", default=None, help="comma list of photo stems (default: all)")
     ap.add_argument("--heldout", action="store_true", help="the held-out photos instead of the bundled ones")
     ap.add_argument("--tuning-extra", action="store_true", help="add the second tuning set (textures, print)")
+    ap.add_argument("--faces", action="store_true",
+                    help="face crops (fetch_eval_photos.py --faces) instead: tuning's, or with --heldout held-out ones")
     ap.add_argument("--top", type=int, default=3)
     ap.add_argument("--settings", nargs="+", default=["default"])
     ap.add_argument("--chunk", type=int, default=12)
@@ -236,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.heldout and args.tuning_extra:
         ap.error("--heldout and --tuning-extra: the held-out photos are never mixed with tuning ones")
-    if args.heldout:
+    if args.faces:
+        import fetch_eval_photos
+        photos = list_images([fetch_eval_photos.fetch_faces(tuning=not args.heldout)])
+        if args.tuning_extra:
+            ap.error("--faces and --tuning-extra: pick one photo set")
+    elif args.heldout:
         import fetch_eval_photos
         photos = list_images([fetch_eval_photos.fetch()])
     else:

@@ -332,7 +332,10 @@ def edge_and_bias_atlas(tmp_path_factory):
         step[:, col:] = 200
         cv2.imwrite(str(images / f"s{i}.png"), step)
     out = tmp / "a"
-    return out, run(model, images, out, settings=AtlasSettings(top=1, explain=1, shard_size=2, batch_size=2))
+    # a stronger binary area weight than the default, so that one of the two kernels' binary masks shows less of its
+    # box than its soft masks (the row that takes it; tests/test_small_box.py does the same)
+    return out, run(model, images, out, settings=AtlasSettings(top=1, explain=1, shard_size=2, batch_size=2),
+                    config=ExplainConfig(focus_small_area=40))
 
 
 def test_the_atlas_keeps_and_shows_which_explanations_are_binary(edge_and_bias_atlas):

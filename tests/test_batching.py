@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 from tiny_models import save, two_conv
 
 from onnx_kernelviz import ExplainConfig, Model, resolve_preprocess
@@ -50,14 +51,18 @@ def test_no_early_stop_runs_exactly_steps(setup, tmp_path):
     assert all(r["steps"] == 25 for r in res if r["status"] == "ok")
 
 
-def test_a_small_box_runs_the_binary_mask_as_well_within_steps(setup, tmp_path):
+def test_a_small_box_runs_the_binary_mask_as_well_within_steps(setup, tmp_path, monkeypatch):
     """The 16x16 images' boxes are small: each row runs the soft stages and the binary mask, each at most
-    ``steps``; a row reports the steps of the one its x' shows, and says which one that is."""
+    ``steps``; a row reports the steps of the one its x' shows, and says which one that is. (Which rows take the
+    binary mask is tests/test_small_box.py's; here every other row does, so that both kinds are counted.)"""
+    import onnx_kernelviz.pipeline.batch as batch
+
+    monkeypatch.setattr(batch, "small_takes", lambda small, *a, **k: torch.arange(len(small[0])) % 2 == 0)
     path, imgs, pp = setup
     res = [r for r in _run(path, imgs, pp, tmp_path / "n", early_stop=False) if r["status"] == "ok"]
     assert res and all(r["steps"] == 25 for r in res)
-    assert any(r["focus"]["binary_mask"] for r in res) and all(isinstance(r["focus"]["binary_mask"], bool)
-                                                                for r in res)
+    assert any(r["focus"]["binary_mask"] for r in res) and not all(r["focus"]["binary_mask"] for r in res)
+    assert all(isinstance(r["focus"]["binary_mask"], bool) for r in res)
 
 
 def test_truncated_module_stops_at_the_layer(setup):

@@ -68,6 +68,14 @@ def test_inspect_table(models):
     assert re.search(r"^\s+1\s+6\s+1\s+6x16x16\s+Relu\s+y$", out, re.M)
 
 
+def test_inspect_table_free_sides(models):
+    # a model with free H and W: onnx's shape inference names the layers' sides unk__0, unk__1, ...; the table
+    # says "?" instead of its placeholders (--json keeps the names it derived)
+    out = ok("inspect", models["dyn"]).output
+    assert "unk__" not in out
+    assert re.search(r"^\s+0\s+4\s+1\s+4x\?x\?\s+Relu\s+r1$", out, re.M)
+
+
 def test_inspect_json_schema(models):
     doc = json.loads(ok("inspect", models["two"], "--json").output)
     assert set(doc) == {"model", "opset", "producer", "inputs", "layers"}

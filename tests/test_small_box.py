@@ -61,6 +61,39 @@ def test_the_binary_mask_is_taken_where_it_holds_k_and_half_the_gain():
     assert small_takes(small, soft, before, 0.6).tolist() == [False, False, False, True, True]
 
 
+def test_the_binary_mask_must_show_less_and_as_readably():
+    # MTCNN's face nets: the binary mask was taken with more of the box shown, specks and less gain. With the
+    # readability of both, it is taken only where it shows less of the box (faint content counted by strength)
+    # and its kept area is in as few regions (top-3 share >= the soft one's, or >= 0.8)
+    from onnx_kernelviz.measure.focus import Readability
+
+    def r(shown, top3):
+        return Readability(top3, 1, 1.0, shown, shown, 0.0, shown)
+
+    t = torch.tensor
+    before = t([0.5] * 5)
+    small = (t([0.95] * 5), t([0.7] * 5))
+    soft = (t([0.95] * 5), t([0.7] * 5))
+    binary = [r(0.20, 1.0), r(0.40, 1.0), r(0.20, 0.6), r(0.20, 0.85), r(0.20, 0.5)]
+    soft_reads = [r(0.30, 1.0), r(0.30, 1.0), r(0.30, 0.95), r(0.30, 0.95), r(0.30, 0.4)]
+    assert small_takes(small, soft, before, 0.5).tolist() == [True] * 5
+    assert small_takes(small, soft, before, 0.5, reads=(binary, soft_reads)).tolist() == [
+        True, False, False, True, True]
+    # a faint soft mask (little area over ½, much shown below it) does not win by fading
+    faint = Readability(1.0, 1, 1.0, 0.05, 0.05, 0.8, 0.35)
+    assert small_takes(small, soft, before, 0.5, reads=([r(0.25, 1.0)] * 5, [faint] * 5)).tolist() == [True] * 5
+
+
+def test_readability_counts_faint_content_by_strength_in_box_shown():
+    from onnx_kernelviz.measure.focus import readability
+
+    m = np.zeros((10, 10))
+    m[2:4, 2:4] = 1.0      # 4 kept pixels
+    m[4:8, 2:7] = 0.25     # 20 faint ones, a quarter each
+    r = readability(m, (2, 2, 8, 7))  # a 6x5 box
+    assert r.box_area == pytest.approx(4 / 30) and r.box_shown == pytest.approx((4 + 5) / 30)
+
+
 def _image(path):
     rng = np.random.default_rng(0)
     a = cv2.GaussianBlur(rng.integers(0, 255, (16, 16, 3)).astype(np.float32), (0, 0), 1.0)
@@ -75,7 +108,9 @@ def test_rows_show_the_binary_or_the_soft_result_and_say_which(tmp_path):
     path = tiny_models.save(tiny_models.planted(), tmp_path / "net.onnx")
     img = _image(tmp_path / "x.png")
     m, pp = Model(path, device="cpu"), resolve_preprocess(path)
-    cfg = ExplainConfig(oracle=False)
+    # a stronger area weight than the default, so that on this tiny model some binary masks show less than the
+    # soft ones (the rows that take them) and others more (the rows that do not)
+    cfg = ExplainConfig(oracle=False, focus_small_area=40)
     prep = prepare(m, [img], m.layer(1), pp, cfg)
     items = [(0, k) for k in range(8) if prep.t_ort[0, k].max() > 0]
     opt = optimize_batch(m, prep, items, cfg, pp)
@@ -99,7 +134,8 @@ def test_the_report_says_x_prime_is_binary(tmp_path):
     path = tiny_models.save(tiny_models.planted(), tmp_path / "net.onnx")
     img = _image(tmp_path / "x.png")
     m, pp = Model(path, device="cpu"), resolve_preprocess(path)
-    run = explain(m, [img], 1, "all", tmp_path / "o", preprocess=pp, config=ExplainConfig(oracle=False))
+    run = explain(m, [img], 1, "all", tmp_path / "o", preprocess=pp,
+                  config=ExplainConfig(oracle=False, focus_small_area=40))  # as above: some rows take it
     res = [r for r in run.results_json() if r["status"] == "ok"]
     binary = [r for r in res if r["focus"]["binary_mask"]]
     assert binary and all("mask_components" not in r["files"] for r in binary)

@@ -54,7 +54,7 @@ def inspect(model: str, as_json: bool) -> None:
     click.echo(f"{'idx':>4}  {'channels':>8}  {'group':>5}  {'shape':<16}  {'chain':<22}  "
                + (f"{'op':<11}  {'stored as':<17}  " if quantized else "") + "tensor")
     for la in m.layers:
-        sh = shown("?" if la.shape is None else "x".join(str(d) for d in la.shape[1:]))
+        sh = shown("?" if la.shape is None else "x".join(_dim(d) for d in la.shape[1:]))
         chain = shown("+".join(_SHORT.get(c, c) for c in la.chain) or "-")
         op = f"{la.op} QDQ" if la.quant is not None and la.quant.kind == "qdq" else la.op
         quant = f"{op:<11}  {_stored(la):<17}  " if quantized else ""
@@ -65,6 +65,12 @@ def inspect(model: str, as_json: bool) -> None:
 
 
 _SHORT = {"QuantizeLinear": "Q", "DequantizeLinear": "DQ"}
+
+
+def _dim(d: int | str | None) -> str:
+    """A layer's dimension for the table: ``?`` where it depends on a free input side and onnx's shape inference
+    could only name it ``unk__N`` (its own placeholder, meaningless to a reader); a named one (``H``) as it is."""
+    return "?" if d is None or (isinstance(d, str) and d.startswith("unk__")) else str(d)
 
 
 def _stored(la: Layer) -> str:

@@ -49,7 +49,8 @@ class Readability:
     nothing is kept); ``regions``: how many regions; ``inside``: fraction of the mask's mass inside the rf_box;
     ``box_area``: kept area / rf_box area; ``image_area``: kept area / image area; ``hidden``: fraction of the
     mask's mass at ≤ ½, what x' shows outside the kept area (a faint mask keeps little area but hides content
-    outside its contour: read box_area with it)."""
+    outside its contour: read box_area with it); ``box_shown``: the mask's mean over the rf_box, how much of the
+    box x' shows, faint content counted by its strength."""
 
     top3_share: float
     regions: int
@@ -57,6 +58,7 @@ class Readability:
     box_area: float
     image_area: float
     hidden: float
+    box_shown: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +76,8 @@ def readability(mask: np.ndarray, box: tuple[int, int, int, int]) -> Readability
     box_px = max((b - t) * (r - left), 1)
     faint = float(np.sum(np.where(kept > 0, 0.0, mask)))
     return Readability(float(sizes[:3].sum() / total) if total > 0 else 1.0, int(len(sizes)), inside,
-                       total / box_px, total / kept.size, faint / mass if mass > 0 else 0.0)
+                       total / box_px, total / kept.size, faint / mass if mass > 0 else 0.0,
+                       float(np.sum(mask[max(t, 0):b, max(left, 0):r])) / box_px)
 
 
 def kept_iou(a: np.ndarray, b: np.ndarray) -> float:

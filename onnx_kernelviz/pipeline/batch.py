@@ -15,7 +15,7 @@ import torch
 
 from onnx_kernelviz.baselines.base import BaselineOutcome, evaluate_baselines
 from onnx_kernelviz.io.preprocess import Preprocess, valid_range
-from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
+from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics, readability
 from onnx_kernelviz.measure.metrics import kernel_metrics, parity
 from onnx_kernelviz.measure.tolerance import layer_step, tolerance_rule
 from onnx_kernelviz.method.config import ExplainConfig
@@ -218,9 +218,12 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
                                  partner=None if partner is None else partner[ix],
                                  callbacks=(clock.phase(len(phase_steps)),))
         phase_steps.append(_spread(n, few, sres.steps))
-        before, (binary, soft) = scores_on_sites(forward, [_clip(sres.x_mod, lo, hi), _clip(res.x_mod[ix], lo, hi)],
-                                                 x[ix], k[ix], on)
-        take = small_takes(binary, soft, before, config.focus_small_share)
+        cands = [_clip(sres.x_mod, lo, hi), _clip(res.x_mod[ix], lo, hi)]
+        before, (binary, soft) = scores_on_sites(forward, cands, x[ix], k[ix], on)
+        boxes = torch.tensor([s.rf_box for s in on])
+        reads = tuple([readability(m, s.rf_box) for m, s in zip(shown_mask(c, x[ix], b[ix], boxes).cpu().numpy(), on)]
+                      for c in cands)
+        take = small_takes(binary, soft, before, config.focus_small_share, reads=(reads[0], reads[1]))
         out.put(few, sres, take.tolist())
     x_mod = _clip(out.x_mod, lo, hi)
     # a focus mask reports what x' shows of x (band masks: not their mean); the pixel method has none

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from onnx_kernelviz.frontend.receptive import receptive_field, tensor_shapes
-from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics
+from onnx_kernelviz.measure.focus import FocusNumbers, Readability, focus_metrics
 from onnx_kernelviz.method.focus import FocusCells, box_placement, focus_cells, focus_norms, kept_on_focus
 from onnx_kernelviz.method.methods import Stage
 from onnx_kernelviz.method.objectives import EPS, Objective
@@ -224,6 +224,8 @@ def optimize_on_focus(forward: Callable[[torch.Tensor], torch.Tensor], build: Bu
 #: kept more, is undone for that row: where the coarse mask keeps k only with faint mass spread over the whole box,
 #: its regions above ½ (the fine stage's support) cannot hold k (docs/TRADEOFF.md, "Second retune")
 KEEP_FLOOR = 0.9
+#: the bar's readable share of the kept area in its 3 largest regions (issue #11)
+READABLE_TOP3 = 0.8
 
 
 def scores_on_sites(forward: Callable[[torch.Tensor], torch.Tensor], x_mods: Sequence[torch.Tensor],
@@ -238,14 +240,27 @@ def scores_on_sites(forward: Callable[[torch.Tensor], torch.Tensor], x_mods: Seq
 
 
 def small_takes(small: tuple[torch.Tensor, torch.Tensor], soft: tuple[torch.Tensor, torch.Tensor],
-                before: torch.Tensor, share: float) -> torch.Tensor:
+                before: torch.Tensor, share: float,
+                reads: tuple[Sequence[Readability], Sequence[Readability]] | None = None) -> torch.Tensor:
     """``[B]`` bool: rows that show the small-box mask's x' rather than the soft masks': k keeps as much (or ≥
     :data:`KEEP_FLOOR`) and the specificity on F gains ≥ ``share`` of the soft masks' gain over x's (``before``)
     (``focus_small_share``: so a kernel the binary mask cannot isolate, e.g. one that averages a whole region, keeps
-    the soft result). ``small``, ``soft``: (kept_F, specificity) of each, from :func:`scores_on_sites`."""
+    the soft result). ``small``, ``soft``: (kept_F, specificity) of each, from :func:`scores_on_sites`.
+
+    With ``reads`` (the readability of what each candidate's x' shows, small first), a row also needs the binary
+    mask to show less of its box than the soft masks (``box_shown``: faint content counted by its strength, so a
+    soft mask does not win by fading) and in as few regions (a top-3 share
+    ≥ the soft one's or ≥ :data:`READABLE_TOP3`): the binary mask is there to show less, and on MTCNN's face nets
+    it was often taken with more area, less gain and specks (docs/TRADEOFF.md "The binary candidate must show
+    less")."""
     kept, spec = small
     soft_kept, soft_spec = soft
-    return (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & (spec - before >= share * (soft_spec - before))
+    take = (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & (spec - before >= share * (soft_spec - before))
+    if reads is not None:
+        less = torch.tensor([a.box_shown < b.box_shown and a.top3_share >= min(b.top3_share, READABLE_TOP3)
+                             for a, b in zip(*reads)], dtype=torch.bool)
+        take = take & less
+    return take
 
 
 def _scores(forward: Callable[[torch.Tensor], torch.Tensor], x_mod: torch.Tensor, ref: torch.Tensor,
