@@ -58,7 +58,8 @@ class ExplainConfig:
     on a ``focus_small_box``² grid over the box (x' = x where kept, b elsewhere, in every step; no smoothing, TV
     weight ``focus_small_tv``, starting fully kept, ``steps`` steps of its own after the stages above) with area
     weight ``focus_small_area``, and shows it where k keeps as much (or ≥ 0.9) and the specificity on F gains at
-    least ``focus_small_share`` as much as with the stages above (pipeline/focus.py ``small_takes``).
+    least ``focus_small_share`` as much as with the stages above, and x' shows less of the box than theirs in as
+    few regions (pipeline/focus.py ``small_takes``).
     ``focus_crop``: run the network on a window around the rf_box when that computes F exactly. The bound
     (``oracle``): free pixels, ``oracle_steps`` Adam steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge)
     + ``oracle_suppress``·others_kept_F.

@@ -210,7 +210,7 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
     phase_steps += res.stages or [res.steps]
     out = _Rows(res, _grids(res.grid))
     if small is not None and few:
-        # small boxes: the binary mask too, shown where it holds k and most of the soft masks' gain
+        # small boxes: the binary mask too, shown where it holds k and most of the soft masks' gain and shows less
         ix = torch.tensor(few, device=x.device)
         on = [sites[r] for r in few]
         sres = optimize_on_focus(forward, small.build, small.objective, small.loop, x[ix], b[ix], k[ix], on,
