@@ -157,9 +157,11 @@ class Model:
 
     @cached_property
     def normalized(self) -> NormalizedModel:
-        # A QDQ conv's float output disappears when its group is fused into a QLinearConv (as onnxruntime does)
+        # A QDQ conv's float output disappears when its group is fused into a QLinearConv (as onnxruntime does):
+        # any conv whose chain starts by quantizing, whether the layer's tensor stays int8 or is dequantized again
+        # (MTCNN's PRelu after Q/DQ); asking to keep it left a graph output no node produces
         keep = [t for la in self.layers for t in (la.conv_output, la.tensor)
-                if t == la.tensor or la.quant is None or la.quant.kind != "qdq"]
+                if t == la.tensor or la.chain[:1] != ("QuantizeLinear",)]
         self.check_computed_sizes()  # normalize's constant folding computes them
         return normalize(self.loaded, keep=keep)
 

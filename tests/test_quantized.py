@@ -211,3 +211,27 @@ def test_default_model_fp16_build_verifies(default_build):
     torch_out = m.run_torch(x, tensors)
     worst = max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(torch_out, together))
     assert worst > 1e-2  # what verify measured before
+
+
+def test_a_qdq_conv_whose_chain_ends_in_float_keeps_no_vanished_name(tmp_path, caplog):
+    """MTCNN's ONet, QDQ-quantized by onnxruntime: Conv -> QuantizeLinear -> DequantizeLinear -> PRelu, the PRelu's
+    output left in float. The conv's own output vanishes when its group is fused into a QLinearConv, but normalize
+    was still asked to keep it, so onnx_ir warned on stderr ("Output 'kv_t6' is not produced by any node. The graph
+    has an invalid output") on every command that normalized such a model."""
+    import logging
+
+    from corpus import GraphBuilder, head, image
+
+    g = GraphBuilder(seed=5)
+    x = g.op("PRelu", [g.conv("input", 3, 8), g.const(np.full((8, 1, 1), 0.25, np.float32), "slope")])
+    x = g.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    src = tmp_path / "prelu.onnx"
+    onnx.save(g.model([image(shape=("N", 3, 32, 32))], [head(g, x, 8)], opset=13), str(src))
+    model = Model(cd.quantize_model(src, tmp_path / "prelu_qdq.onnx", "qdq"), device="cpu")
+    la = model.layers[0]
+    assert la.chain[:2] == ("QuantizeLinear", "DequantizeLinear") and la.quant is None  # the float PRelu output
+    with caplog.at_level(logging.WARNING, logger="onnx_ir"):
+        assert model.normalized.proto.graph.node  # normalizing is what warned
+    assert not [r for r in caplog.records if "not produced" in r.getMessage()]
+    x_in = model.synthetic_input(batch=1, size=(32, 32))
+    assert model.torch_graph((la.tensor,))(torch.from_numpy(x_in))[0].shape[1] == 8
