@@ -65,8 +65,10 @@ class ToleranceRule:
 
 
 def model_precision(model: Model) -> Precision:
-    """int8 when any layer is quantized, fp16 when the graph computes in fp16, else fp32."""
-    if any(la.quant is not None for la in model.layers):
+    """int8 when any layer is quantized (its tensor stored as integers, or its conv's output quantized and then
+    dequantized into a float activation, as onnxruntime's quantizer leaves MTCNN's PRelu), fp16 when the graph
+    computes in fp16, else fp32."""
+    if any(la.quant is not None or "QuantizeLinear" in la.chain for la in model.layers):
         return "int8"
     return "fp16" if model.normalized.fp16_compute else "fp32"
 
