@@ -239,11 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.heldout and args.tuning_extra:
         ap.error("--heldout and --tuning-extra: the held-out photos are never mixed with tuning ones")
+    if args.faces and args.tuning_extra:
+        ap.error("--faces and --tuning-extra: pick one photo set")
     if args.faces:
         import fetch_eval_photos
         photos = list_images([fetch_eval_photos.fetch_faces(tuning=not args.heldout)])
-        if args.tuning_extra:
-            ap.error("--faces and --tuning-extra: pick one photo set")
     elif args.heldout:
         import fetch_eval_photos
         photos = list_images([fetch_eval_photos.fetch()])

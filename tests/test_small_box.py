@@ -13,6 +13,7 @@ import torch
 
 from onnx_kernelviz import ExplainConfig, Model, explain, resolve_preprocess
 from onnx_kernelviz.errors import UsageError
+from onnx_kernelviz.measure.focus import Readability
 from onnx_kernelviz.method.focus import BoxMask, FocusCells
 from onnx_kernelviz.pipeline.batch import optimize_batch, small_rows
 from onnx_kernelviz.pipeline.focus import Site, small_takes
@@ -50,6 +51,15 @@ def test_the_binary_box_mask_shows_the_photo_or_the_reference_and_passes_gradien
     assert param.logits.grad is not None and float(param.logits.grad.abs().sum()) > 0
 
 
+def _read(shown: float, top3: float) -> Readability:
+    """A candidate's readability: ``shown`` of the box (kept area, image area and mean alike), ``top3`` share."""
+    return Readability(top3, 1, 1.0, shown, shown, 0.0, shown)
+
+
+#: five rows whose binary mask shows less of the box than the soft masks, as readably
+SHOWS_LESS = ([_read(0.1, 1.0)] * 5, [_read(0.5, 1.0)] * 5)
+
+
 def test_the_binary_mask_is_taken_where_it_holds_k_and_half_the_gain():
     t = torch.tensor
     before = t([0.5, 0.5, 0.5, 0.5, 0.5])
@@ -57,31 +67,27 @@ def test_the_binary_mask_is_taken_where_it_holds_k_and_half_the_gain():
     soft = (t([0.99, 0.99, 0.99, 0.85, 0.95]), t([0.70, 0.70, 0.70, 0.70, 0.45]))
     # half the soft gain (0.1 of 0.2) is enough; less is not; k under 0.9 where the soft mask keeps it is not;
     # k as low as the soft mask's is; where the soft masks lose specificity, the binary one may lose less
-    assert small_takes(small, soft, before, 0.5).tolist() == [True, False, False, True, True]
-    assert small_takes(small, soft, before, 0.6).tolist() == [False, False, False, True, True]
+    assert small_takes(small, soft, before, 0.5, SHOWS_LESS).tolist() == [True, False, False, True, True]
+    assert small_takes(small, soft, before, 0.6, SHOWS_LESS).tolist() == [False, False, False, True, True]
 
 
 def test_the_binary_mask_must_show_less_and_as_readably():
     # MTCNN's face nets: the binary mask was taken with more of the box shown, specks and less gain. With the
     # readability of both, it is taken only where it shows less of the box (faint content counted by strength)
     # and its kept area is in as few regions (top-3 share >= the soft one's, or >= 0.8)
-    from onnx_kernelviz.measure.focus import Readability
-
-    def r(shown, top3):
-        return Readability(top3, 1, 1.0, shown, shown, 0.0, shown)
-
+    r = _read
     t = torch.tensor
     before = t([0.5] * 5)
     small = (t([0.95] * 5), t([0.7] * 5))
     soft = (t([0.95] * 5), t([0.7] * 5))
     binary = [r(0.20, 1.0), r(0.40, 1.0), r(0.20, 0.6), r(0.20, 0.85), r(0.20, 0.5)]
     soft_reads = [r(0.30, 1.0), r(0.30, 1.0), r(0.30, 0.95), r(0.30, 0.95), r(0.30, 0.4)]
-    assert small_takes(small, soft, before, 0.5).tolist() == [True] * 5
-    assert small_takes(small, soft, before, 0.5, reads=(binary, soft_reads)).tolist() == [
+    assert small_takes(small, soft, before, 0.5, SHOWS_LESS).tolist() == [True] * 5  # keep and gain: all five
+    assert small_takes(small, soft, before, 0.5, (binary, soft_reads)).tolist() == [
         True, False, False, True, True]
     # a faint soft mask (little area over ½, much shown below it) does not win by fading
     faint = Readability(1.0, 1, 1.0, 0.05, 0.05, 0.8, 0.35)
-    assert small_takes(small, soft, before, 0.5, reads=([r(0.25, 1.0)] * 5, [faint] * 5)).tolist() == [True] * 5
+    assert small_takes(small, soft, before, 0.5, ([r(0.25, 1.0)] * 5, [faint] * 5)).tolist() == [True] * 5
 
 
 def test_readability_counts_faint_content_by_strength_in_box_shown():

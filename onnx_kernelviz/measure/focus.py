@@ -58,7 +58,7 @@ class Readability:
     box_area: float
     image_area: float
     hidden: float
-    box_shown: float = 0.0
+    box_shown: float
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -221,9 +221,9 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
         cands = [_clip(sres.x_mod, lo, hi), _clip(res.x_mod[ix], lo, hi)]
         before, (binary, soft) = scores_on_sites(forward, cands, x[ix], k[ix], on)
         boxes = torch.tensor([s.rf_box for s in on])
-        reads = tuple([readability(m, s.rf_box) for m, s in zip(shown_mask(c, x[ix], b[ix], boxes).cpu().numpy(), on)]
-                      for c in cands)
-        take = small_takes(binary, soft, before, config.focus_small_share, reads=(reads[0], reads[1]))
+        shows_binary, shows_soft = ([readability(m, s.rf_box) for m, s in zip(shown_mask(c, x[ix], b[ix], boxes)
+                                                                             .cpu().numpy(), on)] for c in cands)
+        take = small_takes(binary, soft, before, config.focus_small_share, (shows_binary, shows_soft))
         out.put(few, sres, take.tolist())
     x_mod = _clip(out.x_mod, lo, hi)
     # a focus mask reports what x' shows of x (band masks: not their mean); the pixel method has none

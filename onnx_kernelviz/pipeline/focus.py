@@ -241,13 +241,13 @@ def scores_on_sites(forward: Callable[[torch.Tensor], torch.Tensor], x_mods: Seq
 
 def small_takes(small: tuple[torch.Tensor, torch.Tensor], soft: tuple[torch.Tensor, torch.Tensor],
                 before: torch.Tensor, share: float,
-                reads: tuple[Sequence[Readability], Sequence[Readability]] | None = None) -> torch.Tensor:
+                reads: tuple[Sequence[Readability], Sequence[Readability]]) -> torch.Tensor:
     """``[B]`` bool: rows that show the small-box mask's x' rather than the soft masks': k keeps as much (or ≥
     :data:`KEEP_FLOOR`) and the specificity on F gains ≥ ``share`` of the soft masks' gain over x's (``before``)
     (``focus_small_share``: so a kernel the binary mask cannot isolate, e.g. one that averages a whole region, keeps
     the soft result). ``small``, ``soft``: (kept_F, specificity) of each, from :func:`scores_on_sites`.
 
-    With ``reads`` (the readability of what each candidate's x' shows, small first), a row also needs the binary
+    ``reads``: the readability of what each candidate's x' shows, small first; a row also needs the binary
     mask to show less of its box than the soft masks (``box_shown``: faint content counted by its strength, so a
     soft mask does not win by fading) and in as few regions (a top-3 share
     ≥ the soft one's or ≥ :data:`READABLE_TOP3`): the binary mask is there to show less, and on MTCNN's face nets
@@ -255,12 +255,9 @@ def small_takes(small: tuple[torch.Tensor, torch.Tensor], soft: tuple[torch.Tens
     less")."""
     kept, spec = small
     soft_kept, soft_spec = soft
-    take = (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & (spec - before >= share * (soft_spec - before))
-    if reads is not None:
-        less = torch.tensor([a.box_shown < b.box_shown and a.top3_share >= min(b.top3_share, READABLE_TOP3)
-                             for a, b in zip(*reads)], dtype=torch.bool)
-        take = take & less
-    return take
+    less = torch.tensor([a.box_shown < b.box_shown and a.top3_share >= min(b.top3_share, READABLE_TOP3)
+                         for a, b in zip(*reads)], dtype=torch.bool)
+    return (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & (spec - before >= share * (soft_spec - before)) & less
 
 
 def _scores(forward: Callable[[torch.Tensor], torch.Tensor], x_mod: torch.Tensor, ref: torch.Tensor,
