@@ -43,7 +43,7 @@ from focus_quality import cases_of, quality_table  # noqa: E402
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
 from onnx_kernelviz.io.images import list_images  # noqa: E402
-from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
+from onnx_kernelviz.method.config import ExplainConfig, parse_setting  # noqa: E402
 from onnx_kernelviz.method.kernels import select_items  # noqa: E402
 from onnx_kernelviz.pipeline.compare import (  # noqa: E402
     CONTRAST,
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", default="12,20,28", help="comma list of layer indices/names")
     ap.add_argument("--kernels", default="top1", help="kernel spec per photo for the baseline table")
     ap.add_argument("--steps", type=int, default=None, help="most steps per explanation (default: ExplainConfig's)")
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="an ExplainConfig field, as kernelviz explain's --set (repeatable)")
     ap.add_argument("--min-corr", type=float, default=0.5, help="least correlation for a similar pair")
     ap.add_argument("--no-pairs", dest="pairs", action="store_false", help="skip the similar pairs (and compare)")
     ap.add_argument("--no-pixel-pairs", dest="pixel_pairs", action="store_false",
@@ -89,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(ExplainConfig(), baselines=tuple(BASELINES.names()))
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps)
+    for item in args.settings:
+        key, _, val = item.partition("=")
+        cfg = replace(cfg, **{key: parse_setting(key, val)})
+    cfg.validate()
     photos = list_images([args.images])
     out = Path(args.out)
     cases: list[dict] = []

@@ -8,7 +8,8 @@ functions as optimize_batch's bound; cached per model, layer, photos and oracle 
 onnxruntime on the original model. Prints one row per (setting, model, layer) with medians:
 
     kept, others_kept, gain (spec. after / before on F), oracle gain, gain / oracle, top-3 share of the kept area,
-    mask inside the rf_box, kept area / rf_box, IoU of the top kernels' kept areas on one photo, s per kernel
+    mask inside the rf_box, kept area / rf_box, IoU of the top kernels' kept areas on one photo, the number of
+    rows showing the small-box binary mask (not a median), s per kernel
     (the explanation's share plus the bound's), and with --baselines the share of cases beating every baseline
 
     python scripts/focus_sweep.py --models default:20 --photos chelsea,coffee --top 3 --settings default "focus_grid=8"
@@ -132,7 +133,7 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
                 wins = None if base is None else all(n.specificity_after > v.focus.specificity_after
                                                      for v in base[j].values())
                 res.append({**c, **n.to_dict(), "gain": n.gain, **r.to_dict(),
-                            "steps": opt.steps[j],
+                            "steps": opt.steps[j], "binary": bool(opt.small_box and opt.small_box[j]),
                             "seconds": opt.seconds[j] + c.get("oracle_seconds", 0.0), "mask": opt.masks[j],
                             "x_mod": opt.x_mod[j], "wins": wins})
         ious = []
@@ -147,6 +148,7 @@ def run_layer(model: Model, pp, photos: list[Path], layer: str, top: int, settin
                "box_area": med(r["box_area"] for r in res), "image_area": med(r["image_area"] for r in res),
                "iou": med(ious), "hidden": med(r["hidden"] for r in res), "cells": med(r["cells"] for r in res),
                "seconds": med(r["seconds"] for r in res), "steps": med(r["steps"] for r in res),
+               "binary": sum(r["binary"] for r in res),
                "spec_before": med(r["specificity_before"] for r in res),
                "wins": (float(np.mean([r["wins"] for r in res])) if baselines and res else None)}
         bare = bare_pass(model, la.tensor, prep.x[:1])
@@ -177,15 +179,15 @@ def bare_pass(model: Model, tensor: str, x: np.ndarray, repeats: int = 3) -> flo
 
 
 HEADER = ("| setting | model | layer | n | cells | kept | others_kept | gain | oracle | gain/oracle | top-3 share "
-          "| inside box | kept/box | kept/image | IoU top-k | hidden | steps | s/kernel | cost (bare passes) |\n|"
-          + "---|" * 19)
+          "| inside box | kept/box | kept/image | IoU top-k | hidden | binary rows | steps | s/kernel "
+          "| cost (bare passes) |\n|" + "---|" * 20)
 
 
 def fmt(r: dict) -> str:
     return (f"| {r['setting']} | {r['model']} | {r['layer']} | {r['n']} | {r['cells']:.0f} | {r['kept']:.2f} | "
             f"{r['others_kept']:.2f} | ×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | "
             f"{r['top3']:.2f} | {r['inside']:.2f} | {r['box_area']:.2f} | {r['image_area']:.3f} | {r['iou']:.2f} | "
-            f"{r['hidden']:.2f} | {r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |"
+            f"{r['hidden']:.2f} | {r['binary']} | {r['steps']:.0f} | {r['seconds']:.2f} | {r['passes']:.0f} |"
             + ("" if r.get("wins") is None else f" {r['wins']:.0%} |"))
 
 

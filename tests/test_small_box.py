@@ -155,3 +155,74 @@ def test_small_box_settings_are_checked():
         ExplainConfig(focus_small_area=-1.0).validate()
     with pytest.raises(UsageError, match="focus_small_box must be at least 0"):
         ExplainConfig(focus_small_box=-1).validate()
+
+
+def test_the_binary_masks_cut_grid_is_the_one_its_x_prime_shows():
+    """With ``cut_grid`` (``focus_small_cut``), the area and TV terms and the optimizer's best step read the grid cut at
+    ½, so a logit drifting towards ½ no longer lowers the area term while x' still shows the whole box; without it
+    they read the soft grid (the default)."""
+    torch.manual_seed(0)
+    x, b = torch.rand(2, 3, 20, 20), torch.rand(2, 3, 20, 20)
+    boxes = torch.tensor([[2, 3, 14, 15], [0, 0, 20, 9]])
+    half = torch.sigmoid(torch.tensor(0.3)).item()  # every cell kept, but a soft grid counts it as 0.57
+    for cut in (True, False):
+        param = BoxMask(x, b, boxes=boxes, grid=6, smooth=0.0, init=0.3, bands=1, hard="binary", cut_grid=cut)
+        p = param()
+        assert p.grid is not None
+        if cut:
+            assert set(p.grid.unique().tolist()) == {1.0}
+            x_full, m_full = param.render(p.grid.detach())
+            assert torch.allclose(x_full, p.x_mod) and torch.allclose(m_full, p.mask)
+            p.grid.sum().backward()  # the gradient still reaches the logits through the cut
+            assert param.logits.grad is not None and float(param.logits.grad.abs().sum()) > 0
+        else:
+            assert torch.allclose(p.grid, torch.full_like(p.grid, half))
+        uncut = BoxMask(x, b, boxes=boxes, grid=6, smooth=0.0, init=0.3, bands=1, hard="binary")()
+        assert torch.equal(uncut.x_mod, p.x_mod)  # x' is cut at ½ either way
+    # a soft mask's grid stays soft, asked to cut or not
+    soft = BoxMask(x, b, boxes=boxes, grid=6, smooth=0.0, init=0.3, bands=1, hard="", cut_grid=True)()
+    assert soft.grid is not None and torch.allclose(soft.grid, torch.full_like(soft.grid, half))
+
+
+def test_the_binary_mask_can_start_from_the_soft_masks_result():
+    """``start``: the logits follow the given masks (kept where they are over ½), within ±span."""
+    x, b = torch.rand(1, 3, 16, 16), torch.zeros(1, 3, 16, 16)
+    start = torch.zeros(1, 3, 8, 8)
+    start[:, :, :4] = 0.9  # the top half kept by every band mask
+    param = BoxMask(x, b, boxes=torch.tensor([[0, 0, 16, 16]]), grid=4, smooth=0.0, init=2.0, bands=1,
+                    hard="binary", start=start, span=1.0)
+    lg = param.logits.detach()
+    assert bool((lg[0, 0, :2] == 1.0).all()) and bool((lg[0, 0, 2:] == -1.0).all())
+    p = param()
+    assert torch.equal(p.x_mod[0, :, 8:], b[0, :, 8:]) and torch.equal(p.x_mod[0, :, :8], x[0, :, :8])
+
+
+def test_the_small_box_mask_starts_from_the_soft_result_when_asked(tmp_path, monkeypatch):
+    from onnx_kernelviz.pipeline.prepare import prepare
+
+    path = tiny_models.save(tiny_models.planted(), tmp_path / "net.onnx")
+    img = _image(tmp_path / "x.png")
+    m, pp = Model(path, device="cpu"), resolve_preprocess(path)
+    starts, cuts = [], []
+    real = BoxMask.__init__
+
+    def spy(self, *args, **kw):
+        if kw.get("hard") == "binary":
+            starts.append(kw.get("start"))
+            cuts.append(kw.get("cut_grid"))
+        real(self, *args, **kw)
+
+    monkeypatch.setattr(BoxMask, "__init__", spy)
+    for start, cut in (("kept", False), ("soft", True)):
+        cfg = ExplainConfig(oracle=False, focus_small_start=start, focus_small_cut=cut)
+        prep = prepare(m, [img], m.layer(1), pp, cfg)
+        items = [(0, k) for k in range(8) if prep.t_ort[0, k].max() > 0]
+        optimize_batch(m, prep, items, cfg, pp)
+    kept, soft = starts
+    assert kept is None and soft is not None and soft.shape[0] == len(items) and soft.dim() == 4
+    assert cuts == [False, True]
+
+
+def test_the_small_box_start_is_checked():
+    with pytest.raises(UsageError, match="focus_small_start=x: use one of: kept, soft"):
+        ExplainConfig(focus_small_start="x").validate()

@@ -56,7 +56,9 @@ class ExplainConfig:
     its edge blurred by ``focus_sharpen_feather`` pixels).
     Small boxes: a row whose rf_box holds at most ``focus_small_box``² pixels (0: none) also runs one binary mask
     on a ``focus_small_box``² grid over the box (x' = x where kept, b elsewhere, in every step; no smoothing, TV
-    weight ``focus_small_tv``, starting fully kept, ``steps`` steps of its own after the stages above) with area
+    weight ``focus_small_tv``, starting fully kept (``focus_small_start`` ``soft``: from the stages' result, its
+    logits clipped to ±1), ``steps`` steps of its own after the stages above; the area and TV terms and the best
+    step read the soft grid, or with ``focus_small_cut`` the grid cut at ½ as x' is) with area
     weight ``focus_small_area``, and shows it where k keeps as much (or ≥ 0.9) and the specificity on F gains at
     least ``focus_small_share`` as much as with the stages above, and x' shows less of the box than theirs in as
     few regions (pipeline/focus.py ``small_takes``).
@@ -127,6 +129,8 @@ class ExplainConfig:
     focus_small_area: float = 8.0
     focus_small_tv: float = 0.0
     focus_small_share: float = 0.5
+    focus_small_start: str = "kept"
+    focus_small_cut: bool = False
     focus_crop: bool = True
     oracle: bool = True
     oracle_steps: int = 80
@@ -195,6 +199,9 @@ class ExplainConfig:
                              f"{', '.join(PARAMETERIZATIONS.names())}")
         if self.focus_sharpen not in SHARPEN_KINDS:
             raise UsageError(f"--set focus_sharpen={self.focus_sharpen}: use one of: {', '.join(SHARPEN_KINDS)}")
+        if self.focus_small_start not in SMALL_STARTS:
+            raise UsageError(f"--set focus_small_start={self.focus_small_start}: use one of: "
+                             f"{', '.join(SMALL_STARTS)}")
         if self.focus_area_kind not in AREA_KINDS:
             raise UsageError(f"--set focus_area_kind={self.focus_area_kind}: use one of: {', '.join(AREA_KINDS)}")
         REFERENCES.get(self.reference)
@@ -205,6 +212,8 @@ class ExplainConfig:
 
 #: what the sharpen stage keeps inside the contour: x itself, or the mask's values above ½ (method/focus.py)
 SHARPEN_KINDS = ("binary", "cut")
+#: where the small-box mask starts: every pixel of the box kept, or the soft masks' result cut at ½
+SMALL_STARTS = ("kept", "soft")
 #: how ``focus_area`` measures a mask: its mean over the rf_box, or TorchRay's sorted profile (method/focus.py)
 AREA_KINDS = ("mean", "profile")
 

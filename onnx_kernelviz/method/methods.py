@@ -172,6 +172,9 @@ METHODS: Registry[Method] = Registry("method")
 
 #: the small-box mask's initial logit: sigmoid 0.88, every pixel of the box kept (MaskMethod.small_box)
 SMALL_INIT = 2.0
+#: started from the soft masks' result (``focus_small_start`` ``soft``): their logits clipped to ±this, so a cell
+#: can flip within a few steps (Adam moves a logit by about the learning rate, 0.1, per step)
+SMALL_SPAN = 1.0
 
 
 class MaskMethod(Method):
@@ -275,7 +278,8 @@ class MaskMethod(Method):
 
         def build(x: torch.Tensor, b: torch.Tensor, **where: Any) -> Parameterization:
             param: Parameterization = PARAMETERIZATIONS.get("box")(
-                x, b, grid=config.focus_small_box, smooth=0.0, init=SMALL_INIT, bands=1, hard="binary", **where)
+                x, b, grid=config.focus_small_box, smooth=0.0, init=SMALL_INIT, bands=1, hard="binary",
+                span=SMALL_SPAN, cut_grid=config.focus_small_cut, **where)
             return param
 
         return Later(build, self.objective(small), super().loop(config))  # all ``steps``: one stage

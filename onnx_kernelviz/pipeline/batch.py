@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -213,7 +214,13 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
         # small boxes: the binary mask too, shown where it holds k and most of the soft masks' gain and shows less
         ix = torch.tensor(few, device=x.device)
         on = [sites[r] for r in few]
-        sres = optimize_on_focus(forward, small.build, small.objective, small.loop, x[ix], b[ix], k[ix], on,
+        build = small.build
+        if config.focus_small_start == "soft" and res.grid is not None:
+            soft_grid = res.grid[ix]
+
+            def build(xx: torch.Tensor, bb: torch.Tensor, **where: Any) -> Any:
+                return small.build(xx, bb, start=soft_grid, **where)
+        sres = optimize_on_focus(forward, build, small.objective, small.loop, x[ix], b[ix], k[ix], on,
                                  crop=config.focus_crop, places_itself=True,
                                  partner=None if partner is None else partner[ix],
                                  callbacks=(clock.phase(len(phase_steps)),))
