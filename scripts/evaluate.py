@@ -42,8 +42,9 @@ from focus_quality import cases_of, quality_table  # noqa: E402
 
 from onnx_kernelviz import Model, explain, resolve_preprocess  # noqa: E402
 from onnx_kernelviz.baselines import BASELINES  # noqa: E402
+from onnx_kernelviz.cli.options import parse_settings  # noqa: E402
 from onnx_kernelviz.io.images import list_images  # noqa: E402
-from onnx_kernelviz.method.config import ExplainConfig, parse_setting  # noqa: E402
+from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
 from onnx_kernelviz.method.kernels import select_items  # noqa: E402
 from onnx_kernelviz.pipeline.compare import (  # noqa: E402
     CONTRAST,
@@ -91,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(ExplainConfig(), baselines=tuple(BASELINES.names()))
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps)
-    for item in args.settings:
-        key, _, val = item.partition("=")
-        cfg = replace(cfg, **{key: parse_setting(key, val)})
-    cfg.validate()
+    cfg = replace(cfg, **parse_settings(tuple(args.settings))).validate()
     photos = list_images([args.images])
     out = Path(args.out)
     cases: list[dict] = []

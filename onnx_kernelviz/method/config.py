@@ -212,7 +212,7 @@ class ExplainConfig:
 
 #: what the sharpen stage keeps inside the contour: x itself, or the mask's values above ½ (method/focus.py)
 SHARPEN_KINDS = ("binary", "cut")
-#: where the small-box mask starts: every pixel of the box kept, or the soft masks' result cut at ½
+#: where the small-box mask starts: every pixel of the box kept, or the soft masks' result (logits clipped to ±1)
 SMALL_STARTS = ("kept", "soft")
 #: how ``focus_area`` measures a mask: its mean over the rf_box, or TorchRay's sorted profile (method/focus.py)
 AREA_KINDS = ("mean", "profile")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 import numpy as np
 import torch
@@ -214,12 +214,8 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
         # small boxes: the binary mask too, shown where it holds k and most of the soft masks' gain and shows less
         ix = torch.tensor(few, device=x.device)
         on = [sites[r] for r in few]
-        build = small.build
-        if config.focus_small_start == "soft" and res.grid is not None:
-            soft_grid = res.grid[ix]
-
-            def build(xx: torch.Tensor, bb: torch.Tensor, **where: Any) -> Any:
-                return small.build(xx, bb, start=soft_grid, **where)
+        build = (partial(small.build, start=res.grid[ix]) if config.focus_small_start == "soft"
+                 and res.grid is not None else small.build)
         sres = optimize_on_focus(forward, build, small.objective, small.loop, x[ix], b[ix], k[ix], on,
                                  crop=config.focus_crop, places_itself=True,
                                  partner=None if partner is None else partner[ix],
