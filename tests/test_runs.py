@@ -117,6 +117,83 @@ def test_resume_naming_the_images_by_another_path_redoes_and_duplicates_nothing(
     merged = results(out)
     assert [x["kernel"] for x in merged] == [0, 1] and merged[0] == first[0]
 
+def test_resume_from_another_folder_redoes_and_duplicates_nothing(models, images, tmp_path, monkeypatch):
+    """Relative image paths are relative to the run's working folder (results.json's ``cwd``): resumed from
+    another folder, ``imgs/p0.png`` is the ``p0.png`` the first run named from inside ``imgs``, so its finished
+    result is kept as it was (only its path now absolute) and listed once. It was redone and listed twice."""
+    out = tmp_path / "o"
+    base = ("explain", models["two"], "--layer", "1", "--out", out, *FAST)
+    monkeypatch.chdir(images[0].parent)
+    assert run(*base[:2], images[0].name, *base[2:], "--kernel", "0").exit_code == 0
+    first = results(out)
+    assert json.loads((out / "results.json").read_text())["cwd"] == str(images[0].parent)
+    monkeypatch.chdir(tmp_path)
+    r = run(*base[:2], Path("imgs") / images[0].name, *base[2:], "--kernel", "0,1", "--resume")
+    assert r.exit_code == 0, r.output
+    merged = results(out)
+    assert [x["kernel"] for x in merged] == [0, 1]
+    assert merged[0] == {**first[0], "image": str(images[0])}
+    assert json.loads((out / "results.json").read_text())["cwd"] == str(tmp_path)
+    # a third run, from a third folder, finds both (kernel 1's relative path is now the second folder's)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    r = run(*base[:2], images[0], *base[2:], "--kernel", "0,1", "--resume")
+    assert r.exit_code == 0, r.output
+    assert [x["kernel"] for x in results(out)] == [0, 1] and results(out)[0] == merged[0]
+
+
+def test_resume_from_another_folder_keeps_a_same_named_other_image_apart(models, images, tmp_path, monkeypatch):
+    """``p0.png`` from another folder is another file: explained for itself, the earlier result kept (it was taken
+    for the new file's, unexplained)."""
+    out = tmp_path / "o"
+    base = ("explain", models["two"], "--layer", "1", "--kernel", "0", "--out", out, *FAST)
+    monkeypatch.chdir(images[0].parent)
+    assert run(*base[:2], "p0.png", *base[2:]).exit_code == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    _png(other / "p0.png", 7)
+    monkeypatch.chdir(other)
+    r = run(*base[:2], "p0.png", *base[2:], "--resume")
+    assert r.exit_code == 0, r.output
+    assert sorted(x["image"] for x in results(out)) == sorted(["p0.png", str(images[0])])
+
+
+def test_resume_redoes_an_image_changed_in_place(models, images, tmp_path):
+    """Same path, other content: its result was reused as finished, describing a picture that is no longer there.
+    Each result records a digest of its model input (``input_sha256``); an unchanged image is still not redone."""
+    out = tmp_path / "o"
+    base = ("explain", models["two"], "--layer", "1", "--kernel", "0", "--out", out, *FAST)
+    assert run(*base[:2], images[0], images[1], *base[2:]).exit_code == 0
+    first = {Path(x["image"]).name: x for x in results(out)}
+    assert all(len(x["input_sha256"]) == 16 for x in first.values())
+    _png(images[0], 9)  # edited in place
+    r = run(*base[:2], images[0], images[1], *base[2:], "--resume")
+    assert r.exit_code == 0, r.output
+    again = {Path(x["image"]).name: x for x in results(out)}
+    assert len(again) == 2 and again["p1.png"] == first["p1.png"]
+    assert again["p0.png"]["input_sha256"] != first["p0.png"]["input_sha256"]
+    assert again["p0.png"]["specificity_before"] != first["p0.png"]["specificity_before"]
+
+
+def test_resume_of_a_moved_project_reads_its_relative_paths_from_where_it_is(models, images, tmp_path,
+                                                                             monkeypatch):
+    """The folder holding the images and --out was moved: the recorded working folder is gone, so the relative
+    paths are read from here, as before ``cwd`` was recorded, and nothing is redone."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (tmp_path / "imgs").rename(proj / "imgs")
+    monkeypatch.chdir(proj)
+    base = ("explain", models["two"], "imgs/p0.png", "--layer", "1", "--kernel", "0", "--out", "o", *FAST)
+    assert run(*base).exit_code == 0
+    first = results(proj / "o")
+    monkeypatch.chdir(tmp_path)
+    proj.rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")
+    r = run(*base, "--resume")
+    assert r.exit_code == 0, r.output
+    assert results(Path("o")) == first
+
+
 @pytest.mark.parametrize("change, needle", [
     (["--steps", "4"], "steps 3 -> 4"),
     (["--mean", "0.5,0.5,0.5"], "preprocess.mean"),

@@ -12,6 +12,7 @@ atlas, ``scripts/bench_explain.py``):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from onnx_kernelviz.model import Model
 from onnx_kernelviz.pipeline.batch import baselines_batch, measure_batch, optimize_batch
 from onnx_kernelviz.pipeline.files import write_batch
 from onnx_kernelviz.pipeline.focus import Site
-from onnx_kernelviz.pipeline.journal import RESULTS_NAME, SAVE_EVERY, Journal
+from onnx_kernelviz.pipeline.journal import RESULTS_NAME, SAVE_EVERY, Journal, input_digest
 from onnx_kernelviz.pipeline.prepare import Prepared, input_size_for, prepare
 from onnx_kernelviz.results import KernelResult, RunHeader
 from onnx_kernelviz.runtime import cuda_free_bytes, fit_batch, halve_on_oom, keep_freed_memory, probe_row_bytes
@@ -110,7 +111,16 @@ def run_header(model: Model, layer: Layer, config: ExplainConfig, pp: Preprocess
     return RunHeader(model=str(model.path), model_sha256=model.loaded.sha256, layer=layer.name, tensor=layer.tensor,
                      layer_index=layer.index, method=config.method, device=str(model.devices.torch),
                      ort_providers=tuple(model.ort((layer.tensor,)).providers), version=__version__,
-                     settings=settings)
+                     settings=settings, cwd=working_folder())
+
+
+def working_folder() -> str | None:
+    """The absolute working folder (results.json's relative image paths are relative to it); None when it was
+    removed under the running process."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
 
 
 def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], out: OutDir, journal: Journal,
@@ -126,7 +136,8 @@ def explain_items(model: Model, prep: Prepared, items: list[tuple[int, int]], ou
     """
     # [C, h, w]: the report's sentences say "row r, col c of the h×w map" and "the other C-1"
     journal.header = replace(journal.header, activation_shape=tuple(int(d) for d in prep.t_ort.shape[1:]))
-    journal.ask((prep.image(i), k) for i, k in items)
+    journal.ask(((prep.image(i), k) for i, k in items),
+                {prep.image(i): input_digest(prep.x[i]) for i in sorted({i for i, _ in items})})
     todo = []
     for i, k in items:
         key = (prep.image(i), k)

@@ -6,9 +6,11 @@ at most every :data:`SAVE_EVERY` seconds, and always at the end (also on errors,
 ``--resume`` loses at most that much work.
 
 Resuming merges: every earlier result stays (other kernels, other images), finished ones (ok, inactive) are not
-redone, failed ones are tried again when asked for. Results are listed in the order asked this time (image, then
-kernel), then the earlier ones not asked again, in their earlier order. A folder whose results were made with
-other settings is refused: the header's :func:`fingerprint` covers every setting that decides a result.
+redone unless their image's content changed (``input_sha256``: a digest of the model input), failed ones are tried
+again when asked for. Results are listed in the order asked this time (image, then kernel), then the earlier ones
+not asked again, in their earlier order. A folder whose results were made with other settings is refused: the
+header's :func:`fingerprint` covers every setting that decides a result. Relative image paths are relative to the
+run's working folder (the header's ``cwd``).
 """
 
 from __future__ import annotations
@@ -22,16 +24,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from onnx_kernelviz.errors import UsageError
 from onnx_kernelviz.io.files import JsonFileError, read_json_object, write_json
 from onnx_kernelviz.io.outdir import out_dir_error
 from onnx_kernelviz.results import KernelResult, RunHeader
 
-__all__ = ["Journal", "fingerprint", "SAVE_EVERY", "RESULTS_NAME"]
+__all__ = ["Journal", "fingerprint", "input_digest", "SAVE_EVERY", "RESULTS_NAME", "INPUT_KEY"]
 
 #: seconds between saves of results.json while a run goes on
 SAVE_EVERY = 5.0
 RESULTS_NAME = "results.json"
+
+#: a result's digest of the model input it was made on (:func:`input_digest`)
+INPUT_KEY = "input_sha256"
 
 #: settings that do not decide any one result: how work is batched or which items are picked
 _NOT_DECISIVE = frozenset({"batch_size", "top_images", "kernels"})
@@ -67,12 +74,15 @@ class Journal:
     """
 
     def __init__(self, out: Path, header: RunHeader, earlier: Iterable[KernelResult] = (), *,
-                 every: float = SAVE_EVERY) -> None:
+                 every: float = SAVE_EVERY, earlier_cwd: str | None = None) -> None:
         self.path = out / RESULTS_NAME
         self.header = replace(header, fingerprint=fingerprint(header))
+        if earlier_cwd is not None and header.cwd is not None and earlier_cwd != header.cwd:
+            earlier = [replace(r, image=_anchored(r.image, earlier_cwd)) for r in earlier]
         self._results: dict[tuple[str, int], KernelResult] = {r.key: r for r in earlier}
         self._asked: dict[tuple[str, int], int] = {}
         self._alias: dict[str, str] = {}
+        self._inputs: dict[str, str] = {}
         self.every = every
         self._last_save = 0.0
 
@@ -109,26 +119,37 @@ class Journal:
             diff = "; ".join(_differences(old.settings, header.settings)[:6]) or "settings"
             raise UsageError(f"cannot resume: {out} holds results made with other settings ({diff}); resume with "
                              "the same settings, or use a new --out or --force")
-        return cls(out, header, earlier)
+        return cls(out, header, earlier, earlier_cwd=old.cwd)
 
     # -- the items -----------------------------------------------------------------------------------------------
-    def ask(self, keys: Iterable[tuple[str, int]]) -> None:
-        """This run's (image, kernel) items, in the order results.json should list them."""
+    def ask(self, keys: Iterable[tuple[str, int]], inputs: Mapping[str, str] | None = None) -> None:
+        """This run's (image, kernel) items, in the order results.json should list them, and ``inputs``: a digest
+        of each image's model input (:func:`input_digest`), stamped on its results (``input_sha256``) so that an
+        image whose content changed at the same path is explained again rather than its old result reused."""
         keys = list(keys)
         self._alias = _same_images({image for image, _ in keys}, {image for image, _ in self._results})
         self._asked = {self._key(k): n for n, k in enumerate(keys)}
+        self._inputs = {self._key((image, 0))[0]: d for image, d in (inputs or {}).items()}
 
     def _key(self, key: tuple[str, int]) -> tuple[str, int]:
         """``key`` with its image spelled as an earlier result spells the same file."""
         return self._alias.get(key[0], key[0]), key[1]
 
     def finished(self, key: tuple[str, int]) -> KernelResult | None:
-        """The earlier result of ``key`` when it need not be redone (ok or inactive), else None."""
-        r = self._results.get(self._key(key))
-        return r if r is not None and r.finished else None
+        """The earlier result of ``key`` when it need not be redone (ok or inactive, made on the same input: a
+        result without a digest, written before it was recorded, is taken as it is), else None."""
+        key = self._key(key)
+        r = self._results.get(key)
+        if r is None or not r.finished:
+            return None
+        was, now = r.extra.get(INPUT_KEY), self._inputs.get(key[0])
+        return None if was is not None and now is not None and was != now else r
 
     def add(self, result: KernelResult) -> None:
-        self._results[self._key(result.key)] = result
+        key = self._key(result.key)
+        if (digest := self._inputs.get(key[0])) is not None:
+            result = replace(result, extra={**result.extra, INPUT_KEY: digest})
+        self._results[key] = result
 
     @property
     def results(self) -> list[KernelResult]:
@@ -148,6 +169,25 @@ class Journal:
         except OSError as e:
             raise out_dir_error(self.path, e) from None
         self._last_save = time.monotonic()
+
+
+def input_digest(x: np.ndarray) -> str:
+    """A short digest of one model input ``[C, H, W]``: what decides a result besides the settings (the image's
+    content as fitted and normalized; a resume compares it, so an image edited in place is redone)."""
+    a = np.ascontiguousarray(x)
+    return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()[:16]
+
+
+def _anchored(image: str, cwd: str) -> str:
+    """An earlier run's image path as named from another working folder: a relative path joined to that run's
+    folder ``cwd`` when a file is there. Relative paths name files relative to the run's own folder: from here
+    they would name other files (or none), so its finished results were redone, or, where another file has the
+    same relative path here, taken for that file's. A path whose file is gone from there (the project moved with
+    its results) stays as it was, read from here as before."""
+    if os.path.isabs(image):
+        return image
+    joined = os.path.join(cwd, image)
+    return joined if os.path.exists(joined) else image
 
 
 def _same_images(asked: set[str], earlier: set[str]) -> dict[str, str]:

@@ -30,6 +30,9 @@ class RunHeader:
     fingerprint: str | None = None
     #: the layer's activation ``[C, h, w]`` (the report's sentences name the map's size and the other C-1 kernels)
     activation_shape: tuple[int, ...] | None = None
+    #: the working folder of the run (absolute): what its relative image paths are relative to (a resume from
+    #: another folder resolves them against it; None in results.json written before it was recorded)
+    cwd: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> JSON:
@@ -38,12 +41,12 @@ class RunHeader:
                 "layer_index": self.layer_index, "activation_shape": shape, "method": self.method,
                 "device": self.device,
                 "ort_providers": list(self.ort_providers), "version": self.version, "settings": dict(self.settings),
-                "fingerprint": self.fingerprint, **self.extra}
+                "fingerprint": self.fingerprint, **({} if self.cwd is None else {"cwd": self.cwd}), **self.extra}
 
     @classmethod
     def from_json(cls, v: Any, where: str = "results.json") -> RunHeader:
         d = mapping(v, where)
-        index, fp, shape = d.get("layer_index"), d.get("fingerprint"), d.get("activation_shape")
+        index, fp, shape, cwd = d.get("layer_index"), d.get("fingerprint"), d.get("activation_shape"), d.get("cwd")
         providers = d.get("ort_providers", [])
         if not isinstance(providers, list):
             raise ValueError(f"{where}.ort_providers is not a list")
@@ -58,6 +61,7 @@ class RunHeader:
             fingerprint=None if fp is None else string(fp, f"{where}.fingerprint"),
             activation_shape=None if shape is None else ints(shape, len(shape) if isinstance(shape, list) else 3,
                                                              f"{where}.activation_shape"),
+            cwd=None if cwd is None else string(cwd, f"{where}.cwd"),
             extra=unknown_keys(d, {"model", "model_sha256", "layer", "tensor", "layer_index", "activation_shape",
                                    "method", "device", "ort_providers", "version", "settings", "fingerprint",
-                                   "results"}))
+                                   "cwd", "results"}))
