@@ -41,10 +41,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from fetch_eval_models import model_path  # noqa: E402
 
 from onnx_kernelviz import Model, resolve_preprocess  # noqa: E402
+from onnx_kernelviz.cli.options import parse_settings  # noqa: E402
 from onnx_kernelviz.io.images import list_images  # noqa: E402
 from onnx_kernelviz.io.preprocess import valid_range  # noqa: E402
 from onnx_kernelviz.measure.focus import focus_metrics, kept_iou, readability  # noqa: E402
-from onnx_kernelviz.method.config import ExplainConfig, parse_setting  # noqa: E402
+from onnx_kernelviz.method.config import ExplainConfig  # noqa: E402
 from onnx_kernelviz.method.methods import Method  # noqa: E402
 from onnx_kernelviz.method.perturb import PARAMETERIZATIONS  # noqa: E402
 from onnx_kernelviz.pipeline.batch import baselines_batch, locate_items, measure_batch, optimize_batch  # noqa: E402
@@ -57,9 +58,7 @@ PHOTOS = ROOT / "onnx_kernelviz" / "data" / "photos"
 def config_of(text: str, **over) -> ExplainConfig:
     """ExplainConfig (focus scope) with the ``key=value,...`` overrides of ``text`` (``default``: none)."""
     if text != "default":
-        for part in text.split(","):
-            key, val = part.split("=", 1)
-            over[key] = parse_setting(key, val)
+        over.update(parse_settings(tuple(text.split(","))))  # the CLI's --set parsing (KEY=VALUE checked)
     return replace(ExplainConfig(scope="focus"), **over).validate()
 
 

@@ -194,9 +194,9 @@ def test_focus_progress_moves_through_the_bound_and_seconds_include_its_share(mo
 
 
 def test_focus_progress_counts_the_binary_candidate_of_small_boxes(model, image, tmp_path, monkeypatch):
-    """The tiny model's boxes are small: the binary mask is a last phase of the bar (4 bound + 5 mask + 5 binary
-    steps, 1 s a clock reading: 14 s for 3 rows), each row's seconds count both candidates, its steps only the
-    shown one's."""
+    """The tiny model's boxes are small: the soft mask at the heavier area weight and the binary mask are the last
+    phases of the bar (4 bound + 5 mask + 5 heavier mask + 5 binary steps, 1 s a clock reading: 19 s for 3 rows),
+    each row's seconds count every candidate, its steps only the shown one's."""
     import itertools
     import types
 
@@ -209,9 +209,10 @@ def test_focus_progress_counts_the_binary_candidate_of_small_boxes(model, image,
     cfg = ExplainConfig(steps=5, early_stop=False, batch_size=3, oracle_steps=4, focus_regions=0)
     run_ = explain(Model(model, device="cpu"), [image], 1, "0,1,2", tmp_path / "o",
                    preprocess=resolve_preprocess(model), config=cfg, on_step=lambda d, t: steps.append(d))
-    assert len(steps) == 14 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)
-    assert steps[8] == pytest.approx(3 * 9 / 14)  # the soft mask's last step
-    assert all(r.seconds == pytest.approx(14 / 3) and r.steps == 5 for r in run_.results)
+    assert len(steps) == 19 and steps == sorted(steps) and steps[-1] == pytest.approx(3.0)
+    assert steps[8] == pytest.approx(3 * 9 / 19)  # the soft mask's last step
+    assert steps[13] == pytest.approx(3 * 14 / 19)  # the heavier soft mask's last step
+    assert all(r.seconds == pytest.approx(19 / 3) and r.steps == 5 for r in run_.results)
 
 
 def test_focus_progress_counts_the_fine_stage_of_coarse_to_fine(model, image, tmp_path, monkeypatch):

@@ -61,7 +61,10 @@ class ExplainConfig:
     step read the soft grid, or with ``focus_small_cut`` the grid cut at ½ as x' is) with area
     weight ``focus_small_area``, and shows it where k keeps as much (or ≥ 0.9) and the specificity on F gains at
     least ``focus_small_share`` as much as with the stages above, and x' shows less of the box than theirs in as
-    few regions (pipeline/focus.py ``small_takes``).
+    few regions (pipeline/focus.py ``small_takes``). Before that, with ``focus_small_soft_area`` (None: off), such
+    a row also runs the soft stages with that area weight, and the binary mask competes with that result where it
+    costs at most ``focus_small_soft_tolerance`` (a share) of the specificity, k keeps as much (or ≥ 0.9) and x'
+    shows less of the box in as few regions (``smaller_takes``), else with the default weight's.
     ``focus_crop``: run the network on a window around the rf_box when that computes F exactly. The bound
     (``oracle``): free pixels, ``oracle_steps`` Adam steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge)
     + ``oracle_suppress``·others_kept_F.
@@ -131,6 +134,8 @@ class ExplainConfig:
     focus_small_share: float = 0.5
     focus_small_start: str = "kept"
     focus_small_cut: bool = False
+    focus_small_soft_area: float | None = 4.0
+    focus_small_soft_tolerance: float = 0.1
     focus_crop: bool = True
     oracle: bool = True
     oracle_steps: int = 80
@@ -162,7 +167,8 @@ class ExplainConfig:
                     "focus_fine_steps": 1, "focus_fine_bands": 1, "focus_prune_steps": 0, "focus_prune_tolerance": 0,
                     "focus_sharpen_steps": 0, "focus_binarize": 0,
                     "focus_sharpen_feather": 0, "focus_small_box": 0, "focus_small_area": 0,
-                    "focus_small_tv": 0, "focus_small_share": 0,
+                    "focus_small_tv": 0, "focus_small_share": 0, "focus_small_soft_area": 0,
+                    "focus_small_soft_tolerance": 0,
                     "oracle_steps": 1,
                     "oracle_keep": 0, "oracle_suppress": 0}
         for name, low in at_least.items():
@@ -172,6 +178,9 @@ class ExplainConfig:
         if self.focus_small_share > 1:
             raise UsageError(f"--set focus_small_share must be at most 1 (a share of the soft masks' gain; got "
                              f"{self.focus_small_share})")
+        if self.focus_small_soft_tolerance > 1:
+            raise UsageError(f"--set focus_small_soft_tolerance must be at most 1 (a share of the specificity; got "
+                             f"{self.focus_small_soft_tolerance})")
         if self.focus_prune_tolerance > 1:
             raise UsageError(f"--set focus_prune_tolerance must be at most 1 (a share of the specificity; got "
                              f"{self.focus_prune_tolerance})")

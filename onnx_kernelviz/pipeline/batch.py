@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -16,7 +16,7 @@ import torch
 
 from onnx_kernelviz.baselines.base import BaselineOutcome, evaluate_baselines
 from onnx_kernelviz.io.preprocess import Preprocess, valid_range
-from onnx_kernelviz.measure.focus import FocusNumbers, focus_metrics, readability
+from onnx_kernelviz.measure.focus import FocusNumbers, Readability, focus_metrics, readability
 from onnx_kernelviz.measure.metrics import kernel_metrics, parity
 from onnx_kernelviz.measure.tolerance import layer_step, tolerance_rule
 from onnx_kernelviz.method.config import ExplainConfig
@@ -32,6 +32,7 @@ from onnx_kernelviz.pipeline.focus import (
     optimize_on_focus,
     scores_on_sites,
     small_takes,
+    smaller_takes,
 )
 from onnx_kernelviz.pipeline.prepare import Prepared
 from onnx_kernelviz.results import Metrics, Parity
@@ -189,6 +190,11 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
     budgets = ([config.oracle_steps] if config.oracle else []) + [loop.steps] + \
         ([method.fine_steps(config)] if refine is not None else [])
     sizes = [n] * len(budgets)
+    heavier = replace(config, focus_area=config.focus_small_soft_area) \
+        if small is not None and few and config.focus_small_soft_area is not None else None
+    if heavier is not None:  # the soft stages again on the small rows, with their own area weight
+        stages = [loop.steps] + ([method.fine_steps(config)] if refine is not None else [])
+        budgets, sizes = budgets + stages, sizes + [len(few)] * len(stages)
     if small is not None and few:
         budgets, sizes = budgets + [small.loop.steps], sizes + [len(few)]
     clock = _Clock(n, budgets, on_step, sizes)
@@ -211,22 +217,47 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
     phase_steps += res.stages or [res.steps]
     out = _Rows(res, _grids(res.grid))
     if small is not None and few:
-        # small boxes: the binary mask too, shown where it holds k and most of the soft masks' gain and shows less
         ix = torch.tensor(few, device=x.device)
         on = [sites[r] for r in few]
-        build = (partial(small.build, start=res.grid[ix]) if config.focus_small_start == "soft"
-                 and res.grid is not None else small.build)
+        boxes = torch.tensor([s.rf_box for s in on])
+
+        def reads(a: torch.Tensor, c: torch.Tensor) -> tuple[list[Readability], list[Readability]]:
+            """The readability of what two candidates' x' ``[G, C, H, W]`` show, each row in its box."""
+            r = [[readability(m, s.rf_box) for m, s in zip(shown_mask(t, x[ix], b[ix], boxes).cpu().numpy(), on)]
+                 for t in (a, c)]
+            return r[0], r[1]
+
+        soft_x, soft_grid = _clip(res.x_mod[ix], lo, hi), None if res.grid is None else res.grid[ix]
+        if heavier is not None:
+            # small boxes: the soft stages again with a heavier area weight, shown where they cost at most
+            # focus_small_soft_tolerance of the specificity and show less (docs/TRADEOFF.md, "Small boxes: a
+            # heavier area weight where it costs little")
+            p = len(phase_steps)
+            hres = optimize_on_focus(forward, lambda xx, bb, **where: method.build(xx, bb, heavier, **where),
+                                     method.objective(heavier), loop, x[ix], b[ix], k[ix], on,
+                                     crop=config.focus_crop, places_itself=places,
+                                     partner=None if partner is None else partner[ix],
+                                     callbacks=(clock.phase(p),), refine=method.refine(heavier),
+                                     refine_callbacks=(clock.phase(p + 1),) if refine else ())
+            phase_steps += [_spread(n, few, st) for st in (hres.stages or [hres.steps])]
+            heavy_x = _clip(hres.x_mod, lo, hi)
+            _, (heavy, soft) = scores_on_sites(forward, [heavy_x, soft_x], x[ix], k[ix], on)
+            took = smaller_takes(heavy, soft, config.focus_small_soft_tolerance, reads(heavy_x, soft_x))
+            out.put(few, hres, took.tolist(), binary=False, grids=_grids(hres.grid))
+            soft_x = torch.where(took.view(-1, 1, 1, 1).to(x.device), heavy_x, soft_x)
+            if soft_grid is not None and hres.grid is not None:
+                soft_grid = torch.where(took.view(-1, 1, 1, 1).to(x.device), hres.grid, soft_grid)
+        # small boxes: the binary mask too, shown where it holds k and most of the soft masks' gain and shows less
+        build = (partial(small.build, start=soft_grid) if config.focus_small_start == "soft"
+                 and soft_grid is not None else small.build)
         sres = optimize_on_focus(forward, build, small.objective, small.loop, x[ix], b[ix], k[ix], on,
                                  crop=config.focus_crop, places_itself=True,
                                  partner=None if partner is None else partner[ix],
                                  callbacks=(clock.phase(len(phase_steps)),))
         phase_steps.append(_spread(n, few, sres.steps))
-        cands = [_clip(sres.x_mod, lo, hi), _clip(res.x_mod[ix], lo, hi)]
+        cands = [_clip(sres.x_mod, lo, hi), soft_x]
         before, (binary, soft) = scores_on_sites(forward, cands, x[ix], k[ix], on)
-        boxes = torch.tensor([s.rf_box for s in on])
-        shows_binary, shows_soft = ([readability(m, s.rf_box) for m, s in zip(shown_mask(c, x[ix], b[ix], boxes)
-                                                                             .cpu().numpy(), on)] for c in cands)
-        take = small_takes(binary, soft, before, config.focus_small_share, (shows_binary, shows_soft))
+        take = small_takes(binary, soft, before, config.focus_small_share, reads(*cands))
         out.put(few, sres, take.tolist())
     x_mod = _clip(out.x_mod, lo, hi)
     # a focus mask reports what x' shows of x (band masks: not their mean); the pixel method has none
@@ -255,17 +286,19 @@ class _Rows:
         self.grids: list[np.ndarray | None] | None = grids
         self.small = [False] * n
 
-    def put(self, rows: Sequence[int], res: OptimizeResult, take: Sequence[bool]) -> None:
-        """Result ``res`` of a group of ``rows``: those it ``take``-s show its x' (and its steps)."""
+    def put(self, rows: Sequence[int], res: OptimizeResult, take: Sequence[bool], *, binary: bool = True,
+            grids: list[np.ndarray | None] | None = None) -> None:
+        """Result ``res`` of a group of ``rows``: those it ``take``-s show its x' (and its steps); a ``binary``
+        result (the small-box mask) has no component masks, another one its ``grids`` (one per row of the group)."""
         for j, r in enumerate(rows):
-            if take[j]:  # a row's steps are those of the optimization it shows (its seconds count both)
+            if take[j]:  # a row's steps are those of the optimization it shows (its seconds count all)
                 self.steps[r] = int(res.steps[j])
                 self.x_mod[r] = res.x_mod[j].detach()
                 self.loss[r] = float(res.loss[j])
                 self.failed[r] = res.failed[j]
-                self.small[r] = True
+                self.small[r] = binary
                 if self.grids is not None:  # one binary mask: no component masks to draw
-                    self.grids[r] = None
+                    self.grids[r] = None if binary or grids is None else grids[j]
 
 
 def _grids(grid: torch.Tensor | None) -> list[np.ndarray | None] | None:

@@ -33,8 +33,8 @@ from onnx_kernelviz.model import Model
 from onnx_kernelviz.results import FocusMetrics
 
 __all__ = ["Site", "site_of", "locate", "plan_crops", "optimize_on_focus", "measure", "baselines_on_focus",
-           "companions", "focus_block", "scores_on_sites", "small_takes", "SEPARABLE_GAIN", "KEEP_FLOOR",
-           "Crops", "BuildFn"]
+           "companions", "focus_block", "scores_on_sites", "small_takes", "smaller_takes", "SEPARABLE_GAIN",
+           "KEEP_FLOOR", "Crops", "BuildFn"]
 
 
 @dataclass(frozen=True)
@@ -258,6 +258,24 @@ def small_takes(small: tuple[torch.Tensor, torch.Tensor], soft: tuple[torch.Tens
     less = torch.tensor([a.box_shown < b.box_shown and a.top3_share >= min(b.top3_share, READABLE_TOP3)
                          for a, b in zip(*reads)], dtype=torch.bool)
     return (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & (spec - before >= share * (soft_spec - before)) & less
+
+
+def smaller_takes(heavy: tuple[torch.Tensor, torch.Tensor], soft: tuple[torch.Tensor, torch.Tensor], tolerance: float,
+                  reads: tuple[Sequence[Readability], Sequence[Readability]]) -> torch.Tensor:
+    """``[B]`` bool: small-box rows that show the soft stages run with the heavier area weight
+    (``focus_small_soft_area``) rather than with the default one: the specificity on F stays ≥ (1 − ``tolerance``)
+    of the default's, k keeps as much (or ≥ :data:`KEEP_FLOOR`), and x' shows less of the box (``box_shown``)
+    with no more of it faint (``hidden`` · ``box_shown``: a heavier area weight can fade a soft mask, which
+    shows the same content under a smaller contour; on EfficientNet-Lite0 layer 8 a weight of 8 did just that,
+    docs/TRADEOFF.md) in as few regions (a top-3 share ≥ the default's or ≥ :data:`READABLE_TOP3`). ``heavy``,
+    ``soft``: (kept_F, specificity) of each (:func:`scores_on_sites`); ``reads``: the readability of what each
+    one's x' shows, heavy first."""
+    kept, spec = heavy
+    soft_kept, soft_spec = soft
+    less = torch.tensor([a.box_shown < b.box_shown and a.hidden * a.box_shown <= b.hidden * b.box_shown
+                         and a.top3_share >= min(b.top3_share, READABLE_TOP3) for a, b in zip(*reads)],
+                        dtype=torch.bool)
+    return (spec >= (1 - tolerance) * soft_spec) & (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & less
 
 
 def _scores(forward: Callable[[torch.Tensor], torch.Tensor], x_mod: torch.Tensor, ref: torch.Tensor,
