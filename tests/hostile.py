@@ -123,6 +123,27 @@ def computes_huge(kind: str = "ConstantOfShape", free: bool = False) -> onnx.Mod
     return m
 
 
+def computes_huge_in_branch(declared: bool = False, n: int = 5_000_000_000) -> onnx.ModelProto:
+    """named_two_conv (batch fixed at 1) plus an If on a constant ``True`` whose output nothing uses; its then
+    branch holds node ``huge``, a ``ConstantOfShape`` of a constant [n] (5e9: 20 GB) made inside the branch.
+    ``declared``: the branch declares its output as [1] (a claim the size check must not trust)."""
+    m = named_two_conv()
+    g = m.graph
+    g.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+
+    def branch(n: int, tag: str) -> onnx.GraphProto:
+        size = helper.make_node("Constant", [], [f"{tag}_s"], value=numpy_helper.from_array(np.asarray([n], np.int64)))
+        fill = helper.make_node("ConstantOfShape", [f"{tag}_s"], [f"{tag}_o"], name="huge" if tag == "t" else "small")
+        out = helper.make_tensor_value_info(f"{tag}_o", TensorProto.FLOAT, [1] if declared else None)
+        return helper.make_graph([size, fill], f"{tag}_branch", [], [out])
+
+    g.initializer.append(numpy_helper.from_array(np.asarray(True), "cond"))
+    g.node.append(helper.make_node("If", ["cond"], ["big"], name="branch", then_branch=branch(n, "t"),
+                                   else_branch=branch(1, "e")))
+    onnx.checker.check_model(m)
+    return m
+
+
 def runtime_weight(kernels: int = 10**12) -> onnx.ModelProto:
     """One conv whose weight [4, 3, 3, 3] is reshaped at run time by a shape computed from the input's free
     height (``4 * (H / H)``), so no inference can know it, with a ``value_info`` declaring ``kernels`` kernels.

@@ -601,6 +601,28 @@ def test_a_huge_computed_tensor_is_refused_by_name(tmp_path, kind):
         model.check_computed_sizes()
 
 
+@pytest.mark.parametrize("declared", [False, True])
+def test_a_huge_tensor_inside_an_if_branch_is_refused_by_name(tmp_path, declared):
+    """The size check read the top-level graph only: ``ConstantOfShape`` of [5e9] inside the then branch of an If on
+    a constant condition passed it (onnxscript's folding inlines such a branch; onnxruntime runs it). Bodies are
+    sized from the types inferred inside them, not from what the branch declares."""
+    path = tiny_models.save(hostile.computes_huge_in_branch(declared), tmp_path / "m.onnx")
+    with pytest.raises(ModelError, match=r"node 'huge' \(ConstantOfShape\) of .* \[5000000000\] \(20.0 GB\)"):
+        Model(path, device="cpu").check_computed_sizes()
+    # a branch of a reasonable size passes (and runs: verify agrees with onnxruntime)
+    small = tiny_models.save(hostile.computes_huge_in_branch(declared, n=1000), tmp_path / "small.onnx")
+    Model(small, device="cpu").check_computed_sizes()
+    assert run("verify", small).exit_code == 0
+
+
+def test_a_2_kb_file_with_20_gb_in_an_if_branch_is_one_line_before_any_allocation(tmp_path):
+    path = tiny_models.save(hostile.computes_huge_in_branch(), tmp_path / "m.onnx")
+    assert path.stat().st_size < 2048
+    r, peak = peak_mib(lambda: run("verify", path))
+    one_error(r, 1, "node 'huge' (ConstantOfShape)", "[5000000000] (20.0 GB)", "re-export it without that node")
+    assert peak < 256, peak
+
+
 def test_a_huge_tensor_that_follows_a_free_input_side_is_refused_at_the_chosen_size(tmp_path):
     """``Shape(x) * 100000 -> ConstantOfShape`` on a model with free sides: nothing is known when the model is
     opened, and onnxruntime (or the torch copy) allocated it at the first run. Checked when the input size is

@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 
 from onnx_kernelviz.errors import ModelError
-from onnx_kernelviz.frontend.graph import GraphView, NodeView, TensorType, derived_types
+from onnx_kernelviz.frontend.graph import GraphView, NodeView, TensorType, all_graphs, derived_graph, tensor_type
 from onnx_kernelviz.frontend.load import physical_memory
 
 #: the largest share of this machine's memory one computed tensor may take: onnxscript's folder and onnxruntime
@@ -40,29 +40,50 @@ def check_computed_sizes(proto: onnx.ModelProto, path: Path, inputs: dict[str, t
     Sizes come from onnx's shape inference with data propagation over the inputs and constants (never the
     shapes the file declares) and, where inference gives up, from a constant shape argument directly. Outputs
     whose size depends on a free input side are known only with ``inputs`` (the concrete input shapes a run will
-    feed, by input name: ``Model.input_size`` checks each size it picks). Top-level graph only.
+    feed, by input name: ``Model.input_size`` checks each size it picks). Subgraphs (If/Loop/Scan bodies) too,
+    from the types inferred inside them.
 
     Raises:
         ModelError: one line naming the node, its output's shape and size, and what to do.
     """
     limit = max_computed_bytes()
     graph = GraphView(proto, infer_shapes=False)
-    types = derived_types(proto, data_prop=True, inputs=inputs)
+    inferred = derived_graph(proto, data_prop=True, inputs=inputs)
+    types = {} if inferred is None else _types_of(inferred)
     for node in graph.nodes:
         for out in (o for o in node.outputs if o):
             t = types.get(out, TensorType(None, None))
-            dims = _static(t.shape) or _from_shape_argument(graph, node)
-            if dims is None:
-                continue
-            # float: a product of crafted dims would overflow int64 silently
-            nbytes = math.prod(float(max(d, 0)) for d in dims) * (t.dtype.itemsize if t.dtype is not None else 4)
-            if nbytes > limit:
-                raise ModelError(
-                    f"node {node.name!r} ({node.op_type}) of {path} computes a tensor of shape "
-                    f"[{', '.join(str(d) for d in dims)}] ({nbytes / 1e9:.1f} GB), more than the {limit / 1e9:.1f} GB "
-                    "one computed tensor may take here (a quarter of this machine's memory)"
-                    + (f" at the input shape {list(next(iter(inputs.values())))}" if inputs else "")
-                    + "; the file may be crafted: use the model from its source, or re-export it without that node")
+            _refuse(node.name, node.op_type, _static(t.shape) or _from_shape_argument(graph, node), t, limit, path,
+                    inputs)
+    # If/Loop/Scan bodies: onnxscript's folding inlines a branch whose condition is constant, and onnxruntime
+    # runs it, so a body's tensors are sized too, each from the types inferred in its own graph
+    for sub in list(all_graphs(inferred))[1:] if inferred is not None else []:
+        own = _types_of(sub)
+        for i, n in enumerate(sub.node):
+            for out in (o for o in n.output if o):
+                t = own.get(out, TensorType(None, None))
+                _refuse(n.name or f"{n.op_type}_{i}", n.op_type, _static(t.shape), t, limit, path, inputs)
+
+
+def _types_of(graph: onnx.GraphProto) -> dict[str, TensorType]:
+    """The types shape inference recorded in ``graph`` itself (its value_info and outputs)."""
+    return {vi.name: tensor_type(vi) for vi in (*graph.value_info, *graph.output)}
+
+
+def _refuse(name: str, op_type: str, dims: tuple[int, ...] | None, t: TensorType, limit: int, path: Path,
+            inputs: dict[str, tuple[int, ...]] | None) -> None:
+    """Raise the one-line ModelError when a node's output of shape ``dims`` (None: unknown) exceeds ``limit``."""
+    if dims is None:
+        return
+    # float: a product of crafted dims would overflow int64 silently
+    nbytes = math.prod(float(max(d, 0)) for d in dims) * (t.dtype.itemsize if t.dtype is not None else 4)
+    if nbytes > limit:
+        raise ModelError(
+            f"node {name!r} ({op_type}) of {path} computes a tensor of shape "
+            f"[{', '.join(str(d) for d in dims)}] ({nbytes / 1e9:.1f} GB), more than the {limit / 1e9:.1f} GB "
+            "one computed tensor may take here (a quarter of this machine's memory)"
+            + (f" at the input shape {list(next(iter(inputs.values())))}" if inputs else "")
+            + "; the file may be crafted: use the model from its source, or re-export it without that node")
 
 
 def _static(shape: tuple[int | str | None, ...] | None) -> tuple[int, ...] | None:

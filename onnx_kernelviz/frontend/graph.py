@@ -43,7 +43,8 @@ class TensorType:
     shape: tuple[int | str | None, ...] | None
 
 
-def _tensor_type(vi: onnx.ValueInfoProto) -> TensorType:
+def tensor_type(vi: onnx.ValueInfoProto) -> TensorType:
+    """The element type and shape a value_info records."""
     tt = vi.type.tensor_type
     dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
     if not tt.HasField("shape"):
@@ -59,12 +60,34 @@ def _tensor_type(vi: onnx.ValueInfoProto) -> TensorType:
 _SHAPE_ONLY_ABOVE = 1 << 16
 
 
+def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph inside its nodes' attributes (If/Loop/Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("g"):
+                yield from all_graphs(a.g)
+            for sub in a.graphs:
+                yield from all_graphs(sub)
+
+
 def derived_types(model: onnx.ModelProto, *, data_prop: bool = False,
                   inputs: dict[str, tuple[int, ...]] | None = None) -> dict[str, TensorType]:
     """The types onnx's shape inference derives from the graph's inputs, constants and ops alone, ignoring every
     shape the file declares for intermediate tensors (``value_info``) and outputs; ``{}`` if inference fails.
     ``data_prop``: also follow the values of shape tensors (``Shape`` -> ``Concat`` -> ``ConstantOfShape``).
     ``inputs``: concrete shapes for graph inputs (by name) in place of their declared, possibly free, dims."""
+    inferred = derived_graph(model, data_prop=data_prop, inputs=inputs)
+    if inferred is None:
+        return {}
+    return {vi.name: tensor_type(vi) for vi in (*inferred.value_info, *inferred.output)}
+
+
+def derived_graph(model: onnx.ModelProto, *, data_prop: bool = False,
+                  inputs: dict[str, tuple[int, ...]] | None = None) -> onnx.GraphProto | None:
+    """:func:`derived_types`' inferred graph, subgraphs included: each subgraph (If/Loop/Scan body) holds the types
+    inferred for its own tensors in its ``value_info`` and ``output``, what the file declared there cleared first.
+    None if inference fails."""
     g = model.graph
     bare = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
     bg = bare.graph
@@ -84,11 +107,14 @@ def derived_types(model: onnx.ModelProto, *, data_prop: bool = False,
             bg.initializer.append(t)
     for o in g.output:  # the name and element type only: a declared output shape is a claim too
         bg.output.add(name=o.name).type.tensor_type.elem_type = o.type.tensor_type.elem_type
+    for sub in list(all_graphs(bg))[1:]:  # subgraphs' declared shapes are claims as well
+        sub.ClearField("value_info")
+        for o in sub.output:
+            o.type.tensor_type.ClearField("shape")
     try:
-        inferred = onnx.shape_inference.infer_shapes(bare, strict_mode=False, data_prop=data_prop).graph
+        return onnx.shape_inference.infer_shapes(bare, strict_mode=False, data_prop=data_prop).graph
     except Exception:  # noqa: BLE001 - as in GraphView._types: unknown shapes are allowed everywhere
-        return {}
-    return {vi.name: _tensor_type(vi) for vi in (*inferred.value_info, *inferred.output)}
+        return None
 
 
 def _merged(derived: TensorType, declared: TensorType | None) -> TensorType:
@@ -160,7 +186,7 @@ class GraphView:
             except Exception:  # noqa: BLE001 - inference is a nicety: unknown shapes are allowed everywhere
                 model = self._model
         g = model.graph
-        types = {vi.name: _tensor_type(vi) for vi in (*g.input, *g.value_info, *g.output)}
+        types = {vi.name: tensor_type(vi) for vi in (*g.input, *g.value_info, *g.output)}
         if not self._infer:
             return types
         # A declared shape (value_info, an output's type) is what the file claims, and onnx's inference keeps it

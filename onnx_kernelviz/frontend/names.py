@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import onnx
 
 from onnx_kernelviz.errors import ConversionError, UsageError
+from onnx_kernelviz.frontend.graph import all_graphs
 
 #: What a generated or accepted name looks like: an ASCII identifier that cannot be a dunder or a keyword.
 _SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}\Z")
@@ -85,7 +85,7 @@ def rename_tensors(proto: onnx.ModelProto) -> NameMap:
 
     dims: dict[str, str] = {}
     proto.ClearField("training_info")
-    for g in _graphs(proto.graph):
+    for g in all_graphs(proto.graph):
         for vi in (*g.input, *g.output, *g.value_info):
             vi.name = tensor(vi.name)
             _rename_dims(vi.type, dims, names)
@@ -132,7 +132,7 @@ def rename_nodes(proto: onnx.ModelProto, names: NameMap) -> None:
             proto.opset_import.remove(op)
         else:
             seen[op.domain] = op
-    for g in _graphs(proto.graph):
+    for g in all_graphs(proto.graph):
         for node in g.node:
             node.name = names._fresh("n", node.name or node.op_type)
             if node.domain == "ai.onnx":
@@ -153,24 +153,13 @@ def check_codegen_safe(proto: onnx.ModelProto) -> None:
     Raises:
         ConversionError: a node name or domain that could become code (the graph did not come from normalize).
     """
-    for node in (n for g in _graphs(proto.graph) for n in g.node):
+    for node in (n for g in all_graphs(proto.graph) for n in g.node):
         if not is_safe(node.name):
             raise ConversionError(f"node {node.name!r} has a name that is not a plain identifier; kernelviz only "
                                   "converts its own normalized copy of a model (Model.torch_graph)")
         if not _SAFE_DOMAIN.match(node.domain):
             raise ConversionError(f"node {node.name!r} has the domain {node.domain!r}, which is not a valid ONNX "
                                   "domain; re-export the model")
-
-
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """``graph`` and every subgraph inside its nodes' attributes (If/Loop/Scan bodies), depth first."""
-    yield graph
-    for node in graph.node:
-        for a in node.attribute:
-            if a.HasField("g"):
-                yield from _graphs(a.g)
-            for sub in a.graphs:
-                yield from _graphs(sub)
 
 
 def _rename_dims(tp: onnx.TypeProto, dims: dict[str, str], names: NameMap) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from onnx_kernelviz.frontend.graph import GraphView, NodeView, _tensor_type
+from onnx_kernelviz.frontend.graph import GraphView, NodeView, tensor_type
 
 Interval = tuple[int, int] | None  # [lo, hi) along one axis; None: the whole axis
 Box = tuple[Interval, ...]         # one interval per axis of a tensor
@@ -395,7 +395,7 @@ def tensor_shapes(proto: onnx.ModelProto, input_name: str, input_shape: Sequence
     g = GraphView(m, infer_shapes=False)
     out: dict[str, tuple] = {}
     for vi in (*m.graph.input, *m.graph.value_info, *m.graph.output):
-        tt = _tensor_type(vi)
+        tt = tensor_type(vi)
         if tt.shape is not None:
             out[vi.name] = tt.shape
     for name in g.initializer_names:
