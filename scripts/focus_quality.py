@@ -12,7 +12,9 @@ bound is lower; ≥ 80 % of the kept area in its 3 largest regions; ≥ 90 % of 
 the table prints ``hidden`` (not part of the bar): the share of the mask's mass at ≤ ½, what x' shows outside
 the kept area, since a faint mask meets the area by hiding content rather than by showing less; and ``on ref.``
 (not part of the bar): the share of cases whose kernel keeps ≥ 0.9 of its activation on F on the reference alone
-(``kept_on_reference``), which need no detail of the photo to fire there (the report says so).
+(``kept_on_reference``), which need no detail of the photo to fire there (the report says so); ``binary``: the rows
+showing the small-box binary mask (a count). A median that 2 decimals would print as the bar's line itself is
+printed to 3.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def cases_of(folder: Path, model: str, layer: int) -> list[dict[str, Any]]:
         out.append({"model": model, "layer": layer, "image": r["image"], "kernel": r["kernel"], "kept": f["kept"],
                     "others_kept": f["others_kept"], "gain": gain, "oracle_gain": bound,
                     "ratio": gain / bound if gain and bound else None, "seconds": r["seconds"],
-                    "on_reference": needs_no_photo(f),
+                    "on_reference": needs_no_photo(f), "binary": bool(f.get("binary_mask")),
                     "wins": ({n: f["specificity_after"] > v for n, v in base.items() if v is not None} or None),
                     **readability(mask, tuple(f["rf_box"])).to_dict(), "mask": mask})
     return out
@@ -69,6 +71,7 @@ def quality_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         wins = {n: float(np.mean([c["wins"][n] for c in cs if c["wins"] and n in c["wins"]])) for n in names}
         rows.append({"model": key[0], "layer": key[1], "n": len(cs), "iou": _med(ious), "wins": wins,
                      "on_reference": float(np.mean([c["on_reference"] for c in cs])),
+                     "binary": sum(bool(c.get("binary")) for c in cs),
                      **{m: _med(c[m] for c in cs) for m in ("kept", "others_kept", "gain", "oracle_gain", "ratio",
                                                             "top3_share", "inside", "box_area", "hidden", "seconds")}})
     return rows
@@ -85,17 +88,25 @@ def _meets(r: dict[str, Any]) -> str:
     return "✓" if not miss else "misses " + ", ".join(miss)
 
 
+def _on(value: float, line: float) -> str:
+    """``value`` to 2 decimals, or to 3 where 2 would print the bar's ``line`` itself (0.403 printed as 0.40 read as
+    met beside "misses others")."""
+    return f"{value:.3f}" if f"{value:.2f}" == f"{line:.2f}" and value != line else f"{value:.2f}"
+
+
 def quality_table(cases: list[dict[str, Any]]) -> str:
-    """The markdown table: one row per (model, layer), medians, and which parts of the bar it misses."""
+    """The markdown table: one row per (model, layer), medians, and which parts of the bar it misses; ``binary``:
+    how many rows show the small-box binary mask."""
     if not cases:
         return "(no focus-scope results)"
     lines = ["| model | layer | n | kept | others_kept | gain | bound | gain/bound | top-3 share | inside box | "
-             "kept/box | hidden | on ref. | IoU top-k | s/kernel | beats each baseline | bar |", "|" + "---|" * 17]
+             "kept/box | hidden | on ref. | binary | IoU top-k | s/kernel | beats each baseline | bar |",
+             "|" + "---|" * 18]
     for r in quality_rows(cases):
         wins = ", ".join(f"{n} {w:.0%}" for n, w in r["wins"].items()) or "—"
-        lines.append(f"| {r['model']} | {r['layer']} | {r['n']} | {r['kept']:.2f} | {r['others_kept']:.2f} | "
-                     f"×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | {r['ratio']:.2f} | {r['top3_share']:.2f} | "
-                     f"{r['inside']:.2f} | {r['box_area']:.2f} | {r['hidden']:.2f} | {r['on_reference']:.2f} | "
-                     f"{r['iou']:.2f} | "
-                     f"{r['seconds']:.2f} | {wins} | {_meets(r)} |")
+        lines.append(f"| {r['model']} | {r['layer']} | {r['n']} | {_on(r['kept'], 0.9)} | "
+                     f"{_on(r['others_kept'], 0.4)} | ×{r['gain']:.1f} | ×{r['oracle_gain']:.1f} | "
+                     f"{_on(r['ratio'], PART_OF_BOUND)} | {_on(r['top3_share'], 0.8)} | {_on(r['inside'], 0.9)} | "
+                     f"{_on(r['box_area'], 0.3)} | {r['hidden']:.2f} | {r['on_reference']:.2f} | {r['binary']} | "
+                     f"{_on(r['iou'], 0.3)} | {r['seconds']:.2f} | {wins} | {_meets(r)} |")
     return "\n".join(lines)

@@ -53,3 +53,29 @@ def test_evaluate_prints_both_tables_with_plain_and_contrastive_pairs(tmp_path, 
         if p["kernels"] == [0, 2]:  # weights [1, 1, 0, 0] and [1, 0.5, 0, 0]
             assert p["filter_cosine"] == pytest.approx(1.5 / (2**0.5 * 1.25**0.5), abs=1e-6)
     assert (tmp_path / "img" / "eval_pair.png").is_file() and (tmp_path / "img" / "eval_baselines.png").is_file()
+
+
+def _focus_quality():
+    spec = importlib.util.spec_from_file_location("focus_quality_script", ROOT / "scripts" / "focus_quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("others, shown, missed", [(0.403, "0.403", True), (0.398, "0.398", False),
+                                                   (0.35, "0.35", False), (0.4, "0.40", False)])
+def test_the_quality_table_prints_a_median_beside_the_line_to_3_decimals(others, shown, missed):
+    """RNet 2's others_kept 0.403 printed as 0.40 beside "misses others": a median that 2 decimals would print as
+    the bar's line is printed to 3. The table also counts the rows showing the binary mask."""
+    fq = _focus_quality()
+    mask = np.zeros((8, 8))
+    mask[2:4, 2:4] = 1.0
+    case = {"model": "m", "layer": 1, "image": "a.png", "kernel": 0, "kept": 0.95, "others_kept": others,
+            "gain": 3.5, "oracle_gain": 4.0, "ratio": 3.5 / 4.0, "seconds": 1.0, "on_reference": False,
+            "binary": True, "wins": {"activation": True}, "mask": mask,
+            "top3_share": 1.0, "regions": 1, "inside": 1.0, "box_area": 0.2, "image_area": 0.06, "hidden": 0.0,
+            "box_shown": 0.2}
+    row = fq.quality_table([case, {**case, "kernel": 1, "binary": False}]).splitlines()[-1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == shown and ("others" in cells[-1]) is missed
+    assert cells[13] == "1"  # binary rows
