@@ -64,7 +64,8 @@ class ExplainConfig:
     few regions (pipeline/focus.py ``small_takes``). Before that, with ``focus_small_soft_area`` (None: off), such
     a row also runs the soft stages with that area weight, and the binary mask competes with that result where it
     costs at most ``focus_small_soft_tolerance`` (a share) of the specificity, k keeps as much (or ≥ 0.9) and x'
-    shows less of the box in as few regions (``smaller_takes``), else with the default weight's.
+    shows less of the box, no more of it faintly, in as few regions (``smaller_takes``), else with the default
+    weight's (docs/TRADEOFF.md, "Small boxes: a heavier area weight where it costs little").
     ``focus_crop``: run the network on a window around the rf_box when that computes F exactly. The bound
     (``oracle``): free pixels, ``oracle_steps`` Adam steps at ``oracle_lr``, loss ``oracle_keep``·(the keep hinge)
     + ``oracle_suppress``·others_kept_F.
