@@ -6,7 +6,8 @@ hinge (k at 0.95 on F) and the area weight act. It is an optimization, not a pro
 its fully kept start (a kernel that needs little of the box may still come back whole), the number says nothing;
 where it does, it is an upper estimate of that least area. This wraps ``optimize_on_focus`` in
 ``pipeline/batch.py`` and reads, for each binary mask it optimizes, k's kept share on F (the torch copy) and the
-kept area of what its x' shows; the run is scripts/focus_sweep.py's, whose arguments follow:
+kept area of what its x' shows (scripts/small_box_probe.py's hook); the run is scripts/focus_sweep.py's, whose
+arguments follow:
 
     python scripts/keep_only_area.py --faces --heldout --models mtcnn_rnet:0 --top 2 --no-oracle \\
         --settings focus_suppress=0,focus_small_soft_area=none,focus_small_share=0
@@ -21,31 +22,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import focus_sweep  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from small_box_probe import sweep_reading_binary_masks  # noqa: E402
 
 import onnx_kernelviz.pipeline.batch as batch  # noqa: E402
 from onnx_kernelviz.measure.focus import readability  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
-    real = batch.optimize_on_focus
     seen: list[tuple[float, float, bool]] = []  # (kept on F, kept area / box, fully kept) per binary mask
 
-    def reading(forward, build, objective, loop, x, b, k, sites, **kw):
-        res = real(forward, build, objective, loop, x, b, k, sites, **kw)
-        g = res.grid  # [B, M, g, g]: the soft stages' masks have 3 bands, the binary mask one
-        if kw.get("places_itself") and g is not None and g.shape[1] == 1:
-            _, ((kept, _),) = batch.scores_on_sites(forward, [res.x_mod], x, k, sites)
-            shown = batch.shown_mask(res.x_mod, x, b, torch.tensor([s.rf_box for s in sites])).cpu().numpy()
-            whole = (g > 0.5).flatten(1).all(1)
-            seen.extend((float(kept[i]), readability(shown[i], s.rf_box).box_area, bool(whole[i]))
-                        for i, s in enumerate(sites))
-        return res
+    def reading(res, forward, x, b, k, sites) -> None:
+        _, ((kept, _),) = batch.scores_on_sites(forward, [res.x_mod], x, k, sites)
+        shown = batch.shown_mask(res.x_mod, x, b, torch.tensor([s.rf_box for s in sites])).cpu().numpy()
+        whole = (res.grid > 0.5).flatten(1).all(1)
+        seen.extend((float(kept[i]), readability(shown[i], s.rf_box).box_area, bool(whole[i]))
+                    for i, s in enumerate(sites))
 
-    batch.optimize_on_focus = reading
-    rc = focus_sweep.main(argv)
+    rc = sweep_reading_binary_masks(argv, reading)
     held = [(a, w) for kp, a, w in seen if kp >= 0.9]
     moved = [a for a, w in held if not w]
     print(f"binary keep-only masks: {len(seen)}; holding k >= 0.9: {len(held)}, of which {len(held) - len(moved)} "

@@ -13,6 +13,7 @@ run is scripts/focus_sweep.py's, whose arguments follow (one setting per run giv
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,24 +25,34 @@ import focus_sweep  # noqa: E402
 import onnx_kernelviz.pipeline.batch as batch  # noqa: E402
 
 
-def main(argv: list[str]) -> int:
+def sweep_reading_binary_masks(argv: list[str], read: Callable[..., None]) -> int:
+    """scripts/focus_sweep.py's run on ``argv``, calling ``read(res, forward, x, b, k, sites)`` with the result of
+    every ``optimize_on_focus`` call of ``pipeline/batch.py`` that optimizes the binary mask (placed on the whole
+    input, one band: the soft stages' masks have 3)."""
     real = batch.optimize_on_focus
-    counts = {"binary masks": 0, "fully kept": 0}
 
-    def counting(*a, **kw):
-        res = real(*a, **kw)
-        g = res.grid  # [B, M, g, g]; the soft stages' masks have 3 bands, the binary mask one
-        if kw.get("places_itself") and g is not None and g.shape[1] == 1:
-            full = (g > 0.5).flatten(1).all(1)
-            counts["binary masks"] += len(full)
-            counts["fully kept"] += int(full.sum())
+    def reading(forward, build, objective, loop, x, b, k, sites, **kw):
+        res = real(forward, build, objective, loop, x, b, k, sites, **kw)
+        if kw.get("places_itself") and res.grid is not None and res.grid.shape[1] == 1:
+            read(res, forward, x, b, k, sites)
         return res
 
-    batch.optimize_on_focus = counting
+    batch.optimize_on_focus = reading
     try:
-        rc = focus_sweep.main(argv)
+        return focus_sweep.main(argv)
     finally:
         batch.optimize_on_focus = real
+
+
+def main(argv: list[str]) -> int:
+    counts = {"binary masks": 0, "fully kept": 0}
+
+    def counting(res, *_) -> None:
+        full = (res.grid > 0.5).flatten(1).all(1)  # [B, 1, g, g] -> every cell kept
+        counts["binary masks"] += len(full)
+        counts["fully kept"] += int(full.sum())
+
+    rc = sweep_reading_binary_masks(argv, counting)
     print(f"binary masks: {counts['binary masks']}, fully kept: {counts['fully kept']}")
     return rc
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 
 from onnx_kernelviz.errors import ModelError
-from onnx_kernelviz.frontend.graph import GraphView, NodeView, TensorType, all_graphs, derived_graph, tensor_type
+from onnx_kernelviz.frontend.graph import GraphView, NodeView, TensorType, all_graphs, derived_graph, recorded_types
 from onnx_kernelviz.frontend.load import physical_memory
 
 #: the largest share of this machine's memory one computed tensor may take: onnxscript's folder and onnxruntime
@@ -49,7 +49,7 @@ def check_computed_sizes(proto: onnx.ModelProto, path: Path, inputs: dict[str, t
     limit = max_computed_bytes()
     graph = GraphView(proto, infer_shapes=False)
     inferred = derived_graph(proto, data_prop=True, inputs=inputs)
-    types = {} if inferred is None else _types_of(inferred)
+    types = {} if inferred is None else recorded_types(inferred)
     for node in graph.nodes:
         for out in (o for o in node.outputs if o):
             t = types.get(out, TensorType(None, None))
@@ -58,16 +58,11 @@ def check_computed_sizes(proto: onnx.ModelProto, path: Path, inputs: dict[str, t
     # If/Loop/Scan bodies: onnxscript's folding inlines a branch whose condition is constant, and onnxruntime
     # runs it, so a body's tensors are sized too, each from the types inferred in its own graph
     for sub in list(all_graphs(inferred))[1:] if inferred is not None else []:
-        own = _types_of(sub)
+        own = recorded_types(sub)
         for i, n in enumerate(sub.node):
             for out in (o for o in n.output if o):
                 t = own.get(out, TensorType(None, None))
                 _refuse(n.name or f"{n.op_type}_{i}", n.op_type, _static(t.shape), t, limit, path, inputs)
-
-
-def _types_of(graph: onnx.GraphProto) -> dict[str, TensorType]:
-    """The types shape inference recorded in ``graph`` itself (its value_info and outputs)."""
-    return {vi.name: tensor_type(vi) for vi in (*graph.value_info, *graph.output)}
 
 
 def _refuse(name: str, op_type: str, dims: tuple[int, ...] | None, t: TensorType, limit: int, path: Path,

@@ -78,9 +78,12 @@ def derived_types(model: onnx.ModelProto, *, data_prop: bool = False,
     ``data_prop``: also follow the values of shape tensors (``Shape`` -> ``Concat`` -> ``ConstantOfShape``).
     ``inputs``: concrete shapes for graph inputs (by name) in place of their declared, possibly free, dims."""
     inferred = derived_graph(model, data_prop=data_prop, inputs=inputs)
-    if inferred is None:
-        return {}
-    return {vi.name: tensor_type(vi) for vi in (*inferred.value_info, *inferred.output)}
+    return {} if inferred is None else recorded_types(inferred)
+
+
+def recorded_types(graph: onnx.GraphProto) -> dict[str, TensorType]:
+    """The types recorded in ``graph`` itself (its value_info and outputs; a subgraph's own, not its parent's)."""
+    return {vi.name: tensor_type(vi) for vi in (*graph.value_info, *graph.output)}
 
 
 def derived_graph(model: onnx.ModelProto, *, data_prop: bool = False,

@@ -186,15 +186,14 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
     sites = sites if sites is not None else locate_items(model, prep, items, [config.at] * n)
     small = method.small_box(config)
     few = small_rows(sites, config.focus_small_box) if small is not None else []
-    refine = method.refine(config)
-    budgets = ([config.oracle_steps] if config.oracle else []) + [loop.steps] + \
-        ([method.fine_steps(config)] if refine is not None else [])
+    fine = method.fine_steps(config)  # the refine stage's share of the steps (0: one stage, no refine)
+    soft_budgets = [loop.steps] + ([fine] if fine > 0 else [])
+    budgets = ([config.oracle_steps] if config.oracle else []) + soft_budgets
     sizes = [n] * len(budgets)
     heavier = replace(config, focus_area=config.focus_small_soft_area) \
         if small is not None and few and config.focus_small_soft_area is not None else None
     if heavier is not None:  # the soft stages again on the small rows, with their own area weight
-        stages = [loop.steps] + ([method.fine_steps(config)] if refine is not None else [])
-        budgets, sizes = budgets + stages, sizes + [len(few)] * len(stages)
+        budgets, sizes = budgets + soft_budgets, sizes + [len(few)] * len(soft_budgets)
     if small is not None and few:
         budgets, sizes = budgets + [small.loop.steps], sizes + [len(few)]
     clock = _Clock(n, budgets, on_step, sizes)
@@ -208,12 +207,20 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
         bound_x = _clip(bres.x_mod, lo, hi).cpu().numpy()
         bound_failed = bres.failed
         phase_steps.append(bres.steps)
-    first = len(phase_steps)
     places = hasattr(PARAMETERIZATIONS.get(method.parameterization(config)), "render")
-    res = optimize_on_focus(forward, lambda xx, bb, **where: method.build(xx, bb, config, **where),
-                            method.objective(config), loop, x, b, k, sites, crop=config.focus_crop,
-                            places_itself=places, partner=partner, callbacks=(clock.phase(first),),
-                            refine=refine, refine_callbacks=(clock.phase(first + 1),) if refine else ())
+
+    def soft_stages(cfg: ExplainConfig, rows: torch.Tensor | None, on: list[Site]) -> OptimizeResult:
+        """The method's stages with ``cfg`` on ``rows`` (None: all), their clock phases next in line."""
+        pick = (lambda t: t) if rows is None else (lambda t: t[rows])
+        p = len(phase_steps)
+        stage = method.refine(cfg)
+        return optimize_on_focus(forward, lambda xx, bb, **where: method.build(xx, bb, cfg, **where),
+                                 method.objective(cfg), loop, pick(x), pick(b), pick(k), on, crop=config.focus_crop,
+                                 places_itself=places, partner=None if partner is None else pick(partner),
+                                 callbacks=(clock.phase(p),), refine=stage,
+                                 refine_callbacks=(clock.phase(p + 1),) if stage else ())
+
+    res = soft_stages(config, None, sites)
     phase_steps += res.stages or [res.steps]
     out = _Rows(res, _grids(res.grid))
     if small is not None and few:
@@ -232,13 +239,7 @@ def optimize_batch(model: Model, prep: Prepared, items: list[tuple[int, int]], c
             # small boxes: the soft stages again with a heavier area weight, shown where they cost at most
             # focus_small_soft_tolerance of the specificity and show less (docs/TRADEOFF.md, "Small boxes: a
             # heavier area weight where it costs little")
-            p = len(phase_steps)
-            hres = optimize_on_focus(forward, lambda xx, bb, **where: method.build(xx, bb, heavier, **where),
-                                     method.objective(heavier), loop, x[ix], b[ix], k[ix], on,
-                                     crop=config.focus_crop, places_itself=places,
-                                     partner=None if partner is None else partner[ix],
-                                     callbacks=(clock.phase(p),), refine=method.refine(heavier),
-                                     refine_callbacks=(clock.phase(p + 1),) if refine else ())
+            hres = soft_stages(heavier, ix, on)
             phase_steps += [_spread(n, few, st) for st in (hres.stages or [hres.steps])]
             heavy_x = _clip(hres.x_mod, lo, hi)
             _, (heavy, soft) = scores_on_sites(forward, [heavy_x, soft_x], x[ix], k[ix], on)

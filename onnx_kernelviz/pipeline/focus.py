@@ -255,9 +255,17 @@ def small_takes(small: tuple[torch.Tensor, torch.Tensor], soft: tuple[torch.Tens
     less")."""
     kept, spec = small
     soft_kept, soft_spec = soft
-    less = torch.tensor([a.box_shown < b.box_shown and a.top3_share >= min(b.top3_share, READABLE_TOP3)
-                         for a, b in zip(*reads)], dtype=torch.bool)
+    less = _shows_less(reads, faint=False)
     return (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & (spec - before >= share * (soft_spec - before)) & less
+
+
+def _shows_less(reads: tuple[Sequence[Readability], Sequence[Readability]], *, faint: bool) -> torch.Tensor:
+    """``[B]`` bool: the first candidate's x' shows less of the box than the second's (``box_shown``) in as few
+    regions (a top-3 share ≥ the second's or ≥ :data:`READABLE_TOP3`); with ``faint``, also no more of it faintly
+    (``hidden`` · ``box_shown``)."""
+    return torch.tensor([a.box_shown < b.box_shown and a.top3_share >= min(b.top3_share, READABLE_TOP3)
+                         and (not faint or a.hidden * a.box_shown <= b.hidden * b.box_shown)
+                         for a, b in zip(*reads)], dtype=torch.bool)
 
 
 def smaller_takes(heavy: tuple[torch.Tensor, torch.Tensor], soft: tuple[torch.Tensor, torch.Tensor], tolerance: float,
@@ -270,12 +278,9 @@ def smaller_takes(heavy: tuple[torch.Tensor, torch.Tensor], soft: tuple[torch.Te
     docs/TRADEOFF.md) in as few regions (a top-3 share ≥ the default's or ≥ :data:`READABLE_TOP3`). ``heavy``,
     ``soft``: (kept_F, specificity) of each (:func:`scores_on_sites`); ``reads``: the readability of what each
     one's x' shows, heavy first."""
-    kept, spec = heavy
-    soft_kept, soft_spec = soft
-    less = torch.tensor([a.box_shown < b.box_shown and a.hidden * a.box_shown <= b.hidden * b.box_shown
-                         and a.top3_share >= min(b.top3_share, READABLE_TOP3) for a, b in zip(*reads)],
-                        dtype=torch.bool)
-    return (spec >= (1 - tolerance) * soft_spec) & (kept >= torch.clamp(soft_kept, max=KEEP_FLOOR)) & less
+    # the optional stage's rule (:func:`_takes`: the heavier result as the newest "stage" after the default one)
+    return _takes([soft, heavy], torch.zeros(len(heavy[0]), dtype=torch.long), tolerance) & \
+        _shows_less(reads, faint=True)
 
 
 def _scores(forward: Callable[[torch.Tensor], torch.Tensor], x_mod: torch.Tensor, ref: torch.Tensor,
